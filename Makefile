@@ -1,0 +1,40 @@
+# Everything a fresh machine needs: `make demo` and `make test` build the
+# virtualenvs on first use (the bot's in .venv, Synapse's in .venv-synapse).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+SYNAPSE_VENV := .venv-synapse
+SYNAPSE_VERSION ?= 1.163.2
+PIP_FLAGS ?= -q --disable-pip-version-check
+
+.PHONY: setup demo test unit lint bench clean
+
+setup: $(VENV)/.installed $(SYNAPSE_VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[dev]'
+	touch $@
+
+$(SYNAPSE_VENV)/.installed: Makefile
+	test -x $(SYNAPSE_VENV)/bin/python || $(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/pip install $(PIP_FLAGS) 'matrix-synapse==$(SYNAPSE_VERSION)'
+	touch $@
+
+demo: setup
+	LIAISON_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(VENV)/bin/liaison demo
+
+test: setup
+	LIAISON_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+unit: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check bot commands storage devkit tests
+	$(VENV)/bin/mypy
+
+bench: setup
+	LIAISON_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) $(SYNAPSE_VENV) .demo
