@@ -1,0 +1,181 @@
+"""Wiring: one object owns each resource, and `Liaison.run()` runs them together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import ClientError
+from nio import AsyncClient
+
+from bot.clock import Clock
+from bot.config import Config
+from bot.crosssigning import ensure_cross_signed
+from bot.events import EventRouter
+from bot.invites import InvitePolicy
+from bot.sender import OutboxSender, SenderSettings
+from bot.session import SessionSettings, StartupError, open_session
+from bot.sync import SyncLoop
+from bot.trust import TrustPolicy
+from bot.undecryptable import UndecryptableTracker
+from commands.builtin import default_registry
+from commands.model import Post
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+DATABASE_FILE = "liaison.db"
+CROSS_SIGNING_FILE = "cross-signing.json"
+READY_FILE = "ready"
+
+
+@dataclass
+class Services:
+    """What command handlers may use; passed explicitly, never global."""
+
+    config: Config
+    db: Database
+    clock: Clock
+    client: AsyncClient
+
+
+def session_settings(config: Config) -> SessionSettings:
+    return SessionSettings(
+        homeserver=str(config.homeserver.url).rstrip("/"),
+        user_id=config.bot.user_id,
+        device_name=config.bot.device_name,
+        data_dir=config.data_dir,
+        pickle_key=config.bot.pickle_key.resolve(),
+        password=config.bot.password.resolve() if config.bot.password else None,
+        access_token=config.bot.access_token.resolve() if config.bot.access_token else None,
+    )
+
+
+async def connect(config: Config, *, attempts: int | None = None) -> AsyncClient:
+    """Open the bot's one device, waiting for the homeserver if it is not up yet."""
+    settings = session_settings(config)
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return await open_session(settings)
+        except (ClientError, TimeoutError, OSError, ConnectionError) as exc:
+            if attempts is not None and tries >= attempts:
+                raise StartupError(f"cannot reach the homeserver: {exc}") from exc
+            delay = min(30.0, 0.5 * 2 ** min(tries, 6))
+            log.warning("homeserver not reachable; retrying",
+                        extra={"error": str(exc), "retry_in_s": delay})
+            await asyncio.sleep(delay)
+
+
+class Liaison:
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self._posts_by_room: dict[str, Post] = {p.room: p for p in config.posts}
+
+    def post_for_room(self, room_id: str) -> Post | None:
+        return self._posts_by_room.get(room_id)
+
+    def language_for_room(self, room_id: str) -> str:
+        post = self.post_for_room(room_id)
+        return post.language if post else "en"
+
+    async def run(self) -> None:
+        config = self.config
+        db = await Database.open(config.data_dir / DATABASE_FILE)
+        client: AsyncClient | None = None
+        try:
+            client = await connect(config)
+            await self._prepare_keys(client)
+            await ensure_cross_signed(
+                client, config.data_dir / CROSS_SIGNING_FILE,
+                config.bot.password.resolve() if config.bot.password else None,
+            )
+            await self._serve(client, db)
+        finally:
+            if client is not None:
+                await client.close()  # never logout: that would delete the device and its keys
+            await db.close()
+
+    async def _prepare_keys(self, client: AsyncClient) -> None:
+        if client.should_upload_keys:
+            response = await client.keys_upload()
+            log.info("device keys uploaded", extra={"response": type(response).__name__})
+
+    async def _serve(self, client: AsyncClient, db: Database) -> None:
+        config = self.config
+        trust = TrustPolicy(client, config.trust.policy)
+        sender = OutboxSender(
+            db, client, self.clock,
+            SenderSettings(
+                concurrency=config.outbox.concurrency,
+                backoff_max_ms=int(config.outbox.backoff_max.total_seconds() * 1000),
+                max_attempts=config.outbox.max_attempts,
+            ),
+            before_send=trust.prepare_room,
+        )
+        undecryptable = UndecryptableTracker(
+            client, db, self.clock,
+            grace_ms=int(config.decryption.grace_period.total_seconds() * 1000),
+            wake_sender=sender.wake,
+        )
+        access = config.access.allowed_inviters
+        router = EventRouter(
+            client=client, db=db, clock=self.clock, registry=default_registry(),
+            invite_policy=InvitePolicy(frozenset(access.users), frozenset(access.servers)),
+            trust=trust, undecryptable=undecryptable, wake_sender=sender.wake,
+            services=Services(config, db, self.clock, client),
+            language_for_room=self.language_for_room, post_for_room=self.post_for_room,
+        )
+        sync = SyncLoop(
+            client, db, router.handle_batch,
+            timeout_ms=int(config.sync.timeout.total_seconds() * 1000),
+            backoff_max_s=config.sync.backoff_max.total_seconds(),
+        )
+        tasks = [
+            asyncio.create_task(sync.run(), name="sync"),
+            asyncio.create_task(sender.run(), name="outbox"),
+            asyncio.create_task(undecryptable.run_timer(router.handle_event), name="decrypt"),
+        ]
+        ready_task = asyncio.create_task(self._announce_ready(sync, client))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            ready_task.cancel()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _announce_ready(self, sync: SyncLoop, client: AsyncClient) -> None:
+        await sync.synced_once.wait()
+        marker = self.config.data_dir / READY_FILE
+        marker.write_text(f"{client.user_id} {client.device_id}\n", encoding="utf-8")
+        log.info("ready", extra={"user_id": client.user_id, "device_id": client.device_id})
+
+
+def run_until_signalled(config: Config) -> int:
+    """Run the bot until SIGINT/SIGTERM; a clean stop never logs the device out."""
+
+    async def main() -> None:
+        app = Liaison(config)
+        runner = asyncio.create_task(app.run())
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, runner.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+    ready = config.data_dir / READY_FILE
+    with contextlib.suppress(FileNotFoundError):
+        ready.unlink()
+    asyncio.run(main())
+    return 0
+

@@ -1,0 +1,145 @@
+"""The `liaison` command line: run the bot, check a config, reset identity, run the demo.
+
+Exit codes: 0 success; 1 runtime failure; 2 usage or configuration error;
+3 start-up refused (identity or device conflict the operator must resolve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from bot.config import Config, ConfigError, load_config
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_REFUSED = 3
+
+
+def _load(path: Path) -> Config:
+    config = load_config(path)
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot.app import run_until_signalled
+    from bot.crosssigning import IdentityConflict
+    from bot.logs import setup_logging
+    from bot.session import StartupError
+
+    config = _load(args.config)
+    setup_logging(config.logging.level, config.logging.format)
+    try:
+        return run_until_signalled(config)
+    except (StartupError, IdentityConflict) as exc:
+        print(f"liaison: start-up refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    problems = []
+    for name, secret in (("bot.password", config.bot.password),
+                         ("bot.access_token", config.bot.access_token),
+                         ("bot.pickle_key", config.bot.pickle_key)):
+        if secret is None:
+            continue
+        try:
+            secret.resolve()
+        except ConfigError as exc:
+            problems.append(f"{name}: {exc}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return EXIT_CONFIG
+    print(f"{args.config}: OK — {len(config.posts)} posts, {len(config.groups)} groups, "
+          f"bot {config.bot.user_id} on {config.homeserver.url}")
+    return EXIT_OK
+
+
+def cmd_reset_identity(args: argparse.Namespace) -> int:
+    from bot.app import CROSS_SIGNING_FILE, connect
+    from bot.crosssigning import reset_identity
+
+    config = _load(args.config)
+    if config.bot.password is None:
+        print("reset-identity needs bot.password: the homeserver asks for it", file=sys.stderr)
+        return EXIT_CONFIG
+    if not args.yes:
+        print(
+            "This replaces the bot's cross-signing identity. Every user's client will show\n"
+            "that the bot's identity changed; users who had verified the bot must verify it\n"
+            "again, and until then their clients may refuse to send it keys.\n"
+            "Run again with --yes to proceed.",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+
+    async def reset() -> str:
+        client = await connect(config, attempts=3)
+        try:
+            assert config.bot.password is not None
+            return await reset_identity(client, config.data_dir / CROSS_SIGNING_FILE,
+                                        config.bot.password.resolve())
+        finally:
+            await client.close()
+
+    master = asyncio.run(reset())
+    print(f"new cross-signing master key: {master}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from devkit.demo import run_demo
+
+    return asyncio.run(run_demo(Path(args.workdir)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="liaison", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", type=Path, default=Path("config.yaml"),
+                       help="configuration file (default: ./config.yaml)")
+
+    run = sub.add_parser("run", help="run the bot until stopped")
+    with_config(run)
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a configuration file and its secrets")
+    with_config(check)
+    check.set_defaults(func=cmd_check_config)
+
+    reset = sub.add_parser("reset-identity",
+                           help="replace the bot's cross-signing identity (needs the password)")
+    with_config(reset)
+    reset.add_argument("--yes", action="store_true", help="really do it")
+    reset.set_defaults(func=cmd_reset_identity)
+
+    demo = sub.add_parser("demo", help="local homeserver, bot and scripted officers")
+    demo.add_argument("--workdir", default=".demo", help="where the demo keeps its state")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

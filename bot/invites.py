@@ -1,0 +1,60 @@
+"""Invites: join rooms only when invited by an allowed user or server; decline the rest."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiohttp import ClientError
+from nio import AsyncClient, InviteInfo, InviteMemberEvent, JoinError, RoomLeaveError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InvitePolicy:
+    users: frozenset[str]
+    servers: frozenset[str]
+
+    def allows(self, inviter: str) -> bool:
+        if inviter in self.users:
+            return True
+        _, _, server = inviter.partition(":")
+        return server in self.servers
+
+
+def find_inviter(info: InviteInfo, user_id: str) -> str | None:
+    for event in info.invite_state:
+        if (
+            isinstance(event, InviteMemberEvent)
+            and event.state_key == user_id
+            and event.membership == "invite"
+        ):
+            return event.sender
+    return None
+
+
+async def answer_invite(
+    client: AsyncClient, policy: InvitePolicy, room_id: str, info: InviteInfo
+) -> bool:
+    """Join or decline; return True when joined. Errors are logged and retried next sync."""
+    assert client.user_id
+    inviter = find_inviter(info, client.user_id)
+    try:
+        if inviter is not None and policy.allows(inviter):
+            response = await client.join(room_id)
+            if isinstance(response, JoinError):
+                log.warning("could not join", extra={"room_id": room_id, "error": str(response)})
+                return False
+            log.info("joined room", extra={"room_id": room_id, "inviter": inviter})
+            return True
+        declined = await client.room_leave(room_id)
+        if isinstance(declined, RoomLeaveError):
+            log.warning("could not decline invite",
+                        extra={"room_id": room_id, "error": str(declined)})
+        else:
+            log.info("declined invite", extra={"room_id": room_id, "inviter": inviter})
+    except (ClientError, TimeoutError, OSError) as exc:
+        log.warning("invite handling failed; will retry", extra={"room_id": room_id,
+                                                                 "error": str(exc)})
+    return False

@@ -1,0 +1,164 @@
+"""The outbox worker: every message the bot writes leaves through here.
+
+Messages are written to the outbox (in the same transaction as whatever
+caused them) before any network I/O. This worker sends each one with its
+stable transaction id, so a retry after a crash or an outage is recognised by
+the homeserver as the same message and is never shown twice. Order is kept
+per room; a rate-limited or unreachable homeserver only delays messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import ClientError
+from nio import AsyncClient, LocalProtocolError, RoomSendError, RoomSendResponse, SendRetryError
+
+from bot.clock import Clock
+from storage import outbox
+from storage.db import Database
+from storage.outbox import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+# Errors that no retry can fix: the room is gone or the bot may not write there.
+PERMANENT_ERRORS = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN", "M_BAD_JSON",
+                              "M_NOT_JSON", "M_TOO_LARGE"})
+PERMANENT_AFTER_ATTEMPTS = 5
+# The one message allowed into an unencrypted room: why the bot will not work there.
+PLAINTEXT_KIND = "plaintext-warning"
+
+
+@dataclass(frozen=True)
+class SenderSettings:
+    concurrency: int = 4
+    backoff_initial_ms: int = 500
+    backoff_max_ms: int = 60_000
+    max_attempts: int | None = None
+
+
+BeforeSend = Callable[[str], Awaitable[None]]
+
+
+class OutboxSender:
+    """Drains the outbox; `wake()` after enqueueing to send at once."""
+
+    def __init__(
+        self,
+        db: Database,
+        client: AsyncClient,
+        clock: Clock,
+        settings: SenderSettings,
+        before_send: BeforeSend | None = None,
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._clock = clock
+        self._settings = settings
+        self._before_send = before_send
+        self._wakeup = asyncio.Event()
+        self.sent_count = 0
+        self.failure_count = 0
+        self.last_error: str | None = None
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            async with self._db.read() as conn:
+                batch = await outbox.next_batch(
+                    conn, now_ms=self._clock.now_ms(), limit=self._settings.concurrency
+                )
+            if batch:
+                await asyncio.gather(*(self._send(message) for message in batch))
+                continue
+            await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        async with self._db.read() as conn:
+            wakeup_ms = await outbox.next_wakeup_ms(conn)
+        timeout = None
+        if wakeup_ms is not None:
+            timeout = max(0.0, (wakeup_ms - self._clock.now_ms()) / 1000)
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+        except TimeoutError:
+            pass
+
+    async def _send(self, message: OutboxMessage) -> None:
+        room = self._client.rooms.get(message.room_id)
+        if room is not None and not room.encrypted and message.kind != PLAINTEXT_KIND:
+            async with self._db.transaction() as conn:
+                await outbox.mark_failed(conn, message.id, now_ms=self._clock.now_ms(),
+                                         error="room is not end-to-end encrypted; not sent")
+            log.error("refused to send into an unencrypted room",
+                      extra={"room_id": message.room_id, "case_ref": message.case_ref})
+            return
+        try:
+            if self._before_send is not None:
+                await self._before_send(message.room_id)
+            response = await self._client.room_send(
+                message.room_id,
+                message.event_type,
+                message.content,
+                tx_id=message.txn_id,
+                ignore_unverified_devices=True,
+            )
+        except (ClientError, TimeoutError, OSError, SendRetryError) as exc:
+            await self._retry(message, f"{type(exc).__name__}: {exc}", None)
+            return
+        except LocalProtocolError as exc:
+            # nio does not know the room (not joined yet, or left): not fixable by waiting long.
+            await self._retry(message, f"LocalProtocolError: {exc}", None, permanent_after=True)
+            return
+        if isinstance(response, RoomSendResponse):
+            async with self._db.transaction() as conn:
+                await outbox.mark_sent(
+                    conn, message.id, event_id=response.event_id, now_ms=self._clock.now_ms()
+                )
+            self.sent_count += 1
+            log.debug("sent", extra={"room_id": message.room_id, "event_id": response.event_id,
+                                     "case_ref": message.case_ref})
+            return
+        assert isinstance(response, RoomSendError)
+        code = response.status_code or ""
+        retry_after = response.retry_after_ms if code == "M_LIMIT_EXCEEDED" else None
+        await self._retry(message, str(response), retry_after,
+                          permanent_after=code in PERMANENT_ERRORS)
+
+    async def _retry(
+        self,
+        message: OutboxMessage,
+        error: str,
+        retry_after_ms: int | None,
+        *,
+        permanent_after: bool = False,
+    ) -> None:
+        attempts = message.attempts + 1
+        self.failure_count += 1
+        self.last_error = error
+        now = self._clock.now_ms()
+        limit = self._settings.max_attempts
+        give_up = (permanent_after and attempts >= PERMANENT_AFTER_ATTEMPTS) or (
+            limit is not None and attempts >= limit
+        )
+        async with self._db.transaction() as conn:
+            if give_up:
+                await outbox.mark_failed(conn, message.id, error=error, now_ms=now)
+                log.error("giving up on message", extra={"room_id": message.room_id,
+                                                          "error": error,
+                                                          "case_ref": message.case_ref})
+                return
+            if retry_after_ms is None:
+                delay = min(self._settings.backoff_initial_ms * 2 ** min(attempts - 1, 16),
+                            self._settings.backoff_max_ms)
+            else:
+                delay = max(retry_after_ms, 100)
+            await outbox.mark_retry(conn, message.id, error=error, next_attempt_ms=now + delay)
+        log.warning("send failed; will retry", extra={"room_id": message.room_id,
+                                                      "error": error, "retry_in_ms": delay})

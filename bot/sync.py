@@ -1,0 +1,123 @@
+"""The sync loop: long-poll the homeserver, keep keys flowing, survive outages.
+
+The sync token is saved in Liaison's database only after a batch has been
+processed, so a crash replays the batch instead of losing it; the
+processed-events table makes the replay harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from aiohttp import ClientError
+from nio import AsyncClient, SyncError, SyncResponse
+
+from storage import state
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+SYNC_TOKEN_KEY = "sync_token"
+
+# Keep timelines small and skip what a bot never reads.
+SYNC_FILTER = {
+    "presence": {"not_types": ["*"]},
+    "account_data": {"not_types": ["*"]},
+    "room": {
+        "ephemeral": {"not_types": ["*"]},
+        "timeline": {"limit": 100},
+        "account_data": {"not_types": ["*"]},
+    },
+}
+
+BatchHandler = Callable[[SyncResponse], Awaitable[None]]
+
+
+class FatalSyncError(Exception):
+    """The homeserver rejects the bot's session; retrying cannot help."""
+
+
+class SyncLoop:
+    def __init__(
+        self,
+        client: AsyncClient,
+        db: Database,
+        handle_batch: BatchHandler,
+        *,
+        timeout_ms: int = 30_000,
+        backoff_max_s: float = 60.0,
+    ) -> None:
+        self._client = client
+        self._db = db
+        self._handle_batch = handle_batch
+        self._timeout_ms = timeout_ms
+        self._backoff_max_s = backoff_max_s
+        self.last_success_monotonic: float | None = None
+        self.consecutive_failures = 0
+        self.synced_once = asyncio.Event()
+
+    async def run(self) -> None:
+        async with self._db.read() as conn:
+            token = await state.get_value(conn, SYNC_TOKEN_KEY)
+        first = token is None
+        while True:
+            response = await self._sync_once(token, first)
+            if response is None:
+                await self._back_off()
+                continue
+            await self._maintain_keys()
+            await self._handle_batch(response)
+            async with self._db.transaction() as conn:
+                await state.set_value(conn, SYNC_TOKEN_KEY, response.next_batch)
+            token = response.next_batch
+            first = False
+            self.consecutive_failures = 0
+            self.last_success_monotonic = asyncio.get_running_loop().time()
+            self.synced_once.set()
+
+    async def _sync_once(self, token: str | None, first: bool) -> SyncResponse | None:
+        try:
+            response = await self._client.sync(
+                timeout=0 if first else self._timeout_ms,
+                since=token,
+                full_state=first,
+                sync_filter=SYNC_FILTER,
+            )
+        except (ClientError, TimeoutError, OSError) as exc:
+            self._note_failure(f"{type(exc).__name__}: {exc}")
+            return None
+        if isinstance(response, SyncError):
+            if response.status_code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
+                raise FatalSyncError(f"the homeserver rejected the bot's session: {response}")
+            self._note_failure(str(response))
+            if response.retry_after_ms:
+                await asyncio.sleep(response.retry_after_ms / 1000)
+            return None
+        return response
+
+    def _note_failure(self, error: str) -> None:
+        self.consecutive_failures += 1
+        log.warning("sync failed; retrying", extra={"error": error,
+                                                    "failures": self.consecutive_failures})
+
+    async def _back_off(self) -> None:
+        exponent = min(self.consecutive_failures, 10)
+        delay = min(self._backoff_max_s, 0.5 * 2 ** (exponent - 1))
+        await asyncio.sleep(delay * (0.75 + random.random() / 2))
+
+    async def _maintain_keys(self) -> None:
+        """Upload, query and claim keys the way sync_forever would, tolerating failures."""
+        client = self._client
+        try:
+            if client.should_upload_keys:
+                await client.keys_upload()
+            if client.should_query_keys:
+                await client.keys_query()
+            if client.should_claim_keys:
+                await client.keys_claim(client.get_users_for_key_claiming())
+            await client.send_to_device_messages()
+        except (ClientError, TimeoutError, OSError) as exc:
+            log.warning("key maintenance failed; will retry", extra={"error": str(exc)})
