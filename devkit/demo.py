@@ -1,0 +1,156 @@
+"""`liaison demo`: a local homeserver, the bot, and scripted officers talking to it.
+
+Everything is real: Synapse on loopback, the bot as its own process, and each
+officer a matrix-nio client with its own device. What the terminal shows is
+what each officer's client decrypted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devkit.botprocess import BotProcess
+from devkit.officer import Officer, SeenMessage
+from devkit.synapse import LocalSynapse
+
+
+@dataclass(frozen=True)
+class DemoPost:
+    post_id: str
+    names: dict[str, str]
+    country: str
+    agency: str
+    language: str
+    timezone: str
+    officer: str
+
+
+DEMO_POSTS = (
+    DemoPost("KZ-ZHIBEK-ZHOLY", {"en": "Zhibek Zholy border post", "ru": "Погранпост Жибек Жолы"},
+             "KZ", "border", "ru", "Asia/Almaty", "aigerim"),
+    DemoPost("UZ-TERMEZ", {"en": "Termez customs post", "ru": "Таможенный пост Термез"},
+             "UZ", "customs", "ru", "Asia/Tashkent", "bekzod"),
+    DemoPost("TJ-PANJ", {"en": "Panj border post", "ru": "Погранпост Пяндж"},
+             "TJ", "border", "en", "Asia/Dushanbe", "farrukh"),
+)
+
+
+class Narrator:
+    """Prints the conversation as each officer's client decrypted it."""
+
+    def __init__(self) -> None:
+        self.colour = sys.stdout.isatty()
+
+    def _style(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.colour else text
+
+    def step(self, text: str) -> None:
+        print("\n" + self._style("1", f"== {text}"), flush=True)
+
+    def said(self, post: str, who: str, body: str) -> None:
+        print(f"[{post}] {self._style('36', who)} → {body}", flush=True)
+
+    def saw(self, post: str, reader: str, message: SeenMessage) -> None:
+        lock = "🔒" if message.encrypted else "⚠ unencrypted"
+        header = f"[{post}] {self._style('33', 'liaison')} ({lock}, as {reader} decrypted it):"
+        body = textwrap.indent(message.body or "", "    ")
+        print(f"{header}\n{body}", flush=True)
+
+
+def demo_config(synapse: LocalSynapse, rooms: dict[str, str], officers: dict[str, str]
+                ) -> dict[str, Any]:
+    posts = []
+    ids = [p.post_id for p in DEMO_POSTS]
+    for post in DEMO_POSTS:
+        officer = officers[post.post_id]
+        posts.append({
+            "id": post.post_id, "names": post.names, "country": post.country,
+            "agency": post.agency, "room": rooms[post.post_id], "language": post.language,
+            "timezone": post.timezone, "clearance": "AMBER",
+            "neighbours": [i for i in ids if i != post.post_id],
+            "duty_officers": [officer], "supervisors": [],
+        })
+    return {"posts": posts, "logging": {"level": "INFO", "format": "text"}}
+
+
+async def run_demo(workdir: Path) -> int:
+    narrator = Narrator()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    narrator.step(f"Starting a local Synapse homeserver (state in {workdir})")
+    synapse = LocalSynapse(workdir / "synapse")
+    await synapse.start()
+    officers: dict[str, Officer] = {}
+    bot: BotProcess | None = None
+    try:
+        print(f"homeserver at {synapse.url}")
+        password = secrets.token_urlsafe(16)
+        await synapse.register("liaison", password, displayname="Liaison")
+        bot_user = f"@liaison:{synapse.server_name}"
+
+        narrator.step("Registering officers; each post gets an end-to-end encrypted room")
+        rooms: dict[str, str] = {}
+        for post in DEMO_POSTS:
+            officer = await Officer.create(synapse, post.officer, workdir / "officers",
+                                           displayname=post.officer.capitalize())
+            await officer.start()
+            officers[post.post_id] = officer
+            rooms[post.post_id] = await officer.create_room(
+                post.names["en"], invite=[bot_user], encrypted=True)
+            print(f"{post.post_id}: room {rooms[post.post_id]}, officer {officer.user_id}")
+
+        narrator.step("Starting the bot (it accepts the invites and cross-signs its device)")
+        bot = BotProcess(workdir / "bot", synapse, localpart="liaison", password=password,
+                         config=demo_config(synapse, rooms,
+                                            {p: o.user_id for p, o in officers.items()}))
+        await bot.start()
+        print(f"bot {bot.user_id} device {bot.device_id} is ready")
+        for post_id, officer in officers.items():
+            await officer.wait_until_joined(rooms[post_id], bot.user_id)
+
+        await converse(narrator, officers, rooms, bot.user_id)
+        narrator.step("Done. Everything above was end-to-end encrypted between real clients.")
+        return 0
+    finally:
+        for officer in officers.values():
+            await officer.stop()
+        if bot is not None:
+            await bot.stop()
+        await synapse.stop()
+
+
+async def ask(narrator: Narrator, officer: Officer, post_id: str, room_id: str, bot_user: str,
+              body: str) -> SeenMessage:
+    narrator.said(post_id, officer.user_id, body)
+    event_id = await officer.send_text(room_id, body)
+    answer = await officer.wait_for(
+        lambda m: m.sender == bot_user
+        and (m.content.get("m.relates_to") or {}).get("m.in_reply_to", {}).get("event_id")
+        == event_id,
+        room_id=room_id, timeout=60,
+    )
+    narrator.saw(post_id, officer.user_id, answer)
+    return answer
+
+
+async def converse(narrator: Narrator, officers: dict[str, Officer], rooms: dict[str, str],
+                   bot_user: str) -> None:
+    kz, uz = "KZ-ZHIBEK-ZHOLY", "UZ-TERMEZ"
+    narrator.step("An officer at the Kazakh post checks the bot is there")
+    await ask(narrator, officers[kz], kz, rooms[kz], bot_user, "!ping")
+    narrator.step("She asks what it can do")
+    await ask(narrator, officers[kz], kz, rooms[kz], bot_user, "!help")
+    narrator.step("An officer at Termez mistypes a command and gets a useful answer")
+    await ask(narrator, officers[uz], uz, rooms[uz], bot_user, "!pign")
+
+
+def main() -> None:
+    sys.exit(asyncio.run(run_demo(Path(".demo"))))

@@ -1,0 +1,287 @@
+"""The SQLite database: one connection, serialised transactions, linear migrations.
+
+Liaison keeps every durable fact (outbox, processed events, deadlines) in one
+SQLite file. There is exactly one aiosqlite connection and one `asyncio.Lock`:
+
+* `transaction()` takes the lock and runs `BEGIN IMMEDIATE … COMMIT` (ROLLBACK on
+  any exception, cancellation included) — use it for everything that writes.
+* `read()` takes the same lock without opening a write transaction and turns on
+  `PRAGMA query_only`, so a write slipped into it fails loudly instead of landing
+  outside a transaction.
+
+Every query goes through one of the two. On a single shared connection a bare
+query issued while another task is inside `transaction()` would see (or add to)
+that task's uncommitted work, which is why the raw connection is not exposed.
+Re-entering `transaction()`/`read()` from the task that already holds the lock
+raises `RuntimeError` instead of deadlocking.
+
+The schema version is SQLite's `PRAGMA user_version`. Migrations are files
+`NNNN_name.sql` numbered 0001, 0002, … without gaps in `storage/migrations/`.
+Each runs once, statement by statement, in its own transaction together with the
+bump of `user_version`; a failing migration rolls back and raises
+`MigrationError` naming the file. Migration files must not contain
+BEGIN/COMMIT; foreign keys stay enforced while they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+import aiosqlite
+
+_MIGRATION_NAME_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class MigrationError(Exception):
+    """The schema could not be brought up to date; the database is left as it was."""
+
+
+class SchemaTooNewError(MigrationError):
+    """The database was written by a newer Liaison than this one."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered schema change, read from `storage/migrations/`."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(source: Traversable | None = None) -> list[Migration]:
+    """Read the numbered migrations in order; `source` defaults to the packaged ones.
+
+    Raises `MigrationError` for a misnamed `.sql` file, a duplicate number or a gap,
+    so a mistake in the migrations directory stops the bot before it touches data.
+    """
+    directory = source if source is not None else files("storage") / "migrations"
+    found: dict[int, Migration] = {}
+    for entry in directory.iterdir():
+        if not entry.is_file() or not entry.name.endswith(".sql"):
+            continue
+        match = _MIGRATION_NAME_RE.match(entry.name)
+        if match is None:
+            raise MigrationError(f"migration file {entry.name} is not named NNNN_name.sql")
+        version = int(match.group(1))
+        if version in found:
+            raise MigrationError(
+                f"migrations {found[version].name} and {entry.name} share number {version}"
+            )
+        found[version] = Migration(version, entry.name, entry.read_text(encoding="utf-8"))
+    migrations = [found[version] for version in sorted(found)]
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise MigrationError(
+                f"migration {migration.name} found but migration {expected:04d} is missing"
+            )
+    return migrations
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a SQL script into single statements (trigger bodies stay whole).
+
+    `sqlite3.Connection.executescript` commits any open transaction first, so the
+    runner executes statements one by one inside its own transaction instead.
+    """
+    statements: list[str] = []
+    start = 0
+    for position, char in enumerate(script):
+        if char != ";":
+            continue
+        candidate = script[start : position + 1]
+        if sqlite3.complete_statement(candidate):
+            statements.append(candidate.strip())
+            start = position + 1
+    rest = script[start:]
+    if _strip_comments(rest).strip():
+        raise MigrationError(f"unterminated SQL statement: {rest.strip()[:80]!r}")
+    return statements
+
+
+def _strip_comments(sql: str) -> str:
+    without_block = re.sub(r"/\*.*?\*/", "", sql, flags=re.DOTALL)
+    return re.sub(r"--[^\n]*", "", without_block)
+
+
+class Database:
+    """Liaison's SQLite database; see the module docstring for the locking rules."""
+
+    def __init__(self, path: Path, connection: aiosqlite.Connection) -> None:
+        self.path = path
+        self.schema_version = 0
+        self._connection = connection
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[object] | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path, *, migrations: Traversable | None = None) -> Database:
+        """Open (creating with mode 0600 if needed) and migrate the database at `path`.
+
+        `migrations` replaces the packaged migrations directory; tests use it.
+        """
+        await asyncio.to_thread(_create_private_file, path)
+        connection = await aiosqlite.connect(path, isolation_level=None)
+        database = cls(path, connection)
+        try:
+            await database._configure()
+            await asyncio.to_thread(_tighten_sidecar_files, path)
+            await database._migrate(load_migrations(migrations))
+        except BaseException:
+            await connection.close()
+            raise
+        return database
+
+    async def close(self) -> None:
+        """Wait for the running transaction, then close the connection."""
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            await self._connection.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Run the block in `BEGIN IMMEDIATE … COMMIT`; any exception rolls it back."""
+        async with self._hold():
+            connection = self._connection
+            await connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                await self._rollback()
+                raise
+            try:
+                await connection.execute("COMMIT")
+            except BaseException:
+                await self._rollback()
+                raise
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Give the connection for queries only; a write inside the block raises."""
+        async with self._hold():
+            connection = self._connection
+            await connection.execute("PRAGMA query_only = ON")
+            try:
+                yield connection
+            finally:
+                await connection.execute("PRAGMA query_only = OFF")
+
+    async def backup(self, target: Path) -> None:
+        """Copy the committed database into `target` (mode 0600) with SQLite's backup API.
+
+        The copy is written beside `target` and renamed into place, so `target` is
+        either the previous file or a complete backup, never half of one.
+        """
+        if await asyncio.to_thread(_same_path, target, self.path):
+            raise ValueError("backup target is the live database")
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        async with self._hold():
+            await asyncio.to_thread(_create_private_file, partial)
+            try:
+                destination = await aiosqlite.connect(partial, check_same_thread=False)
+                try:
+                    await self._connection.backup(destination)
+                finally:
+                    await destination.close()
+                await asyncio.to_thread(os.replace, partial, target)
+            except BaseException:
+                await asyncio.to_thread(partial.unlink, missing_ok=True)
+                raise
+
+    @asynccontextmanager
+    async def _hold(self) -> AsyncIterator[None]:
+        current = asyncio.current_task()
+        if current is not None and current is self._holder:
+            raise RuntimeError("this task already holds the database; nesting would deadlock")
+        async with self._lock:
+            if self._closed:
+                raise RuntimeError("database is closed")
+            self._holder = current
+            try:
+                yield
+            finally:
+                self._holder = None
+
+    async def _rollback(self) -> None:
+        if self._connection.in_transaction:
+            await self._connection.execute("ROLLBACK")
+
+    async def _configure(self) -> None:
+        connection = self._connection
+        connection.row_factory = aiosqlite.Row
+        async with connection.execute("PRAGMA journal_mode = WAL") as cursor:
+            row = await cursor.fetchone()
+        if row is None or str(row[0]).lower() != "wal":
+            raise RuntimeError(f"SQLite refused WAL journal mode for {self.path}")
+        await connection.execute("PRAGMA synchronous = NORMAL")
+        await connection.execute("PRAGMA busy_timeout = 5000")
+        await connection.execute("PRAGMA foreign_keys = ON")
+        # Purged cases must not linger in free pages of the file.
+        await connection.execute("PRAGMA secure_delete = ON")
+
+    async def _user_version(self) -> int:
+        async with self._connection.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row is not None else 0
+
+    async def _migrate(self, migrations: list[Migration]) -> None:
+        latest = migrations[-1].version if migrations else 0
+        current = await self._user_version()
+        if current > latest:
+            raise SchemaTooNewError(
+                f"database schema {current} is newer than this Liaison ({latest}); upgrade Liaison"
+            )
+        for migration in migrations:
+            if migration.version > current:
+                await self._apply(migration)
+        self.schema_version = await self._user_version()
+
+    async def _apply(self, migration: Migration) -> None:
+        try:
+            async with self.transaction() as connection:
+                # Another process may have migrated while we waited for the write lock.
+                if await self._user_version() >= migration.version:
+                    return
+                for statement in split_statements(migration.sql):
+                    await connection.execute(statement)
+                await connection.execute(f"PRAGMA user_version = {migration.version:d}")
+                async with connection.execute("PRAGMA foreign_key_check") as cursor:
+                    violation = await cursor.fetchone()
+                if violation is not None:
+                    raise MigrationError(f"foreign key violation in table {violation[0]}")
+        except (sqlite3.Error, MigrationError) as error:
+            raise MigrationError(f"migration {migration.name} failed: {error}") from error
+
+
+def _create_private_file(path: Path) -> None:
+    """Create `path` (and a 0700 parent directory) readable by the owner only."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+
+
+def _same_path(first: Path, second: Path) -> bool:
+    return first.resolve() == second.resolve()
+
+
+def _tighten_sidecar_files(path: Path) -> None:
+    for suffix in ("-wal", "-shm", "-journal"):
+        sidecar = path.with_name(path.name + suffix)
+        if sidecar.exists():
+            os.chmod(sidecar, 0o600)
