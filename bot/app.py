@@ -44,7 +44,7 @@ class Services:
 
 def session_settings(config: Config) -> SessionSettings:
     return SessionSettings(
-        homeserver=str(config.homeserver.url).rstrip("/"),
+        homeserver=config.homeserver.url,
         user_id=config.bot.user_id,
         device_name=config.bot.device_name,
         data_dir=config.data_dir,
@@ -126,7 +126,8 @@ class Liaison:
         access = config.access.allowed_inviters
         router = EventRouter(
             client=client, db=db, clock=self.clock, registry=default_registry(),
-            invite_policy=InvitePolicy(frozenset(access.users), frozenset(access.servers)),
+            invite_policy=InvitePolicy(frozenset(access.users) | frozenset(config.access.admins),
+                                       frozenset(access.servers)),
             trust=trust, undecryptable=undecryptable, wake_sender=sender.wake,
             services=Services(config, db, self.clock, client),
             language_for_room=self.language_for_room, post_for_room=self.post_for_room,
