@@ -27,7 +27,7 @@ from bot.trust import TrustPolicy
 from bot.undecryptable import UndecryptableTracker
 from commands.errors import CommandError
 from commands.registry import CommandRegistry, Invocation, Reply, split_command
-from commands.render import notice_content
+from commands.render import notice_content, render_command_error, render_notice
 from storage import inbox, outbox, state
 from storage.db import Database
 
@@ -53,6 +53,10 @@ def reply_relation(event_id: str, content: dict[str, Any]) -> dict[str, Any]:
             return {"rel_type": "m.thread", "event_id": root, "is_falling_back": True,
                     "m.in_reply_to": {"event_id": event_id}}
     return {"m.in_reply_to": {"event_id": event_id}}
+
+
+def _content(notice: Reply, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return notice_content(notice.text, notice.html, mentions=notice.mentions, extra=extra)
 
 
 def is_edit(content: dict[str, Any]) -> bool:
@@ -152,8 +156,8 @@ class EventRouter:
             return
         device_id = self._sender_device(event)
         if not await self._trust.sender_allowed(event.sender, device_id):
-            await self._answer(room, event, Reply(UNTRUSTED_DEVICE_REPLY,
-                                                  UNTRUSTED_DEVICE_REPLY), kind="refusal")
+            await self._answer(room, event, render_notice(UNTRUSTED_DEVICE_REPLY),
+                               kind="refusal")
             return
         await self._run_command(room, event, parsed, content)
 
@@ -179,7 +183,7 @@ class EventRouter:
                 return
             await outbox.enqueue(
                 conn, room_id=room.room_id, event_type="m.room.message",
-                content=notice_content(UNENCRYPTED_WARNING, UNENCRYPTED_WARNING),
+                content=_content(render_notice(UNENCRYPTED_WARNING)),
                 now_ms=self._clock.now_ms(), kind="plaintext-warning",
             )
         self._wake_sender()
@@ -211,7 +215,7 @@ class EventRouter:
                 )
                 reply = await spec.handler(invocation)
             except CommandError as error:
-                reply = self._error_reply(error)
+                reply = render_command_error(error, self._language_for_room(room.room_id))
             except Exception:
                 incident = secrets.token_hex(4)
                 log.exception("command failed", extra={"incident": incident,
@@ -219,15 +223,10 @@ class EventRouter:
                                                        "event_id": event.event_id})
                 text = (f"Sorry, something went wrong on my side and I could not do this. "
                         f"Incident {incident} is logged; the operator can look it up.")
-                reply = Reply(text, text)
+                reply = render_notice(text)
             await self._enqueue_reply(conn, room.room_id, event.event_id, content, reply)
         self.commands_handled += 1
         self._wake_sender()
-
-    def _error_reply(self, error: CommandError) -> Reply:
-        from commands.render import render_command_error
-
-        return render_command_error(error)
 
     async def _answer(self, room: MatrixRoom, event: RoomMessageText, reply: Reply,
                       *, kind: str) -> None:
@@ -243,7 +242,6 @@ class EventRouter:
     async def _enqueue_reply(self, conn: Any, room_id: str, event_id: str,
                              content: dict[str, Any], reply: Reply, *,
                              kind: str = "reply") -> None:
-        message = notice_content(reply.text, reply.html, mentions=reply.mentions,
-                                 extra={"m.relates_to": reply_relation(event_id, content)})
+        message = _content(reply, {"m.relates_to": reply_relation(event_id, content)})
         await outbox.enqueue(conn, room_id=room_id, event_type="m.room.message",
                              content=message, now_ms=self._clock.now_ms(), kind=kind)

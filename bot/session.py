@@ -67,11 +67,13 @@ class SessionSettings:
     access_token: str | None
 
 
-def client_config() -> AsyncClientConfig:
+def client_config(pickle_key: str) -> AsyncClientConfig:
     """nio settings: errors come back to Liaison, which owns retries and backoff."""
     return AsyncClientConfig(
+        pickle_key=pickle_key,
         encryption_enabled=True,
-        store_sync_tokens=False,  # the sync token lives in Liaison's database, saved after processing
+        # The sync token lives in Liaison's database, saved after processing.
+        store_sync_tokens=False,
         max_limit_exceeded=0,
         max_timeouts=0,
         request_timeout=60,
@@ -81,8 +83,7 @@ def client_config() -> AsyncClientConfig:
 def _new_client(settings: SessionSettings, user_id: str, device_id: str | None) -> AsyncClient:
     crypto_dir = settings.data_dir / CRYPTO_DIR
     ensure_private_dir(crypto_dir)
-    config = client_config()
-    config.pickle_key = settings.pickle_key
+    config = client_config(settings.pickle_key)
     return AsyncClient(
         settings.homeserver,
         user_id,

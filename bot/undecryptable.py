@@ -16,7 +16,7 @@ from typing import Any
 from nio import AsyncClient, EncryptionError, LocalProtocolError, MatrixRoom, MegolmEvent
 
 from bot.clock import Clock
-from commands.render import notice_content
+from commands.render import notice_content, render_notice
 from storage import inbox, outbox
 from storage.db import Database
 from storage.inbox import UndecryptableEvent
@@ -120,8 +120,9 @@ class UndecryptableTracker:
                 await inbox.mark_notified(conn, item.event_id, now_ms=self._clock.now_ms())
                 return
             await inbox.mark_notified(conn, item.event_id, now_ms=self._clock.now_ms())
+            notice = render_notice(UNREADABLE_NOTICE)
             content = notice_content(
-                UNREADABLE_NOTICE, UNREADABLE_NOTICE, mentions=(item.sender,),
+                notice.text, notice.html, mentions=(item.sender,),
                 extra={"m.relates_to": {"m.in_reply_to": {"event_id": item.event_id}}},
             )
             await outbox.enqueue(conn, room_id=item.room_id, event_type="m.room.message",

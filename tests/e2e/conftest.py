@@ -1,0 +1,101 @@
+"""Shared fixtures for end-to-end tests against a real Synapse.
+
+One homeserver per test session (starting it costs about a second); every
+test gets fresh officers with unique accounts, so tests never see each
+other's users, rooms or messages.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+import pytest_asyncio
+
+from devkit.botprocess import BotProcess
+from devkit.officer import Officer
+from devkit.synapse import LocalSynapse
+
+E2E_DIR = Path(__file__).resolve().parent
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses: `prefix` plus a short random suffix (valid as a localpart)."""
+    return f"{prefix.lower()}-{secrets.token_hex(4)}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark everything under tests/e2e as e2e, so `-m "not e2e"` skips the homeserver."""
+    for item in items:
+        if E2E_DIR in item.path.resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+# --- homeserver -------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def synapse(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSynapse]:
+    """The session's Synapse; a test may stop/restart it but must leave it running."""
+    server = LocalSynapse(tmp_path_factory.mktemp("synapse"))
+    async with server:
+        yield server
+
+
+# --- officers ---------------------------------------------------------------
+
+
+class OfficerFactory(Protocol):
+    async def __call__(self, prefix: str, *, displayname: str | None = None) -> Officer: ...
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def officer_factory(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[OfficerFactory]:
+    """`await officer_factory("kz")` gives a started officer with a fresh account."""
+    officers: list[Officer] = []
+
+    async def make(prefix: str, *, displayname: str | None = None) -> Officer:
+        officer = await Officer.create(
+            synapse, unique(prefix), tmp_path / "officers", displayname=displayname
+        )
+        officers.append(officer)
+        await officer.start()
+        return officer
+
+    yield make
+    for officer in officers:
+        await officer.stop()
+
+
+# --- the bot ----------------------------------------------------------------
+
+
+class BotFactory(Protocol):
+    async def __call__(
+        self, *, config: dict[str, Any] | None = None, start: bool = True
+    ) -> BotProcess: ...
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def bot_factory(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFactory]:
+    """`await bot_factory()` gives a running bot process with a fresh account and data dir."""
+    bots: list[BotProcess] = []
+
+    async def make(*, config: dict[str, Any] | None = None, start: bool = True) -> BotProcess:
+        localpart = unique("liaison")
+        password = secrets.token_urlsafe(12)
+        await synapse.register(localpart, password, displayname="Liaison")
+        bot = BotProcess(
+            tmp_path / localpart, synapse, localpart=localpart, password=password, config=config
+        )
+        bots.append(bot)
+        if start:
+            await bot.start()
+        return bot
+
+    yield make
+    for bot in bots:
+        await bot.stop()

@@ -1,0 +1,173 @@
+"""The foundation against a real Synapse: encrypted answers, one device, cross-signing, invites."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import quote
+
+import canonicaljson
+import vodozemac
+
+from bot.rawapi import request_json
+from devkit.botprocess import BotProcess
+from devkit.officer import Officer, SeenMessage
+from tests.e2e.conftest import BotFactory, OfficerFactory
+
+
+def replies_to(message: SeenMessage, event_id: str) -> bool:
+    relates = message.content.get("m.relates_to") or {}
+    return bool(relates.get("m.in_reply_to", {}).get("event_id") == event_id)
+
+
+async def open_room(officer: Officer, bot: BotProcess, *, encrypted: bool = True) -> str:
+    room_id = await officer.create_room("post", invite=[bot.user_id], encrypted=encrypted)
+    await officer.wait_until_joined(room_id, bot.user_id)
+    return room_id
+
+
+async def ask(officer: Officer, bot: BotProcess, room_id: str, body: str) -> SeenMessage:
+    event_id = await officer.send_text(room_id, body)
+    return await officer.wait_for(
+        lambda m: m.sender == bot.user_id and replies_to(m, event_id), room_id=room_id
+    )
+
+
+async def raw_event(officer: Officer, room_id: str, event_id: str) -> dict[str, Any]:
+    path = f"/_matrix/client/v3/rooms/{quote(room_id)}/event/{quote(event_id)}"
+    result = await request_json(officer.client, "GET", path)
+    assert result.ok, result
+    return result.body
+
+
+def verify(obj: dict[str, Any], user_id: str, public_key: str) -> None:
+    """Check a signature independently of Liaison's own code (vodozemac + canonicaljson)."""
+    key_id = f"ed25519:{public_key}"
+    signature = obj["signatures"][user_id][key_id]
+    message = canonicaljson.encode_canonical_json(
+        {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
+    )
+    vodozemac.Ed25519PublicKey.from_base64(public_key).verify_signature(
+        bytes(message), vodozemac.Ed25519Signature.from_base64(signature)
+    )
+
+
+async def test_ping_in_an_encrypted_room_gets_an_encrypted_answer(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    bot = await bot_factory()
+    kz = await officer_factory("kz")
+    room_id = await open_room(kz, bot)
+
+    answer = await ask(kz, bot, room_id, "!ping")
+
+    assert answer.encrypted
+    assert answer.msgtype == "m.notice"
+    assert bot.device_id and bot.device_id in (answer.body or "")
+    assert answer.content["m.mentions"] == {"user_ids": []} or answer.content["m.mentions"] == {}
+    on_server = await raw_event(kz, room_id, answer.event_id)
+    assert on_server["type"] == "m.room.encrypted"
+    assert "pong" not in str(on_server["content"]).lower()
+
+
+async def test_restart_keeps_the_device_and_never_answers_an_event_twice(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    bot = await bot_factory()
+    kz = await officer_factory("kz")
+    room_id = await open_room(kz, bot)
+    first = await kz.send_text(room_id, "!ping")
+    await kz.wait_for(lambda m: m.sender == bot.user_id and replies_to(m, first), room_id=room_id)
+    device_before = bot.device_id
+
+    await bot.stop()
+    await bot.start()
+    assert bot.device_id == device_before
+    await ask(kz, bot, room_id, "!ping")  # decrypted and answered by the restored device
+
+    await bot.kill()  # no clean shutdown this time
+    await bot.start()
+    assert bot.device_id == device_before
+    await ask(kz, bot, room_id, "!ping")
+
+    answers_to_first = [m for m in kz.messages(room_id, sender=bot.user_id)
+                        if replies_to(m, first)]
+    assert len(answers_to_first) == 1
+    keys = await request_json(kz.client, "POST", "/_matrix/client/v3/keys/query",
+                              {"device_keys": {bot.user_id: []}})
+    assert list(keys.body["device_keys"][bot.user_id]) == [device_before]
+
+
+async def test_bot_device_is_cross_signed_and_a_second_start_uploads_nothing(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    bot = await bot_factory()
+    other = await officer_factory("observer")
+
+    keys = await request_json(other.client, "POST", "/_matrix/client/v3/keys/query",
+                              {"device_keys": {bot.user_id: []}})
+    master = keys.body["master_keys"][bot.user_id]
+    ssk = keys.body["self_signing_keys"][bot.user_id]
+    device = keys.body["device_keys"][bot.user_id][bot.device_id]
+    (master_id, master_public), = master["keys"].items()
+    (ssk_id, ssk_public), = ssk["keys"].items()
+    for key_id in (master_id, ssk_id):
+        assert "=" not in key_id
+    assert master["usage"] == ["master"] and ssk["usage"] == ["self_signing"]
+    verify(ssk, bot.user_id, master_public)
+    verify(device, bot.user_id, ssk_public)
+
+    await bot.stop()
+    await bot.start()
+    records = [r for r in bot.log_records() if r.get("msg") == "device cross-signed"]
+    assert [r["uploaded"] for r in records] == [True, False]
+    again = await request_json(other.client, "POST", "/_matrix/client/v3/keys/query",
+                               {"device_keys": {bot.user_id: []}})
+    assert again.body["master_keys"][bot.user_id]["keys"] == master["keys"]
+
+
+async def membership(officer: Officer, room_id: str, user_id: str) -> str | None:
+    path = (f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.member/"
+            f"{quote(user_id)}")
+    result = await request_json(officer.client, "GET", path)
+    value = result.body.get("membership") if result.ok else None
+    return value if isinstance(value, str) else None
+
+
+async def test_invite_from_a_user_who_is_not_allowed_is_declined(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    allowed = await officer_factory("allowed")
+    stranger = await officer_factory("stranger")
+    bot = await bot_factory(config={
+        "access": {"allowed_inviters": {"users": [allowed.user_id], "servers": []}}})
+
+    strange_room = await stranger.create_room("stranger", invite=[bot.user_id])
+    good_room = await allowed.create_room("allowed", invite=[bot.user_id])
+    await allowed.wait_until_joined(good_room, bot.user_id)
+
+    for _ in range(200):
+        if await membership(stranger, strange_room, bot.user_id) == "leave":
+            break
+        await asyncio.sleep(0.1)
+    assert await membership(stranger, strange_room, bot.user_id) == "leave"
+
+
+async def test_a_command_in_an_unencrypted_room_is_not_executed(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    bot = await bot_factory()
+    kz = await officer_factory("kz")
+    plain = await open_room(kz, bot, encrypted=False)
+    secure = await open_room(kz, bot)
+
+    await kz.send_text(plain, "!ping")
+    await kz.send_text(plain, "!ping")
+    await ask(kz, bot, secure, "!ping")  # the bot has seen both plain pings by now
+    warning = await kz.wait_for(lambda m: m.sender == bot.user_id, room_id=plain)
+
+    said_in_plain = [m for m in kz.messages(plain, sender=bot.user_id)
+                     if m.type == "m.room.message"]
+    assert len(said_in_plain) == 1, [(m.event_id, m.body, m.type) for m in said_in_plain]
+    assert "not end-to-end encrypted" in (warning.body or "")
+    assert "pong" not in (warning.body or "").lower()
