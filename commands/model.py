@@ -8,7 +8,7 @@ where a case may go). They hold no I/O.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -21,7 +21,7 @@ ROOM_ID_RE = re.compile(r"^![A-Za-z0-9._~\-=+/]+:[A-Za-z0-9.\-]+(?::[0-9]{1,5})?
 LANGUAGES = ("en", "ru", "ar")
 
 
-class Priority(str, Enum):
+class Priority(StrEnum):
     """How fast a case must be taken: flash (minutes), urgent (hours), routine (days)."""
 
     FLASH = "flash"
@@ -29,7 +29,7 @@ class Priority(str, Enum):
     ROUTINE = "routine"
 
 
-class Tlp(str, Enum):
+class Tlp(StrEnum):
     """Traffic Light Protocol 2.0 levels, ordered from least to most restricted."""
 
     CLEAR = "CLEAR"
@@ -61,7 +61,7 @@ class Tlp(str, Enum):
 _TLP_ORDER = [Tlp.CLEAR, Tlp.GREEN, Tlp.AMBER, Tlp.AMBER_STRICT, Tlp.RED]
 
 
-class Agency(str, Enum):
+class Agency(StrEnum):
     POLICE = "police"
     CUSTOMS = "customs"
     BORDER = "border"

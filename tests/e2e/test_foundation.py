@@ -164,7 +164,8 @@ async def test_a_command_in_an_unencrypted_room_is_not_executed(
     await kz.send_text(plain, "!ping")
     await kz.send_text(plain, "!ping")
     await ask(kz, bot, secure, "!ping")  # the bot has seen both plain pings by now
-    warning = await kz.wait_for(lambda m: m.sender == bot.user_id, room_id=plain)
+    warning = await kz.wait_for(
+        lambda m: m.sender == bot.user_id and m.type == "m.room.message", room_id=plain)
 
     said_in_plain = [m for m in kz.messages(plain, sender=bot.user_id)
                      if m.type == "m.room.message"]

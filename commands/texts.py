@@ -1,0 +1,249 @@
+"""Every word of the command language and every message the core writes, in one place.
+
+Two kinds of entries live here:
+
+- the *vocabulary* officers type: command words, priority names, option keys and
+  the word for "neighbours", each with Russian and Arabic aliases;
+- the *messages* the bot writes, by message id, in English. `text()` looks a
+  message up in the reader's language and falls back to English, so moving the
+  messages into gettext catalogues for ru and ar later changes only this module.
+
+Templates use `str.format` fields; values (which may come from officers) are
+inserted as data and never interpreted as format strings.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+
+from commands.model import Priority
+
+# --- vocabulary -------------------------------------------------------------------------
+
+COMMAND_ALIASES: Mapping[str, tuple[str, ...]] = {
+    "alert": ("тревога", "ориентировка", "تنبيه"),
+    "request": ("запрос", "طلب"),
+    "ack": ("принято", "تم"),
+    "update": ("обновить", "تحديث"),
+    "close": ("закрыть", "إغلاق"),
+    "cancel": ("отмена", "إلغاء"),
+    "status": ("статус", "حالة"),
+    "pending": ("открытые", "معلقة"),
+    "help": ("помощь", "مساعدة"),
+    "ping": ("пинг", "فحص"),
+    "lang": ("язык", "لغة"),
+    "report": ("отчёт", "تقرير"),
+    "escalations": ("эскалации", "تصعيدات"),
+}
+"""Aliases per command name; matched after `fold_word` (so `отчет` finds `отчёт`)."""
+
+PRIORITY_WORDS: Mapping[Priority, tuple[str, ...]] = {
+    Priority.FLASH: ("flash", "молния", "فوري"),
+    Priority.URGENT: ("urgent", "срочно", "срочный", "عاجل"),
+    Priority.ROUTINE: ("routine", "обычно", "плановый", "عادي"),
+}
+
+OPTION_KEYS: Mapping[str, tuple[str, ...]] = {
+    "to": ("кому", "إلى"),
+    "tlp": ("тлп",),
+    "cat": ("category", "кат", "категория", "فئة"),
+    "grade": ("оценка", "تقييم"),
+    "ref": ("дело", "مرجع"),
+    "due": ("срок", "موعد"),
+}
+"""First-line option keys (`to:UZ-TERMEZ`) and their aliases; canonical form first."""
+
+NEIGHBOUR_WORDS: tuple[str, ...] = ("neighbours", "neighbors", "соседи", "الجيران", "جيران")
+"""Target words meaning "the origin post's neighbours"; canonical form first."""
+
+_ARABIC_MARKS = {chr(c) for c in range(0x064B, 0x0653)} | {"\u0640", "\u0670"}
+_ARABIC_ALEFS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا"})
+
+
+def fold_word(word: str) -> str:
+    """The form vocabulary is compared in: NFKC, case-folded, `ё` as `е`, Arabic without
+    diacritics or tatweel and with one alef. Used for command words, priorities and
+    option keys only, never for identifiers such as post ids."""
+    folded = unicodedata.normalize("NFKC", word).casefold().replace("ё", "е")
+    folded = "".join(ch for ch in folded if ch not in _ARABIC_MARKS)
+    return folded.translate(_ARABIC_ALEFS)
+
+
+# --- messages ---------------------------------------------------------------------------
+
+MESSAGES: Mapping[str, str] = {
+    # commands: usage line, one-line summary, longer help
+    "command.alert.usage": (
+        "!alert PRIORITY [to:TARGETS] [tlp:LEVEL] [cat:CATEGORY] [grade:XN] [ref:CASE]"
+    ),
+    "command.alert.summary": "Send an alert to other posts.",
+    "command.alert.help": (
+        "PRIORITY is flash (minutes), urgent (hours) or routine (days).\n"
+        "to: post ids, country codes, group names or neighbours (the default), "
+        "separated by commas.\n"
+        "tlp: clear, green, amber, amber+strict or red. AMBER goes only to posts named "
+        "by id; RED never goes into a room.\n"
+        "cat: a category such as drugs or financial; grade: source A, B, C or X and "
+        "information 1-4, e.g. B2; ref: a related case such as KZ-0042.\n"
+        "Then, on the next lines, key: value details (vehicle: white Kamaz) and free text."
+    ),
+    "command.request.usage": (
+        "!request PRIORITY [to:TARGETS] [tlp:LEVEL] [cat:CATEGORY] [grade:XN] [ref:CASE] "
+        "[due:WHEN]"
+    ),
+    "command.request.summary": "Ask other posts a question that needs an answer.",
+    "command.request.help": (
+        "Written like !alert, and the targets must reply, not only acknowledge.\n"
+        "due: the deadline for the answer: 4h or 90m from now, 18:00 today, "
+        "2026-12-01 18:00 or 2026-12-01T18:00 in your post's time zone."
+    ),
+    "command.ack.usage": "!ack CASE",
+    "command.ack.summary": "Acknowledge a case sent to your post.",
+    "command.ack.help": (
+        "You can also acknowledge by reacting with ✅ or 👍 to the relayed message, "
+        "or by replying to it."
+    ),
+    "command.update.usage": "!update CASE TEXT",
+    "command.update.summary": "Add information to a case you sent.",
+    "command.update.help": "The update goes to every post the case was delivered to.",
+    "command.close.usage": "!close CASE [OUTCOME]",
+    "command.close.summary": "Close a case, with the outcome.",
+    "command.close.help": "Closing stops reminders and escalation for every target.",
+    "command.cancel.usage": "!cancel CASE",
+    "command.cancel.summary": "Withdraw a case sent by mistake.",
+    "command.cancel.help": "The targets are told the case is cancelled; reminders stop.",
+    "command.status.usage": "!status CASE",
+    "command.status.summary": "Show a case's deliveries, acknowledgements and replies.",
+    "command.status.help": "Times are shown in your post's time zone.",
+    "command.pending.usage": "!pending",
+    "command.pending.summary": "List open cases for your post.",
+    "command.pending.help": "Cases your post sent and cases waiting for your post's answer.",
+    "command.help.usage": "!help [COMMAND]",
+    "command.help.summary": "List the commands, or explain one.",
+    "command.help.help": "For example: !help alert.",
+    "command.ping.usage": "!ping",
+    "command.ping.summary": "Check that the bot is listening.",
+    "command.ping.help": (
+        "The answer names the bot's device and the time from your message to the bot."
+    ),
+    "command.lang.usage": "!lang en|ru|ar",
+    "command.lang.summary": "Set the language the bot writes in for this room.",
+    "command.lang.help": "English (en), Russian (ru) or Arabic (ar).",
+    "command.report.usage": "!report [PERIOD]",
+    "command.report.summary": "Response times per post (supervisors).",
+    "command.report.help": (
+        "PERIOD such as 7d (the default) or 30d: cases, time to acknowledge and to answer, "
+        "overdue items."
+    ),
+    "command.escalations.usage": "!escalations",
+    "command.escalations.summary": "List current escalations (supervisors).",
+    "command.escalations.help": "Cases past their deadlines and who has been told.",
+    # help
+    "help.overview.title": "Commands:",
+    "help.overview.footer": "Type !help COMMAND for details, e.g. !help alert.",
+    "help.usage": "Usage:",
+    "help.aliases": "Also:",
+    "help.role": "Who:",
+    "role.anyone": "anyone",
+    "role.officer": "officers of a post",
+    "role.supervisor": "supervisors",
+    "role.admin": "administrators",
+    # ping
+    "ping.reply": "pong — device {device}, {ms} ms from your message to me",
+    "ping.reply_skew": (
+        "pong — device {device}; your message is stamped {ms} ms after my clock, "
+        "so one of the clocks is off"
+    ),
+    # errors: commands
+    "error.usage": "Usage:",
+    "error.suggestions": "Did you mean: {suggestions}?",
+    "error.command_unknown": "I do not know the command {word}.",
+    "error.command_unknown_hint": "Type !help for the list of commands.",
+    # errors: identifiers
+    "error.identifier_lookalike": (
+        "{what} {value} contains {chars}; write it in Latin letters and digits only."
+    ),
+    "noun.target": "The target",
+    "noun.ref": "The case reference",
+    "noun.grade": "The grading",
+    "noun.category": "The category",
+    # errors: cases
+    "error.case_too_long": "The message is {length} characters long; the limit is {limit}.",
+    "error.priority_missing": (
+        "Start with the priority: flash (minutes), urgent (hours) or routine (days)."
+    ),
+    "error.priority_not_first": (
+        "The priority comes first, before {token}: flash, urgent or routine."
+    ),
+    "error.priority_unknown": (
+        "{word} is not a priority; use flash (minutes), urgent (hours) or routine (days)."
+    ),
+    "error.word_unexpected": (
+        "{word} is not an option. Options look like key:value "
+        "(to:, tlp:, cat:, grade:, ref:, due:); details go on the lines below."
+    ),
+    "error.option_unknown": "{key}: is not an option; the options are {options}.",
+    "error.option_twice": "The option {key}: is given twice.",
+    "error.option_empty": "The option {key}: needs a value, e.g. {example}.",
+    "error.tlp_unknown": (
+        "{value} is not a TLP level; use clear, green, amber, amber+strict or red."
+    ),
+    "error.grade_unknown": (
+        "{value} is not a grading; write the source A, B, C or X and the information "
+        "1 to 4, e.g. grade:B2."
+    ),
+    "error.category_bad": (
+        "{value} is not a category; use Latin letters, digits and dashes, e.g. cat:drugs."
+    ),
+    "error.targets_empty": "to: needs at least one post id, country, group or neighbours.",
+    "error.target_bad": (
+        "{value} is not a post id, country code, group name or neighbours."
+    ),
+    "error.targets_too_many": "{count} targets; the limit is {limit}.",
+    "error.due_on_alert": (
+        "due: is only for requests; an alert has no deadline. "
+        "Use !request to ask for an answer by a time."
+    ),
+    "error.due_unreadable": (
+        "{value} is not a deadline; write 4h, 90m, 18:00, 2026-12-01 18:00 "
+        "or 2026-12-01T18:00."
+    ),
+    "error.due_past": "The due time {value} is in the past (it is now {now} in {tz}).",
+    "error.due_too_far": "The due time {value} is more than {days} days away.",
+    "error.due_nonexistent": (
+        "{value} does not exist in {tz}: the clocks change then. Pick another time."
+    ),
+    "error.case_empty": (
+        "The {kind} is empty: add key: value lines or text below the first line."
+    ),
+    "error.field_no_value": "The line {key}: has no value; write it as {key}: value.",
+    "error.field_is_option": (
+        "{key}: is an option and goes on the first line, e.g. {example}."
+    ),
+    "error.field_too_long": "The line {key}: is {length} characters long; the limit is {limit}.",
+    "error.fields_too_many": "{count} key: value lines; the limit is {limit}.",
+    # errors: references
+    "error.ref_missing": "Which case? Give its reference, e.g. KZ-0042.",
+    "error.ref_bad": "{value} is not a case reference; a reference looks like KZ-0042.",
+    "error.ref_extra": "{command} takes only a case reference; {extra} is one word too many.",
+    "error.update_empty": "What is the update? Write it after the reference.",
+    # rendering
+    "render.truncated": "[truncated]",
+}
+
+CATALOGUES: Mapping[str, Mapping[str, str]] = {"en": MESSAGES}
+"""Messages per language; ru and ar fall back to English until their catalogues exist."""
+
+
+def text(msg_id: str, language: str = "en", /, **params: object) -> str:
+    """The message `msg_id` in `language` (English if missing there), with `params` filled in.
+
+    Raises KeyError for an unknown id: a typo in a message id is a bug, not input.
+    """
+    template = CATALOGUES.get(language, MESSAGES).get(msg_id) or MESSAGES[msg_id]
+    return template.format(**params) if params else template
+
+
+def has_text(msg_id: str) -> bool:
+    return msg_id in MESSAGES
