@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass
 
 from aiohttp import ClientError
 from nio import AsyncClient
@@ -30,16 +29,6 @@ log = logging.getLogger(__name__)
 DATABASE_FILE = "liaison.db"
 CROSS_SIGNING_FILE = "cross-signing.json"
 READY_FILE = "ready"
-
-
-@dataclass
-class Services:
-    """What command handlers may use; passed explicitly, never global."""
-
-    config: Config
-    db: Database
-    clock: Clock
-    client: AsyncClient
 
 
 def session_settings(config: Config) -> SessionSettings:
@@ -129,7 +118,7 @@ class Liaison:
             invite_policy=InvitePolicy(frozenset(access.users) | frozenset(config.access.admins),
                                        frozenset(access.servers)),
             trust=trust, undecryptable=undecryptable, wake_sender=sender.wake,
-            services=Services(config, db, self.clock, client),
+            config=config,
             language_for_room=self.language_for_room, post_for_room=self.post_for_room,
         )
         sync = SyncLoop(

@@ -22,7 +22,9 @@ from nio import (
 )
 
 from bot.clock import Clock, from_ms
+from bot.config import Config
 from bot.invites import InvitePolicy, answer_invite
+from bot.services import Services
 from bot.trust import TrustPolicy
 from bot.undecryptable import UndecryptableTracker
 from commands.errors import CommandError
@@ -76,7 +78,7 @@ class EventRouter:
         trust: TrustPolicy,
         undecryptable: UndecryptableTracker,
         wake_sender: Callable[[], None],
-        services: Any,
+        config: Config,
         language_for_room: Callable[[str], str],
         post_for_room: Callable[[str], Any],
     ) -> None:
@@ -88,7 +90,7 @@ class EventRouter:
         self._trust = trust
         self._undecryptable = undecryptable
         self._wake_sender = wake_sender
-        self._services = services
+        self._config = config
         self._language_for_room = language_for_room
         self._post_for_room = post_for_room
         self.commands_handled = 0
@@ -96,7 +98,7 @@ class EventRouter:
     @property
     def user_id(self) -> str:
         assert self._client.user_id
-        return self._client.user_id
+        return str(self._client.user_id)
 
     async def handle_batch(self, response: SyncResponse) -> None:
         for room_id, invite in response.rooms.invite.items():
@@ -211,7 +213,7 @@ class EventRouter:
                     post=self._post_for_room(room.room_id),
                     language=self._language_for_room(room.room_id),
                     bot_device_id=self._client.device_id or "",
-                    services=self._services,
+                    services=self._services_for(conn),
                 )
                 reply = await spec.handler(invocation)
             except CommandError as error:
@@ -227,6 +229,14 @@ class EventRouter:
             await self._enqueue_reply(conn, room.room_id, event.event_id, content, reply)
         self.commands_handled += 1
         self._wake_sender()
+
+    def _services_for(self, conn: Any) -> Services:
+        rooms = self._client.rooms
+        return Services(
+            config=self._config, clock=self._clock, conn=conn, bot_user_id=self.user_id,
+            joined_rooms=frozenset(rooms),
+            encrypted_rooms=frozenset(r for r, room in rooms.items() if room.encrypted),
+        )
 
     async def _answer(self, room: MatrixRoom, event: RoomMessageText, reply: Reply,
                       *, kind: str) -> None:

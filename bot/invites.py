@@ -30,7 +30,7 @@ def find_inviter(info: InviteInfo, user_id: str) -> str | None:
             and event.state_key == user_id
             and event.membership == "invite"
         ):
-            return event.sender
+            return str(event.sender)
     return None
 
 

@@ -1,0 +1,42 @@
+"""What a command handler may use while it runs: all of it bound to one transaction.
+
+The router opens one database transaction per command event, claims the
+event id in it, and hands the handler this object. Whatever the handler
+stores or sends (through `send`, which writes to the outbox) commits together
+with the claim, or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from bot.clock import Clock
+from bot.config import Config
+from storage import outbox
+
+
+@dataclass(frozen=True)
+class Services:
+    config: Config
+    clock: Clock
+    conn: aiosqlite.Connection
+    bot_user_id: str
+    joined_rooms: frozenset[str]
+    encrypted_rooms: frozenset[str]
+
+    async def send(
+        self,
+        room_id: str,
+        content: dict[str, Any],
+        *,
+        kind: str,
+        case_ref: str | None = None,
+        event_type: str = "m.room.message",
+    ) -> None:
+        """Queue a message; it leaves once the transaction commits."""
+        await outbox.enqueue(self.conn, room_id=room_id, event_type=event_type,
+                             content=content, now_ms=self.clock.now_ms(), kind=kind,
+                             case_ref=case_ref)
