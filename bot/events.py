@@ -107,17 +107,21 @@ class EventRouter:
             room = self._client.rooms.get(room_id)
             if room is None:
                 continue
+            # Learn when the bot joined before judging any event of the batch by it.
             for event in joined.timeline.events:
-                await self.handle_event(room, event)
+                if isinstance(event, RoomMemberEvent):
+                    await self._on_member(room, event)
+            for event in joined.timeline.events:
+                if not isinstance(event, RoomMemberEvent):
+                    await self.handle_event(room, event)
         await self._undecryptable.retry(self.handle_event)
 
     async def handle_event(self, room: MatrixRoom, event: Any) -> None:
-        if isinstance(event, RoomMemberEvent):
-            await self._on_member(room, event)
+        log.debug("event", extra={"room_id": room.room_id, "type": type(event).__name__,
+                                  "event_id": getattr(event, "event_id", None)})
+        if not isinstance(event, MegolmEvent | RoomMessageText):
             return
-        if getattr(event, "sender", None) == self.user_id:
-            return
-        if not await self._after_join(room, event):
+        if event.sender == self.user_id or not await self._after_join(room, event):
             return
         if isinstance(event, MegolmEvent):
             await self._undecryptable.track(room, event)

@@ -48,7 +48,6 @@ def setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # nio logs decrypted event details at debug/info; keep it quiet unless debugging.
-    if level.upper() != "DEBUG":
-        for noisy in ("nio", "peewee", "aiohttp.access"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    # nio logs decrypted event details; aiosqlite logs every statement.
+    for noisy in ("nio", "peewee", "aiohttp.access", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -68,6 +68,11 @@ class SyncLoop:
             if response is None:
                 await self._back_off()
                 continue
+            log.debug("sync batch", extra={
+                "next_batch": response.next_batch,
+                "joined": {r: len(i.timeline.events) for r, i in response.rooms.join.items()},
+                "invites": len(response.rooms.invite), "to_device": len(response.to_device_events),
+            })
             await self._maintain_keys()
             await self._handle_batch(response)
             async with self._db.transaction() as conn:

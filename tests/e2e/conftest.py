@@ -99,3 +99,5 @@ async def bot_factory(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[Bo
     yield make
     for bot in bots:
         await bot.stop()
+        # Shown by pytest only when the test failed.
+        print(f"--- log of {bot.user_id} ---\n{bot.log_tail(60)}")
