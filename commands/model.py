@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 POST_ID_RE = re.compile(r"^[A-Z]{2}-[A-Z0-9]+(?:-[A-Z0-9]+)*$")
 GROUP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,39}$")
 MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(?::[0-9]{1,5})?$")
-ROOM_ID_RE = re.compile(r"^![A-Za-z0-9._~\-=+/]+:[A-Za-z0-9.\-]+(?::[0-9]{1,5})?$")
+# Room version 12 ids are a bare hash (`!abc…`); older ones carry the server (`!abc:server`).
+ROOM_ID_RE = re.compile(r"^![A-Za-z0-9._~\-=+/]+(?::[A-Za-z0-9.\-]+(?::[0-9]{1,5})?)?$")
 
 LANGUAGES = ("en", "ru", "ar")
 

@@ -42,14 +42,14 @@ class BotProcess:
         config: dict[str, Any] | None = None,
         pickle_key: str = "demo-pickle-key-not-for-production",
     ) -> None:
-        self.workdir = workdir
+        self.workdir = workdir.resolve()
         self.synapse = synapse
         self.user_id = f"@{localpart}:{synapse.server_name}"
         self.password = password
         self.pickle_key = pickle_key
-        self.data_dir = workdir / "data"
-        self.config_path = workdir / "config.yaml"
-        self.log_path = workdir / "bot.log"
+        self.data_dir = self.workdir / "data"
+        self.config_path = self.workdir / "config.yaml"
+        self.log_path = self.workdir / "bot.log"
         self._extra = config or {}
         self._process: asyncio.subprocess.Process | None = None
         self._log_file: Any = None

@@ -8,6 +8,7 @@ what each officer's client decrypted.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import shutil
 import sys
@@ -82,6 +83,8 @@ def demo_config(synapse: LocalSynapse, rooms: dict[str, str], officers: dict[str
 
 async def run_demo(workdir: Path) -> int:
     narrator = Narrator()
+    # The officers' nio clients warn about routine Olm session set-up; not demo material.
+    logging.getLogger("nio").setLevel(logging.ERROR)
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
