@@ -147,6 +147,13 @@ async def open_session(settings: SessionSettings) -> AsyncClient:
     if credentials is None:
         credentials = await _first_login(settings)
         credentials.save(path)
+    elif credentials.device_id not in _stores_on_disk(settings, credentials.user_id):
+        raise StartupError(
+            f"the crypto store of device {credentials.device_id} is missing from "
+            f"{settings.data_dir / CRYPTO_DIR}. Without it the bot cannot read or send "
+            "encrypted messages as that device. Restore the data directory from a backup; "
+            "Liaison will not continue as a different device."
+        )
     if credentials.user_id != settings.user_id:
         raise StartupError(
             f"{path} belongs to {credentials.user_id}, but the config says bot.user_id is "

@@ -172,3 +172,32 @@ async def test_a_command_in_an_unencrypted_room_is_not_executed(
     assert len(said_in_plain) == 1, [(m.event_id, m.body, m.type) for m in said_in_plain]
     assert "not end-to-end encrypted" in (warning.body or "")
     assert "pong" not in (warning.body or "").lower()
+
+
+async def test_start_is_refused_when_the_crypto_store_or_identity_keys_are_lost(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    bot = await bot_factory()
+    device = bot.device_id
+    await bot.stop()
+
+    seeds = bot.data_dir / "cross-signing.json"
+    seeds.rename(bot.data_dir / "cross-signing.json.bak")
+    await bot.start(wait_ready=False)
+    assert await bot.wait_exit() == 3
+    assert "will not replace an identity silently" in bot.log_tail()
+    (bot.data_dir / "cross-signing.json.bak").rename(seeds)
+
+    crypto = bot.data_dir / "crypto"
+    crypto.rename(bot.data_dir / "crypto.bak")
+    await bot.start(wait_ready=False)
+    assert await bot.wait_exit() == 3
+    assert "crypto store of device" in bot.log_tail()
+    assert not crypto.exists()  # the refused start created nothing in its place
+    (bot.data_dir / "crypto.bak").rename(crypto)
+
+    await bot.start()
+    assert bot.device_id == device
+    kz = await officer_factory("kz")
+    room_id = await open_room(kz, bot)
+    await ask(kz, bot, room_id, "!ping")
