@@ -97,7 +97,7 @@ class BotProcess:
         self.write_config()
         self.ready_file.unlink(missing_ok=True)
         env = dict(os.environ, **{PASSWORD_ENV: self.password, PICKLE_KEY_ENV: self.pickle_key})
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap
+        self._log_file = open(self.log_path, "ab")  # noqa: ASYNC230, SIM115 - closed in _reap
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "run", "-c", str(self.config_path),
             stdout=self._log_file, stderr=self._log_file, env=env,
@@ -109,7 +109,8 @@ class BotProcess:
         deadline = time.monotonic() + timeout
         while not self.ready_file.exists():
             if self._process is not None and self._process.returncode is not None:
-                raise RuntimeError(f"bot exited with {self._process.returncode}:\n{self.log_tail()}")
+                code = self._process.returncode
+                raise RuntimeError(f"bot exited with {code}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"bot not ready after {timeout}s:\n{self.log_tail()}")
             await asyncio.sleep(0.05)
