@@ -97,7 +97,7 @@ class BotProcess:
         self.write_config()
         self.ready_file.unlink(missing_ok=True)
         env = dict(os.environ, **{PASSWORD_ENV: self.password, PICKLE_KEY_ENV: self.pickle_key})
-        self._log_file = open(self.log_path, "ab")  # noqa: ASYNC230, SIM115 - closed in _reap
+        self._log_file = open(self.log_path, "ab")  # noqa: ASYNC230 - closed in _reap
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "run", "-c", str(self.config_path),
             stdout=self._log_file, stderr=self._log_file, env=env,
