@@ -98,6 +98,7 @@ class Liaison:
     async def _serve(self, client: AsyncClient, db: Database) -> None:
         config = self.config
         trust = TrustPolicy(client, config.trust.policy)
+        synced = asyncio.Event()
         sender = OutboxSender(
             db, client, self.clock,
             SenderSettings(
@@ -106,6 +107,7 @@ class Liaison:
                 max_attempts=config.outbox.max_attempts,
             ),
             before_send=trust.prepare_room,
+            ready=synced,
         )
         undecryptable = UndecryptableTracker(
             client, db, self.clock,
@@ -125,6 +127,7 @@ class Liaison:
             client, db, router.handle_batch,
             timeout_ms=int(config.sync.timeout.total_seconds() * 1000),
             backoff_max_s=config.sync.backoff_max.total_seconds(),
+            synced=synced,
         )
         tasks = [
             asyncio.create_task(sync.run(), name="sync"),

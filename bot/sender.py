@@ -53,6 +53,7 @@ class OutboxSender:
         clock: Clock,
         settings: SenderSettings,
         before_send: BeforeSend | None = None,
+        ready: asyncio.Event | None = None,
     ) -> None:
         self._db = db
         self._client = client
@@ -60,6 +61,7 @@ class OutboxSender:
         self._settings = settings
         self._before_send = before_send
         self._wakeup = asyncio.Event()
+        self._ready = ready
         self.sent_count = 0
         self.failure_count = 0
         self.last_error: str | None = None
@@ -68,6 +70,8 @@ class OutboxSender:
         self._wakeup.set()
 
     async def run(self) -> None:
+        if self._ready is not None:
+            await self._ready.wait()  # rooms are known only after the first sync of this run
         while True:
             self._wakeup.clear()
             async with self._db.read() as conn:

@@ -23,6 +23,7 @@ from nio import (
 
 from bot.crosssigning import query_identity
 from bot.files import ensure_private_dir, write_private_file
+from bot.megolm_compat import LiaisonClient
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,13 @@ def client_config(pickle_key: str) -> AsyncClientConfig:
     )
 
 
-def _new_client(settings: SessionSettings, user_id: str, device_id: str | None) -> AsyncClient:
+def _new_client(
+    settings: SessionSettings, user_id: str, device_id: str | None
+) -> LiaisonClient:
     crypto_dir = settings.data_dir / CRYPTO_DIR
     ensure_private_dir(crypto_dir)
     config = client_config(settings.pickle_key)
-    return AsyncClient(
+    return LiaisonClient(
         settings.homeserver,
         user_id,
         device_id=device_id,

@@ -49,6 +49,7 @@ class SyncLoop:
         *,
         timeout_ms: int = 30_000,
         backoff_max_s: float = 60.0,
+        synced: asyncio.Event | None = None,
     ) -> None:
         self._client = client
         self._db = db
@@ -57,12 +58,14 @@ class SyncLoop:
         self._backoff_max_s = backoff_max_s
         self.last_success_monotonic: float | None = None
         self.consecutive_failures = 0
-        self.synced_once = asyncio.Event()
+        self.synced_once = synced or asyncio.Event()
 
     async def run(self) -> None:
         async with self._db.read() as conn:
             token = await state.get_value(conn, SYNC_TOKEN_KEY)
-        first = token is None
+        # Full state on the first sync of every run: nio keeps rooms only in memory, and a
+        # restarted bot must know every room (members, encryption) before it sends anything.
+        first = True
         while True:
             response = await self._sync_once(token, first)
             if response is None:

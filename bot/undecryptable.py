@@ -9,6 +9,7 @@ period the sender is told, once, that the bot could not read the message.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from nio import AsyncClient, EncryptionError, LocalProtocolError, MatrixRoom, MegolmEvent
 
 from bot.clock import Clock
+from bot.megolm_compat import LiaisonClient
 from commands.render import notice_content, render_notice
 from storage import inbox, outbox
 from storage.db import Database
@@ -90,8 +92,10 @@ class UndecryptableTracker:
         room = self._client.rooms.get(item.room_id)
         if room is None:
             return
-        source = dict(item.source)
+        source = copy.deepcopy(item.source)
         source.setdefault("room_id", item.room_id)
+        if isinstance(self._client, LiaisonClient):
+            self._client.fill(source, item.room_id)  # the room key may have arrived by now
         event = MegolmEvent.from_dict(source)
         if not isinstance(event, MegolmEvent):
             async with self._db.transaction() as conn:

@@ -110,6 +110,42 @@ async def test_a_message_sent_before_joining_is_seen_but_not_readable(
     assert seen.undecrypted
 
 
+async def test_a_withheld_key_leaves_one_user_unable_to_read_until_it_is_released(
+    officer_factory: OfficerFactory,
+) -> None:
+    alice = await officer_factory("kz")
+    bob = await officer_factory("uz")
+    carol = await officer_factory("tj")
+    room_id = await shared_room(alice, bob)
+    await alice.invite(room_id, carol.user_id)
+    await carol.join(room_id)
+    await alice.wait_until_joined(room_id, carol.user_id)
+
+    withheld = await alice.send_text_withholding_key(room_id, "late key", withhold_from=bob.user_id)
+    early = await bob.wait_for(event_is(withheld.event_id), room_id=room_id)
+    assert early.undecrypted and early.body is None
+    read_by_carol = await carol.wait_for(event_is(withheld.event_id), room_id=room_id)
+    assert read_by_carol.body == "late key"  # only bob was left without the key
+    assert (await alice.wait_for(event_is(withheld.event_id))).body == "late key"
+
+    # The officer's next message uses a new session that bob does get.
+    after = await alice.send_text(room_id, "normal again")
+    assert (await bob.wait_for(event_is(after), room_id=room_id)).body == "normal again"
+    still = next(m for m in bob.messages(room_id) if m.event_id == withheld.event_id)
+    assert still.undecrypted
+    olm = alice.client.olm
+    assert olm is not None
+    for device in alice.client.device_store.active_user_devices(bob.user_id):
+        assert not olm.is_device_blacklisted(device)  # trust state left as it was
+
+    await withheld.release()
+    late = await bob.wait_for(
+        lambda m: m.event_id == withheld.event_id and not m.undecrypted, room_id=room_id
+    )
+    assert (late.type, late.body, late.encrypted) == ("m.room.message", "late key", True)
+    assert [m.event_id for m in bob.messages(room_id)].count(withheld.event_id) == 1
+
+
 async def test_a_burst_of_messages_is_not_rate_limited(officer_factory: OfficerFactory) -> None:
     alice = await officer_factory("kz")
     bob = await officer_factory("uz")

@@ -201,3 +201,27 @@ async def test_start_is_refused_when_the_crypto_store_or_identity_keys_are_lost(
     kz = await officer_factory("kz")
     room_id = await open_room(kz, bot)
     await ask(kz, bot, room_id, "!ping")
+
+
+async def test_a_command_without_the_deprecated_megolm_fields_is_still_answered(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    """Newer clients may omit sender_key and device_id from encrypted events (Matrix 1.3)."""
+    bot = await bot_factory()
+    kz = await officer_factory("kz")
+    room_id = await open_room(kz, bot)
+    await ask(kz, bot, room_id, "!ping")  # the bot now holds this session's room key
+
+    event_type, content = kz.client.encrypt(
+        room_id, "m.room.message", {"msgtype": "m.text", "body": "!ping"})
+    assert event_type == "m.room.encrypted"
+    del content["sender_key"], content["device_id"]
+    path = (f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.encrypted/"
+            f"stripped-{bot.device_id}")
+    sent = await request_json(kz.client, "PUT", path, content)
+    assert sent.ok, sent
+    stripped_id = sent.body["event_id"]
+
+    answer = await kz.wait_for(
+        lambda m: m.sender == bot.user_id and replies_to(m, stripped_id), room_id=room_id)
+    assert bot.device_id and bot.device_id in (answer.body or "")
