@@ -1,13 +1,10 @@
-"""The commands the core answers by itself: `!help [command]` and `!ping`.
-
-Case commands (`!alert`, `!ack`, ...) need the database and the Matrix client, so
-the shell registers them on the registry `default_registry()` returns, with
-`CommandSpec.declare(name, handler)` picking their aliases and texts from
-`commands.texts`.
+"""The bot's command set: `!help [command]` and `!ping` here, the case commands
+(`!alert`, `!ack`, ...) from `commands.cases`.
 """
 
 from __future__ import annotations
 
+from commands.cases import register_case_commands
 from commands.errors import CommandError
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
 from commands.render import render_notice
@@ -18,6 +15,7 @@ def default_registry() -> CommandRegistry:
     """A fresh registry with the built-in commands; one per bot, never shared."""
     registry = CommandRegistry()
     register_builtins(registry)
+    register_case_commands(registry)
     return registry
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from commands.builtin import default_registry
+from commands.builtin import default_registry, register_builtins
 from commands.errors import CommandError
 from commands.registry import (
     CommandRegistry,
@@ -26,7 +26,8 @@ async def answer(invocation: Invocation) -> Reply:
 
 
 def registry_with_case_commands() -> CommandRegistry:
-    registry = default_registry()
+    registry = CommandRegistry()
+    register_builtins(registry)
     registry.register(CommandSpec.declare("alert", answer))
     registry.register(CommandSpec.declare("request", answer))
     registry.register(CommandSpec.declare("ack", answer))
@@ -104,9 +105,10 @@ def test_decorator_form_registers_with_catalogue_aliases() -> None:
 
 def test_default_registry_is_a_fresh_object_each_time() -> None:
     first, second = default_registry(), default_registry()
-    first.register(CommandSpec.declare("alert", answer))
-    assert "alert" in first and "alert" not in second
-    assert [spec.name for spec in second] == ["help", "ping"]
+    first.register(CommandSpec.declare("report", answer, role=Role.SUPERVISOR))
+    assert "report" in first and "report" not in second
+    assert [spec.name for spec in second] == ["help", "ping", "alert", "request", "ack",
+                                              "update", "close", "cancel", "status", "pending"]
 
 
 def test_help_overview_is_generated_from_the_declarations() -> None:

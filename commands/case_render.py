@@ -1,0 +1,273 @@
+"""How cases read: the relayed case, the answer to its sender, acknowledgements,
+updates, closing, `!status` and `!pending`.
+
+Pure functions from stored cases and configured posts to `Notice`s, in the
+reader's language and time zone. The TLP label leads every case message and is
+never translated. Officer text (fields, free text, updates, outcomes) goes in
+`Relayed` spans, so it is neutralised and escaped like everything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from commands.model import Post, Tlp
+from commands.render import Code, Line, Notice, Relayed, Strong, render_notice
+from commands.routing import Refusal, RefusalReason
+from commands.texts import text
+from storage.cases import Case, Delivery, TimelineEntry
+
+MAX_RELAYED_TEXT_IN_STATUS = 300
+"""Updates and outcomes are cut to this many characters in `!status`."""
+
+BULLET = "• "
+
+CASE_KEY = "org.liaison.case"
+"""The namespaced content key with a case's machine-readable metadata; trusted only on
+events the bot sent itself."""
+
+
+def format_time(ms: int, timezone: str) -> str:
+    """`2026-05-01 15:30 +05:00`: the reader's wall clock with its offset."""
+    local = datetime.fromtimestamp(ms / 1000, UTC).astimezone(ZoneInfo(timezone))
+    offset = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M} {offset[:3]}:{offset[3:]}"
+
+
+def post_label(post_id: str, posts: Mapping[str, Post], language: str) -> str:
+    """`Termez border post (UZ-TERMEZ)`, or the bare id for a post no longer configured."""
+    post = posts.get(post_id)
+    if post is None:
+        return post_id
+    name = post.name(language)
+    return post_id if name == post_id else text("post.label", language, name=name, id=post_id)
+
+
+def case_title(case: Case, language: str) -> str:
+    """`Urgent alert`, `Flash request`."""
+    return text(f"case.title.{case.kind}.{case.priority.value}", language)
+
+
+def tlp_label(tlp: Tlp) -> Strong:
+    return Strong(f"TLP:{tlp.value}")
+
+
+def case_metadata(case: Case) -> dict[str, str]:
+    """The `org.liaison.case` content key: what other code correlates on, never the prose."""
+    return {"ref": case.ref, "kind": case.kind, "origin": case.origin_post}
+
+
+# --- the relayed case -------------------------------------------------------------------
+
+
+def render_relayed_case(case: Case, *, target: Post, posts: Mapping[str, Post]) -> Notice:
+    """The case as the target post reads it: TLP first, then who sent it, the details,
+    the fields and text as typed, and how to acknowledge."""
+    language, timezone = target.language, target.timezone
+    lines: list[Line] = [
+        [tlp_label(case.tlp), " ", Strong(case_title(case, language)), " ", Code(case.ref)],
+        text(f"tlp.guidance.{case.tlp.value}", language),
+        text("case.from", language, post=post_label(case.origin_post, posts, language),
+             time=format_time(case.created_ms, timezone)),
+    ]
+    details = []
+    if case.category is not None:
+        details.append(text("case.category", language, category=case.category))
+    if case.grading is not None:
+        details.append(text("case.grading", language, grading=case.grading))
+    if case.related_ref is not None:
+        details.append(text("case.related", language, ref=case.related_ref))
+    if details:
+        lines.append(" · ".join(details))
+    if case.due_ms is not None:
+        lines.append(Strong(text("case.due", language, time=format_time(case.due_ms, timezone))))
+    lines.extend([Strong(f"{key}: "), Relayed(value)] for key, value in case.fields)
+    if case.text:
+        lines.append(Relayed(case.text))
+    lines.append([text("case.ack_hint", language) + " ", Code(f"!ack {case.ref}")])
+    return render_notice(*lines)
+
+
+# --- the answer to the sender -----------------------------------------------------------
+
+
+def render_refusal(refusal: Refusal, *, tlp: Tlp, category: str | None,
+                   posts: Mapping[str, Post], language: str) -> Line:
+    """`UZ-TERMZ: not a post id, ... Did you mean: UZ-TERMEZ?` for one refused target."""
+    reason = refusal.reason
+    params: dict[str, object] = {"tlp": tlp.value, "category": category or ""}
+    post = posts.get(refusal.target)
+    if reason is RefusalReason.CLEARANCE and post is not None:
+        params["clearance"] = post.clearance.value
+    elif reason is RefusalReason.CLEARANCE:
+        params["clearance"] = "?"
+    line: list[str | Code] = [BULLET, Code(refusal.target), ": ",
+                              text(f"case.refusal.{reason.value}", language, **params)]
+    if reason is RefusalReason.TLP_AMBER_FANOUT and refusal.suggestions:
+        line += [" ", text("case.refusal.name_posts", language,
+                           posts=",".join(refusal.suggestions))]
+    elif reason is RefusalReason.TLP_STRICT_RULE:
+        line += [" ", text("case.refusal.name_post", language, post=refusal.target)]
+    elif refusal.suggestions:
+        line += [" ", text("error.suggestions", language,
+                           suggestions=", ".join(refusal.suggestions))]
+    return line
+
+
+def render_routed(case: Case, delivered: Sequence[str], refusals: Sequence[Refusal], *,
+                  posts: Mapping[str, Post], language: str) -> Notice:
+    """The sender's answer for a stored case: the reference, where it went, what was refused."""
+    lines: list[Line] = [Strong(text("case.sent", language, ref=case.ref,
+                                     title=case_title(case, language)))]
+    lines.extend(BULLET + post_label(post_id, posts, language) for post_id in delivered)
+    if refusals:
+        lines.append(text("case.refused", language))
+        lines.extend(render_refusal(refusal, tlp=case.tlp, category=case.category, posts=posts,
+                                    language=language) for refusal in refusals)
+    return render_notice(*lines)
+
+
+def render_not_sent(refusals: Sequence[Refusal], *, tlp: Tlp, category: str | None,
+                    posts: Mapping[str, Post], language: str) -> Notice:
+    """The sender's answer when nothing was routed: every refusal and what to do."""
+    if any(refusal.reason is RefusalReason.TLP_RED_ROOM for refusal in refusals):
+        return render_notice(text("case.not_sent", language),
+                             BULLET + text("case.refusal.tlp_red_room", language))
+    return render_notice(text("case.not_sent", language), *(
+        render_refusal(refusal, tlp=tlp, category=category, posts=posts, language=language)
+        for refusal in refusals))
+
+
+# --- acknowledgements, updates, closing ---------------------------------------------------
+
+
+def render_ack_notice(case: Case, delivery: Delivery, *, origin: Post,
+                      posts: Mapping[str, Post]) -> Notice:
+    """What the origin room reads when a target acknowledges."""
+    language = origin.language
+    assert delivery.acknowledged_by is not None and delivery.acknowledged_ms is not None
+    return render_notice([tlp_label(case.tlp), " ", text(
+        "case.ack.notice", language, post=post_label(delivery.post, posts, language),
+        ref=case.ref, who=delivery.acknowledged_by,
+        time=format_time(delivery.acknowledged_ms, origin.timezone))])
+
+
+def render_update_notice(case: Case, update: str, *, reader: Post,
+                         posts: Mapping[str, Post]) -> Notice:
+    """An update as each target reads it."""
+    language = reader.language
+    return render_notice(
+        [tlp_label(case.tlp), " ", Strong(text("case.update.notice", language, ref=case.ref,
+                                                post=post_label(case.origin_post, posts,
+                                                                language)))],
+        Relayed(update),
+    )
+
+
+def render_finished_notice(case: Case, *, reader: Post, posts: Mapping[str, Post]) -> Notice:
+    """A closed or cancelled case as each target reads it."""
+    language = reader.language
+    origin = post_label(case.origin_post, posts, language)
+    lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(text(
+        f"case.{case.state}.notice", language, ref=case.ref, post=origin))]]
+    if case.outcome:
+        lines.append([Strong(text("case.outcome", language) + " "), Relayed(case.outcome)])
+    return render_notice(*lines)
+
+
+# --- !status and !pending ---------------------------------------------------------------
+
+
+def render_status(case: Case, deliveries: Sequence[Delivery],
+                  history: Sequence[TimelineEntry], *, posts: Mapping[str, Post],
+                  language: str, timezone: str, show_refusals: bool) -> Notice:
+    """The case, each delivery's state and the timeline, in the reader's time zone."""
+    lines: list[Line] = [[tlp_label(case.tlp), " ", text(
+        "case.status.title", language, ref=case.ref, title=case_title(case, language),
+        post=post_label(case.origin_post, posts, language),
+        state=text(f"case.state.{case.state}", language))]]
+    lines.append(text("case.status.deliveries", language))
+    lines.extend(BULLET + _delivery_state(delivery, posts, language, timezone)
+                 for delivery in deliveries)
+    lines.append(text("case.status.timeline", language))
+    for entry in history:
+        if entry.kind == "refused" and not show_refusals:
+            continue
+        lines.append(_timeline_line(entry, posts, language, timezone))
+    return render_notice(*lines)
+
+
+def _delivery_state(delivery: Delivery, posts: Mapping[str, Post], language: str,
+                    timezone: str) -> str:
+    post = post_label(delivery.post, posts, language)
+    if delivery.answered_ms is not None:
+        return text("case.status.delivery.answered", language, post=post,
+                    time=format_time(delivery.answered_ms, timezone), who=delivery.answered_by)
+    if delivery.acknowledged_ms is not None:
+        return text("case.status.delivery.acknowledged", language, post=post,
+                    time=format_time(delivery.acknowledged_ms, timezone),
+                    who=delivery.acknowledged_by)
+    if delivery.sent_ms is None:
+        return text("case.status.delivery.queued", language, post=post)
+    return text("case.status.delivery.routed", language, post=post,
+                time=format_time(delivery.sent_ms, timezone))
+
+
+def _timeline_line(entry: TimelineEntry, posts: Mapping[str, Post], language: str,
+                   timezone: str) -> Line:
+    when = format_time(entry.ms, timezone)
+    post = post_label(entry.post, posts, language) if entry.post else ""
+    who = entry.actor or ""
+    detail = entry.detail
+    msg_id = f"case.timeline.{entry.kind}"
+    if entry.kind == "refused":
+        reason = text(f"case.reason.{detail.get('reason', 'unknown_target')}", language)
+        target = post or str(detail.get("target", ""))
+        return BULLET + text(msg_id, language, time=when, post=target, reason=reason)
+    said = detail.get("text") or detail.get("outcome")
+    if entry.kind in ("updated", "closed") and said:
+        return [BULLET + text(msg_id, language, time=when, post=post, who=who) + ": ",
+                Relayed(str(said), max_chars=MAX_RELAYED_TEXT_IN_STATUS)]
+    if entry.kind in ("created", "routed", "acknowledged", "answered", "updated", "closed",
+                      "cancelled"):
+        return BULLET + text(msg_id, language, time=when, post=post, who=who)
+    return BULLET + text("case.timeline.other", language, time=when, kind=entry.kind)
+
+
+def render_pending(
+    post: Post,
+    sent: Sequence[tuple[Case, Sequence[Delivery]]],
+    received: Sequence[tuple[Case, Delivery]],
+    *,
+    posts: Mapping[str, Post],
+    language: str,
+) -> Notice:
+    """Open cases of a post, both directions, oldest first."""
+    timezone = post.timezone
+    lines: list[Line] = [text("case.pending.title", language,
+                              post=post_label(post.id, posts, language))]
+    if not sent and not received:
+        lines.append(text("case.pending.none", language))
+        return render_notice(*lines)
+    if sent:
+        lines.append(Strong(text("case.pending.sent", language)))
+        for case, deliveries in sent:
+            acked = sum(1 for delivery in deliveries if delivery.acknowledged_ms is not None)
+            lines.append([BULLET, tlp_label(case.tlp), " ", Code(case.ref), " ", text(
+                "case.pending.sent_item", language, title=case_title(case, language),
+                time=format_time(case.created_ms, timezone), acked=acked,
+                total=len(deliveries))])
+    if received:
+        lines.append(Strong(text("case.pending.received", language)))
+        for case, delivery in received:
+            state = text(f"case.pending.state.{delivery.state}", language)
+            if case.due_ms is not None and delivery.answered_ms is None:
+                state += "; " + text("case.pending.due", language,
+                                     time=format_time(case.due_ms, timezone))
+            lines.append([BULLET, tlp_label(case.tlp), " ", Code(case.ref), " ", text(
+                "case.pending.received_item", language, title=case_title(case, language),
+                post=post_label(case.origin_post, posts, language),
+                time=format_time(case.created_ms, timezone), state=state)])
+    return render_notice(*lines)

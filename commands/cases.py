@@ -1,0 +1,377 @@
+"""The case commands — where each is handled:
+
+- `!alert`, `!request`: `alert`, `request` (parse, route, store, relay, answer the sender)
+- `!ack REF`: `ack`
+- `!update REF text`: `update`
+- `!close REF [outcome]`, `!cancel REF`: `close`, `cancel`
+- `!status REF`: `status`;  `!pending`: `pending`
+
+Every handler runs inside the command event's transaction (see `bot.services`):
+what it stores and every message it queues commit together with the claim of the
+event, or not at all. Parsing, routing and rendering are the pure core
+(`commands.parser`, `commands.routing`, `commands.case_render`); this module reads
+and writes `storage.cases` and queues messages through the outbox.
+
+Who may do what: the command's room must be a configured post's room; a case is
+visible to its origin post, the posts it was delivered to, and the origin post's
+supervisors — to anyone else it does not exist. Only a target post acknowledges;
+only the origin post (or its supervisors) updates, closes or cancels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from bot.config import Config
+from bot.services import Services
+from commands.case_render import (
+    CASE_KEY,
+    case_metadata,
+    format_time,
+    post_label,
+    render_ack_notice,
+    render_finished_notice,
+    render_not_sent,
+    render_pending,
+    render_relayed_case,
+    render_routed,
+    render_status,
+    render_update_notice,
+)
+from commands.errors import CommandError
+from commands.model import Post
+from commands.parser import (
+    CaseDraft,
+    CaseKind,
+    parse_ack,
+    parse_cancel,
+    parse_case,
+    parse_close,
+    parse_status,
+    parse_update,
+)
+from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
+from commands.render import Notice, notice_content, render_notice
+from commands.routing import Directory, Refusal, RefusalReason, RoutingDecision, route
+from commands.texts import text
+from storage import cases, outbox
+from storage.cases import Case, NewCase, TimelineKind
+
+_UNREACHABLE = frozenset({RefusalReason.NOT_JOINED, RefusalReason.NOT_ENCRYPTED})
+
+
+def register_case_commands(registry: CommandRegistry) -> None:
+    """Declare the case commands on `registry`, with aliases and texts from the catalogue."""
+    for name, handler in (("alert", alert), ("request", request), ("ack", ack),
+                          ("update", update), ("close", close), ("cancel", cancel),
+                          ("status", status), ("pending", pending)):
+        registry.register(CommandSpec.declare(name, handler))
+
+
+# --- !alert and !request ----------------------------------------------------------------
+
+
+async def alert(invocation: Invocation) -> Reply:
+    return await _open_case("alert", invocation)
+
+
+async def request(invocation: Invocation) -> Reply:
+    return await _open_case("request", invocation)
+
+
+async def _open_case(kind: CaseKind, invocation: Invocation) -> Reply:
+    services = _services(invocation)
+    origin = _room_post(invocation, services)
+    draft = parse_case(kind, invocation.args, invocation.lines, now=invocation.now,
+                       tz=ZoneInfo(origin.timezone))
+    if draft.ref is not None:
+        try:
+            await _visible_case(services, draft.ref, origin, invocation.sender)
+        except CommandError as error:
+            raise invocation.command.usage_error(error, invocation.language) from None
+    posts = _posts(services.config)
+    decision = route(origin=origin, targets=draft.targets, tlp=draft.tlp,
+                     category=draft.category, directory=_directory(services))
+    blocking = [refusal for refusal in decision.refusals if blocks(refusal, draft)]
+    if blocking or not decision.deliveries:
+        return render_not_sent(blocking or decision.refusals, tlp=draft.tlp,
+                               category=draft.category, posts=posts,
+                               language=invocation.language)
+    case = await _store_and_relay(invocation, services, origin, draft, decision, posts)
+    return render_routed(case, decision.deliveries, decision.refusals, posts=posts,
+                         language=invocation.language)
+
+
+async def _store_and_relay(invocation: Invocation, services: Services, origin: Post,
+                           draft: CaseDraft, decision: RoutingDecision,
+                           posts: Mapping[str, Post]) -> Case:
+    """Store the case, queue one relayed message per delivery, record the refusals."""
+    now_ms = _ms(invocation)
+    conn = services.conn
+    case = await cases.create_case(conn, NewCase(
+        kind=draft.kind, origin_post=origin.id, origin_country=origin.country,
+        priority=draft.priority, tlp=draft.tlp, category=draft.category,
+        grading=draft.grading, related_ref=draft.ref, fields=draft.fields, text=draft.text,
+        due_ms=None if draft.due is None else int(draft.due.timestamp() * 1000),
+        forwardable=decision.forwardable, origin_room=invocation.room_id,
+        origin_event_id=invocation.event_id, origin_sender=invocation.sender,
+        created_ms=now_ms,
+    ))
+    for post_id in decision.deliveries:
+        target = posts[post_id]
+        notice = render_relayed_case(case, target=target, posts=posts)
+        # Straight to the outbox, not services.send: the delivery keeps the txn_id.
+        message = await outbox.enqueue(
+            conn, room_id=target.room, event_type="m.room.message",
+            content=_case_content(notice, case), now_ms=now_ms, kind="case-relay",
+            case_ref=case.ref,
+        )
+        await cases.add_delivery(conn, case.id, post=post_id, room_id=target.room,
+                                 relay_txn_id=message.txn_id, now_ms=now_ms)
+    for refusal in decision.refusals:
+        await cases.add_timeline(
+            conn, case.id, TimelineKind.REFUSED, ms=now_ms,
+            post=refusal.target if refusal.target in posts else None,
+            detail={"target": refusal.target, "reason": refusal.reason.value,
+                    "detail": refusal.detail},
+        )
+    return case
+
+
+def blocks(refusal: Refusal, draft: CaseDraft) -> bool:
+    """Whether a refusal stops the whole case: a target the officer named that cannot
+    get it as typed (a typo, a TLP it may not receive, RED) is a mistake to fix before
+    anything goes out. An unreachable room, or a post reached through a group, a
+    country or a rule, only drops that post."""
+    if refusal.reason is RefusalReason.TLP_RED_ROOM:
+        return True
+    if refusal.reason in _UNREACHABLE:
+        return False
+    return refusal.target in draft.targets
+
+
+# --- !ack -------------------------------------------------------------------------------
+
+
+async def ack(invocation: Invocation) -> Reply:
+    services = _services(invocation)
+    post = _room_post(invocation, services)
+    language = invocation.language
+    case = await _visible_case(services, parse_ack(invocation.args, invocation.lines), post,
+                               invocation.sender)
+    if case.origin_post == post.id:
+        raise CommandError.of("error.ack_own", ref=case.ref)
+    delivery = await cases.delivery_for(services.conn, case.id, post.id)
+    if delivery is None:  # visible as a supervisor of the origin, but not a target
+        raise CommandError.of("error.case_unknown", ref=case.ref)
+    if not case.is_open:
+        return render_notice(text("case.ack.finished", language, ref=case.ref,
+                                  state=text(f"case.state.{case.state}", language)))
+    if not await cases.acknowledge(services.conn, delivery, by=invocation.sender,
+                                   now_ms=_ms(invocation)):
+        return render_notice(text(
+            "case.ack.already", language, ref=case.ref, who=delivery.acknowledged_by,
+            time=format_time(delivery.acknowledged_ms or 0, post.timezone)))
+    posts = _posts(services.config)
+    acknowledged = await cases.delivery_for(services.conn, case.id, post.id)
+    origin = posts.get(case.origin_post)
+    if acknowledged is not None and origin is not None:
+        notice = render_ack_notice(case, acknowledged, origin=origin, posts=posts)
+        await services.send(case.origin_room,
+                            _case_content(notice, case, about="ack",
+                                          thread_root=case.origin_event_id),
+                            kind="case-ack", case_ref=case.ref)
+    return render_notice(text("case.ack.done", language, ref=case.ref,
+                              origin=post_label(case.origin_post, posts, language)))
+
+
+# --- !update ----------------------------------------------------------------------------
+
+
+async def update(invocation: Invocation) -> Reply:
+    services = _services(invocation)
+    post = _room_post(invocation, services)
+    language = invocation.language
+    command = parse_update(invocation.args, invocation.lines)
+    case = await _visible_case(services, command.ref, post, invocation.sender)
+    _require_origin(case, post, invocation, services.config, "error.update_not_origin")
+    if not case.is_open:
+        raise CommandError.of("error.update_finished", ref=case.ref,
+                              state=text(f"case.state.{case.state}", language))
+    await cases.add_timeline(services.conn, case.id, TimelineKind.UPDATED, ms=_ms(invocation),
+                             post=post.id, actor=invocation.sender,
+                             detail={"text": command.text})
+    posts = _posts(services.config)
+    told = await _tell_targets(services, case, posts, about="update",
+                               render=lambda reader: render_update_notice(
+                                   case, command.text, reader=reader, posts=posts))
+    return render_notice(text("case.update.done", language, ref=case.ref,
+                              posts=", ".join(told)))
+
+
+# --- !close and !cancel -----------------------------------------------------------------
+
+
+async def close(invocation: Invocation) -> Reply:
+    command = parse_close(invocation.args, invocation.lines)
+    return await _finish(invocation, command.ref, "closed", command.text)
+
+
+async def cancel(invocation: Invocation) -> Reply:
+    return await _finish(invocation, parse_cancel(invocation.args, invocation.lines),
+                         "cancelled", "")
+
+
+async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "cancelled"],
+                  outcome: str) -> Reply:
+    services = _services(invocation)
+    post = _room_post(invocation, services)
+    language = invocation.language
+    case = await _visible_case(services, ref, post, invocation.sender)
+    refused_id = "error.close_not_origin" if state == "closed" else "error.cancel_not_origin"
+    _require_origin(case, post, invocation, services.config, refused_id)
+    if not await cases.finish_case(services.conn, case, state, post=post.id,
+                                   by=invocation.sender, now_ms=_ms(invocation),
+                                   outcome=outcome or None):
+        return render_notice(text(
+            "case.finished.already", language, ref=case.ref,
+            state=text(f"case.state.{case.state}", language),
+            time=format_time(case.closed_ms or 0, post.timezone)))
+    finished = await cases.case_by_id(services.conn, case.id)
+    assert finished is not None
+    posts = _posts(services.config)
+    told = await _tell_targets(services, finished, posts, about=state,
+                               render=lambda reader: render_finished_notice(
+                                   finished, reader=reader, posts=posts))
+    origin = posts.get(case.origin_post)
+    if origin is not None and post.id != origin.id:  # a supervisor acted from elsewhere
+        notice = render_finished_notice(finished, reader=origin, posts=posts)
+        await services.send(case.origin_room,
+                            _case_content(notice, finished, about=state,
+                                          thread_root=case.origin_event_id),
+                            kind=f"case-{state}", case_ref=case.ref)
+    return render_notice(text(f"case.{state}.done", language, ref=case.ref,
+                              posts=", ".join(told)))
+
+
+# --- !status and !pending ---------------------------------------------------------------
+
+
+async def status(invocation: Invocation) -> Reply:
+    services = _services(invocation)
+    post = _room_post(invocation, services)
+    case = await _visible_case(services, parse_status(invocation.args, invocation.lines), post,
+                               invocation.sender)
+    conn = services.conn
+    return render_status(
+        case, await cases.deliveries(conn, case.id), await cases.timeline(conn, case.id),
+        posts=_posts(services.config), language=invocation.language, timezone=post.timezone,
+        show_refusals=_acts_for_origin(case, post, invocation.sender, services.config),
+    )
+
+
+async def pending(invocation: Invocation) -> Reply:
+    services = _services(invocation)
+    post = _room_post(invocation, services)
+    conn = services.conn
+    sent = [(case, await cases.deliveries(conn, case.id))
+            for case in await cases.open_cases_from(conn, post.id)]
+    received = await cases.open_cases_to(conn, post.id)
+    return render_pending(post, sent, received, posts=_posts(services.config),
+                          language=invocation.language)
+
+
+# --- shared -----------------------------------------------------------------------------
+
+
+def _services(invocation: Invocation) -> Services:
+    services = invocation.services
+    if not isinstance(services, Services):
+        raise TypeError("case commands need the shell's Services")
+    return services
+
+
+def _room_post(invocation: Invocation, services: Services) -> Post:
+    """The post whose room the command came from; other rooms cannot work cases."""
+    post = services.config.post_by_room(invocation.room_id)
+    if post is None:
+        raise CommandError.of("error.case_room_not_post")
+    return post
+
+
+def _posts(config: Config) -> Mapping[str, Post]:
+    return {post.id: post for post in config.posts}
+
+
+def _directory(services: Services) -> Directory:
+    config = services.config
+    return Directory(
+        posts=_posts(config), groups={group.name: group for group in config.groups},
+        category_rules=config.category_rules, joined_rooms=services.joined_rooms,
+        encrypted_rooms=services.encrypted_rooms,
+    )
+
+
+async def _visible_case(services: Services, ref: str, post: Post, sender: str) -> Case:
+    """The case `ref` if this post (or this origin supervisor) may see it; a case it may
+    not see is answered exactly like one that does not exist."""
+    case = await cases.case_by_ref(services.conn, ref)
+    if case is not None and (
+        _acts_for_origin(case, post, sender, services.config)
+        or await cases.delivery_for(services.conn, case.id, post.id) is not None
+    ):
+        return case
+    raise CommandError.of("error.case_unknown", ref=ref)
+
+
+def _acts_for_origin(case: Case, post: Post, sender: str, config: Config) -> bool:
+    """The command comes from the origin post's room, or from one of its supervisors."""
+    if case.origin_post == post.id:
+        return True
+    origin = config.post_by_id(case.origin_post)
+    return origin is not None and sender in origin.supervisors
+
+
+def _require_origin(case: Case, post: Post, invocation: Invocation, config: Config,
+                    msg_id: str) -> None:
+    if not _acts_for_origin(case, post, invocation.sender, config):
+        raise CommandError.of(msg_id, ref=case.ref, origin=post_label(
+            case.origin_post, _posts(config), invocation.language))
+
+
+async def _tell_targets(services: Services, case: Case, posts: Mapping[str, Post], *,
+                        about: str, render: Callable[[Post], Notice]) -> list[str]:
+    """Queue `render(target_post)` in every delivery's room, in the relayed case's thread
+    when its event id is known; the post ids told, in delivery order."""
+    told = []
+    for delivery in await cases.deliveries(services.conn, case.id):
+        target = posts.get(delivery.post)
+        if target is None:
+            continue
+        notice = render(target)
+        await services.send(delivery.room_id,
+                            _case_content(notice, case, about=about,
+                                          thread_root=delivery.relayed_event_id),
+                            kind=f"case-{about}", case_ref=case.ref)
+        told.append(delivery.post)
+    return told
+
+
+def _case_content(notice: Notice, case: Case, *, about: str | None = None,
+                  thread_root: str | None = None) -> dict[str, Any]:
+    """An m.notice carrying the case's machine-readable key; in the case's thread if known."""
+    metadata: dict[str, Any] = case_metadata(case)
+    if about is not None:
+        metadata["about"] = about
+    extra: dict[str, Any] = {CASE_KEY: metadata}
+    if thread_root is not None:
+        extra["m.relates_to"] = {"rel_type": "m.thread", "event_id": thread_root,
+                                 "is_falling_back": True,
+                                 "m.in_reply_to": {"event_id": thread_root}}
+    return notice_content(notice.text, notice.html, mentions=notice.mentions, extra=extra)
+
+
+def _ms(invocation: Invocation) -> int:
+    return int(invocation.now.timestamp() * 1000)

@@ -1,0 +1,388 @@
+"""Cases, their deliveries and their timeline in SQLite.
+
+A case is numbered per origin country (`KZ-0042`) from `case_numbers`, so a
+reference is never reused. Each delivery keeps the outbox `txn_id` of its relayed
+message; the relayed event id is read from the outbox row once the message is
+sent, which is how a reaction or a reply to that event finds its delivery
+(`delivery_by_relayed_event`). Every change of state here also appends to the
+case's timeline, in the same transaction.
+
+The functions take a connection inside the caller's transaction
+(`Database.transaction()`, or `Database.read()` for the read-only ones).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+import aiosqlite
+
+from commands.model import Priority, Tlp
+from commands.parser import CaseKind
+
+CaseState = Literal["open", "closed", "cancelled"]
+DeliveryState = Literal["routed", "acknowledged", "answered"]
+
+REF_DIGITS = 4
+"""References are zero-padded to four digits (KZ-0042) and grow beyond 9999 as needed."""
+
+
+class TimelineKind(StrEnum):
+    """What a timeline entry records."""
+
+    CREATED = "created"
+    ROUTED = "routed"
+    REFUSED = "refused"
+    ACKNOWLEDGED = "acknowledged"
+    ANSWERED = "answered"
+    UPDATED = "updated"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class NewCase:
+    """A routed draft about to be stored; the reference is allocated on insert."""
+
+    kind: CaseKind
+    origin_post: str
+    origin_country: str
+    priority: Priority
+    tlp: Tlp
+    category: str | None
+    grading: str | None
+    related_ref: str | None
+    fields: tuple[tuple[str, str], ...]
+    text: str
+    due_ms: int | None
+    forwardable: bool
+    origin_room: str
+    origin_event_id: str
+    origin_sender: str
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class Case:
+    id: int
+    ref: str
+    kind: CaseKind
+    origin_post: str
+    priority: Priority
+    tlp: Tlp
+    category: str | None
+    grading: str | None
+    related_ref: str | None
+    fields: tuple[tuple[str, str], ...]
+    text: str
+    due_ms: int | None
+    state: CaseState
+    forwardable: bool
+    origin_room: str
+    origin_event_id: str
+    origin_sender: str
+    created_ms: int
+    closed_ms: int | None
+    closed_by: str | None
+    outcome: str | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One case at one target post. `relayed_event_id` and `sent_ms` come from the outbox
+    row of the relayed message and stay None until the homeserver accepted it."""
+
+    id: int
+    case_id: int
+    post: str
+    room_id: str
+    relay_txn_id: str
+    state: DeliveryState
+    routed_ms: int
+    acknowledged_ms: int | None
+    acknowledged_by: str | None
+    answered_ms: int | None
+    answered_by: str | None
+    relayed_event_id: str | None
+    sent_ms: int | None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    id: int
+    case_id: int
+    kind: str
+    post: str | None
+    actor: str | None
+    ms: int
+    detail: Mapping[str, Any]
+
+
+_CASE_COLUMNS = (
+    "id, ref, kind, origin_post, priority, tlp, category, grading, related_ref, fields, text,"
+    " due_ms, state, forwardable, origin_room, origin_event_id, origin_sender, created_ms,"
+    " closed_ms, closed_by, outcome"
+)
+_DELIVERY_SELECT = (
+    "SELECT d.id, d.case_id, d.post, d.room_id, d.relay_txn_id, d.state, d.routed_ms,"
+    " d.acknowledged_ms, d.acknowledged_by, d.answered_ms, d.answered_by,"
+    " o.event_id, o.sent_ms"
+    " FROM deliveries d LEFT JOIN outbox o ON o.txn_id = d.relay_txn_id"
+)
+
+
+def _case(row: aiosqlite.Row) -> Case:
+    return Case(
+        id=row[0], ref=row[1], kind=row[2], origin_post=row[3], priority=Priority(row[4]),
+        tlp=Tlp(row[5]), category=row[6], grading=row[7], related_ref=row[8],
+        fields=tuple((str(key), str(value)) for key, value in json.loads(row[9])),
+        text=row[10], due_ms=row[11], state=row[12], forwardable=bool(row[13]),
+        origin_room=row[14], origin_event_id=row[15], origin_sender=row[16],
+        created_ms=row[17], closed_ms=row[18], closed_by=row[19], outcome=row[20],
+    )
+
+
+def _delivery(row: aiosqlite.Row) -> Delivery:
+    return Delivery(
+        id=row[0], case_id=row[1], post=row[2], room_id=row[3], relay_txn_id=row[4],
+        state=row[5], routed_ms=row[6], acknowledged_ms=row[7], acknowledged_by=row[8],
+        answered_ms=row[9], answered_by=row[10], relayed_event_id=row[11], sent_ms=row[12],
+    )
+
+
+def _dump(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def format_ref(country: str, number: int) -> str:
+    """`KZ-0042`."""
+    return f"{country}-{number:0{REF_DIGITS}d}"
+
+
+async def _next_ref(conn: aiosqlite.Connection, country: str) -> str:
+    async with conn.execute(
+        "INSERT INTO case_numbers (country, last_number) VALUES (?, 1)"
+        " ON CONFLICT (country) DO UPDATE SET last_number = last_number + 1"
+        " RETURNING last_number",
+        (country,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        raise RuntimeError("SQLite returned no case number")
+    return format_ref(country, int(row[0]))
+
+
+async def create_case(conn: aiosqlite.Connection, new: NewCase) -> Case:
+    """Store a case under the next reference of its origin country; the timeline says so."""
+    ref = await _next_ref(conn, new.origin_country)
+    cursor = await conn.execute(
+        "INSERT INTO cases (ref, kind, origin_post, priority, tlp, category, grading,"
+        " related_ref, fields, text, due_ms, state, forwardable, origin_room, origin_event_id,"
+        " origin_sender, created_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)",
+        (ref, new.kind, new.origin_post, new.priority.value, new.tlp.value, new.category,
+         new.grading, new.related_ref, _dump([list(pair) for pair in new.fields]), new.text,
+         new.due_ms, int(new.forwardable), new.origin_room, new.origin_event_id,
+         new.origin_sender, new.created_ms),
+    )
+    case_id = cursor.lastrowid
+    await cursor.close()
+    if case_id is None:
+        raise RuntimeError("SQLite returned no id for the case")
+    await add_timeline(conn, case_id, TimelineKind.CREATED, post=new.origin_post,
+                       actor=new.origin_sender, ms=new.created_ms)
+    case = await case_by_id(conn, case_id)
+    assert case is not None
+    return case
+
+
+async def case_by_id(conn: aiosqlite.Connection, case_id: int) -> Case | None:
+    async with conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?",
+                            (case_id,)) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else _case(row)
+
+
+async def case_by_ref(conn: aiosqlite.Connection, ref: str) -> Case | None:
+    async with conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE ref = ?",
+                            (ref,)) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else _case(row)
+
+
+async def add_delivery(
+    conn: aiosqlite.Connection,
+    case_id: int,
+    *,
+    post: str,
+    room_id: str,
+    relay_txn_id: str,
+    now_ms: int,
+) -> Delivery:
+    """Record that the case was queued for `post` as the outbox message `relay_txn_id`."""
+    cursor = await conn.execute(
+        "INSERT INTO deliveries (case_id, post, room_id, relay_txn_id, state, routed_ms)"
+        " VALUES (?, ?, ?, ?, 'routed', ?)",
+        (case_id, post, room_id, relay_txn_id, now_ms),
+    )
+    delivery_id = cursor.lastrowid
+    await cursor.close()
+    if delivery_id is None:
+        raise RuntimeError("SQLite returned no id for the delivery")
+    await add_timeline(conn, case_id, TimelineKind.ROUTED, post=post, ms=now_ms)
+    delivery = await _delivery_where(conn, "d.id = ?", (delivery_id,))
+    assert delivery is not None
+    return delivery
+
+
+async def deliveries(conn: aiosqlite.Connection, case_id: int) -> list[Delivery]:
+    """The case's deliveries in the order they were routed."""
+    rows = await conn.execute_fetchall(f"{_DELIVERY_SELECT} WHERE d.case_id = ? ORDER BY d.id",
+                                       (case_id,))
+    return [_delivery(row) for row in rows]
+
+
+async def delivery_for(conn: aiosqlite.Connection, case_id: int, post: str) -> Delivery | None:
+    return await _delivery_where(conn, "d.case_id = ? AND d.post = ?", (case_id, post))
+
+
+async def delivery_by_relayed_event(
+    conn: aiosqlite.Connection, event_id: str
+) -> Delivery | None:
+    """The delivery whose relayed message became `event_id` (a reaction's or reply's target)."""
+    return await _delivery_where(conn, "o.event_id = ?", (event_id,))
+
+
+async def _delivery_where(
+    conn: aiosqlite.Connection, condition: str, values: Sequence[object]
+) -> Delivery | None:
+    async with conn.execute(f"{_DELIVERY_SELECT} WHERE {condition}", tuple(values)) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else _delivery(row)
+
+
+async def acknowledge(
+    conn: aiosqlite.Connection, delivery: Delivery, *, by: str, now_ms: int
+) -> bool:
+    """Mark the delivery acknowledged by `by`; False (and nothing stored) if it already was."""
+    cursor = await conn.execute(
+        "UPDATE deliveries SET acknowledged_ms = ?, acknowledged_by = ?,"
+        " state = CASE state WHEN 'routed' THEN 'acknowledged' ELSE state END"
+        " WHERE id = ? AND acknowledged_ms IS NULL",
+        (now_ms, by, delivery.id),
+    )
+    changed = cursor.rowcount
+    await cursor.close()
+    if changed != 1:
+        return False
+    await add_timeline(conn, delivery.case_id, TimelineKind.ACKNOWLEDGED, post=delivery.post,
+                       actor=by, ms=now_ms)
+    return True
+
+
+async def mark_answered(
+    conn: aiosqlite.Connection, delivery: Delivery, *, by: str, now_ms: int
+) -> bool:
+    """Mark the delivery answered (an answer acknowledges too); False if it already was."""
+    cursor = await conn.execute(
+        "UPDATE deliveries SET state = 'answered', answered_ms = ?, answered_by = ?,"
+        " acknowledged_ms = COALESCE(acknowledged_ms, ?),"
+        " acknowledged_by = COALESCE(acknowledged_by, ?)"
+        " WHERE id = ? AND answered_ms IS NULL",
+        (now_ms, by, now_ms, by, delivery.id),
+    )
+    changed = cursor.rowcount
+    await cursor.close()
+    if changed != 1:
+        return False
+    await add_timeline(conn, delivery.case_id, TimelineKind.ANSWERED, post=delivery.post,
+                       actor=by, ms=now_ms)
+    return True
+
+
+async def finish_case(
+    conn: aiosqlite.Connection,
+    case: Case,
+    state: Literal["closed", "cancelled"],
+    *,
+    post: str,
+    by: str,
+    now_ms: int,
+    outcome: str | None = None,
+) -> bool:
+    """Close or cancel an open case; False (and nothing stored) if it is no longer open."""
+    cursor = await conn.execute(
+        "UPDATE cases SET state = ?, closed_ms = ?, closed_by = ?, outcome = ?"
+        " WHERE id = ? AND state = 'open'",
+        (state, now_ms, by, outcome or None, case.id),
+    )
+    changed = cursor.rowcount
+    await cursor.close()
+    if changed != 1:
+        return False
+    kind = TimelineKind.CLOSED if state == "closed" else TimelineKind.CANCELLED
+    detail = {"outcome": outcome} if outcome else {}
+    await add_timeline(conn, case.id, kind, post=post, actor=by, ms=now_ms, detail=detail)
+    return True
+
+
+async def add_timeline(
+    conn: aiosqlite.Connection,
+    case_id: int,
+    kind: TimelineKind,
+    *,
+    ms: int,
+    post: str | None = None,
+    actor: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO timeline (case_id, kind, post, actor, ms, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (case_id, kind.value, post, actor, ms, _dump(dict(detail or {}))),
+    )
+
+
+async def timeline(conn: aiosqlite.Connection, case_id: int) -> list[TimelineEntry]:
+    """The case's history, oldest first."""
+    rows = await conn.execute_fetchall(
+        "SELECT id, case_id, kind, post, actor, ms, detail FROM timeline"
+        " WHERE case_id = ? ORDER BY id",
+        (case_id,),
+    )
+    return [TimelineEntry(id=row[0], case_id=row[1], kind=row[2], post=row[3], actor=row[4],
+                          ms=row[5], detail=json.loads(row[6])) for row in rows]
+
+
+async def open_cases_from(conn: aiosqlite.Connection, post: str) -> list[Case]:
+    """Open cases the post sent, oldest first."""
+    rows = await conn.execute_fetchall(
+        f"SELECT {_CASE_COLUMNS} FROM cases WHERE origin_post = ? AND state = 'open'"
+        " ORDER BY id",
+        (post,),
+    )
+    return [_case(row) for row in rows]
+
+
+async def open_cases_to(conn: aiosqlite.Connection, post: str) -> list[tuple[Case, Delivery]]:
+    """Open cases delivered to the post, with the post's delivery, oldest first."""
+    columns = ", ".join(f"c.{name.strip()}" for name in _CASE_COLUMNS.split(","))
+    rows = await conn.execute_fetchall(
+        f"SELECT {columns} FROM cases c JOIN deliveries d ON d.case_id = c.id"
+        " WHERE d.post = ? AND c.state = 'open' ORDER BY c.id",
+        (post,),
+    )
+    found = []
+    for row in rows:
+        case = _case(row)
+        delivery = await delivery_for(conn, case.id, post)
+        assert delivery is not None
+        found.append((case, delivery))
+    return found
