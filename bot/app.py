@@ -13,6 +13,7 @@ from nio import AsyncClient
 from bot.clock import Clock
 from bot.config import Config
 from bot.crosssigning import ensure_cross_signed
+from bot.devicewatch import DeviceWatch
 from bot.events import EventRouter
 from bot.invites import InvitePolicy
 from bot.sender import OutboxSender, SenderSettings
@@ -128,6 +129,10 @@ class Liaison:
             timeout_ms=int(config.sync.timeout.total_seconds() * 1000),
             backoff_max_s=config.sync.backoff_max.total_seconds(),
             synced=synced,
+            after_key_query=DeviceWatch(
+                client, db, self.clock, sender.wake,
+                enabled=config.trust.policy == "tofu" and config.trust.notify_device_changes,
+            ).check,
         )
         tasks = [
             asyncio.create_task(sync.run(), name="sync"),

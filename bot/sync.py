@@ -50,6 +50,7 @@ class SyncLoop:
         timeout_ms: int = 30_000,
         backoff_max_s: float = 60.0,
         synced: asyncio.Event | None = None,
+        after_key_query: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         self._db = db
@@ -59,6 +60,7 @@ class SyncLoop:
         self.last_success_monotonic: float | None = None
         self.consecutive_failures = 0
         self.synced_once = synced or asyncio.Event()
+        self._after_key_query = after_key_query
 
     async def run(self) -> None:
         async with self._db.read() as conn:
@@ -76,8 +78,10 @@ class SyncLoop:
                 "joined": {r: len(i.timeline.events) for r, i in response.rooms.join.items()},
                 "invites": len(response.rooms.invite), "to_device": len(response.to_device_events),
             })
-            await self._maintain_keys()
+            queried = await self._maintain_keys()
             await self._handle_batch(response)
+            if queried and self._after_key_query is not None:
+                await self._after_key_query()
             async with self._db.transaction() as conn:
                 await state.set_value(conn, SYNC_TOKEN_KEY, response.next_batch)
             token = response.next_batch
@@ -116,16 +120,22 @@ class SyncLoop:
         delay = min(self._backoff_max_s, 0.5 * 2 ** (exponent - 1))
         await asyncio.sleep(delay * (0.75 + random.random() / 2))
 
-    async def _maintain_keys(self) -> None:
-        """Upload, query and claim keys the way sync_forever would, tolerating failures."""
+    async def _maintain_keys(self) -> bool:
+        """Upload, query and claim keys the way sync_forever would, tolerating failures.
+
+        Returns True when device lists were queried (members' devices may have changed).
+        """
         client = self._client
+        queried = False
         try:
             if client.should_upload_keys:
                 await client.keys_upload()
             if client.should_query_keys:
                 await client.keys_query()
+                queried = True
             if client.should_claim_keys:
                 await client.keys_claim(client.get_users_for_key_claiming())
             await client.send_to_device_messages()
         except (ClientError, TimeoutError, OSError) as exc:
             log.warning("key maintenance failed; will retry", extra={"error": str(exc)})
+        return queried

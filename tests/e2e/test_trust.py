@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.crosssigning import ensure_cross_signed
+from devkit.officer import Officer
+from devkit.synapse import LocalSynapse
 from tests.e2e.conftest import BotFactory, OfficerFactory
 from tests.e2e.test_foundation import replies_to
 
@@ -41,3 +43,28 @@ async def test_cross_signed_policy_serves_cross_signed_devices_and_refuses_other
     assert seen_by_unverified.undecrypted
     assert all(m.undecrypted for m in unverified.messages(room_id, sender=bot.user_id)
                if m.type in ("m.room.message", "m.room.encrypted"))
+
+
+async def test_tofu_tells_the_room_when_a_member_adds_a_device(
+    synapse: LocalSynapse, officer_factory: OfficerFactory, bot_factory: BotFactory,
+    tmp_path: Path
+) -> None:
+    bot = await bot_factory()
+    kz = await officer_factory("kz")
+    room_id = await kz.create_room("post", invite=[bot.user_id])
+    await kz.wait_until_joined(room_id, bot.user_id)
+    await kz.send_text(room_id, "!ping")
+    await kz.wait_for(lambda m: m.sender == bot.user_id and "pong" in (m.body or ""),
+                      room_id=room_id)
+
+    localpart = kz.user_id[1:].split(":")[0]
+    second = await Officer.create(synapse, localpart, tmp_path / "second-phone")
+    try:
+        assert second.device_id != kz.device_id
+        notice = await kz.wait_for(
+            lambda m: m.sender == bot.user_id and second.device_id in (m.body or ""),
+            room_id=room_id, timeout=60)
+        assert "new device" in (notice.body or "")
+        assert notice.content["m.mentions"] == {"user_ids": []}
+    finally:
+        await second.stop()

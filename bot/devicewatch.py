@@ -1,0 +1,86 @@
+"""Trust on first use, with a notice: tell a room when one of its members adds a device.
+
+Under the `tofu` policy the bot encrypts to every device of every member, so
+a device an attacker adds to an officer's account would silently receive
+case traffic. The bot remembers each member's devices and, when a new one
+appears, says so in the encrypted rooms it shares with that member.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from nio import AsyncClient
+
+from bot.clock import Clock
+from commands.render import Code, notice_content, render_notice
+from storage import outbox, state
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "devices:"
+
+
+def new_device_notice(user_id: str, devices: list[tuple[str, str]]) -> tuple[str, str]:
+    notice = render_notice(
+        [f"{user_id} has signed in on a new device: "]
+        + [part for device_id, name in devices
+           for part in (Code(device_id), f" ({name or 'unnamed'}) ")],
+        "Messages in this room are now also encrypted to it. If this was not them, "
+        "tell a supervisor at once and remove them from the room.",
+    )
+    return notice.text, notice.html
+
+
+class DeviceWatch:
+    def __init__(self, client: AsyncClient, db: Database, clock: Clock,
+                 wake_sender: Callable[[], None], *, enabled: bool) -> None:
+        self._client = client
+        self._db = db
+        self._clock = clock
+        self._wake_sender = wake_sender
+        self._enabled = enabled
+
+    def _members(self) -> dict[str, list[str]]:
+        """user id → encrypted rooms the bot shares with that user."""
+        shared: dict[str, list[str]] = {}
+        for room_id, room in self._client.rooms.items():
+            if not room.encrypted:
+                continue
+            for user_id in room.users:
+                if user_id != self._client.user_id:
+                    shared.setdefault(user_id, []).append(room_id)
+        return shared
+
+    async def check(self) -> None:
+        """Compare every member's devices with what was seen before; announce new ones."""
+        if not self._enabled:
+            return
+        store = self._client.device_store
+        announced = False
+        for user_id, rooms in self._members().items():
+            devices = {d.id: d.display_name or "" for d in store.active_user_devices(user_id)}
+            if not devices:
+                continue  # keys not queried yet
+            async with self._db.transaction() as conn:
+                key = KEY_PREFIX + user_id
+                stored = await state.get_value(conn, key)
+                await state.set_value(conn, key, json.dumps(sorted(devices)))
+                if stored is None:
+                    continue  # first sight: trust on first use
+                added = sorted(set(devices) - set(json.loads(stored)))
+                if not added:
+                    continue
+                text, html = new_device_notice(user_id, [(d, devices[d]) for d in added])
+                for room_id in rooms:
+                    await outbox.enqueue(conn, room_id=room_id, event_type="m.room.message",
+                                         content=notice_content(text, html),
+                                         now_ms=self._clock.now_ms(), kind="device-notice")
+                announced = True
+                log.warning("member added a device", extra={"user_id": user_id,
+                                                             "devices": added})
+        if announced:
+            self._wake_sender()
