@@ -80,6 +80,26 @@ def cmd_reset_identity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Copy the database with SQLite's online backup, safe while the bot runs."""
+    from bot.app import DATABASE_FILE
+    from storage.db import Database
+
+    config = _load(args.config)
+
+    async def backup() -> None:
+        db = await Database.open(config.data_dir / DATABASE_FILE)
+        try:
+            await db.backup(args.target)
+        finally:
+            await db.close()
+
+    asyncio.run(backup())
+    print(f"database backed up to {args.target}; also keep a copy of "
+          f"{config.data_dir} (credentials, crypto store, cross-signing keys)")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from devkit.demo import run_demo
 
@@ -108,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(reset)
     reset.add_argument("--yes", action="store_true", help="really do it")
     reset.set_defaults(func=cmd_reset_identity)
+
+    backup = sub.add_parser("backup", help="online copy of the database to FILE (0600)")
+    with_config(backup)
+    backup.add_argument("target", type=Path, help="where to write the copy")
+    backup.set_defaults(func=cmd_backup)
 
     demo = sub.add_parser("demo", help="local homeserver, bot and scripted officers")
     demo.add_argument("--workdir", default=".demo", help="where the demo keeps its state")

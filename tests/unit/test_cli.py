@@ -52,3 +52,21 @@ def test_check_config_reports_a_missing_secret_variable(
     path.write_text(GOOD)
     assert main(["check-config", "-c", str(path)]) == EXIT_CONFIG
     assert "TEST_LIAISON_PASSWORD" in capsys.readouterr().err
+
+
+def test_backup_writes_a_private_readable_copy_of_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+    import stat
+
+    monkeypatch.setenv("TEST_LIAISON_PASSWORD", "secret")
+    monkeypatch.setenv("TEST_LIAISON_PICKLE", "pickle")
+    path = tmp_path / "config.yaml"
+    path.write_text(GOOD)
+    target = tmp_path / "copy.db"
+    assert main(["backup", "-c", str(path), str(target)]) == EXIT_OK
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    with sqlite3.connect(target) as copy:
+        tables = {row[0] for row in copy.execute("SELECT name FROM sqlite_master")}
+    assert {"outbox", "processed_events"} <= tables
