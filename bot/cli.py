@@ -103,7 +103,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from devkit.demo import run_demo
 
-    return asyncio.run(run_demo(Path(args.workdir)))
+    workdir = Path(args.workdir)
+    try:
+        return asyncio.run(run_demo(workdir))
+    except (AssertionError, RuntimeError, TimeoutError, OSError) as exc:
+        print(f"\nliaison demo failed: {exc}\nLogs: {workdir}/bot/bot.log, "
+              f"{workdir}/synapse/homeserver.log", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import shutil
 import sys
@@ -78,7 +79,8 @@ def demo_config(synapse: LocalSynapse, rooms: dict[str, str], officers: dict[str
             "neighbours": [i for i in ids if i != post.post_id],
             "duty_officers": [officer], "supervisors": [],
         })
-    return {"posts": posts, "logging": {"level": "INFO", "format": "text"}}
+    return {"posts": posts, "groups": [{"name": "caricc", "posts": ids}],
+            "logging": {"level": "INFO", "format": "text"}}
 
 
 async def run_demo(workdir: Path) -> int:
@@ -144,13 +146,63 @@ async def ask(narrator: Narrator, officer: Officer, post_id: str, room_id: str, 
     return answer
 
 
+CASE_KEY = "org.liaison.case"
+ALERT = (
+    "!alert urgent to:UZ-TERMEZ,TJ-PANJ tlp:amber cat:drugs grade:B2\n"
+    "vehicle: white Kamaz, plate 01A123BC\n"
+    "route: Hairatan -> Termez\n"
+    "eta: 18:30\n"
+    "Suspected heroin in a cement load. Driver known from case 2026/117."
+)
+
+
+def case_ref(message: SeenMessage) -> str:
+    match = re.match(r"([A-Z]{2}-\d{4,})", message.body or "")
+    if match is None:
+        raise RuntimeError(f"no case reference in the bot's answer: {message.body!r}")
+    return match.group(1)
+
+
+async def relayed(narrator: Narrator, officer: Officer, post_id: str, room_id: str,
+                  bot_user: str, ref: str, about: str | None = None) -> SeenMessage:
+    def matches(m: SeenMessage) -> bool:
+        key = m.content.get(CASE_KEY)
+        return (m.sender == bot_user and isinstance(key, dict) and key.get("ref") == ref
+                and key.get("about") == about)
+
+    message = await officer.wait_for(matches, room_id=room_id, timeout=60)
+    narrator.saw(post_id, officer.user_id, message)
+    return message
+
+
 async def converse(narrator: Narrator, officers: dict[str, Officer], rooms: dict[str, str],
                    bot_user: str) -> None:
-    kz, uz = "KZ-ZHIBEK-ZHOLY", "UZ-TERMEZ"
+    kz, uz, tj = "KZ-ZHIBEK-ZHOLY", "UZ-TERMEZ", "TJ-PANJ"
     narrator.step("An officer at the Kazakh post checks the bot is there")
     await ask(narrator, officers[kz], kz, rooms[kz], bot_user, "!ping")
-    narrator.step("She asks what it can do")
-    await ask(narrator, officers[kz], kz, rooms[kz], bot_user, "!help")
+
+    narrator.step("She posts an urgent AMBER alert for Termez and Panj")
+    answer = await ask(narrator, officers[kz], kz, rooms[kz], bot_user, ALERT)
+    ref = case_ref(answer)
+
+    narrator.step(f"Both targets receive {ref} in their own encrypted rooms")
+    await relayed(narrator, officers[uz], uz, rooms[uz], bot_user, ref)
+    await relayed(narrator, officers[tj], tj, rooms[tj], bot_user, ref)
+
+    narrator.step("Termez acknowledges; the Kazakh post is told")
+    await ask(narrator, officers[uz], uz, rooms[uz], bot_user, f"!ack {ref}")
+    await relayed(narrator, officers[kz], kz, rooms[kz], bot_user, ref, "ack")
+
+    narrator.step("A group may not receive AMBER: the bot refuses and says why")
+    await ask(narrator, officers[kz], kz, rooms[kz], bot_user,
+              "!alert urgent to:caricc tlp:amber\nLook out for a blue Volvo")
+
+    narrator.step("The Kazakh officer checks the case and closes it")
+    await ask(narrator, officers[kz], kz, rooms[kz], bot_user, f"!status {ref}")
+    await ask(narrator, officers[kz], kz, rooms[kz], bot_user,
+              f"!close {ref} 40 kg seized at Termez")
+    await relayed(narrator, officers[tj], tj, rooms[tj], bot_user, ref, "closed")
+
     narrator.step("An officer at Termez mistypes a command and gets a useful answer")
     await ask(narrator, officers[uz], uz, rooms[uz], bot_user, "!pign")
 
