@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from typing import Any
 from urllib.parse import quote
 
@@ -225,3 +227,54 @@ async def test_a_command_without_the_deprecated_megolm_fields_is_still_answered(
     answer = await kz.wait_for(
         lambda m: m.sender == bot.user_id and replies_to(m, stripped_id), room_id=room_id)
     assert bot.device_id and bot.device_id in (answer.body or "")
+
+
+async def test_messages_from_before_the_bot_joined_are_not_answered(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    bot = await bot_factory()
+    kz = await officer_factory("kz")
+    room_id = await kz.create_room("post")  # shared history: the bot could read this later
+    early = await kz.send_text(room_id, "!ping")
+    await kz.invite(room_id, bot.user_id)
+    await kz.wait_until_joined(room_id, bot.user_id)
+
+    await ask(kz, bot, room_id, "!ping")
+    assert not [m for m in kz.messages(room_id, sender=bot.user_id) if replies_to(m, early)]
+
+
+async def test_reset_identity_replaces_the_cross_signing_keys_with_the_password(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    bot = await bot_factory()
+    observer = await officer_factory("observer")
+    query = {"device_keys": {bot.user_id: []}}
+    before = await request_json(observer.client, "POST", "/_matrix/client/v3/keys/query", query)
+    await bot.stop()
+    (bot.data_dir / "cross-signing.json").unlink()  # the seeds are lost
+
+    env = dict(os.environ, LIAISON_BOT_PASSWORD=bot.password, LIAISON_PICKLE_KEY=bot.pickle_key)
+    refused = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "reset-identity", "-c", str(bot.config_path),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await refused.communicate()
+    assert refused.returncode == 3 and b"identity changed" in err  # asks for --yes first
+
+    reset = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "reset-identity", "--yes", "-c", str(bot.config_path),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await reset.communicate()
+    assert reset.returncode == 0, err.decode()
+
+    after = await request_json(observer.client, "POST", "/_matrix/client/v3/keys/query", query)
+    old_master = before.body["master_keys"][bot.user_id]["keys"]
+    new_master = after.body["master_keys"][bot.user_id]["keys"]
+    assert new_master != old_master
+    assert next(iter(new_master.values())) in out.decode()
+    (_, ssk_public), = after.body["self_signing_keys"][bot.user_id]["keys"].items()
+    verify(after.body["device_keys"][bot.user_id][bot.device_id], bot.user_id, ssk_public)
+
+    await bot.start()  # and the bot runs with its new identity
+    kz = await officer_factory("kz")
+    room_id = await open_room(kz, bot)
+    await ask(kz, bot, room_id, "!ping")

@@ -1,0 +1,124 @@
+"""The outbox worker's retry decisions, against a stand-in client (no network here).
+
+End-to-end behaviour with a real homeserver is in tests/e2e/test_resilience.py;
+this checks what a real Synapse relaxed for tests never does: answer 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nio import RoomSendError, RoomSendResponse
+
+from bot.sender import OutboxSender, SenderSettings
+from storage import outbox
+from storage.db import Database
+
+ROOM = "!room:example.org"
+
+
+class FixedClock:
+    def __init__(self, now_ms: int) -> None:
+        self.ms = now_ms
+
+    def now_ms(self) -> int:
+        return self.ms
+
+
+@dataclass
+class Room:
+    encrypted: bool = True
+
+
+@dataclass
+class ScriptedClient:
+    """Answers room_send from a script and records the transaction ids it was given."""
+
+    answers: list[Any]
+    rooms: dict[str, Room] = field(default_factory=lambda: {ROOM: Room()})
+    txn_ids: list[str] = field(default_factory=list)
+
+    async def room_send(self, room_id: str, event_type: str, content: dict[str, Any], *,
+                        tx_id: str, ignore_unverified_devices: bool) -> Any:
+        self.txn_ids.append(tx_id)
+        return self.answers.pop(0)
+
+
+async def _queued(db: Database, now: int, body: str = "hello") -> outbox.OutboxMessage:
+    async with db.transaction() as conn:
+        return await outbox.enqueue(conn, room_id=ROOM, event_type="m.room.message",
+                                    content={"body": body}, now_ms=now)
+
+
+async def _one_round(sender: OutboxSender, db: Database, clock: FixedClock) -> None:
+    async with db.read() as conn:
+        batch = await outbox.next_batch(conn, now_ms=clock.now_ms(), limit=4)
+    await asyncio.gather(*(sender._send(message) for message in batch))
+
+
+async def test_rate_limited_send_waits_retry_after_and_resends_with_the_same_txn_id(
+    tmp_path: Path,
+) -> None:
+    db = await Database.open(tmp_path / "db.sqlite")
+    clock = FixedClock(1_000_000)
+    client = ScriptedClient([
+        RoomSendError("Too Many Requests", "M_LIMIT_EXCEEDED", retry_after_ms=1500),
+        RoomSendResponse("$sent", ROOM),
+    ])
+    sender = OutboxSender(db, client, clock, SenderSettings())  # type: ignore[arg-type]
+    message = await _queued(db, clock.ms)
+
+    await _one_round(sender, db, clock)
+    async with db.read() as conn:
+        waiting = await outbox.get(conn, message.id)
+        assert waiting is not None and waiting.state == "pending"
+        assert waiting.next_attempt_ms == clock.ms + 1500
+        assert await outbox.next_batch(conn, now_ms=clock.ms + 1499, limit=4) == []
+
+    clock.ms += 1500
+    await _one_round(sender, db, clock)
+    async with db.read() as conn:
+        sent = await outbox.get(conn, message.id)
+    assert sent is not None and sent.state == "sent" and sent.event_id == "$sent"
+    assert client.txn_ids == [message.txn_id, message.txn_id]
+    await db.close()
+
+
+async def test_forbidden_room_gives_up_after_a_few_attempts_and_the_queue_moves_on(
+    tmp_path: Path,
+) -> None:
+    db = await Database.open(tmp_path / "db.sqlite")
+    clock = FixedClock(1_000_000)
+    forbidden = RoomSendError("You are not in this room", "M_FORBIDDEN")
+    client = ScriptedClient([forbidden] * 5 + [RoomSendResponse("$next", ROOM)])
+    sender = OutboxSender(db, client, clock, SenderSettings(backoff_max_ms=1000))  # type: ignore[arg-type]
+    first = await _queued(db, clock.ms, "first")
+    second = await _queued(db, clock.ms, "second")
+
+    for _ in range(6):
+        await _one_round(sender, db, clock)
+        clock.ms += 1000
+    async with db.read() as conn:
+        gave_up = await outbox.get(conn, first.id)
+        after = await outbox.get(conn, second.id)
+    assert gave_up is not None and gave_up.state == "failed" and gave_up.attempts == 5
+    assert after is not None and after.state == "sent"
+    await db.close()
+
+
+async def test_nothing_is_sent_into_an_unencrypted_room(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "db.sqlite")
+    clock = FixedClock(1_000_000)
+    client = ScriptedClient([], rooms={ROOM: Room(encrypted=False)})
+    sender = OutboxSender(db, client, clock, SenderSettings())  # type: ignore[arg-type]
+    message = await _queued(db, clock.ms)
+
+    await _one_round(sender, db, clock)
+    async with db.read() as conn:
+        refused = await outbox.get(conn, message.id)
+    assert refused is not None and refused.state == "failed"
+    assert client.txn_ids == []
+    await db.close()
