@@ -10,10 +10,12 @@ import signal
 from aiohttp import ClientError
 from nio import AsyncClient
 
+from bot.chaser import Chaser
 from bot.clock import Clock
 from bot.config import Config
 from bot.crosssigning import ensure_cross_signed
 from bot.devicewatch import DeviceWatch
+from bot.direct_rooms import DirectRooms
 from bot.events import EventRouter
 from bot.invites import InvitePolicy
 from bot.sender import OutboxSender, SenderSettings
@@ -115,12 +117,19 @@ class Liaison:
             grace_ms=int(config.decryption.grace_period.total_seconds() * 1000),
             wake_sender=sender.wake,
         )
+        chaser = Chaser(db, self.clock, config, destinations=DirectRooms(client, db, self.clock),
+                        wake_sender=sender.wake, ready=synced)
+
+        def wake_after_command() -> None:  # a new case, an ack or a snooze: chase at once
+            sender.wake()
+            chaser.wake()
+
         access = config.access.allowed_inviters
         router = EventRouter(
             client=client, db=db, clock=self.clock, registry=default_registry(),
             invite_policy=InvitePolicy(frozenset(access.users) | frozenset(config.access.admins),
                                        frozenset(access.servers)),
-            trust=trust, undecryptable=undecryptable, wake_sender=sender.wake,
+            trust=trust, undecryptable=undecryptable, wake_sender=wake_after_command,
             config=config,
             language_for_room=self.language_for_room, post_for_room=self.post_for_room,
         )
@@ -138,6 +147,7 @@ class Liaison:
             asyncio.create_task(sync.run(), name="sync"),
             asyncio.create_task(sender.run(), name="outbox"),
             asyncio.create_task(undecryptable.run_timer(router.handle_event), name="decrypt"),
+            asyncio.create_task(chaser.run(), name="chase"),
         ]
         ready_task = asyncio.create_task(self._announce_ready(sync, client))
         try:

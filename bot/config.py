@@ -41,6 +41,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from bot.flood import Rate
+from commands.chase_policy import ChasingConfig, escalation_target_problems
 from commands.durations import parse_duration
 from commands.model import MXID_RE, Agency, CategoryRule, Group, Post
 
@@ -350,6 +352,29 @@ class OutboxConfig(_Section):
     concurrency: Annotated[StrictInt, Field(ge=1)] = 4
 
 
+def _to_rate(value: Any) -> Any:
+    if value is None or isinstance(value, Rate):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("rate", "write a rate as COUNT/DURATION, like 10/1m")
+    try:
+        return Rate.parse(value)
+    except ValueError as error:
+        raise PydanticCustomError("rate", str(error)) from None
+
+
+RateLimit = Annotated[Rate | None, BeforeValidator(_to_rate)]
+"""A rate written in YAML as `10/1m` (COUNT/DURATION); null for no limit."""
+
+
+class LimitsConfig(_Section):
+    """Flood control (see `bot.flood`): commands over a limit are not run, and the sender
+    is told once per window."""
+
+    commands_per_user: RateLimit = Rate(10, timedelta(minutes=1))
+    commands_per_room: RateLimit = Rate(30, timedelta(minutes=1))
+
+
 # --------------------------------------------------------------------------- the whole file
 
 
@@ -368,6 +393,8 @@ class Config(_Section):
     sync: SyncConfig = SyncConfig()
     decryption: DecryptionConfig = DecryptionConfig()
     outbox: OutboxConfig = OutboxConfig()
+    chasing: ChasingConfig = ChasingConfig()
+    limits: LimitsConfig = LimitsConfig()
     posts: list[Post] = []
     groups: list[Group] = []
     category_rules: list[CategoryRule] = []
@@ -704,6 +731,7 @@ def _cross_check(data: dict[str, Any]) -> tuple[list[Finding], list[Finding]]:
 
     problems.extend(_check_groups(groups, posts, known_ids))
     problems.extend(_check_rules(rules, known_ids))
+    problems.extend(escalation_target_problems(data))
     return problems, warnings
 
 
@@ -838,6 +866,7 @@ __all__ = [
     "DecryptionConfig",
     "Duration",
     "HomeserverConfig",
+    "LimitsConfig",
     "LogFormat",
     "LogLevel",
     "LoggingConfig",

@@ -1,21 +1,25 @@
-"""What the bot does with each synced event: invites, room messages, undecryptable events.
+"""What the bot does with each synced event: invites, commands, undecryptable events,
+and the events that work a case without a command — reactions, replies and thread
+messages, edits, redactions (decided in `commands.case_events`).
 
-Every command event is handled inside one database transaction that claims
-the event id and enqueues the answer, so an event is acted on exactly once
-even when a crash makes sync deliver it again.
+Every event the bot acts on is handled inside one database transaction that claims
+the event id and enqueues whatever follows from it, so an event is acted on exactly
+once even when a crash makes sync deliver it again.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nio import (
     AsyncClient,
     MatrixRoom,
     MegolmEvent,
+    ReactionEvent,
+    RedactionEvent,
     RoomMemberEvent,
     RoomMessageText,
     SyncResponse,
@@ -23,14 +27,18 @@ from nio import (
 
 from bot.clock import Clock, from_ms
 from bot.config import Config
+from bot.flood import FloodGate, flood_notice
 from bot.invites import InvitePolicy, answer_invite
 from bot.services import Services
-from bot.trust import TrustPolicy
+from bot.trust import TOFU, TrustPolicy
 from bot.undecryptable import UndecryptableTracker
+from commands import case_events
+from commands.access import command_refusal
 from commands.errors import CommandError
 from commands.registry import CommandRegistry, Invocation, Reply, split_command
+from commands.relations import Relation, acknowledges, edited_body, relation_of
 from commands.render import notice_content, render_command_error, render_notice
-from storage import inbox, outbox, state
+from storage import cases, inbox, outbox, state
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -61,9 +69,12 @@ def _content(notice: Reply, extra: dict[str, Any] | None = None) -> dict[str, An
     return notice_content(notice.text, notice.html, mentions=notice.mentions, extra=extra)
 
 
-def is_edit(content: dict[str, Any]) -> bool:
-    relates = content.get("m.relates_to")
-    return isinstance(relates, dict) and relates.get("rel_type") == "m.replace"
+def thread_of(event_id: str) -> dict[str, Any]:
+    """Content placing an answer in the thread rooted at `event_id` (a case's opening message)."""
+    return {"m.relates_to": {"rel_type": "m.thread", "event_id": event_id}}
+
+
+CaseEventHandler = Callable[[Services], Awaitable[Reply | None]]
 
 
 class EventRouter:
@@ -93,6 +104,8 @@ class EventRouter:
         self._config = config
         self._language_for_room = language_for_room
         self._post_for_room = post_for_room
+        self._flood = FloodGate(per_user=config.limits.commands_per_user,
+                                per_room=config.limits.commands_per_room)
         self.commands_handled = 0
 
     @property
@@ -119,15 +132,34 @@ class EventRouter:
     async def handle_event(self, room: MatrixRoom, event: Any) -> None:
         log.debug("event", extra={"room_id": room.room_id, "type": type(event).__name__,
                                   "event_id": getattr(event, "event_id", None)})
-        if not isinstance(event, MegolmEvent | RoomMessageText):
+        if getattr(event, "sender", None) == self.user_id:
+            await self._note_echo(event)
             return
-        if event.sender == self.user_id or not await self._after_join(room, event):
+        if not isinstance(event, MegolmEvent | RoomMessageText | ReactionEvent | RedactionEvent):
+            return
+        if not await self._after_join(room, event):
             return
         if isinstance(event, MegolmEvent):
             await self._undecryptable.track(room, event)
-            return
-        if isinstance(event, RoomMessageText):
+        elif isinstance(event, RoomMessageText):
             await self._on_text(room, event)
+        elif isinstance(event, ReactionEvent):
+            await self._on_reaction(room, event)
+        else:
+            await self._on_redaction(room, event)
+
+    async def _note_echo(self, event: Any) -> None:
+        """The bot's own message came back through sync: note its event id against its
+        outbox row now, since a reaction or reply to it may be in this very batch, ahead
+        of the sender's bookkeeping of the send's response."""
+        source = getattr(event, "source", None) or {}
+        unsigned = source.get("unsigned")
+        txn_id = unsigned.get("transaction_id") if isinstance(unsigned, dict) else None
+        event_id = source.get("event_id")
+        if not isinstance(txn_id, str) or not isinstance(event_id, str):
+            return
+        async with self._db.transaction() as conn:
+            await outbox.note_event_id(conn, txn_id=txn_id, event_id=event_id)
 
     async def _on_member(self, room: MatrixRoom, event: RoomMemberEvent) -> None:
         if event.state_key == self.user_id and event.membership == "join":
@@ -152,10 +184,14 @@ class EventRouter:
 
     async def _on_text(self, room: MatrixRoom, event: RoomMessageText) -> None:
         content = event.source.get("content", {})
-        if is_edit(content):
+        relation = relation_of(content)
+        if relation.replaces is not None:
+            await self._on_edit(room, event, relation.replaces, edited_body(content))
             return
         parsed = split_command(event.body)
         if parsed is None:
+            if relation.candidates:
+                await self._on_reply(room, event, relation, content)
             return
         if not room.encrypted or not getattr(event, "decrypted", False):
             await self._refuse_unencrypted(room, event)
@@ -165,9 +201,94 @@ class EventRouter:
             await self._answer(room, event, render_notice(UNTRUSTED_DEVICE_REPLY),
                                kind="refusal")
             return
-        await self._run_command(room, event, parsed, content)
+        await self._run_command(room, event, parsed, content, relation)
 
-    def _sender_device(self, event: RoomMessageText) -> str | None:
+    # --- events that work a case without a command --------------------------------------
+
+    async def _on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
+        """Clients send reactions in the clear even in encrypted rooms (nio always does),
+        so a plaintext reaction counts — in an encrypted room, and under the `tofu` policy
+        only, since no device vouches for it. An encrypted one is checked like a command."""
+        if not room.encrypted or not acknowledges(event.key):
+            return
+        if getattr(event, "decrypted", False):
+            if not await self._trust.sender_allowed(event.sender, self._sender_device(event)):
+                return
+        elif self._trust.policy != TOFU:
+            log.info("plaintext reaction ignored under the cross-signed policy",
+                     extra={"room_id": room.room_id, "event_id": event.event_id})
+            return
+        await self._handle_case_event(room, event.event_id, None, lambda services: (
+            case_events.react(services, room_id=room.room_id, sender=event.sender,
+                              event_id=event.event_id, reacts_to=event.reacts_to,
+                              key=event.key)))
+
+    async def _on_reply(self, room: MatrixRoom, event: RoomMessageText, relation: Relation,
+                        content: dict[str, Any]) -> None:
+        if not room.encrypted or not getattr(event, "decrypted", False):
+            return  # never carry (or answer) plaintext
+        async with self._db.read() as conn:
+            link = await case_events.case_in_room(self._services_for(conn), room.room_id,
+                                                  relation.candidates)
+        if link is None or not await self._trusted_or_answered(room, event):
+            return
+        await self._handle_case_event(room, event.event_id, content, lambda services: (
+            case_events.carry_reply(services, room_id=room.room_id, sender=event.sender,
+                                    event_id=event.event_id, relation=relation,
+                                    body=event.body)))
+
+    async def _on_edit(self, room: MatrixRoom, event: RoomMessageText, original: str,
+                       new_body: str | None) -> None:
+        if not room.encrypted or not getattr(event, "decrypted", False) or new_body is None:
+            return
+        async with self._db.read() as conn:
+            case = await cases.case_opened_by(conn, room_id=room.room_id, event_id=original)
+        if case is None or not await self._trusted_or_answered(room, event):
+            return
+        await self._handle_case_event(room, original, thread_of(original), lambda services: (
+            case_events.carry_edit(services, room_id=room.room_id, sender=event.sender,
+                                   event_id=event.event_id, original=original,
+                                   new_body=new_body)))
+
+    async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
+        if not room.encrypted:
+            return
+        await self._handle_case_event(room, event.event_id, None, lambda services: (
+            case_events.withdraw(services, room_id=room.room_id, sender=event.sender,
+                                 event_id=event.event_id, redacts=event.redacts)))
+
+    async def _trusted_or_answered(self, room: MatrixRoom, event: RoomMessageText) -> bool:
+        """True if the device that sent the message may work cases; otherwise the sender is
+        told (once) why nothing happened."""
+        if await self._trust.sender_allowed(event.sender, self._sender_device(event)):
+            return True
+        await self._answer(room, event, render_notice(UNTRUSTED_DEVICE_REPLY), kind="refusal")
+        return False
+
+    async def _handle_case_event(self, room: MatrixRoom, answer_to: str,
+                                 answer_content: dict[str, Any] | None,
+                                 handler: CaseEventHandler) -> None:
+        """Run a case-event handler in one transaction; its answer, if any, goes out as a
+        reply to `answer_to` (in the thread `answer_content` is in). The handler claims the
+        event itself once it knows the event is about a case; a failure rolls it all back."""
+        language = self._language_for_room(room.room_id)
+        try:
+            async with self._db.transaction() as conn:
+                try:
+                    reply = await handler(self._services_for(conn))
+                except CommandError as error:
+                    reply = render_command_error(error, language)
+                if reply is not None:
+                    await self._enqueue_reply(conn, room.room_id, answer_to,
+                                              answer_content or {}, reply)
+        except Exception:
+            log.exception("case event failed", extra={"incident": secrets.token_hex(4),
+                                                      "room_id": room.room_id,
+                                                      "event_id": answer_to})
+            return
+        self._wake_sender()
+
+    def _sender_device(self, event: Any) -> str | None:
         """The device that sent a decrypted event, from the session's curve25519 key."""
         sender_key = getattr(event, "sender_key", None)
         for device in self._client.device_store.active_user_devices(event.sender):
@@ -200,6 +321,7 @@ class EventRouter:
         event: RoomMessageText,
         parsed: tuple[str, str, tuple[str, ...]],
         content: dict[str, Any],
+        relation: Relation,
     ) -> None:
         word, args, lines = parsed
         now = self._clock.now()
@@ -208,16 +330,30 @@ class EventRouter:
                                            now_ms=self._clock.now_ms()):
                 log.info("event already processed", extra={"event_id": event.event_id})
                 return
+            if await self._flooded(conn, room, event, content):
+                return
+            services = self._services_for(conn)
+            post = self._post_for_room(room.room_id)
             try:
                 spec = self._registry.resolve(word)
+                refusal = command_refusal(spec, event.sender, post=post,
+                                          posts=self._config.posts,
+                                          admins=self._config.access.admins,
+                                          language=self._language_for_room(room.room_id))
+                if refusal is not None:
+                    raise refusal
+                link = (await case_events.case_in_room(services, room.room_id,
+                                                       relation.candidates)
+                        if relation.candidates else None)
                 invocation = Invocation(
                     command=spec, args=args, lines=lines, room_id=room.room_id,
                     sender=event.sender, event_id=event.event_id,
                     sent_at=from_ms(event.server_timestamp), now=now,
-                    post=self._post_for_room(room.room_id),
+                    post=post,
                     language=self._language_for_room(room.room_id),
                     bot_device_id=self._client.device_id or "",
-                    services=self._services_for(conn),
+                    services=services,
+                    context_ref=link.case.ref if link is not None else None,
                 )
                 reply = await spec.handler(invocation)
             except CommandError as error:
@@ -230,9 +366,32 @@ class EventRouter:
                 text = (f"Sorry, something went wrong on my side and I could not do this. "
                         f"Incident {incident} is logged; the operator can look it up.")
                 reply = render_notice(text)
-            await self._enqueue_reply(conn, room.room_id, event.event_id, content, reply)
+            opened = await cases.case_opened_by(conn, room_id=room.room_id,
+                                                event_id=event.event_id)
+            await self._enqueue_reply(conn, room.room_id, event.event_id, content, reply,
+                                      case_ref=opened.ref if opened is not None else None)
         self.commands_handled += 1
         self._wake_sender()
+
+    async def _flooded(self, conn: Any, room: MatrixRoom, event: RoomMessageText,
+                       content: dict[str, Any]) -> bool:
+        """Flood control (`bot.flood`), after the claim: True when the command is over a
+        limit and must not run. Counted by the event's server time, never later than now,
+        so commands queued while the bot was down are not taken for a flood."""
+        at_ms = min(event.server_timestamp, self._clock.now_ms())
+        verdict = self._flood.admit(event.sender, room.room_id, at_ms)
+        if verdict.admitted:
+            return False
+        log.info("command refused: over the rate limit",
+                 extra={"room_id": room.room_id, "event_id": event.event_id,
+                        "sender": event.sender, "limit": f"{verdict.scope}: {verdict.rate}",
+                        "notified": verdict.notify})
+        if verdict.notify:
+            notice = flood_notice(verdict, self._language_for_room(room.room_id))
+            await self._enqueue_reply(conn, room.room_id, event.event_id, content, notice,
+                                      kind="flood-refusal")
+            self._wake_sender()  # it reads the outbox only once this transaction commits
+        return True
 
     def _services_for(self, conn: Any) -> Services:
         rooms = self._client.rooms
@@ -255,7 +414,10 @@ class EventRouter:
 
     async def _enqueue_reply(self, conn: Any, room_id: str, event_id: str,
                              content: dict[str, Any], reply: Reply, *,
-                             kind: str = "reply") -> None:
+                             kind: str = "reply", case_ref: str | None = None) -> None:
+        """Queue `reply` as an answer to `event_id`; with `case_ref` (the answer to the
+        command that opened a case) a reply to the answer is a reply on the case."""
         message = _content(reply, {"m.relates_to": reply_relation(event_id, content)})
         await outbox.enqueue(conn, room_id=room_id, event_type="m.room.message",
-                             content=message, now_ms=self._clock.now_ms(), kind=kind)
+                             content=message, now_ms=self._clock.now_ms(), kind=kind,
+                             case_ref=case_ref)

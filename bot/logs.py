@@ -48,6 +48,6 @@ def setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # nio logs decrypted event details; aiosqlite logs every statement.
-    for noisy in ("nio", "peewee", "aiohttp.access", "aiosqlite"):
+    # nio logs decrypted event details; aiosqlite every statement; apscheduler every wake-up.
+    for noisy in ("nio", "peewee", "aiohttp.access", "aiosqlite", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

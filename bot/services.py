@@ -15,7 +15,7 @@ import aiosqlite
 
 from bot.clock import Clock
 from bot.config import Config
-from storage import outbox
+from storage import inbox, outbox
 
 
 @dataclass(frozen=True)
@@ -40,3 +40,9 @@ class Services:
         await outbox.enqueue(self.conn, room_id=room_id, event_type=event_type,
                              content=content, now_ms=self.clock.now_ms(), kind=kind,
                              case_ref=case_ref)
+
+    async def claim(self, event_id: str, room_id: str) -> bool:
+        """Mark an incoming event processed in this transaction; True only the first time,
+        so a handler that acts on a reaction, reply or edit acts only then."""
+        return await inbox.claim_event(self.conn, event_id=event_id, room_id=room_id,
+                                       now_ms=self.clock.now_ms())

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from commands.cases import register_case_commands
+from commands.chase_commands import register_chasing_commands
 from commands.errors import CommandError
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
 from commands.render import render_notice
@@ -16,6 +17,7 @@ def default_registry() -> CommandRegistry:
     registry = CommandRegistry()
     register_builtins(registry)
     register_case_commands(registry)
+    register_chasing_commands(registry)
     return registry
 
 

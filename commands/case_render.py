@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from commands.case_edits import CaseEdit
 from commands.model import Post, Tlp
 from commands.render import Code, Line, Notice, Relayed, Strong, render_notice
 from commands.routing import Refusal, RefusalReason
@@ -21,6 +22,9 @@ from storage.cases import Case, Delivery, TimelineEntry
 
 MAX_RELAYED_TEXT_IN_STATUS = 300
 """Updates and outcomes are cut to this many characters in `!status`."""
+
+MAX_REPLY_CHARS = 4000
+"""A carried reply is cut to this many characters (the notice has a byte budget too)."""
 
 BULLET = "• "
 
@@ -177,6 +181,51 @@ def render_finished_notice(case: Case, *, reader: Post, posts: Mapping[str, Post
     return render_notice(*lines)
 
 
+def render_reply_notice(case: Case, said: str, *, from_post: str, who: str, reader: Post,
+                        posts: Mapping[str, Post]) -> Notice:
+    """A reply carried between the origin and a target, labelled with the post it came from."""
+    language = reader.language
+    return render_notice(
+        [tlp_label(case.tlp), " ", Strong(text(
+            "case.reply.notice", language, ref=case.ref,
+            post=post_label(from_post, posts, language), who=who))],
+        Relayed(said, max_chars=MAX_REPLY_CHARS),
+    )
+
+
+def render_edit_notice(case: Case, edit: CaseEdit, *, reader: Post,
+                       posts: Mapping[str, Post]) -> Notice:
+    """An edit of the case's opening message as each target reads it: only what changed."""
+    language, timezone = reader.language, reader.timezone
+    removed = text("case.edit.removed", language)
+    lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(text(
+        "case.edit.notice", language, ref=case.ref,
+        post=post_label(case.origin_post, posts, language)))]]
+    for change in edit.fields:
+        lines.append([Strong(f"{change.key}: "),
+                      removed if change.new is None else Relayed(change.new)])
+    revision = edit.revision
+    if edit.grading_changed:
+        lines.append(text("case.grading", language, grading=revision.grading or removed))
+    if edit.due_changed:
+        lines.append(text("case.edit.no_due", language) if revision.due_ms is None
+                     else Strong(text("case.due", language,
+                                      time=format_time(revision.due_ms, timezone))))
+    if edit.text_changed:
+        lines.append(Strong(text("case.edit.text", language)))
+        lines.append(Relayed(revision.text) if revision.text else removed)
+    return render_notice(*lines)
+
+
+def render_withdrawn_notice(case: Case, *, reader: Post, posts: Mapping[str, Post],
+                            cancelled: bool) -> Notice:
+    """The origin deleted the message that opened the case; said in every room of the case."""
+    language = reader.language
+    msg_id = "case.withdrawn.cancelled" if cancelled else "case.withdrawn.notice"
+    return render_notice([tlp_label(case.tlp), " ", Strong(text(
+        msg_id, language, ref=case.ref, post=post_label(case.origin_post, posts, language)))])
+
+
 # --- !status and !pending ---------------------------------------------------------------
 
 
@@ -230,9 +279,15 @@ def _timeline_line(entry: TimelineEntry, posts: Mapping[str, Post], language: st
     if entry.kind in ("updated", "closed") and said:
         return [BULLET + text(msg_id, language, time=when, post=post, who=who) + ": ",
                 Relayed(str(said), max_chars=MAX_RELAYED_TEXT_IN_STATUS)]
+    if entry.kind == "edited":
+        changes = ", ".join(str(name) for name in detail.get("changes", []))
+        return BULLET + text(msg_id, language, time=when, post=post, who=who, changes=changes)
     if entry.kind in ("created", "routed", "acknowledged", "answered", "updated", "closed",
-                      "cancelled"):
+                      "cancelled", "replied", "redacted"):
         return BULLET + text(msg_id, language, time=when, post=post, who=who)
+    if entry.kind in ("reminded", "escalated", "snoozed"):  # the chase (bot.chaser)
+        late = text("case.timeline.late", language) if detail.get("late") else ""
+        return BULLET + text(msg_id, language, time=when, post=post, who=who, late=late)
     return BULLET + text("case.timeline.other", language, time=when, kind=entry.kind)
 
 

@@ -54,10 +54,17 @@ from commands.parser import (
 )
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
 from commands.render import Notice, notice_content, render_notice
-from commands.routing import Directory, Refusal, RefusalReason, RoutingDecision, route
+from commands.routing import (
+    Directory,
+    Refusal,
+    RefusalReason,
+    RoutingDecision,
+    route,
+    still_reaches,
+)
 from commands.texts import text
 from storage import cases, outbox
-from storage.cases import Case, NewCase, TimelineKind
+from storage.cases import Case, Delivery, NewCase, TimelineKind
 
 _UNREACHABLE = frozenset({RefusalReason.NOT_JOINED, RefusalReason.NOT_ENCRYPTED})
 
@@ -83,7 +90,7 @@ async def request(invocation: Invocation) -> Reply:
 
 async def _open_case(kind: CaseKind, invocation: Invocation) -> Reply:
     services = _services(invocation)
-    origin = _room_post(invocation, services)
+    origin = room_post(invocation, services)
     draft = parse_case(kind, invocation.args, invocation.lines, now=invocation.now,
                        tz=ZoneInfo(origin.timezone))
     if draft.ref is not None:
@@ -91,9 +98,9 @@ async def _open_case(kind: CaseKind, invocation: Invocation) -> Reply:
             await _visible_case(services, draft.ref, origin, invocation.sender)
         except CommandError as error:
             raise invocation.command.usage_error(error, invocation.language) from None
-    posts = _posts(services.config)
+    posts = posts_by_id(services.config)
     decision = route(origin=origin, targets=draft.targets, tlp=draft.tlp,
-                     category=draft.category, directory=_directory(services))
+                     category=draft.category, directory=directory_for(services))
     blocking = [refusal for refusal in decision.refusals if blocks(refusal, draft)]
     if blocking or not decision.deliveries:
         return render_not_sent(blocking or decision.refusals, tlp=draft.tlp,
@@ -125,7 +132,7 @@ async def _store_and_relay(invocation: Invocation, services: Services, origin: P
         # Straight to the outbox, not services.send: the delivery keeps the txn_id.
         message = await outbox.enqueue(
             conn, room_id=target.room, event_type="m.room.message",
-            content=_case_content(notice, case), now_ms=now_ms, kind="case-relay",
+            content=case_content(notice, case), now_ms=now_ms, kind="case-relay",
             case_ref=case.ref,
         )
         await cases.add_delivery(conn, case.id, post=post_id, room_id=target.room,
@@ -157,10 +164,10 @@ def blocks(refusal: Refusal, draft: CaseDraft) -> bool:
 
 async def ack(invocation: Invocation) -> Reply:
     services = _services(invocation)
-    post = _room_post(invocation, services)
+    post = room_post(invocation, services)
     language = invocation.language
-    case = await _visible_case(services, parse_ack(invocation.args, invocation.lines), post,
-                               invocation.sender)
+    ref = parse_ack(invocation.args, invocation.lines, context_ref=invocation.context_ref)
+    case = await _visible_case(services, ref, post, invocation.sender)
     if case.origin_post == post.id:
         raise CommandError.of("error.ack_own", ref=case.ref)
     delivery = await cases.delivery_for(services.conn, case.id, post.id)
@@ -169,22 +176,32 @@ async def ack(invocation: Invocation) -> Reply:
     if not case.is_open:
         return render_notice(text("case.ack.finished", language, ref=case.ref,
                                   state=text(f"case.state.{case.state}", language)))
-    if not await cases.acknowledge(services.conn, delivery, by=invocation.sender,
-                                   now_ms=_ms(invocation)):
+    if not await acknowledge_delivery(services, case, delivery, by=invocation.sender,
+                                      now_ms=_ms(invocation)):
         return render_notice(text(
             "case.ack.already", language, ref=case.ref, who=delivery.acknowledged_by,
             time=format_time(delivery.acknowledged_ms or 0, post.timezone)))
-    posts = _posts(services.config)
-    acknowledged = await cases.delivery_for(services.conn, case.id, post.id)
+    return render_notice(text("case.ack.done", language, ref=case.ref, origin=post_label(
+        case.origin_post, posts_by_id(services.config), language)))
+
+
+async def acknowledge_delivery(services: Services, case: Case, delivery: Delivery, *, by: str,
+                               now_ms: int) -> bool:
+    """Store the acknowledgement and tell the origin room, in the case's thread; False (and
+    nothing stored or said) when the delivery was already acknowledged, so the origin
+    hears of each target's acknowledgement once however it came (`!ack`, reaction)."""
+    if not await cases.acknowledge(services.conn, delivery, by=by, now_ms=now_ms):
+        return False
+    posts = posts_by_id(services.config)
+    acknowledged = await cases.delivery_for(services.conn, case.id, delivery.post)
     origin = posts.get(case.origin_post)
     if acknowledged is not None and origin is not None:
         notice = render_ack_notice(case, acknowledged, origin=origin, posts=posts)
         await services.send(case.origin_room,
-                            _case_content(notice, case, about="ack",
-                                          thread_root=case.origin_event_id),
+                            case_content(notice, case, about="ack",
+                                         thread_root=case.origin_event_id),
                             kind="case-ack", case_ref=case.ref)
-    return render_notice(text("case.ack.done", language, ref=case.ref,
-                              origin=post_label(case.origin_post, posts, language)))
+    return True
 
 
 # --- !update ----------------------------------------------------------------------------
@@ -192,9 +209,9 @@ async def ack(invocation: Invocation) -> Reply:
 
 async def update(invocation: Invocation) -> Reply:
     services = _services(invocation)
-    post = _room_post(invocation, services)
+    post = room_post(invocation, services)
     language = invocation.language
-    command = parse_update(invocation.args, invocation.lines)
+    command = parse_update(invocation.args, invocation.lines, context_ref=invocation.context_ref)
     case = await _visible_case(services, command.ref, post, invocation.sender)
     _require_origin(case, post, invocation, services.config, "error.update_not_origin")
     if not case.is_open:
@@ -203,8 +220,8 @@ async def update(invocation: Invocation) -> Reply:
     await cases.add_timeline(services.conn, case.id, TimelineKind.UPDATED, ms=_ms(invocation),
                              post=post.id, actor=invocation.sender,
                              detail={"text": command.text})
-    posts = _posts(services.config)
-    told = await _tell_targets(services, case, posts, about="update",
+    posts = posts_by_id(services.config)
+    told = await tell_targets(services, case, posts, about="update",
                                render=lambda reader: render_update_notice(
                                    case, command.text, reader=reader, posts=posts))
     return render_notice(text("case.update.done", language, ref=case.ref,
@@ -215,19 +232,19 @@ async def update(invocation: Invocation) -> Reply:
 
 
 async def close(invocation: Invocation) -> Reply:
-    command = parse_close(invocation.args, invocation.lines)
+    command = parse_close(invocation.args, invocation.lines, context_ref=invocation.context_ref)
     return await _finish(invocation, command.ref, "closed", command.text)
 
 
 async def cancel(invocation: Invocation) -> Reply:
-    return await _finish(invocation, parse_cancel(invocation.args, invocation.lines),
-                         "cancelled", "")
+    ref = parse_cancel(invocation.args, invocation.lines, context_ref=invocation.context_ref)
+    return await _finish(invocation, ref, "cancelled", "")
 
 
 async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "cancelled"],
                   outcome: str) -> Reply:
     services = _services(invocation)
-    post = _room_post(invocation, services)
+    post = room_post(invocation, services)
     language = invocation.language
     case = await _visible_case(services, ref, post, invocation.sender)
     refused_id = "error.close_not_origin" if state == "closed" else "error.cancel_not_origin"
@@ -241,16 +258,16 @@ async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "ca
             time=format_time(case.closed_ms or 0, post.timezone)))
     finished = await cases.case_by_id(services.conn, case.id)
     assert finished is not None
-    posts = _posts(services.config)
-    told = await _tell_targets(services, finished, posts, about=state,
+    posts = posts_by_id(services.config)
+    told = await tell_targets(services, finished, posts, about=state,
                                render=lambda reader: render_finished_notice(
                                    finished, reader=reader, posts=posts))
     origin = posts.get(case.origin_post)
     if origin is not None and post.id != origin.id:  # a supervisor acted from elsewhere
         notice = render_finished_notice(finished, reader=origin, posts=posts)
         await services.send(case.origin_room,
-                            _case_content(notice, finished, about=state,
-                                          thread_root=case.origin_event_id),
+                            case_content(notice, finished, about=state,
+                                         thread_root=case.origin_event_id),
                             kind=f"case-{state}", case_ref=case.ref)
     return render_notice(text(f"case.{state}.done", language, ref=case.ref,
                               posts=", ".join(told)))
@@ -261,25 +278,25 @@ async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "ca
 
 async def status(invocation: Invocation) -> Reply:
     services = _services(invocation)
-    post = _room_post(invocation, services)
-    case = await _visible_case(services, parse_status(invocation.args, invocation.lines), post,
-                               invocation.sender)
+    post = room_post(invocation, services)
+    ref = parse_status(invocation.args, invocation.lines, context_ref=invocation.context_ref)
+    case = await _visible_case(services, ref, post, invocation.sender)
     conn = services.conn
     return render_status(
         case, await cases.deliveries(conn, case.id), await cases.timeline(conn, case.id),
-        posts=_posts(services.config), language=invocation.language, timezone=post.timezone,
-        show_refusals=_acts_for_origin(case, post, invocation.sender, services.config),
+        posts=posts_by_id(services.config), language=invocation.language, timezone=post.timezone,
+        show_refusals=acts_for_origin(case, post, invocation.sender, services.config),
     )
 
 
 async def pending(invocation: Invocation) -> Reply:
     services = _services(invocation)
-    post = _room_post(invocation, services)
+    post = room_post(invocation, services)
     conn = services.conn
     sent = [(case, await cases.deliveries(conn, case.id))
             for case in await cases.open_cases_from(conn, post.id)]
     received = await cases.open_cases_to(conn, post.id)
-    return render_pending(post, sent, received, posts=_posts(services.config),
+    return render_pending(post, sent, received, posts=posts_by_id(services.config),
                           language=invocation.language)
 
 
@@ -293,7 +310,7 @@ def _services(invocation: Invocation) -> Services:
     return services
 
 
-def _room_post(invocation: Invocation, services: Services) -> Post:
+def room_post(invocation: Invocation, services: Services) -> Post:
     """The post whose room the command came from; other rooms cannot work cases."""
     post = services.config.post_by_room(invocation.room_id)
     if post is None:
@@ -301,14 +318,14 @@ def _room_post(invocation: Invocation, services: Services) -> Post:
     return post
 
 
-def _posts(config: Config) -> Mapping[str, Post]:
+def posts_by_id(config: Config) -> Mapping[str, Post]:
     return {post.id: post for post in config.posts}
 
 
-def _directory(services: Services) -> Directory:
+def directory_for(services: Services) -> Directory:
     config = services.config
     return Directory(
-        posts=_posts(config), groups={group.name: group for group in config.groups},
+        posts=posts_by_id(config), groups={group.name: group for group in config.groups},
         category_rules=config.category_rules, joined_rooms=services.joined_rooms,
         encrypted_rooms=services.encrypted_rooms,
     )
@@ -319,14 +336,14 @@ async def _visible_case(services: Services, ref: str, post: Post, sender: str) -
     not see is answered exactly like one that does not exist."""
     case = await cases.case_by_ref(services.conn, ref)
     if case is not None and (
-        _acts_for_origin(case, post, sender, services.config)
+        acts_for_origin(case, post, sender, services.config)
         or await cases.delivery_for(services.conn, case.id, post.id) is not None
     ):
         return case
     raise CommandError.of("error.case_unknown", ref=ref)
 
 
-def _acts_for_origin(case: Case, post: Post, sender: str, config: Config) -> bool:
+def acts_for_origin(case: Case, post: Post, sender: str, config: Config) -> bool:
     """The command comes from the origin post's room, or from one of its supervisors."""
     if case.origin_post == post.id:
         return True
@@ -336,31 +353,33 @@ def _acts_for_origin(case: Case, post: Post, sender: str, config: Config) -> boo
 
 def _require_origin(case: Case, post: Post, invocation: Invocation, config: Config,
                     msg_id: str) -> None:
-    if not _acts_for_origin(case, post, invocation.sender, config):
+    if not acts_for_origin(case, post, invocation.sender, config):
         raise CommandError.of(msg_id, ref=case.ref, origin=post_label(
-            case.origin_post, _posts(config), invocation.language))
+            case.origin_post, posts_by_id(config), invocation.language))
 
 
-async def _tell_targets(services: Services, case: Case, posts: Mapping[str, Post], *,
-                        about: str, render: Callable[[Post], Notice]) -> list[str]:
-    """Queue `render(target_post)` in every delivery's room, in the relayed case's thread
-    when its event id is known; the post ids told, in delivery order."""
+async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post], *,
+                       about: str, render: Callable[[Post], Notice]) -> list[str]:
+    """Queue `render(target_post)` in the room of every delivery that may still receive the
+    case (`routing.still_reaches`), in the relayed case's thread when its event id is known;
+    the post ids told, in delivery order."""
     told = []
+    directory = directory_for(services)
     for delivery in await cases.deliveries(services.conn, case.id):
         target = posts.get(delivery.post)
-        if target is None:
+        if target is None or still_reaches(target, delivery.room_id, case.tlp, directory):
             continue
         notice = render(target)
         await services.send(delivery.room_id,
-                            _case_content(notice, case, about=about,
-                                          thread_root=delivery.relayed_event_id),
+                            case_content(notice, case, about=about,
+                                         thread_root=delivery.relayed_event_id),
                             kind=f"case-{about}", case_ref=case.ref)
         told.append(delivery.post)
     return told
 
 
-def _case_content(notice: Notice, case: Case, *, about: str | None = None,
-                  thread_root: str | None = None) -> dict[str, Any]:
+def case_content(notice: Notice, case: Case, *, about: str | None = None,
+                 thread_root: str | None = None) -> dict[str, Any]:
     """An m.notice carrying the case's machine-readable key; in the case's thread if known."""
     metadata: dict[str, Any] = case_metadata(case)
     if about is not None:

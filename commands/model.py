@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from commands.quiet_hours import QuietHours
+
 POST_ID_RE = re.compile(r"^[A-Z]{2}-[A-Z0-9]+(?:-[A-Z0-9]+)*$")
 GROUP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,39}$")
 MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(?::[0-9]{1,5})?$")
@@ -89,7 +91,15 @@ class Post(BaseModel):
     supervisors: tuple[str, ...] = ()
     officers: tuple[str, ...] = Field(
         default=(),
-        description="Users allowed to act for the post besides room members (empty: room members)",
+        description="If set, only these users (and the supervisors) act for the post; "
+        "empty: every member of the post's room",
+    )
+    supervisors_room: str | None = Field(
+        default=None,
+        description="Room where the supervisors get escalations (none: direct messages)",
+    )
+    quiet_hours: str | None = Field(
+        default=None, description="Daily window such as 22:00-06:00 when routine chases wait"
     )
 
     @field_validator("id")
@@ -106,10 +116,10 @@ class Post(BaseModel):
             raise ValueError("country must be an ISO 3166-1 alpha-2 code in capitals, e.g. KZ")
         return value
 
-    @field_validator("room")
+    @field_validator("room", "supervisors_room")
     @classmethod
-    def _check_room(cls, value: str) -> str:
-        if not ROOM_ID_RE.match(value):
+    def _check_room(cls, value: str | None) -> str | None:
+        if value is not None and not ROOM_ID_RE.match(value):
             raise ValueError("room must be a Matrix room id such as !abc123:example.org")
         return value
 
@@ -128,6 +138,11 @@ class Post(BaseModel):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _check_quiet_hours(cls, value: str | None) -> str | None:
+        return None if value is None else str(QuietHours.parse(value))
 
     @field_validator("names")
     @classmethod

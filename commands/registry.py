@@ -22,6 +22,7 @@ from typing import Any
 from commands.errors import CommandError
 from commands.model import Post
 from commands.parser import strip_invisible
+from commands.relations import without_reply_fallback
 from commands.render import Code, Line, Notice, render_notice
 from commands.texts import COMMAND_ALIASES, fold_word, has_text, text
 
@@ -67,6 +68,9 @@ class Invocation:
     bot_device_id: str
     services: Any
     """The shell's own object (database, client, config); opaque to the core."""
+    context_ref: str | None = None
+    """The case the message replies to or is threaded under, found by the shell in its
+    database; commands about one case use it when no reference is typed."""
 
 
 Handler = Callable[[Invocation], Awaitable[Reply]]
@@ -240,7 +244,7 @@ def split_command(body: str, prefix: str = "!") -> tuple[str, str, tuple[str, ..
     as typed, minus invisible characters; `CommandRegistry.resolve` folds it.
     """
     lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    lines = _without_reply_fallback(lines)
+    lines = without_reply_fallback(lines)
     while lines and not lines[0].strip():
         lines.pop(0)
     if not lines:
@@ -265,15 +269,3 @@ def _without_prefix(line: str, prefix: str) -> str | None:
 
 
 _NBSP_RE = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\t]")
-
-
-def _without_reply_fallback(lines: list[str]) -> list[str]:
-    """Drop Element's reply fallback: leading `>` lines followed by a blank line."""
-    if not lines or not lines[0].startswith(">"):
-        return lines
-    index = 0
-    while index < len(lines) and lines[index].startswith(">"):
-        index += 1
-    if index < len(lines) and not lines[index].strip():
-        return lines[index + 1 :]
-    return lines

@@ -113,6 +113,24 @@ def route(
     return RoutingDecision(tuple(plan.deliveries), tuple(plan.refusals), forwardable)
 
 
+def still_reaches(post: Post, room_id: str, tlp: Tlp,
+                  directory: Directory) -> RefusalReason | None:
+    """Why a post the case was delivered to (in `room_id`) may not get more of it now.
+
+    Replies, updates and edits of a case travel only between its origin and the
+    posts it was routed to; nothing of it ever goes to a post it was not delivered
+    to. That is what "never forwarded onward" means for AMBER+STRICT, and it holds
+    for every TLP. Those posts are checked again each time, because the operator
+    may have lowered a clearance or the room may have changed since routing."""
+    if tlp is Tlp.RED or not post.clearance.covers(tlp):
+        return RefusalReason.CLEARANCE
+    if room_id not in directory.joined_rooms:
+        return RefusalReason.NOT_JOINED
+    if room_id not in directory.encrypted_rooms:
+        return RefusalReason.NOT_ENCRYPTED
+    return None
+
+
 class _Plan:
     """Accumulates deliveries and refusals, each post decided once."""
 

@@ -35,6 +35,7 @@ COMMAND_ALIASES: Mapping[str, tuple[str, ...]] = {
     "lang": ("язык", "لغة"),
     "report": ("отчёт", "تقرير"),
     "escalations": ("эскалации", "تصعيدات"),
+    "snooze": ("отложить", "تأجيل"),
 }
 """Aliases per command name; matched after `fold_word` (so `отчет` finds `отчёт`)."""
 
@@ -247,6 +248,12 @@ MESSAGES: Mapping[str, str] = {
         "Only {origin}, which sent {ref}, or its supervisors can cancel it."
     ),
     "error.update_finished": "{ref} is {state}; it takes no more updates.",
+    "error.not_post_officer": (
+        "You are not listed as an officer of {post}, so I cannot act on this for the post. "
+        "Ask the operator to add you to the post's officers."
+    ),
+    "error.role_required": "{command} is only for {role}.",
+    "error.edit_invalid": "Your edit of {ref} was not passed on:",
     # cases: labels
     "post.label": "{name} ({id})",
     "case.title.alert.flash": "Flash alert",
@@ -345,6 +352,115 @@ MESSAGES: Mapping[str, str] = {
     "case.pending.state.acknowledged": "acknowledged",
     "case.pending.state.answered": "answered",
     "case.pending.due": "answer needed by {time}",
+    # cases: replies, reactions, edits and deletions (see commands.case_events)
+    "case.reply.notice": "Reply from {post} on {ref} ({who}):",
+    "case.reply.finished": "{ref} is {state}; replies are no longer passed on.",
+    "case.reply.withheld": "Your reply on {ref} was not passed to:",
+    "case.edit.notice": "{ref} was edited by {post}. What changed:",
+    "case.edit.removed": "(removed)",
+    "case.edit.no_due": "No deadline any more.",
+    "case.edit.text": "Text:",
+    "case.edit.done": (
+        "Your edit of {ref} went to: {posts}. An edit is not routed again; it goes to the "
+        "posts that have the case."
+    ),
+    "case.edit.blocked": (
+        "Your edit of {ref} changes its {what}, which an edit cannot change once the case is "
+        "sent; nothing was passed on. Use !update {ref} for new information, or send a new "
+        "case with ref:{ref}."
+    ),
+    "case.edit.finished": "{ref} is {state}; your edit was not passed on.",
+    "case.edit.what.kind": "kind (alert or request)",
+    "case.edit.what.priority": "priority",
+    "case.edit.what.tlp": "TLP",
+    "case.edit.what.cat": "category",
+    "case.edit.what.ref": "related case (ref:)",
+    "case.withdrawn.cancelled": (
+        "{post} withdrew {ref}: the originator deleted the message. The case is cancelled; "
+        "disregard it."
+    ),
+    "case.withdrawn.notice": "{post} withdrew the message of {ref}: the originator deleted it.",
+    "case.withdrawn.done": (
+        "{ref} was withdrawn because its message was deleted; the case is cancelled. Told: {posts}."
+    ),
+    "case.timeline.replied": "{time} reply from {post} ({who})",
+    "case.timeline.edited": "{time} edited by {post} ({who}): {changes}",
+    "case.timeline.redacted": "{time} message deleted at {post} ({who})",
+    # chasing: reminders, escalations, !snooze, !escalations, !report (see commands.chasing)
+    "command.snooze.usage": "!snooze CASE DURATION",
+    "command.snooze.summary": "Hold off the reminders for a case sent to your post.",
+    "command.snooze.help": (
+        "For example !snooze KZ-0042 30m. The whole chase (reminders and escalation) moves "
+        "later; each priority has a longest snooze."
+    ),
+    "chase.remind.ack": "Reminder: {ref}, {title} from {origin} ({time}), is not acknowledged.",
+    "chase.remind.answer": (
+        "Reminder: {ref}, {title} from {origin}, needs an answer; it was due {due}."
+    ),
+    "chase.remind.duty": "Duty officers:",
+    "chase.remind.ack_hint": "Acknowledge with",
+    "chase.remind.answer_hint": "Answer by replying to the case message. To wait a little:",
+    "chase.remind.snooze_hint": "or hold off with",
+    "chase.late": "(Late: this was due {time}, while I was not running.)",
+    "chase.escalate.ack": (
+        "Escalation: {ref}, {title} from {origin} to {target}, has not been acknowledged "
+        "{elapsed} after it was sent ({time})."
+    ),
+    "chase.escalate.answer": (
+        "Escalation: {ref}, {title} from {origin} to {target}, has no answer; it was due {due}."
+    ),
+    "chase.escalate.for": "For:",
+    "chase.escalate.footer": (
+        "I will tell you here when it is taken. !escalations lists what is open."
+    ),
+    "chase.taken.acknowledged": (
+        "{ref}: {target} acknowledged it ({who}, {time}). Nothing more to do."
+    ),
+    "chase.taken.answered": "{ref}: {target} answered ({who}, {time}). Nothing more to do.",
+    "chase.taken.closed": "{ref} was closed by {origin} ({time}). Nothing more to do.",
+    "chase.taken.cancelled": "{ref} was cancelled by {origin} ({time}). Nothing more to do.",
+    "chase.snoozed": "Reminders for {ref} wait until {time}.",
+    "chase.error.snooze_own": (
+        "{ref} was sent by your post; only the posts it went to can snooze it."
+    ),
+    "chase.error.snooze_nothing": (
+        "{ref} is not being chased at your post; there is nothing to snooze."
+    ),
+    "chase.error.snooze_too_long": (
+        "A {priority} case can be snoozed for at most {limit} at a time."
+    ),
+    "chase.error.snooze_args": "Give the case and how long, e.g. !snooze KZ-0042 30m.",
+    "chase.error.duration": "{value} is not a duration; write it like 30m, 2h or 1d.",
+    "chase.error.not_supervisor": "{command} is only for supervisors.",
+    "chase.error.period": "{value} is not a period; write it like 7d or 30d (at most {days}d).",
+    "chase.escalations.title": "Open escalations for your posts:",
+    "chase.escalations.none": "No open escalations for your posts.",
+    "chase.escalations.item": "{title} from {origin} to {target}: {state}; escalated {when}",
+    "chase.escalations.state.ack": "not acknowledged",
+    "chase.escalations.state.answer": "not answered",
+    "chase.report.title": "Report for the last {period} ({since} to {until}):",
+    "chase.report.cases": "Cases sent {sent}, received {received}.",
+    "chase.report.ack": "Acknowledged {count} of {total}: median {median}, 90% within {p90}.",
+    "chase.report.answer": (
+        "Answered {count} of {total} requests: median {median}, 90% within {p90}."
+    ),
+    "chase.report.overdue": "Overdue now {overdue}; escalations {escalations}.",
+    "chase.report.none": "none",
+    "case.timeline.reminded": "{time} reminder to {post}{late}",
+    "case.timeline.escalated": "{time} escalated about {post}{late}",
+    "case.timeline.snoozed": "{time} reminders snoozed by {post} ({who})",
+    "case.timeline.late": " (late)",
+    # flood control (bot.flood)
+    "flood.user": (
+        "Too many commands at once: I take at most {count} in {per} from one person, so I "
+        "did not act on this one. For the next {per} I skip your commands over that limit "
+        "without answering each; send again then whatever still needs doing."
+    ),
+    "flood.room": (
+        "Too many commands in this room at once: I take at most {count} in {per} from one "
+        "room, so I did not act on this one. For the next {per} I skip your commands over "
+        "that limit without answering each; send again then whatever still needs doing."
+    ),
     # rendering
     "render.truncated": "[truncated]",
 }

@@ -114,14 +114,15 @@ async def run_demo(workdir: Path) -> int:
 
         narrator.step("Starting the bot (it accepts the invites and cross-signs its device)")
         bot = BotProcess(workdir / "bot", synapse, localpart="liaison", password=password,
-                         config=demo_config(synapse, rooms,
-                                            {p: o.user_id for p, o in officers.items()}))
+                         config=with_chasing(synapse, demo_config(
+                             synapse, rooms, {p: o.user_id for p, o in officers.items()})))
         await bot.start()
         print(f"bot {bot.user_id} device {bot.device_id} is ready")
         for post_id, officer in officers.items():
             await officer.wait_until_joined(rooms[post_id], bot.user_id)
 
         await converse(narrator, officers, rooms, bot.user_id)
+        await chase(narrator, synapse, workdir, officers, rooms, bot.user_id)
         narrator.step("Done. Everything above was end-to-end encrypted between real clients.")
         return 0
     finally:
@@ -186,12 +187,27 @@ async def converse(narrator: Narrator, officers: dict[str, Officer], rooms: dict
     ref = case_ref(answer)
 
     narrator.step(f"Both targets receive {ref} in their own encrypted rooms")
-    await relayed(narrator, officers[uz], uz, rooms[uz], bot_user, ref)
-    await relayed(narrator, officers[tj], tj, rooms[tj], bot_user, ref)
+    uz_case = await relayed(narrator, officers[uz], uz, rooms[uz], bot_user, ref)
+    tj_case = await relayed(narrator, officers[tj], tj, rooms[tj], bot_user, ref)
 
-    narrator.step("Termez acknowledges; the Kazakh post is told")
-    await ask(narrator, officers[uz], uz, rooms[uz], bot_user, f"!ack {ref}")
+    narrator.step("Termez acknowledges with a 👍 reaction; the Kazakh post is told")
+    narrator.said(uz, officers[uz].user_id, f"👍 (a reaction on {ref})")
+    await officers[uz].react(rooms[uz], uz_case.event_id, "👍")
     await relayed(narrator, officers[kz], kz, rooms[kz], bot_user, ref, "ack")
+
+    narrator.step("Panj answers in the case's thread; the Kazakh post reads it in its thread")
+    said = "Seen the Kamaz at 18:40, heading for the bridge."
+    narrator.said(tj, officers[tj].user_id, f"(in the {ref} thread) {said}")
+    await officers[tj].send_text(rooms[tj], said, thread_root=tj_case.event_id)
+    await relayed(narrator, officers[kz], kz, rooms[kz], bot_user, ref, "reply")
+
+    narrator.step("The Kazakh officer answers in her thread; both posts read it in theirs")
+    said = "Thank you. Please stop it at the bridge; we send the file now."
+    narrator.said(kz, officers[kz].user_id, f"(in the {ref} thread) {said}")
+    await officers[kz].send_text(rooms[kz], said,
+                                 thread_root=answer.relates_to["m.in_reply_to"]["event_id"])
+    await relayed(narrator, officers[uz], uz, rooms[uz], bot_user, ref, "reply")
+    await relayed(narrator, officers[tj], tj, rooms[tj], bot_user, ref, "reply")
 
     narrator.step("A group may not receive AMBER: the bot refuses and says why")
     await ask(narrator, officers[kz], kz, rooms[kz], bot_user,
@@ -205,6 +221,54 @@ async def converse(narrator: Narrator, officers: dict[str, Officer], rooms: dict
 
     narrator.step("An officer at Termez mistypes a command and gets a useful answer")
     await ask(narrator, officers[uz], uz, rooms[uz], bot_user, "!pign")
+
+
+# --- chasing: a reminder and an escalation ----------------------------------------------
+
+SUPERVISOR = "rustam"
+"""Termez's supervisor; the account is registered when the chase scene starts."""
+DEMO_FLASH_POLICY = {
+    "acknowledge_within": "5s", "remind_every": "5s", "reminders": 2, "snooze_max": "1m",
+    "escalate": [{"after": "8s", "to": ["target-supervisors"]}],
+}
+"""Seconds instead of minutes, so the demo shows the chase without waiting."""
+
+
+def with_chasing(synapse: LocalSynapse, config: dict[str, Any]) -> dict[str, Any]:
+    """The demo configuration with a flash policy in seconds and a supervisor for Termez."""
+    for post in config["posts"]:
+        if post["id"] == "UZ-TERMEZ":
+            post["supervisors"] = [f"@{SUPERVISOR}:{synapse.server_name}"]
+    return {**config, "chasing": {"check_every": "1s",
+                                  "policies": {"flash": DEMO_FLASH_POLICY}}}
+
+
+async def chase(narrator: Narrator, synapse: LocalSynapse, workdir: Path,
+                officers: dict[str, Officer], rooms: dict[str, str], bot_user: str) -> None:
+    kz, uz = "KZ-ZHIBEK-ZHOLY", "UZ-TERMEZ"
+    supervisor = await Officer.create(synapse, SUPERVISOR, workdir / "officers",
+                                      displayname=SUPERVISOR.capitalize())
+    await supervisor.start()
+    try:
+        narrator.step("A flash alert that nobody at Termez acknowledges")
+        answer = await ask(narrator, officers[kz], kz, rooms[kz], bot_user,
+                           "!alert flash to:UZ-TERMEZ\nvehicle: grey Hilux, plate 01B777CA\n"
+                           "Crossing the Friendship Bridge now.")
+        ref = case_ref(answer)
+        await relayed(narrator, officers[uz], uz, rooms[uz], bot_user, ref)
+
+        narrator.step("After 5 seconds the bot reminds Termez, mentioning its duty officer")
+        await relayed(narrator, officers[uz], uz, rooms[uz], bot_user, ref, "reminder")
+
+        narrator.step("After 8 seconds it escalates to Termez's supervisor in a direct message")
+        direct = await supervisor.accept_invite(timeout=60)
+        await relayed(narrator, supervisor, uz, direct, bot_user, ref, "escalation")
+
+        narrator.step("Termez acknowledges; the chase stops and the supervisor is told")
+        await ask(narrator, officers[uz], uz, rooms[uz], bot_user, f"!ack {ref}")
+        await relayed(narrator, supervisor, uz, direct, bot_user, ref, "taken")
+    finally:
+        await supervisor.stop()
 
 
 def main() -> None:

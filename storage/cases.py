@@ -42,6 +42,9 @@ class TimelineKind(StrEnum):
     UPDATED = "updated"
     CLOSED = "closed"
     CANCELLED = "cancelled"
+    REPLIED = "replied"
+    EDITED = "edited"
+    REDACTED = "redacted"
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,65 @@ async def case_by_ref(conn: aiosqlite.Connection, ref: str) -> Case | None:
                             (ref,)) as cursor:
         row = await cursor.fetchone()
     return None if row is None else _case(row)
+
+
+async def case_opened_by(
+    conn: aiosqlite.Connection, *, room_id: str, event_id: str
+) -> Case | None:
+    """The case whose `!alert`/`!request` message is `event_id` in `room_id`."""
+    async with conn.execute(
+        f"SELECT {_CASE_COLUMNS} FROM cases WHERE origin_room = ? AND origin_event_id = ?",
+        (room_id, event_id),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else _case(row)
+
+
+async def case_for_event(
+    conn: aiosqlite.Connection, *, room_id: str, event_id: str
+) -> Case | None:
+    """The case an event in `room_id` belongs to: the officer's own `!alert`/`!request`
+    that opened it there, or a message the bot sent there about it (its outbox row).
+    Only the database decides; nothing an event says about itself is believed."""
+    columns = ", ".join(f"c.{name.strip()}" for name in _CASE_COLUMNS.split(","))
+    async with conn.execute(
+        f"SELECT {_CASE_COLUMNS} FROM cases WHERE origin_room = ? AND origin_event_id = ?"
+        f" UNION ALL SELECT {columns} FROM outbox o JOIN cases c ON c.ref = o.case_ref"
+        " WHERE o.event_id = ? AND o.room_id = ? LIMIT 1",
+        (room_id, event_id, event_id, room_id),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else _case(row)
+
+
+@dataclass(frozen=True)
+class Revision:
+    """What an edit of the opening command may change in a routed case."""
+
+    fields: tuple[tuple[str, str], ...]
+    text: str
+    grading: str | None
+    due_ms: int | None
+
+
+async def revise_case(
+    conn: aiosqlite.Connection,
+    case: Case,
+    revision: Revision,
+    *,
+    post: str,
+    by: str,
+    now_ms: int,
+    detail: Mapping[str, Any],
+) -> None:
+    """Store an edit of the case's details; the timeline says who edited what."""
+    await conn.execute(
+        "UPDATE cases SET fields = ?, text = ?, grading = ?, due_ms = ? WHERE id = ?",
+        (_dump([list(pair) for pair in revision.fields]), revision.text, revision.grading,
+         revision.due_ms, case.id),
+    )
+    await add_timeline(conn, case.id, TimelineKind.EDITED, post=post, actor=by, ms=now_ms,
+                       detail=detail)
 
 
 async def add_delivery(

@@ -147,6 +147,20 @@ async def mark_sent(
     )
 
 
+async def note_event_id(conn: aiosqlite.Connection, *, txn_id: str, event_id: str) -> bool:
+    """Record the event id of a message whose echo came back through sync, identified by its
+    transaction id, even before the send's own response is handled (`mark_sent` follows
+    with the same id). An officer may react to a message that quickly; this lets the
+    reaction find it. True when an unknown event id was recorded."""
+    cursor = await conn.execute(
+        "UPDATE outbox SET event_id = ? WHERE txn_id = ? AND event_id IS NULL",
+        (event_id, txn_id),
+    )
+    changed = cursor.rowcount
+    await cursor.close()
+    return changed == 1
+
+
 async def mark_retry(
     conn: aiosqlite.Connection, message_id: int, *, error: str, next_attempt_ms: int
 ) -> None:

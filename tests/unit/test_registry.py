@@ -105,10 +105,13 @@ def test_decorator_form_registers_with_catalogue_aliases() -> None:
 
 def test_default_registry_is_a_fresh_object_each_time() -> None:
     first, second = default_registry(), default_registry()
-    first.register(CommandSpec.declare("report", answer, role=Role.SUPERVISOR))
-    assert "report" in first and "report" not in second
+    first.register(CommandSpec(name="extra", handler=answer, role=Role.SUPERVISOR,
+                               usage_id="command.ping.usage", summary_id="command.ping.summary",
+                               help_id="command.ping.help"))
+    assert "extra" in first and "extra" not in second
     assert [spec.name for spec in second] == ["help", "ping", "alert", "request", "ack",
-                                              "update", "close", "cancel", "status", "pending"]
+                                              "update", "close", "cancel", "status", "pending",
+                                              "snooze", "escalations", "report"]
 
 
 def test_help_overview_is_generated_from_the_declarations() -> None:

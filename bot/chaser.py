@@ -1,0 +1,341 @@
+"""The chase shell: plans every delivery's reminders and escalations, fires them once,
+stops them when the case is taken and tells the supervisors who were pinged.
+
+The database holds every step and its due time (`storage.chasing`); the decisions
+are the pure functions of `commands.chasing`. APScheduler only wakes this loop: one
+job for the next due step, re-armed after every round, and a periodic job that
+picks up new deliveries and acknowledgements (the router also wakes it after every
+command). A round:
+
+1. plans the chase of each open delivery that has none (so no case code has to call
+   in here: a delivery is planned within a round of being routed);
+2. stops pending steps whose phase was taken (acknowledged, answered, closed);
+3. tells the rooms a fired escalation reached that the case was taken;
+4. fires every due step, each in one transaction that re-checks the delivery, queues
+   the messages in the outbox under stable txn ids and marks the step fired. A step
+   that fell due while the bot was down fires once now, marked late.
+
+A crash anywhere leaves each step pending (fires next round) or fired with its
+messages queued (the outbox sends them, a resend being a no-op) — never both or
+neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Protocol
+
+import aiosqlite
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.clock import Clock
+from bot.config import Config
+from commands.case_render import CASE_KEY, case_metadata
+from commands.chase_render import render_escalation, render_reminder, render_taken
+from commands.chasing import (
+    Action,
+    Phase,
+    Recipient,
+    answer_deadline_ms,
+    escalation_recipients,
+    is_late,
+    phase_live,
+    plan_delivery,
+    taken_reason,
+)
+from commands.model import Post
+from commands.render import Notice, notice_content
+from storage import cases, chasing, outbox
+from storage.cases import Case
+from storage.chasing import SentMessage, StepRecord
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+DM_WAIT_MS = 10 * 60_000
+"""An escalation waits this long for a supervisor's direct room to open, then goes to the
+others and the timeline names who could not be reached."""
+RETRY_MS = 2_000
+"""When a step had to wait (a direct room being opened) or a round failed, look again."""
+NEXT_JOB = "chase-next-due"
+CHECK_JOB = "chase-check"
+
+
+class Destinations(Protocol):
+    """The Matrix side: which rooms the bot is in, and supervisors' direct rooms."""
+
+    def joined_rooms(self) -> frozenset[str]: ...
+
+    async def direct_room(self, user_id: str) -> str | None: ...
+
+
+class Fired(Enum):
+    FIRED = "fired"
+    STOPPED = "stopped"
+    WAITING = "waiting"
+    GONE = "gone"
+
+
+def chase_content(notice: Notice, case: Case, *, about: str, step: str | None = None,
+                  reply_to: str | None = None) -> dict[str, Any]:
+    """An m.notice with the case's machine-readable key (`about`: reminder, escalation,
+    taken; `step`: which step), replying to the relayed case when given."""
+    metadata: dict[str, Any] = {**case_metadata(case), "about": about}
+    if step is not None:
+        metadata["step"] = step
+    extra: dict[str, Any] = {CASE_KEY: metadata}
+    if reply_to is not None:
+        extra["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+    return notice_content(notice.text, notice.html, mentions=notice.mentions, extra=extra)
+
+
+class Chaser:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        config: Config,
+        *,
+        destinations: Destinations,
+        wake_sender: Callable[[], None],
+        ready: asyncio.Event | None = None,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._config = config
+        self._destinations = destinations
+        self._wake_sender = wake_sender
+        self._ready = ready
+        self._posts: Mapping[str, Post] = {post.id: post for post in config.posts}
+        self._wakeup = asyncio.Event()
+        self._scheduler: Any = None
+        self.started_ms = clock.now_ms()
+        """Steps due before this instant fell due while the bot was not running."""
+
+    def wake(self) -> None:
+        """Look now (after a command: a new case, an acknowledgement, a snooze)."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        if self._ready is not None:
+            await self._ready.wait()
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler.start()
+        every = self._config.chasing.check_every.total_seconds()
+        self._scheduler.add_job(self._wake_job, IntervalTrigger(seconds=every), id=CHECK_JOB,
+                                coalesce=True, max_instances=1)
+        try:
+            while True:
+                self._wakeup.clear()
+                try:
+                    next_ms = await self.tick()
+                except Exception:
+                    log.exception("chase round failed; retrying")
+                    next_ms = self._clock.now_ms() + RETRY_MS
+                self._arm(next_ms)
+                await self._wakeup.wait()
+        finally:
+            self._scheduler.shutdown(wait=False)
+
+    async def _wake_job(self) -> None:
+        self.wake()
+
+    def _arm(self, at_ms: int | None) -> None:
+        """One scheduler job, at the next due time; replaced after every round."""
+        if at_ms is None:
+            if self._scheduler.get_job(NEXT_JOB) is not None:
+                self._scheduler.remove_job(NEXT_JOB)
+            return
+        self._scheduler.add_job(self._wake_job, DateTrigger(datetime.fromtimestamp(
+            at_ms / 1000, UTC)), id=NEXT_JOB, replace_existing=True, misfire_grace_time=None)
+
+    async def tick(self) -> int | None:
+        """One round (see the module docstring); returns when the next one is due."""
+        now = self._clock.now_ms()
+        async with self._db.transaction() as conn:
+            await self._plan(conn, now)
+            await self._stop_taken(conn, now)
+            told = await self._tell_taken(conn, now)
+        async with self._db.read() as conn:
+            due = await chasing.pending_steps(conn, due_by_ms=now)
+        retry_at: int | None = None
+        fired = 0
+        for record in due:
+            try:
+                outcome = await self._fire(record)
+            except Exception:  # one broken step must not hold up the others
+                log.exception("chase step failed; will retry",
+                              extra={"step_id": record.id, "case_ref": record.delivery.case_ref})
+                outcome = Fired.WAITING
+            if outcome is Fired.FIRED:
+                fired += 1
+            elif outcome is Fired.WAITING:
+                retry_at = now + RETRY_MS
+        if told or fired:
+            self._wake_sender()
+        async with self._db.read() as conn:
+            next_due = await chasing.next_due_ms(conn, after_ms=now)
+        candidates = [ms for ms in (next_due, retry_at) if ms is not None]
+        return min(candidates) if candidates else None
+
+    # --- planning and stopping ----------------------------------------------------------
+
+    async def _plan(self, conn: aiosqlite.Connection, now: int) -> None:
+        for delivery in await chasing.unplanned_deliveries(conn):
+            steps = plan_delivery(delivery.subject, self._posts.get(delivery.post),
+                                  self._config.chasing.policies)
+            await chasing.save_plan(conn, delivery.delivery_id, steps, now_ms=now)
+
+    async def _stop_taken(self, conn: aiosqlite.Connection, now: int) -> None:
+        pending = await chasing.pending_steps(conn)
+        await chasing.stop_steps(conn, [record.id for record in pending if not phase_live(
+            record.step.phase, record.delivery.subject)], now_ms=now)
+
+    async def _tell_taken(self, conn: aiosqlite.Connection, now: int) -> int:
+        """Tell each room a fired escalation reached that its case was taken; how many
+        messages were queued."""
+        groups: dict[tuple[int, Phase], list[StepRecord]] = {}
+        for record in await chasing.untold_escalations(conn):
+            groups.setdefault((record.delivery.delivery_id, record.step.phase), []).append(record)
+        queued = 0
+        for (_, phase), records in groups.items():
+            first = records[0]
+            reason = taken_reason(phase, first.delivery.subject)
+            if reason is None:
+                continue
+            case = await cases.case_by_id(conn, first.delivery.case_id)
+            if case is None:
+                continue
+            delivery = await cases.delivery_for(conn, case.id, first.delivery.post)
+            rooms = {message.room_id: message.reader for record in records
+                     for message in record.sent}
+            for index, (room_id, reader) in enumerate(rooms.items()):
+                notice = render_taken(case, reason, delivery, posts=self._posts,
+                                      reader=self._posts.get(reader or ""))
+                await outbox.enqueue(
+                    conn, room_id=room_id, event_type="m.room.message",
+                    content=chase_content(notice, case, about="taken"), now_ms=now,
+                    kind="chase-taken", case_ref=case.ref,
+                    txn_id=f"liaison-chase-taken-{first.id}-{index}")
+                queued += 1
+            await chasing.mark_taken_notified(conn, [record.id for record in records],
+                                              now_ms=now)
+        return queued
+
+    # --- firing -------------------------------------------------------------------------
+
+    async def _fire(self, record: StepRecord) -> Fired:
+        """Fire one due step: resolve where it goes (opening direct rooms outside any
+        transaction), then queue and record it in one transaction."""
+        step, delivery = record.step, record.delivery
+        if not phase_live(step.phase, delivery.subject):
+            return await self._stop(record)
+        destinations: list[tuple[str, Recipient | None]] = [(delivery.room_id, None)]
+        unreachable: list[str] = []
+        if step.action is Action.ESCALATE:
+            destinations, unreachable = await self._escalation_destinations(record)
+            if unreachable and self._clock.now_ms() - step.due_ms < DM_WAIT_MS:
+                return Fired.WAITING
+        async with self._db.transaction() as conn:
+            fresh = await chasing.step_by_id(conn, record.id)
+            if fresh is None or fresh.state != "pending":
+                return Fired.GONE
+            if not phase_live(fresh.step.phase, fresh.delivery.subject):
+                await chasing.stop_steps(conn, [record.id], now_ms=self._clock.now_ms())
+                return Fired.STOPPED
+            case = await cases.case_by_id(conn, delivery.case_id)
+            relayed = await cases.delivery_for(conn, delivery.case_id, delivery.post)
+            if case is None:
+                return Fired.GONE
+            now = self._clock.now_ms()
+            late = is_late(fresh.step.due_ms, now, self.started_ms)
+            sent = []
+            for index, (room_id, recipient) in enumerate(destinations):
+                notice, reader = self._render(fresh, case, recipient, now=now, late=late)
+                reply_to = relayed.relayed_event_id if relayed and recipient is None else None
+                txn_id = f"liaison-chase-{record.id}-{index}"
+                await outbox.enqueue(
+                    conn, room_id=room_id, event_type="m.room.message", now_ms=now,
+                    content=chase_content(notice, case, about=_about(step.action),
+                                          step=step.key, reply_to=reply_to),
+                    kind=f"chase-{step.action.value}", case_ref=case.ref, txn_id=txn_id)
+                sent.append(SentMessage(room_id, txn_id, reader))
+            await chasing.mark_fired(conn, record.id, now_ms=now, late=late, sent=sent)
+            detail: dict[str, Any] = {"step": step.key, "due_ms": fresh.step.due_ms,
+                                      "late": late, "rooms": [room for room, _ in destinations]}
+            if unreachable:
+                detail["unreachable"] = unreachable
+            if sent:  # the timeline says who was told; an escalation to nobody is only logged
+                await chasing.add_timeline(conn, case.id, _timeline_kind(step.action), ms=now,
+                                           post=delivery.post, detail=detail)
+        if unreachable:
+            log.error("escalation sent without some supervisors: no direct room",
+                      extra={"case_ref": case.ref, "users": unreachable})
+        if not sent:
+            log.warning("escalation reached nobody: no supervisors configured for it",
+                        extra={"case_ref": case.ref, "step": step.key,
+                               "targets": list(step.targets)})
+        log.info("chase step fired", extra={"case_ref": case.ref, "step": step.key,
+                                            "late": late, "rooms": len(destinations)})
+        return Fired.FIRED
+
+    async def _stop(self, record: StepRecord) -> Fired:
+        async with self._db.transaction() as conn:
+            await chasing.stop_steps(conn, [record.id], now_ms=self._clock.now_ms())
+        return Fired.STOPPED
+
+    async def _escalation_destinations(
+        self, record: StepRecord
+    ) -> tuple[list[tuple[str, Recipient | None]], list[str]]:
+        """(room, recipient) for each recipient that can be reached now, and the users whose
+        direct room is not open yet."""
+        delivery = record.delivery
+        recipients = escalation_recipients(
+            record.step.targets, origin=self._posts.get(delivery.origin_post),
+            target=self._posts.get(delivery.post), posts=self._posts,
+            regional_centre=self._config.chasing.regional_centre,
+            joined_rooms=self._destinations.joined_rooms())
+        reachable: list[tuple[str, Recipient | None]] = []
+        waiting: list[str] = []
+        for recipient in recipients:
+            if recipient.room_id is not None:
+                reachable.append((recipient.room_id, recipient))
+                continue
+            assert recipient.user_id is not None
+            room_id = await self._destinations.direct_room(recipient.user_id)
+            if room_id is None:
+                waiting.append(recipient.user_id)
+            else:
+                reachable.append((room_id, recipient))
+        return reachable, waiting
+
+    def _render(self, record: StepRecord, case: Case, recipient: Recipient | None, *,
+                now: int, late: bool) -> tuple[Notice, str | None]:
+        """The notice for one destination and the post whose language it is in."""
+        step, delivery = record.step, record.delivery
+        policy = self._config.chasing.policies.of(delivery.subject.priority)
+        answer_due = answer_deadline_ms(delivery.subject, policy)
+        if recipient is None:
+            target = self._posts.get(delivery.post)
+            return render_reminder(case, step.phase, due_ms=step.due_ms,
+                                   answer_due_ms=answer_due, target=target, posts=self._posts,
+                                   late=late), delivery.post
+        notice = render_escalation(case, step.phase, recipient, target_post=delivery.post,
+                                   routed_ms=delivery.subject.routed_ms, due_ms=step.due_ms,
+                                   answer_due_ms=answer_due, now_ms=now, posts=self._posts,
+                                   late=late)
+        return notice, recipient.reader.id if recipient.reader is not None else None
+
+
+def _about(action: Action) -> str:
+    return "reminder" if action is Action.REMIND else "escalation"
+
+
+def _timeline_kind(action: Action) -> str:
+    return "reminded" if action is Action.REMIND else "escalated"

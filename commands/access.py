@@ -1,0 +1,55 @@
+"""Who may act for a post, and who holds which role.
+
+A room maps to a post. Whoever is in the post's room acts for it, unless the post
+lists its `officers`: then only those users and the post's own supervisors do.
+Roles rank anyone < officer < supervisor < admin: an officer acts for the room's
+post, a supervisor is on any post's `supervisors` list, an admin on
+`access.admins`. Pure functions over the configured posts; the shell asks them
+before it runs a command or lets a reaction, reply or edit work a case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from commands.errors import CommandError
+from commands.model import Post
+from commands.registry import CommandSpec, Role
+from commands.texts import text
+
+
+def acts_for(post: Post, user_id: str) -> bool:
+    """Whether `user_id`, a member of the post's room, may act for the post."""
+    return not post.officers or user_id in post.officers or user_id in post.supervisors
+
+
+def held_role(user_id: str, *, post: Post | None, posts: Iterable[Post],
+              admins: Collection[str]) -> Role:
+    """The highest role `user_id` holds in the room of `post` (None: not a post's room)."""
+    if user_id in admins:
+        return Role.ADMIN
+    if any(user_id in other.supervisors for other in posts):
+        return Role.SUPERVISOR
+    if post is not None and acts_for(post, user_id):
+        return Role.OFFICER
+    return Role.ANYONE
+
+
+def command_refusal(spec: CommandSpec, user_id: str, *, post: Post | None,
+                    posts: Iterable[Post], admins: Collection[str],
+                    language: str = "en") -> CommandError | None:
+    """Why `user_id` may not run `spec` in the room of `post`, or None when they may.
+
+    An officer's command acts for the room's post, so it needs that post whatever
+    else the sender is: a supervisor of one post does not act for another post that
+    lists its officers."""
+    if spec.role is Role.OFFICER:
+        if post is None:
+            return CommandError.of("error.case_room_not_post")
+        if not acts_for(post, user_id):
+            return CommandError.of("error.not_post_officer", post=post.id)
+        return None
+    if spec.role.admits(held_role(user_id, post=post, posts=posts, admins=admins)):
+        return None
+    return CommandError.of("error.role_required", command="!" + spec.name,
+                           role=text(f"role.{spec.role.value}", language))

@@ -1,0 +1,294 @@
+"""What happens to a case through events that are not commands — where each is handled:
+
+- a reaction (✅ 👍, see `commands.relations.acknowledges`) on a relayed case: `react`
+- a reply or thread message on a case, in a target room or in the origin room:
+  `carry_reply`
+- an edit (`m.replace`) of the `!alert`/`!request` that opened a case: `carry_edit`
+- a redaction of that message: `withdraw`
+
+The shell (`bot.events`) calls each inside one database transaction with `Services`
+bound to it. A handler first decides from the database alone whether the event is
+about a case it may touch — an event id is looked up among the cases' opening
+messages and the bot's own outbox, in the same room (`case_in_room`); what an
+event says about itself, `org.liaison.case` included, is never believed. Only then
+does it claim the event (`Services.claim`) and act, so a replayed event finds its
+claim and changes nothing. It returns the answer for the sender, if any, which the
+shell queues in the same transaction; a `CommandError` is raised only after the
+claim, for the same reason.
+
+A reply travels between the origin and the posts the case was delivered to, never
+from one target to another and never to a post the case did not go to (see
+`routing.still_reaches`). A request counts as answered only by a reply; a reaction
+or a reply to an alert acknowledges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from bot.services import Services
+from commands.access import acts_for
+from commands.case_edits import compare_edit
+from commands.case_render import (
+    render_edit_notice,
+    render_refusal,
+    render_reply_notice,
+    render_withdrawn_notice,
+)
+from commands.cases import (
+    acknowledge_delivery,
+    case_content,
+    directory_for,
+    posts_by_id,
+    tell_targets,
+)
+from commands.errors import CommandError
+from commands.model import Post
+from commands.parser import CaseKind, parse_case
+from commands.registry import Reply, split_command
+from commands.relations import Relation, acknowledges, reply_text
+from commands.render import Line, render_notice
+from commands.routing import Refusal, RefusalReason, still_reaches
+from commands.texts import COMMAND_ALIASES, fold_word, text
+from storage import cases
+from storage.cases import Case, Delivery, TimelineKind
+
+_CASE_WORDS: dict[str, CaseKind] = {
+    fold_word(word): kind
+    for kind in ("alert", "request")
+    for word in (kind, *COMMAND_ALIASES[kind])
+}
+
+
+@dataclass(frozen=True)
+class CaseLink:
+    """A case as one room sees it: its origin's room (`delivery` None) or a target's."""
+
+    case: Case
+    post: Post
+    """The post whose room it is."""
+    delivery: Delivery | None
+
+    @property
+    def at_origin(self) -> bool:
+        return self.delivery is None
+
+
+async def case_in_room(services: Services, room_id: str,
+                       event_ids: Sequence[str]) -> CaseLink | None:
+    """The case that the first of `event_ids` belongs to in this post's room: the officer's
+    opening message (origin room) or a message the bot sent there about the case."""
+    post = services.config.post_by_room(room_id)
+    if post is None:
+        return None
+    for event_id in event_ids:
+        case = await cases.case_for_event(services.conn, room_id=room_id, event_id=event_id)
+        if case is None:
+            continue
+        if case.origin_room == room_id and case.origin_post == post.id:
+            return CaseLink(case, post, None)
+        delivery = await cases.delivery_for(services.conn, case.id, post.id)
+        if delivery is not None and delivery.room_id == room_id:
+            return CaseLink(case, post, delivery)
+    return None
+
+
+# --- reactions --------------------------------------------------------------------------
+
+
+async def react(services: Services, *, room_id: str, sender: str, event_id: str,
+                reacts_to: str, key: str) -> None:
+    """A reaction on the relayed case, by someone acting for the target post, acknowledges
+    the delivery; the origin hears of it once. Anything else changes nothing, silently."""
+    if not acknowledges(key):
+        return
+    delivery = await cases.delivery_by_relayed_event(services.conn, reacts_to)
+    post = services.config.post_by_room(room_id)
+    if (delivery is None or delivery.room_id != room_id or post is None
+            or post.id != delivery.post or not acts_for(post, sender)):
+        return
+    case = await cases.case_by_id(services.conn, delivery.case_id)
+    if case is None or not case.is_open:
+        return
+    if not await services.claim(event_id, room_id):
+        return
+    await acknowledge_delivery(services, case, delivery, by=sender, now_ms=_now_ms(services))
+
+
+# --- replies and thread messages ------------------------------------------------------------
+
+
+async def carry_reply(services: Services, *, room_id: str, sender: str, event_id: str,
+                      relation: Relation, body: str) -> Reply | None:
+    """Carry a reply on a case to the other side: from a target to the origin's case thread
+    (acknowledging, or answering a request), from the origin to every target's."""
+    link = await case_in_room(services, room_id, relation.candidates)
+    said = reply_text(body)
+    if link is None or not said:
+        return None
+    if not await services.claim(event_id, room_id):
+        return None
+    if not acts_for(link.post, sender):
+        raise CommandError.of("error.not_post_officer", post=link.post.id)
+    case, language = link.case, link.post.language
+    if not case.is_open:
+        return render_notice(text("case.reply.finished", language, ref=case.ref,
+                                  state=text(f"case.state.{case.state}", language)))
+    now_ms = _now_ms(services)
+    await cases.add_timeline(services.conn, case.id, TimelineKind.REPLIED, ms=now_ms,
+                             post=link.post.id, actor=sender, detail={"event_id": event_id})
+    if link.delivery is None:
+        return await _to_targets(services, case, said, from_post=link.post, who=sender)
+    await _to_origin(services, case, said, from_post=link.post, who=sender)
+    if case.kind == "request":
+        await cases.mark_answered(services.conn, link.delivery, by=sender, now_ms=now_ms)
+    else:
+        await cases.acknowledge(services.conn, link.delivery, by=sender, now_ms=now_ms)
+    return None
+
+
+async def _to_origin(services: Services, case: Case, said: str, *, from_post: Post,
+                     who: str) -> None:
+    """The origin room reads the reply in the thread of its opening message; that also
+    tells it of the acknowledgement, so no separate acknowledgement notice follows."""
+    posts = posts_by_id(services.config)
+    origin = posts.get(case.origin_post)
+    if origin is None:
+        return
+    notice = render_reply_notice(case, said, from_post=from_post.id, who=who, reader=origin,
+                                 posts=posts)
+    await services.send(case.origin_room,
+                        case_content(notice, case, about="reply",
+                                     thread_root=case.origin_event_id),
+                        kind="case-reply", case_ref=case.ref)
+
+
+async def _to_targets(services: Services, case: Case, said: str, *, from_post: Post,
+                      who: str) -> Reply | None:
+    """Every target that may still receive the case reads the reply in its case thread;
+    the sender hears only about targets that could not."""
+    posts = posts_by_id(services.config)
+    told = await tell_targets(services, case, posts, about="reply",
+                              render=lambda reader: render_reply_notice(
+                                  case, said, from_post=from_post.id, who=who, reader=reader,
+                                  posts=posts))
+    directory = directory_for(services)
+    withheld = []
+    for delivery in await cases.deliveries(services.conn, case.id):
+        target = posts.get(delivery.post)
+        reason = (RefusalReason.UNKNOWN_TARGET if target is None
+                  else still_reaches(target, delivery.room_id, case.tlp, directory))
+        if reason is not None and delivery.post not in told:
+            withheld.append(Refusal(delivery.post, reason))
+    if not withheld:
+        return None
+    language = from_post.language
+    lines: list[Line] = [text("case.reply.withheld", language, ref=case.ref)]
+    lines.extend(render_refusal(refusal, tlp=case.tlp, category=case.category, posts=posts,
+                                language=language) for refusal in withheld)
+    return render_notice(*lines)
+
+
+# --- edits ------------------------------------------------------------------------------
+
+
+async def carry_edit(services: Services, *, room_id: str, sender: str, event_id: str,
+                     original: str, new_body: str) -> Reply | None:
+    """An edit of a case's opening message goes to the targets as an update of what
+    changed (see `commands.case_edits`); it is never routed again."""
+    case = await cases.case_opened_by(services.conn, room_id=room_id, event_id=original)
+    if case is None or sender != case.origin_sender:  # only the author edits a message
+        return None
+    post = services.config.post_by_room(room_id)
+    if post is None or post.id != case.origin_post:
+        return None
+    if not await services.claim(event_id, room_id):
+        return None
+    if not acts_for(post, sender):
+        raise CommandError.of("error.not_post_officer", post=post.id)
+    language = post.language
+    if not case.is_open:
+        return render_notice(text("case.edit.finished", language, ref=case.ref,
+                                  state=text(f"case.state.{case.state}", language)))
+    parsed = split_command(new_body)
+    kind = _CASE_WORDS.get(fold_word(parsed[0])) if parsed is not None else None
+    if parsed is None or kind != case.kind:
+        return _blocked(case, ("kind",), language)
+    _, args, lines = parsed
+    try:
+        draft = parse_case(kind, args, lines, now=services.clock.now(),
+                           tz=ZoneInfo(post.timezone))
+    except CommandError as error:
+        raise CommandError(text("error.edit_invalid", language, ref=case.ref) + " "
+                           + error.message, usage=error.usage,
+                           suggestions=error.suggestions) from None
+    edit = compare_edit(case, draft)
+    if edit.blocked:
+        return _blocked(case, edit.blocked, language)
+    if not edit.changed:
+        return None
+    await cases.revise_case(services.conn, case, edit.revision, post=post.id, by=sender,
+                            now_ms=_now_ms(services),
+                            detail={"changes": list(edit.summary), "event_id": event_id})
+    revised = await cases.case_by_id(services.conn, case.id)
+    assert revised is not None
+    posts = posts_by_id(services.config)
+    told = await tell_targets(services, revised, posts, about="edit",
+                              render=lambda reader: render_edit_notice(
+                                  revised, edit, reader=reader, posts=posts))
+    return render_notice(text("case.edit.done", language, ref=case.ref,
+                              posts=", ".join(told) or "-"))
+
+
+def _blocked(case: Case, what: Sequence[str], language: str) -> Reply:
+    names = ", ".join(text(f"case.edit.what.{name}", language) for name in what)
+    return render_notice(text("case.edit.blocked", language, ref=case.ref, what=names))
+
+
+# --- redactions -------------------------------------------------------------------------
+
+
+async def withdraw(services: Services, *, room_id: str, sender: str, event_id: str,
+                   redacts: str) -> None:
+    """The opening message was deleted in the origin room: the case is withdrawn — cancelled
+    if still open — and every target and the origin room are told so, once.
+
+    The homeserver decided the deletion was allowed (its author or a room moderator);
+    Liaison follows it when the one who deleted acts for the origin post. Redactions are
+    never encrypted, so no device can be checked; a deletion is no less real for that."""
+    case = await cases.case_opened_by(services.conn, room_id=room_id, event_id=redacts)
+    post = services.config.post_by_room(room_id)
+    if case is None or post is None or post.id != case.origin_post:
+        return
+    if sender != case.origin_sender and not acts_for(post, sender):
+        return
+    history = await cases.timeline(services.conn, case.id)
+    if any(entry.kind == TimelineKind.REDACTED for entry in history):
+        return  # deleted twice: withdrawn once
+    if not await services.claim(event_id, room_id):
+        return
+    now_ms = _now_ms(services)
+    await cases.add_timeline(services.conn, case.id, TimelineKind.REDACTED, ms=now_ms,
+                             post=post.id, actor=sender, detail={"event_id": redacts})
+    cancelled = await cases.finish_case(services.conn, case, "cancelled", post=post.id,
+                                        by=sender, now_ms=now_ms)
+    current = await cases.case_by_id(services.conn, case.id)
+    assert current is not None
+    posts = posts_by_id(services.config)
+    told = await tell_targets(services, current, posts, about="withdrawn",
+                              render=lambda reader: render_withdrawn_notice(
+                                  current, reader=reader, posts=posts, cancelled=cancelled))
+    if cancelled:  # not in the thread: its root is gone
+        notice = render_notice(text("case.withdrawn.done", post.language, ref=case.ref,
+                                    posts=", ".join(told) or "-"))
+        await services.send(case.origin_room, case_content(notice, current, about="withdrawn"),
+                            kind="case-withdrawn", case_ref=case.ref)
+
+
+# --- shared -----------------------------------------------------------------------------
+
+
+def _now_ms(services: Services) -> int:
+    return int(services.clock.now().timestamp() * 1000)

@@ -1,0 +1,199 @@
+"""How chasing reads: reminders in the target room, escalations to supervisors, the
+"it was taken" notice, `!snooze`, `!escalations` and `!report`.
+
+Pure functions to `Notice`s, in the reader's language and time zone. A reminder
+mentions the target post's duty officers; an escalation mentions only the
+supervisors it is for. A summary of the case (its first field or line) is quoted
+only to readers at the origin or target post; anyone else (a regional centre's
+room) reads the reference, the posts and the times, never the content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+
+from commands.case_render import BULLET, case_title, format_time, post_label, tlp_label
+from commands.chasing import Phase, Recipient, TakenReason
+from commands.durations import format_duration
+from commands.model import Post
+from commands.render import Code, Line, Mention, Notice, Relayed, Span, Strong, render_notice
+from commands.report import PostReport
+from commands.texts import text
+from storage.cases import Case, Delivery
+
+SUMMARY_CHARS = 160
+"""A reminder or escalation quotes this much of the case."""
+
+
+def _language(reader: Post | None) -> str:
+    return reader.language if reader is not None else "en"
+
+
+def _timezone(reader: Post | None) -> str:
+    return reader.timezone if reader is not None else "UTC"
+
+
+def case_summary(case: Case) -> Relayed | None:
+    """The case's first field, or the first line of its text, cut short."""
+    if case.fields:
+        key, value = case.fields[0]
+        return Relayed(f"{key}: {value}", max_chars=SUMMARY_CHARS)
+    first = case.text.strip().split("\n", 1)[0] if case.text.strip() else ""
+    return Relayed(first, max_chars=SUMMARY_CHARS) if first else None
+
+
+def elapsed(ms: int) -> str:
+    """`15m`, `1h30m`, `45s`: whole minutes from a minute on, seconds below that."""
+    ms = max(0, ms)
+    if ms >= 60_000:
+        ms -= ms % 60_000
+    return format_duration(timedelta(milliseconds=ms))
+
+
+def _late_line(due_ms: int, reader: Post | None) -> str:
+    return text("chase.late", _language(reader), time=format_time(due_ms, _timezone(reader)))
+
+
+# --- reminders --------------------------------------------------------------------------
+
+
+def render_reminder(case: Case, phase: Phase, *, due_ms: int, answer_due_ms: int | None,
+                    target: Post | None, posts: Mapping[str, Post], late: bool) -> Notice:
+    """The reminder in the target room: the case, its duty officers mentioned, what to do."""
+    language, timezone = _language(target), _timezone(target)
+    origin = post_label(case.origin_post, posts, language)
+    title = case_title(case, language)
+    if phase is Phase.ACK:
+        headline = text("chase.remind.ack", language, ref=case.ref, title=title, origin=origin,
+                        time=format_time(case.created_ms, timezone))
+    else:
+        headline = text("chase.remind.answer", language, ref=case.ref, title=title,
+                        origin=origin, due=format_time(answer_due_ms or due_ms, timezone))
+    lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(headline)]]
+    summary = case_summary(case)
+    if summary is not None:
+        lines.append(summary)
+    duty = target.duty_officers if target is not None else ()
+    if duty:
+        lines.append(_mentions(text("chase.remind.duty", language), duty))
+    if phase is Phase.ACK:
+        lines.append([text("chase.remind.ack_hint", language) + " ", Code(f"!ack {case.ref}"),
+                      " " + text("chase.remind.snooze_hint", language) + " ",
+                      Code(f"!snooze {case.ref} 30m")])
+    else:
+        lines.append([text("chase.remind.answer_hint", language) + " ",
+                      Code(f"!snooze {case.ref} 30m")])
+    if late:
+        lines.append(_late_line(due_ms, target))
+    return render_notice(*lines)
+
+
+def _mentions(label: str, users: Sequence[str]) -> list[Span]:
+    spans: list[Span] = [label]
+    for user in users:
+        spans += [" ", Mention(user)]
+    return spans
+
+
+# --- escalations ------------------------------------------------------------------------
+
+
+def render_escalation(case: Case, phase: Phase, recipient: Recipient, *, target_post: str,
+                      routed_ms: int, due_ms: int, answer_due_ms: int | None, now_ms: int,
+                      posts: Mapping[str, Post], late: bool) -> Notice:
+    """An escalation as one recipient reads it."""
+    reader = recipient.reader
+    language, timezone = _language(reader), _timezone(reader)
+    params = {"ref": case.ref, "title": case_title(case, language),
+              "origin": post_label(case.origin_post, posts, language),
+              "target": post_label(target_post, posts, language)}
+    if phase is Phase.ACK:
+        headline = text("chase.escalate.ack", language, elapsed=elapsed(now_ms - routed_ms),
+                        time=format_time(routed_ms, timezone), **params)
+    else:
+        headline = text("chase.escalate.answer", language,
+                        due=format_time(answer_due_ms or due_ms, timezone), **params)
+    lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(headline)]]
+    summary = case_summary(case) if recipient.insider else None
+    if summary is not None:
+        lines.append(summary)
+    if recipient.mentions:
+        lines.append(_mentions(text("chase.escalate.for", language), recipient.mentions))
+    if late:
+        lines.append(_late_line(due_ms, reader))
+    lines.append(text("chase.escalate.footer", language))
+    return render_notice(*lines)
+
+
+def render_taken(case: Case, reason: TakenReason, delivery: Delivery | None, *,
+                 reader: Post | None, posts: Mapping[str, Post]) -> Notice:
+    """Told to the rooms an escalation reached, once the case is taken."""
+    language, timezone = _language(reader), _timezone(reader)
+    target = delivery.post if delivery is not None else ""
+    params: dict[str, object] = {
+        "ref": case.ref, "origin": post_label(case.origin_post, posts, language),
+        "target": post_label(target, posts, language), "who": "", "time": ""}
+    if reason == "answered" and delivery is not None and delivery.answered_ms is not None:
+        params.update(who=delivery.answered_by, time=format_time(delivery.answered_ms,
+                                                                 timezone))
+    elif reason == "acknowledged" and delivery is not None \
+            and delivery.acknowledged_ms is not None:
+        params.update(who=delivery.acknowledged_by,
+                      time=format_time(delivery.acknowledged_ms, timezone))
+    elif case.closed_ms is not None:
+        params.update(time=format_time(case.closed_ms, timezone))
+    return render_notice([tlp_label(case.tlp), " ", text(f"chase.taken.{reason}", language,
+                                                         **params)])
+
+
+# --- !snooze, !escalations, !report -----------------------------------------------------
+
+
+def render_snoozed(case: Case, until_ms: int, *, reader: Post) -> Notice:
+    return render_notice(text("chase.snoozed", reader.language, ref=case.ref,
+                              time=format_time(until_ms, reader.timezone)))
+
+
+def render_escalations(items: Sequence[tuple[Case, Phase, str, Sequence[int]]], *,
+                       posts: Mapping[str, Post], language: str, timezone: str) -> Notice:
+    """`!escalations`: each open escalation (case, phase, target post, when it fired)."""
+    if not items:
+        return render_notice(text("chase.escalations.none", language))
+    lines: list[Line] = [text("chase.escalations.title", language)]
+    for case, phase, target, fired in items:
+        lines.append([BULLET, tlp_label(case.tlp), " ", Code(case.ref), " ", text(
+            "chase.escalations.item", language, title=case_title(case, language),
+            origin=post_label(case.origin_post, posts, language),
+            target=post_label(target, posts, language),
+            state=text(f"chase.escalations.state.{phase.value}", language),
+            when=", ".join(format_time(ms, timezone) for ms in fired))])
+    return render_notice(*lines)
+
+
+def _figure(ms: int | None, language: str) -> str:
+    return text("chase.report.none", language) if ms is None else elapsed(ms)
+
+
+def render_report(reports: Sequence[PostReport], *, period: str, since_ms: int, now_ms: int,
+                  posts: Mapping[str, Post], language: str, timezone: str) -> Notice:
+    """`!report`: one block per post."""
+    lines: list[Line] = [Strong(text("chase.report.title", language, period=period,
+                                     since=format_time(since_ms, timezone),
+                                     until=format_time(now_ms, timezone)))]
+    for report in reports:
+        lines += [
+            Strong(post_label(report.post, posts, language)),
+            BULLET + text("chase.report.cases", language, sent=report.sent,
+                          received=report.received),
+            BULLET + text("chase.report.ack", language, count=report.acknowledged,
+                          total=report.received, median=_figure(report.ack_median_ms, language),
+                          p90=_figure(report.ack_p90_ms, language)),
+            BULLET + text("chase.report.answer", language, count=report.answered,
+                          total=report.requests,
+                          median=_figure(report.answer_median_ms, language),
+                          p90=_figure(report.answer_p90_ms, language)),
+            BULLET + text("chase.report.overdue", language, overdue=report.overdue,
+                          escalations=report.escalations),
+        ]
+    return render_notice(*lines)

@@ -1,0 +1,331 @@
+"""Chases in SQLite: the planned steps of every delivery, and supervisors' direct rooms.
+
+The database is the source of truth for every deadline: a delivery's steps are
+written once, when its chase is planned, each with its due time; firing a step
+marks it fired in the same transaction that queues its messages in the outbox, so
+a step fires once or not at all, whatever the process does in between. The
+scheduler in `bot.chaser` only wakes the bot for the next due time read from here.
+
+The functions take a connection inside the caller's transaction
+(`Database.transaction()`, or `Database.read()` for the read-only ones).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from commands.chasing import Action, ChaseSubject, Phase, PlannedStep
+from commands.model import Priority
+from commands.report import ReportDelivery
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """One message a fired step queued: the room, its outbox txn id, and the post whose
+    language and time zone it was written in (None: English, UTC)."""
+
+    room_id: str
+    txn_id: str
+    reader: str | None
+
+
+@dataclass(frozen=True)
+class ChasedDelivery:
+    """A delivery as the chase sees it: the case, the target post and the facts that
+    decide what may still fire."""
+
+    delivery_id: int
+    case_id: int
+    case_ref: str
+    origin_post: str
+    post: str
+    room_id: str
+    subject: ChaseSubject
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One stored step and where it stands."""
+
+    id: int
+    delivery: ChasedDelivery
+    step: PlannedStep
+    state: str
+    done_ms: int | None
+    late: bool
+    sent: tuple[SentMessage, ...]
+    taken_notified_ms: int | None
+
+
+@dataclass(frozen=True)
+class DirectRoom:
+    user_id: str
+    room_id: str
+    created_ms: int
+
+
+_DELIVERY_COLUMNS = (
+    "d.id, d.case_id, c.ref, c.origin_post, d.post, d.room_id, c.kind, c.priority,"
+    " d.routed_ms, c.due_ms, d.acknowledged_ms, d.answered_ms, c.state"
+)
+_STEP_SELECT = (
+    "SELECT s.id, s.step, s.phase, s.action, s.targets, s.due_ms, s.state, s.done_ms, s.late,"
+    f" s.sent, s.taken_notified_ms, {_DELIVERY_COLUMNS}"
+    " FROM chase_steps s JOIN deliveries d ON d.id = s.delivery_id"
+    " JOIN cases c ON c.id = d.case_id"
+)
+
+
+def _delivery(row: Sequence[Any]) -> ChasedDelivery:
+    return ChasedDelivery(
+        delivery_id=row[0], case_id=row[1], case_ref=row[2], origin_post=row[3], post=row[4],
+        room_id=row[5],
+        subject=ChaseSubject(kind=row[6], priority=Priority(row[7]), routed_ms=row[8],
+                             due_ms=row[9], acknowledged_ms=row[10], answered_ms=row[11],
+                             case_state=row[12]),
+    )
+
+
+def _step(row: aiosqlite.Row) -> StepRecord:
+    return StepRecord(
+        id=row[0],
+        step=PlannedStep(key=row[1], phase=Phase(row[2]), action=Action(row[3]),
+                         due_ms=row[5], targets=tuple(json.loads(row[4]))),
+        state=row[6], done_ms=row[7], late=bool(row[8]),
+        sent=tuple(SentMessage(item["room"], item["txn"], item.get("reader"))
+                   for item in json.loads(row[9])),
+        taken_notified_ms=row[10],
+        delivery=_delivery(tuple(row)[11:]),
+    )
+
+
+def _dump(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+async def _changes(conn: aiosqlite.Connection, sql: str, values: Sequence[Any]) -> int:
+    cursor = await conn.execute(sql, tuple(values))
+    changed = cursor.rowcount
+    await cursor.close()
+    return changed
+
+
+# --- planning ---------------------------------------------------------------------------
+
+
+async def unplanned_deliveries(conn: aiosqlite.Connection, *, delivery_id: int | None = None,
+                               limit: int = 500) -> list[ChasedDelivery]:
+    """Deliveries of open cases (or just `delivery_id`) whose chase is not planned yet,
+    oldest first."""
+    only = "" if delivery_id is None else " AND d.id = ?"
+    rows = await conn.execute_fetchall(
+        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d JOIN cases c ON c.id = d.case_id"
+        " WHERE c.state = 'open'"
+        f" AND NOT EXISTS (SELECT 1 FROM chase_plans p WHERE p.delivery_id = d.id){only}"
+        " ORDER BY d.id LIMIT ?",
+        (limit,) if delivery_id is None else (delivery_id, limit),
+    )
+    return [_delivery(tuple(row)) for row in rows]
+
+
+async def save_plan(conn: aiosqlite.Connection, delivery_id: int, steps: Iterable[PlannedStep],
+                    *, now_ms: int) -> None:
+    """Store a delivery's planned steps; raises IntegrityError if it was planned before."""
+    await conn.execute("INSERT INTO chase_plans (delivery_id, planned_ms) VALUES (?, ?)",
+                       (delivery_id, now_ms))
+    await conn.executemany(
+        "INSERT INTO chase_steps (delivery_id, step, phase, action, targets, due_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(delivery_id, step.key, step.phase.value, step.action.value, _dump(list(step.targets)),
+          step.due_ms) for step in steps],
+    )
+
+
+# --- pending steps ----------------------------------------------------------------------
+
+
+async def pending_steps(conn: aiosqlite.Connection, *, due_by_ms: int | None = None
+                        ) -> list[StepRecord]:
+    """Pending steps (only those due by `due_by_ms` when given), earliest first."""
+    condition = "s.state = 'pending'"
+    values: tuple[int, ...] = ()
+    if due_by_ms is not None:
+        condition, values = "s.state = 'pending' AND s.due_ms <= ?", (due_by_ms,)
+    rows = await conn.execute_fetchall(
+        f"{_STEP_SELECT} WHERE {condition} ORDER BY s.due_ms, s.id", values)
+    return [_step(row) for row in rows]
+
+
+async def steps_of(conn: aiosqlite.Connection, delivery_id: int) -> list[StepRecord]:
+    """Every step of one delivery, in firing order."""
+    rows = await conn.execute_fetchall(
+        f"{_STEP_SELECT} WHERE s.delivery_id = ? ORDER BY s.due_ms, s.id", (delivery_id,))
+    return [_step(row) for row in rows]
+
+
+async def step_by_id(conn: aiosqlite.Connection, step_id: int) -> StepRecord | None:
+    async with conn.execute(f"{_STEP_SELECT} WHERE s.id = ?", (step_id,)) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else _step(row)
+
+
+async def next_due_ms(conn: aiosqlite.Connection, *, after_ms: int | None = None) -> int | None:
+    """When the earliest pending step (due after `after_ms`, when given) falls due; None
+    when there is none."""
+    async with conn.execute(
+        "SELECT MIN(due_ms) FROM chase_steps WHERE state = 'pending' AND due_ms > ?",
+        (-1 if after_ms is None else after_ms,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+async def mark_fired(conn: aiosqlite.Connection, step_id: int, *, now_ms: int, late: bool,
+                     sent: Sequence[SentMessage]) -> bool:
+    """Record that the step fired and what it queued; False if it was no longer pending."""
+    return await _changes(
+        conn,
+        "UPDATE chase_steps SET state = 'fired', done_ms = ?, late = ?, sent = ?"
+        " WHERE id = ? AND state = 'pending'",
+        (now_ms, int(late), _dump([{"room": message.room_id, "txn": message.txn_id,
+                                    "reader": message.reader} for message in sent]), step_id),
+    ) == 1
+
+
+async def stop_steps(conn: aiosqlite.Connection, step_ids: Iterable[int], *, now_ms: int) -> int:
+    """Stop pending steps whose phase was taken; how many were stopped."""
+    stopped = 0
+    for step_id in step_ids:
+        stopped += await _changes(
+            conn, "UPDATE chase_steps SET state = 'stopped', done_ms = ?"
+                  " WHERE id = ? AND state = 'pending'", (now_ms, step_id))
+    return stopped
+
+
+async def reschedule(conn: aiosqlite.Connection, due: Mapping[int, int]) -> None:
+    """Move pending steps (by id) to new due times (a snooze)."""
+    await conn.executemany(
+        "UPDATE chase_steps SET due_ms = ? WHERE id = ? AND state = 'pending'",
+        [(due_ms, step_id) for step_id, due_ms in due.items()],
+    )
+
+
+# --- telling supervisors a case was taken -----------------------------------------------
+
+
+async def untold_escalations(conn: aiosqlite.Connection) -> list[StepRecord]:
+    """Fired escalations whose rooms have not been told the case was taken (the caller
+    decides which of them are taken now)."""
+    rows = await conn.execute_fetchall(
+        f"{_STEP_SELECT} WHERE s.state = 'fired' AND s.action = 'escalate'"
+        " AND s.taken_notified_ms IS NULL AND s.sent != '[]' ORDER BY s.delivery_id, s.id")
+    return [_step(row) for row in rows]
+
+
+async def mark_taken_notified(conn: aiosqlite.Connection, step_ids: Iterable[int], *,
+                              now_ms: int) -> None:
+    await conn.executemany(
+        "UPDATE chase_steps SET taken_notified_ms = ? WHERE id = ? AND taken_notified_ms IS NULL",
+        [(now_ms, step_id) for step_id in step_ids],
+    )
+
+
+# --- supervisors' views -----------------------------------------------------------------
+
+
+async def fired_escalations(conn: aiosqlite.Connection, *, posts: Iterable[str]
+                            ) -> list[StepRecord]:
+    """Fired escalations of open cases delivered to or sent by `posts`, oldest first."""
+    wanted = sorted(set(posts))
+    if not wanted:
+        return []
+    marks = ", ".join("?" for _ in wanted)
+    rows = await conn.execute_fetchall(
+        f"{_STEP_SELECT} WHERE s.state = 'fired' AND s.action = 'escalate'"
+        f" AND c.state = 'open' AND (d.post IN ({marks}) OR c.origin_post IN ({marks}))"
+        " ORDER BY s.delivery_id, s.done_ms, s.id",
+        (*wanted, *wanted),
+    )
+    return [_step(row) for row in rows]
+
+
+async def report_deliveries(conn: aiosqlite.Connection, *, since_ms: int,
+                            posts: Iterable[str]) -> list[ReportDelivery]:
+    """Deliveries to or from `posts` that were routed since `since_ms` or are still open
+    (an open one may be overdue now, however old)."""
+    wanted = sorted(set(posts))
+    if not wanted:
+        return []
+    marks = ", ".join("?" for _ in wanted)
+    rows = await conn.execute_fetchall(
+        f"SELECT {_DELIVERY_COLUMNS},"
+        " (SELECT json_group_array(s.done_ms) FROM chase_steps s WHERE s.delivery_id = d.id"
+        "  AND s.action = 'escalate' AND s.state = 'fired')"
+        " FROM deliveries d JOIN cases c ON c.id = d.case_id"
+        f" WHERE (d.post IN ({marks}) OR c.origin_post IN ({marks}))"
+        " AND (d.routed_ms >= ? OR c.state = 'open') ORDER BY d.id",
+        (*wanted, *wanted, since_ms),
+    )
+    found = []
+    for row in rows:
+        delivery = _delivery(tuple(row))
+        found.append(ReportDelivery(
+            post=delivery.post, origin_post=delivery.origin_post, subject=delivery.subject,
+            escalations=tuple(int(ms) for ms in json.loads(row[13]) if ms is not None)))
+    return found
+
+
+async def cases_sent(conn: aiosqlite.Connection, *, since_ms: int, posts: Iterable[str]
+                     ) -> dict[str, int]:
+    """How many cases each of `posts` sent since `since_ms` (routed or not)."""
+    wanted = sorted(set(posts))
+    if not wanted:
+        return {}
+    marks = ", ".join("?" for _ in wanted)
+    rows = await conn.execute_fetchall(
+        f"SELECT origin_post, COUNT(*) FROM cases WHERE origin_post IN ({marks})"
+        " AND created_ms >= ? GROUP BY origin_post",
+        (*wanted, since_ms),
+    )
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
+# --- the timeline -----------------------------------------------------------------------
+
+
+async def add_timeline(conn: aiosqlite.Connection, case_id: int, kind: str, *, ms: int,
+                       post: str | None = None, actor: str | None = None,
+                       detail: Mapping[str, Any] | None = None) -> None:
+    """Append a chase event (`reminded`, `escalated`, `snoozed`) to the case's timeline."""
+    await conn.execute(
+        "INSERT INTO timeline (case_id, kind, post, actor, ms, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (case_id, kind, post, actor, ms, _dump(dict(detail or {}))),
+    )
+
+
+# --- direct rooms -----------------------------------------------------------------------
+
+
+async def direct_room(conn: aiosqlite.Connection, user_id: str) -> DirectRoom | None:
+    """The direct-message room the bot opened with `user_id`, if any."""
+    async with conn.execute(
+        "SELECT user_id, room_id, created_ms FROM direct_rooms WHERE user_id = ?", (user_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else DirectRoom(row[0], row[1], row[2])
+
+
+async def save_direct_room(conn: aiosqlite.Connection, user_id: str, room_id: str, *,
+                           now_ms: int) -> None:
+    """Remember (or replace) the direct-message room with `user_id`."""
+    await conn.execute(
+        "INSERT INTO direct_rooms (user_id, room_id, created_ms) VALUES (?, ?, ?)"
+        " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id,"
+        " created_ms = excluded.created_ms",
+        (user_id, room_id, now_ms),
+    )
