@@ -13,6 +13,7 @@ setup: $(VENV)/.installed $(SYNAPSE_VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) -e '.[dev]'
+	$(VENV)/bin/python -m devkit.catalogues compile
 	touch $@
 
 $(SYNAPSE_VENV)/.installed: Makefile
@@ -33,8 +34,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check bot commands storage devkit tests
 	$(VENV)/bin/mypy
 
+# Not part of CI: figures are ratios measured side by side, see README "Benchmarks".
+# BENCH_ARGS, e.g. --quick, --only relay,burst, --profile (needs py-spy in .venv).
 bench: setup
-	LIAISON_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(VENV)/bin/python -m bench
+	LIAISON_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(SYNAPSE_VENV) .demo

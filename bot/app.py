@@ -18,6 +18,8 @@ from bot.devicewatch import DeviceWatch
 from bot.direct_rooms import DirectRooms
 from bot.events import EventRouter
 from bot.invites import InvitePolicy
+from bot.languages import RoomLanguages
+from bot.retention import Retention
 from bot.sender import OutboxSender, SenderSettings
 from bot.session import SessionSettings, StartupError, open_session
 from bot.sync import SyncLoop
@@ -25,6 +27,8 @@ from bot.trust import TrustPolicy
 from bot.undecryptable import UndecryptableTracker
 from commands.builtin import default_registry
 from commands.model import Post
+from storage import audit
+from storage.audit import AuditAction
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,7 @@ class Liaison:
         return self._posts_by_room.get(room_id)
 
     def language_for_room(self, room_id: str) -> str:
+        """The configured language; a room's `!lang` choice wins (see `bot.languages`)."""
         post = self.post_for_room(room_id)
         return post.language if post else "en"
 
@@ -81,6 +86,7 @@ class Liaison:
         db = await Database.open(config.data_dir / DATABASE_FILE)
         client: AsyncClient | None = None
         try:
+            await self._record_start(db)
             client = await connect(config)
             await self._prepare_keys(client)
             await ensure_cross_signed(
@@ -93,6 +99,20 @@ class Liaison:
                 await client.close()  # never logout: that would delete the device and its keys
             await db.close()
 
+    async def _record_start(self, db: Database) -> None:
+        """The audit log says which configuration this run serves: a digest of the file
+        (which names secrets only by reference) and what it sets up."""
+        config = self.config
+        async with db.transaction() as conn:
+            await audit.append(conn, ts_ms=self.clock.now_ms(), actor=audit.LIAISON,
+                               action=AuditAction.CONFIG_LOADED, detail={
+                                   "sha256": config.source_sha256,
+                                   "path": str(config.config_path or ""),
+                                   "posts": len(config.posts), "groups": len(config.groups),
+                                   "trust": config.trust.policy,
+                                   "schema": db.schema_version,
+                               })
+
     async def _prepare_keys(self, client: AsyncClient) -> None:
         if client.should_upload_keys:
             response = await client.keys_upload()
@@ -100,6 +120,8 @@ class Liaison:
 
     async def _serve(self, client: AsyncClient, db: Database) -> None:
         config = self.config
+        languages = RoomLanguages(config)  # `!lang` choices over the configured languages
+        await languages.refresh(db)
         trust = TrustPolicy(client, config.trust.policy)
         synced = asyncio.Event()
         sender = OutboxSender(
@@ -115,10 +137,10 @@ class Liaison:
         undecryptable = UndecryptableTracker(
             client, db, self.clock,
             grace_ms=int(config.decryption.grace_period.total_seconds() * 1000),
-            wake_sender=sender.wake,
+            wake_sender=sender.wake, language_for_room=languages.language_for_room,
         )
         chaser = Chaser(db, self.clock, config, destinations=DirectRooms(client, db, self.clock),
-                        wake_sender=sender.wake, ready=synced)
+                        wake_sender=sender.wake, ready=synced, languages=languages)
 
         def wake_after_command() -> None:  # a new case, an ack or a snooze: chase at once
             sender.wake()
@@ -131,7 +153,8 @@ class Liaison:
                                        frozenset(access.servers)),
             trust=trust, undecryptable=undecryptable, wake_sender=wake_after_command,
             config=config,
-            language_for_room=self.language_for_room, post_for_room=self.post_for_room,
+            language_for_room=languages.language_for_room,
+            post_for_room=languages.post_for_room, languages=languages,
         )
         sync = SyncLoop(
             client, db, router.handle_batch,
@@ -140,6 +163,7 @@ class Liaison:
             synced=synced,
             after_key_query=DeviceWatch(
                 client, db, self.clock, sender.wake,
+                language_for_room=languages.language_for_room,
                 enabled=config.trust.policy == "tofu" and config.trust.notify_device_changes,
             ).check,
         )
@@ -148,6 +172,8 @@ class Liaison:
             asyncio.create_task(sender.run(), name="outbox"),
             asyncio.create_task(undecryptable.run_timer(router.handle_event), name="decrypt"),
             asyncio.create_task(chaser.run(), name="chase"),
+            asyncio.create_task(
+                Retention(db, self.clock, config.retention.closed_cases).run(), name="retention"),
         ]
         ready_task = asyncio.create_task(self._announce_ready(sync, client))
         try:

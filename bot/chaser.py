@@ -36,6 +36,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.clock import Clock
 from bot.config import Config
+from bot.languages import RoomLanguages
 from commands.case_render import CASE_KEY, case_metadata
 from commands.chase_render import render_escalation, render_reminder, render_taken
 from commands.chasing import (
@@ -105,6 +106,7 @@ class Chaser:
         destinations: Destinations,
         wake_sender: Callable[[], None],
         ready: asyncio.Event | None = None,
+        languages: RoomLanguages | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -113,6 +115,8 @@ class Chaser:
         self._wake_sender = wake_sender
         self._ready = ready
         self._posts: Mapping[str, Post] = {post.id: post for post in config.posts}
+        self._languages = languages
+        """Rooms' `!lang` choices: each round reads them again, so posts read their own."""
         self._wakeup = asyncio.Event()
         self._scheduler: Any = None
         self.started_ms = clock.now_ms()
@@ -158,6 +162,9 @@ class Chaser:
     async def tick(self) -> int | None:
         """One round (see the module docstring); returns when the next one is due."""
         now = self._clock.now_ms()
+        if self._languages is not None:
+            await self._languages.refresh(self._db)
+            self._posts = {post.id: post for post in self._languages.config.posts}
         async with self._db.transaction() as conn:
             await self._plan(conn, now)
             await self._stop_taken(conn, now)

@@ -12,6 +12,7 @@ Secrets are never written in the file, only referenced (`{env: NAME}` or
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 import stat
@@ -375,6 +376,25 @@ class LimitsConfig(_Section):
     commands_per_room: RateLimit = Rate(30, timedelta(minutes=1))
 
 
+class RetentionConfig(_Section):
+    """How long finished cases keep their content (see `storage.retention`)."""
+
+    closed_cases: Duration | None = Field(
+        default=timedelta(days=90),
+        description="Purge closed and cancelled cases this long after they were finished; "
+                    "None keeps them",
+    )
+
+    @field_validator("closed_cases")
+    @classmethod
+    def _at_least_a_day(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(days=1):
+            raise PydanticCustomError(
+                "retention", "keep closed cases at least 1d (a typo such as 90m for 90d "
+                             "would purge them within the hour)")
+        return value
+
+
 # --------------------------------------------------------------------------- the whole file
 
 
@@ -395,12 +415,14 @@ class Config(_Section):
     outbox: OutboxConfig = OutboxConfig()
     chasing: ChasingConfig = ChasingConfig()
     limits: LimitsConfig = LimitsConfig()
+    retention: RetentionConfig = RetentionConfig()
     posts: list[Post] = []
     groups: list[Group] = []
     category_rules: list[CategoryRule] = []
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
     _config_path: Path | None = PrivateAttr(default=None)
+    _source_sha256: str | None = PrivateAttr(default=None)
     _posts_by_id: dict[str, Post] = PrivateAttr(default_factory=dict)
     _posts_by_room: dict[str, Post] = PrivateAttr(default_factory=dict)
     _groups_by_name: dict[str, Group] = PrivateAttr(default_factory=dict)
@@ -428,11 +450,30 @@ class Config(_Section):
         """The file this configuration was loaded from, if any."""
         return self._config_path
 
+    @property
+    def source_sha256(self) -> str | None:
+        """SHA-256 of the text this configuration was parsed from (secrets are only
+        referenced in it, never written), for the audit log."""
+        return self._source_sha256
+
     def post_by_id(self, post_id: str) -> Post | None:
         return self._posts_by_id.get(post_id)
 
     def post_by_room(self, room_id: str) -> Post | None:
         return self._posts_by_room.get(room_id)
+
+    def with_room_languages(self, chosen: Mapping[str, str]) -> Config:
+        """This configuration with each post reading the language its room chose with
+        `!lang` (room id → language); itself when no post's language changes."""
+        posts = [post.model_copy(update={"language": chosen[post.room]})
+                 if chosen.get(post.room, post.language) != post.language else post
+                 for post in self.posts]
+        if all(new is old for new, old in zip(posts, self.posts, strict=True)):
+            return self
+        changed = self.model_copy(update={"posts": posts})
+        changed._posts_by_id, changed._posts_by_room, changed._groups_by_name = {}, {}, {}
+        changed.model_post_init(None)
+        return changed
 
     def group(self, name: str) -> Group | None:
         return self._groups_by_name.get(name)
@@ -504,6 +545,7 @@ def parse_config(
     if problems or config is None:
         raise ConfigError(_in_file_order(problems), source=source)
     config._warnings = [warning.render(source) for warning in _in_file_order(warnings)]
+    config._source_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return config
 
 
@@ -871,6 +913,7 @@ __all__ = [
     "LogLevel",
     "LoggingConfig",
     "OutboxConfig",
+    "RetentionConfig",
     "SecretRef",
     "SyncConfig",
     "TrustConfig",

@@ -16,6 +16,7 @@ from nio import AsyncClient
 
 from bot.clock import Clock
 from commands.render import Code, notice_content, render_notice
+from commands.texts import text
 from storage import outbox, state
 from storage.db import Database
 
@@ -24,25 +25,29 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "devices:"
 
 
-def new_device_notice(user_id: str, devices: list[tuple[str, str]]) -> tuple[str, str]:
+def new_device_notice(user_id: str, devices: list[tuple[str, str]],
+                      language: str = "en") -> tuple[str, str]:
+    unnamed = text("device.unnamed", language)
     notice = render_notice(
-        [f"{user_id} has signed in on a new device: "]
+        [text("device.new", language, user=user_id) + " "]
         + [part for device_id, name in devices
-           for part in (Code(device_id), f" ({name or 'unnamed'}) ")],
-        "Messages in this room are now also encrypted to it. If this was not them, "
-        "tell a supervisor at once and remove them from the room.",
+           for part in (Code(device_id), f" ({name or unnamed}) ")],
+        text("device.warning", language),
+        language=language,
     )
     return notice.text, notice.html
 
 
 class DeviceWatch:
     def __init__(self, client: AsyncClient, db: Database, clock: Clock,
-                 wake_sender: Callable[[], None], *, enabled: bool) -> None:
+                 wake_sender: Callable[[], None], *, enabled: bool,
+                 language_for_room: Callable[[str], str] = lambda room_id: "en") -> None:
         self._client = client
         self._db = db
         self._clock = clock
         self._wake_sender = wake_sender
         self._enabled = enabled
+        self._language_for_room = language_for_room
 
     def _members(self) -> dict[str, list[str]]:
         """user id → encrypted rooms the bot shares with that user."""
@@ -74,10 +79,11 @@ class DeviceWatch:
                 added = sorted(set(devices) - set(json.loads(stored)))
                 if not added:
                     continue
-                text, html = new_device_notice(user_id, [(d, devices[d]) for d in added])
                 for room_id in rooms:
+                    body, html = new_device_notice(user_id, [(d, devices[d]) for d in added],
+                                                   self._language_for_room(room_id))
                     await outbox.enqueue(conn, room_id=room_id, event_type="m.room.message",
-                                         content=notice_content(text, html),
+                                         content=notice_content(body, html),
                                          now_ms=self._clock.now_ms(), kind="device-notice")
                 announced = True
                 log.warning("member added a device", extra={"user_id": user_id,

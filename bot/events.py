@@ -9,6 +9,7 @@ once even when a crash makes sync deliver it again.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -29,29 +30,26 @@ from bot.clock import Clock, from_ms
 from bot.config import Config
 from bot.flood import FloodGate, flood_notice
 from bot.invites import InvitePolicy, answer_invite
+from bot.languages import RoomLanguages
 from bot.services import Services
 from bot.trust import TOFU, TrustPolicy
 from bot.undecryptable import UndecryptableTracker
 from commands import case_events
-from commands.access import command_refusal
+from commands.access import AUTHORITY_REFUSALS, command_refusal
 from commands.errors import CommandError
 from commands.registry import CommandRegistry, Invocation, Reply, split_command
 from commands.relations import Relation, acknowledges, edited_body, relation_of
 from commands.render import notice_content, render_command_error, render_notice
+from commands.texts import text
 from storage import cases, inbox, outbox, state
+from storage.audit import AuditAction
 from storage.db import Database
 
 log = logging.getLogger(__name__)
 
-UNENCRYPTED_WARNING = (
-    "This room is not end-to-end encrypted, so Liaison will not act on anything said here "
-    "and will not send anything here. Turn on encryption in the room settings and ask again."
-)
-UNTRUSTED_DEVICE_REPLY = (
-    "I did not act on this: it was sent from a device that is not cross-signed by its owner, "
-    "and this Liaison accepts commands only from verified (cross-signed) devices. Verify this "
-    "session from one of your other sessions, then send it again."
-)
+UNENCRYPTED_WARNING = "bot.unencrypted_warning"
+UNTRUSTED_DEVICE_REPLY = "bot.untrusted_device"
+"""Message ids (`commands.texts`) of the answers the shell gives on its own."""
 
 
 def reply_relation(event_id: str, content: dict[str, Any]) -> dict[str, Any]:
@@ -69,12 +67,42 @@ def _content(notice: Reply, extra: dict[str, Any] | None = None) -> dict[str, An
     return notice_content(notice.text, notice.html, mentions=notice.mentions, extra=extra)
 
 
+def valid_unicode(source: Any) -> bool:
+    """False when an event's JSON holds a lone surrogate (`"\\ud800"`): JSON can escape
+    one, but it is not text and SQLite refuses it, so a command or a relation holding one
+    would raise wherever the bot stores or looks it up — on every replay of the event.
+    Only a broken or hostile client sends one, inside the ciphertext."""
+    try:
+        json.dumps(source, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, TypeError, ValueError):
+        return False
+    return True
+
+
 def thread_of(event_id: str) -> dict[str, Any]:
     """Content placing an answer in the thread rooted at `event_id` (a case's opening message)."""
     return {"m.relates_to": {"rel_type": "m.thread", "event_id": event_id}}
 
 
 CaseEventHandler = Callable[[Services], Awaitable[Reply | None]]
+
+
+async def record_refusal(services: Services, error: CommandError, *, room_id: str,
+                         sender: str, command: str | None) -> None:
+    """Put a refusal for want of authority on the audit log (`commands.access`); bad input
+    is only answered. Asking about a case the post may not see counts when it exists."""
+    ref = error.params.get("ref")
+    case_ref = ref if isinstance(ref, str) else None
+    if (error.msg_id == "error.case_unknown" and case_ref is not None
+            and await cases.case_by_ref(services.conn, case_ref) is not None):
+        reason = "case_not_visible"
+    elif error.msg_id in AUTHORITY_REFUSALS:
+        reason = error.msg_id.rsplit(".", 1)[-1]
+    else:
+        return
+    detail = {"reason": reason} if command is None else {"reason": reason, "command": command}
+    await services.record(AuditAction.COMMAND_REFUSED, actor=sender, case_ref=case_ref,
+                          room_id=room_id, detail=detail)
 
 
 class EventRouter:
@@ -92,6 +120,7 @@ class EventRouter:
         config: Config,
         language_for_room: Callable[[str], str],
         post_for_room: Callable[[str], Any],
+        languages: RoomLanguages | None = None,
     ) -> None:
         self._client = client
         self._db = db
@@ -104,6 +133,8 @@ class EventRouter:
         self._config = config
         self._language_for_room = language_for_room
         self._post_for_room = post_for_room
+        self._languages = languages
+        """Rooms' `!lang` choices, read again before each event (see `bot.languages`)."""
         self._flood = FloodGate(per_user=config.limits.commands_per_user,
                                 per_room=config.limits.commands_per_room)
         self.commands_handled = 0
@@ -115,7 +146,8 @@ class EventRouter:
 
     async def handle_batch(self, response: SyncResponse) -> None:
         for room_id, invite in response.rooms.invite.items():
-            await answer_invite(self._client, self._invite_policy, room_id, invite)
+            await answer_invite(self._client, self._invite_policy, room_id, invite,
+                                on_declined=self._invite_recorder(room_id))
         for room_id, joined in response.rooms.join.items():
             room = self._client.rooms.get(room_id)
             if room is None:
@@ -129,6 +161,15 @@ class EventRouter:
                     await self.handle_event(room, event)
         await self._undecryptable.retry(self.handle_event)
 
+    def _invite_recorder(self, room_id: str) -> Callable[[str | None], Awaitable[None]]:
+        """Records a declined invite on the audit log: who tried to bring the bot where."""
+        async def record(inviter: str | None) -> None:
+            async with self._db.transaction() as conn:
+                await self._services_for(conn).record(
+                    AuditAction.INVITE_DECLINED, actor=inviter or "unknown", room_id=room_id,
+                    detail={"reason": "inviter_not_allowed"})
+        return record
+
     async def handle_event(self, room: MatrixRoom, event: Any) -> None:
         log.debug("event", extra={"room_id": room.room_id, "type": type(event).__name__,
                                   "event_id": getattr(event, "event_id", None)})
@@ -138,6 +179,11 @@ class EventRouter:
         if not isinstance(event, MegolmEvent | RoomMessageText | ReactionEvent | RedactionEvent):
             return
         if not await self._after_join(room, event):
+            return
+        if self._languages is not None:
+            await self._languages.refresh(self._db)
+        if not valid_unicode(getattr(event, "source", None)):
+            await self._refuse_invalid_text(room, event)
             return
         if isinstance(event, MegolmEvent):
             await self._undecryptable.track(room, event)
@@ -198,8 +244,8 @@ class EventRouter:
             return
         device_id = self._sender_device(event)
         if not await self._trust.sender_allowed(event.sender, device_id):
-            await self._answer(room, event, render_notice(UNTRUSTED_DEVICE_REPLY),
-                               kind="refusal")
+            await self._answer(room, event, self._notice(room, UNTRUSTED_DEVICE_REPLY),
+                               kind="refusal", refused="untrusted_device")
             return
         await self._run_command(room, event, parsed, content, relation)
 
@@ -218,7 +264,7 @@ class EventRouter:
             log.info("plaintext reaction ignored under the cross-signed policy",
                      extra={"room_id": room.room_id, "event_id": event.event_id})
             return
-        await self._handle_case_event(room, event.event_id, None, lambda services: (
+        await self._handle_case_event(room, event.sender, event.event_id, None, lambda services: (
             case_events.react(services, room_id=room.room_id, sender=event.sender,
                               event_id=event.event_id, reacts_to=event.reacts_to,
                               key=event.key)))
@@ -232,10 +278,11 @@ class EventRouter:
                                                   relation.candidates)
         if link is None or not await self._trusted_or_answered(room, event):
             return
-        await self._handle_case_event(room, event.event_id, content, lambda services: (
-            case_events.carry_reply(services, room_id=room.room_id, sender=event.sender,
-                                    event_id=event.event_id, relation=relation,
-                                    body=event.body)))
+        await self._handle_case_event(
+            room, event.sender, event.event_id, content, lambda services: (
+                case_events.carry_reply(services, room_id=room.room_id, sender=event.sender,
+                                        event_id=event.event_id, relation=relation,
+                                        body=event.body)))
 
     async def _on_edit(self, room: MatrixRoom, event: RoomMessageText, original: str,
                        new_body: str | None) -> None:
@@ -245,15 +292,16 @@ class EventRouter:
             case = await cases.case_opened_by(conn, room_id=room.room_id, event_id=original)
         if case is None or not await self._trusted_or_answered(room, event):
             return
-        await self._handle_case_event(room, original, thread_of(original), lambda services: (
-            case_events.carry_edit(services, room_id=room.room_id, sender=event.sender,
-                                   event_id=event.event_id, original=original,
-                                   new_body=new_body)))
+        await self._handle_case_event(
+            room, event.sender, original, thread_of(original), lambda services: (
+                case_events.carry_edit(services, room_id=room.room_id, sender=event.sender,
+                                       event_id=event.event_id, original=original,
+                                       new_body=new_body)))
 
     async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
         if not room.encrypted:
             return
-        await self._handle_case_event(room, event.event_id, None, lambda services: (
+        await self._handle_case_event(room, event.sender, event.event_id, None, lambda services: (
             case_events.withdraw(services, room_id=room.room_id, sender=event.sender,
                                  event_id=event.event_id, redacts=event.redacts)))
 
@@ -262,10 +310,11 @@ class EventRouter:
         told (once) why nothing happened."""
         if await self._trust.sender_allowed(event.sender, self._sender_device(event)):
             return True
-        await self._answer(room, event, render_notice(UNTRUSTED_DEVICE_REPLY), kind="refusal")
+        await self._answer(room, event, self._notice(room, UNTRUSTED_DEVICE_REPLY), kind="refusal",
+                           refused="untrusted_device")
         return False
 
-    async def _handle_case_event(self, room: MatrixRoom, answer_to: str,
+    async def _handle_case_event(self, room: MatrixRoom, sender: str, answer_to: str,
                                  answer_content: dict[str, Any] | None,
                                  handler: CaseEventHandler) -> None:
         """Run a case-event handler in one transaction; its answer, if any, goes out as a
@@ -274,9 +323,12 @@ class EventRouter:
         language = self._language_for_room(room.room_id)
         try:
             async with self._db.transaction() as conn:
+                services = self._services_for(conn)
                 try:
-                    reply = await handler(self._services_for(conn))
+                    reply = await handler(services)
                 except CommandError as error:
+                    await record_refusal(services, error, room_id=room.room_id, sender=sender,
+                                         command=None)
                     reply = render_command_error(error, language)
                 if reply is not None:
                     await self._enqueue_reply(conn, room.room_id, answer_to,
@@ -288,6 +340,11 @@ class EventRouter:
             return
         self._wake_sender()
 
+    def _notice(self, room: MatrixRoom, msg_id: str, **params: object) -> Reply:
+        """One of the shell's own answers, in the room's language."""
+        language = self._language_for_room(room.room_id)
+        return render_notice(text(msg_id, language, **params), language=language)
+
     def _sender_device(self, event: Any) -> str | None:
         """The device that sent a decrypted event, from the session's curve25519 key."""
         sender_key = getattr(event, "sender_key", None)
@@ -295,6 +352,24 @@ class EventRouter:
             if device.curve25519 == sender_key:
                 return str(device.id)
         return None
+
+    async def _refuse_invalid_text(self, room: MatrixRoom, event: Any) -> None:
+        """An event that is not valid Unicode is acted on in no way; a command gets a plain
+        reply saying why (its own relation is not repeated: it may be what is broken)."""
+        log.warning("event with invalid Unicode ignored",
+                    extra={"room_id": room.room_id, "event_id": event.event_id,
+                           "sender": getattr(event, "sender", None)})
+        if (not isinstance(event, RoomMessageText) or not room.encrypted
+                or split_command(event.body) is None):
+            return
+        notice = self._notice(room, "error.invalid_text")
+        async with self._db.transaction() as conn:
+            if not await inbox.claim_event(conn, event_id=event.event_id, room_id=room.room_id,
+                                           now_ms=self._clock.now_ms()):
+                return
+            await self._enqueue_reply(conn, room.room_id, event.event_id, {}, notice,
+                                      kind="refusal")
+        self._wake_sender()
 
     async def _refuse_unencrypted(self, room: MatrixRoom, event: RoomMessageText) -> None:
         log.warning("command in an unencrypted room ignored",
@@ -305,12 +380,15 @@ class EventRouter:
             if not await inbox.claim_event(conn, event_id=event.event_id,
                                            room_id=room.room_id, now_ms=self._clock.now_ms()):
                 return
+            await self._services_for(conn).record(
+                AuditAction.COMMAND_REFUSED, actor=event.sender, room_id=room.room_id,
+                detail={"reason": "unencrypted_room"})
             if not await state.mark_unencrypted_warned(conn, room.room_id,
                                                        now_ms=self._clock.now_ms()):
                 return
             await outbox.enqueue(
                 conn, room_id=room.room_id, event_type="m.room.message",
-                content=_content(render_notice(UNENCRYPTED_WARNING)),
+                content=_content(self._notice(room, UNENCRYPTED_WARNING)),
                 now_ms=self._clock.now_ms(), kind="plaintext-warning",
             )
         self._wake_sender()
@@ -357,15 +435,15 @@ class EventRouter:
                 )
                 reply = await spec.handler(invocation)
             except CommandError as error:
+                await record_refusal(services, error, room_id=room.room_id, sender=event.sender,
+                                     command=word)
                 reply = render_command_error(error, self._language_for_room(room.room_id))
             except Exception:
                 incident = secrets.token_hex(4)
                 log.exception("command failed", extra={"incident": incident,
                                                        "room_id": room.room_id,
                                                        "event_id": event.event_id})
-                text = (f"Sorry, something went wrong on my side and I could not do this. "
-                        f"Incident {incident} is logged; the operator can look it up.")
-                reply = render_notice(text)
+                reply = self._notice(room, "bot.incident", incident=incident)
             opened = await cases.case_opened_by(conn, room_id=room.room_id,
                                                 event_id=event.event_id)
             await self._enqueue_reply(conn, room.room_id, event.event_id, content, reply,
@@ -396,18 +474,24 @@ class EventRouter:
     def _services_for(self, conn: Any) -> Services:
         rooms = self._client.rooms
         return Services(
-            config=self._config, clock=self._clock, conn=conn, bot_user_id=self.user_id,
+            config=self._languages.config if self._languages is not None else self._config,
+            clock=self._clock, conn=conn, bot_user_id=self.user_id,
             joined_rooms=frozenset(rooms),
             encrypted_rooms=frozenset(r for r, room in rooms.items() if room.encrypted),
         )
 
     async def _answer(self, room: MatrixRoom, event: RoomMessageText, reply: Reply,
-                      *, kind: str) -> None:
+                      *, kind: str, refused: str | None = None) -> None:
+        """Answer the event once; `refused` (a reason) also records it on the audit log."""
         content = event.source.get("content", {})
         async with self._db.transaction() as conn:
             if not await inbox.claim_event(conn, event_id=event.event_id, room_id=room.room_id,
                                            now_ms=self._clock.now_ms()):
                 return
+            if refused is not None:
+                await self._services_for(conn).record(
+                    AuditAction.COMMAND_REFUSED, actor=event.sender, room_id=room.room_id,
+                    detail={"reason": refused})
             await self._enqueue_reply(conn, room.room_id, event.event_id, content, reply,
                                       kind=kind)
         self._wake_sender()

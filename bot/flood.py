@@ -20,6 +20,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from commands.durations import format_duration, parse_duration
+from commands.localtime import Elapsed
 from commands.render import Notice, render_notice
 from commands.texts import text
 
@@ -159,4 +160,5 @@ def flood_notice(verdict: FloodVerdict, language: str) -> Notice:
     if verdict.scope is None or verdict.rate is None:
         raise ValueError("only a refusal has a notice")
     return render_notice(text(f"flood.{verdict.scope.value}", language,
-                              count=verdict.rate.count, per=format_duration(verdict.rate.per)))
+                              count=verdict.rate.count, per=Elapsed(verdict.rate.per)),
+                         language=language)

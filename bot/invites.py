@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import ClientError
@@ -35,9 +36,11 @@ def find_inviter(info: InviteInfo, user_id: str) -> str | None:
 
 
 async def answer_invite(
-    client: AsyncClient, policy: InvitePolicy, room_id: str, info: InviteInfo
+    client: AsyncClient, policy: InvitePolicy, room_id: str, info: InviteInfo,
+    on_declined: Callable[[str | None], Awaitable[None]] | None = None,
 ) -> bool:
-    """Join or decline; return True when joined. Errors are logged and retried next sync."""
+    """Join or decline; return True when joined. Errors are logged and retried next sync.
+    `on_declined(inviter)` runs once the homeserver took the decline (to record it)."""
     assert client.user_id
     inviter = find_inviter(info, client.user_id)
     try:
@@ -54,6 +57,8 @@ async def answer_invite(
                         extra={"room_id": room_id, "error": str(declined)})
         else:
             log.info("declined invite", extra={"room_id": room_id, "inviter": inviter})
+            if on_declined is not None:
+                await on_declined(inviter)
     except (ClientError, TimeoutError, OSError) as exc:
         log.warning("invite handling failed; will retry", extra={"room_id": room_id,
                                                                  "error": str(exc)})

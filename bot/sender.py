@@ -4,7 +4,9 @@ Messages are written to the outbox (in the same transaction as whatever
 caused them) before any network I/O. This worker sends each one with its
 stable transaction id, so a retry after a crash or an outage is recognised by
 the homeserver as the same message and is never shown twice. Order is kept
-per room; a rate-limited or unreachable homeserver only delays messages.
+per room; a rate-limited or unreachable homeserver only delays messages. A relayed
+case that the homeserver accepted is audited as delivered (given up on: undelivered)
+in the transaction that records it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+import aiosqlite
 from aiohttp import ClientError
 from nio import AsyncClient, LocalProtocolError, RoomSendError, RoomSendResponse, SendRetryError
 
 from bot.clock import Clock
-from storage import outbox
+from storage import audit, outbox
+from storage.audit import AuditAction
 from storage.db import Database
 from storage.outbox import OutboxMessage
 
@@ -30,6 +35,8 @@ PERMANENT_ERRORS = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN", "M_BAD_
 PERMANENT_AFTER_ATTEMPTS = 5
 # The one message allowed into an unencrypted room: why the bot will not work there.
 PLAINTEXT_KIND = "plaintext-warning"
+# The outbox kind of a case relayed to a target post (see commands.cases).
+RELAY_KIND = "case-relay"
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,8 @@ class OutboxSender:
             async with self._db.transaction() as conn:
                 await outbox.mark_failed(conn, message.id, now_ms=self._clock.now_ms(),
                                          error="room is not end-to-end encrypted; not sent")
+                await self._audit_relay(conn, message, AuditAction.UNDELIVERED,
+                                        {"error": "room is not end-to-end encrypted"})
             log.error("refused to send into an unencrypted room",
                       extra={"room_id": message.room_id, "case_ref": message.case_ref})
             return
@@ -125,6 +134,8 @@ class OutboxSender:
                 await outbox.mark_sent(
                     conn, message.id, event_id=response.event_id, now_ms=self._clock.now_ms()
                 )
+                await self._audit_relay(conn, message, AuditAction.DELIVERED,
+                                        {"event_id": response.event_id})
             self.sent_count += 1
             log.debug("sent", extra={"room_id": message.room_id, "event_id": response.event_id,
                                      "case_ref": message.case_ref})
@@ -154,6 +165,8 @@ class OutboxSender:
         async with self._db.transaction() as conn:
             if give_up:
                 await outbox.mark_failed(conn, message.id, error=error, now_ms=now)
+                await self._audit_relay(conn, message, AuditAction.UNDELIVERED,
+                                        {"error": error})
                 log.error("giving up on message", extra={"room_id": message.room_id,
                                                           "error": error,
                                                           "case_ref": message.case_ref})
@@ -166,3 +179,13 @@ class OutboxSender:
             await outbox.mark_retry(conn, message.id, error=error, next_attempt_ms=now + delay)
         log.warning("send failed; will retry", extra={"room_id": message.room_id,
                                                       "error": error, "retry_in_ms": delay})
+
+    async def _audit_relay(self, conn: aiosqlite.Connection, message: OutboxMessage,
+                           action: AuditAction, detail: dict[str, Any]) -> None:
+        """Record on the audit log that a relayed case reached its target room, or never
+        will; other messages are the consequences of actions already recorded."""
+        if message.kind != RELAY_KIND:
+            return
+        await audit.append(conn, ts_ms=self._clock.now_ms(), actor=audit.LIAISON,
+                           action=action, case_ref=message.case_ref, room_id=message.room_id,
+                           detail={"txn_id": message.txn_id, **detail})

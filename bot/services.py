@@ -2,12 +2,13 @@
 
 The router opens one database transaction per command event, claims the
 event id in it, and hands the handler this object. Whatever the handler
-stores or sends (through `send`, which writes to the outbox) commits together
-with the claim, or not at all.
+stores or sends (through `send`, which writes to the outbox) and records (through
+`record`, on the audit log) commits together with the claim, or not at all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ import aiosqlite
 
 from bot.clock import Clock
 from bot.config import Config
-from storage import inbox, outbox
+from storage import audit, inbox, outbox
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,18 @@ class Services:
         so a handler that acts on a reaction, reply or edit acts only then."""
         return await inbox.claim_event(self.conn, event_id=event_id, room_id=room_id,
                                        now_ms=self.clock.now_ms())
+
+    async def record(
+        self,
+        action: str,
+        *,
+        actor: str,
+        case_ref: str | None = None,
+        room_id: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append an action to the audit log in this transaction (ids and reasons in
+        `detail`, never message content). Case timeline entries are recorded by
+        `storage.cases` itself."""
+        await audit.append(self.conn, ts_ms=self.clock.now_ms(), actor=actor, action=action,
+                           case_ref=case_ref, room_id=room_id, detail=detail)

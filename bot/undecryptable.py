@@ -19,17 +19,15 @@ from nio import AsyncClient, EncryptionError, LocalProtocolError, MatrixRoom, Me
 from bot.clock import Clock
 from bot.megolm_compat import LiaisonClient
 from commands.render import notice_content, render_notice
+from commands.texts import text
 from storage import inbox, outbox
 from storage.db import Database
 from storage.inbox import UndecryptableEvent
 
 log = logging.getLogger(__name__)
 
-UNREADABLE_NOTICE = (
-    "I could not decrypt your message, so I did not act on it: your device did not share its "
-    "key with me. Please send it again. If this keeps happening, check that this session is "
-    "verified and that the bot is not excluded as an unverified device."
-)
+UNREADABLE_NOTICE = "bot.undecryptable"
+"""Message id (`commands.texts`) of what the sender is told, in the room's language."""
 
 EventHandler = Callable[[MatrixRoom, Any], Awaitable[None]]
 
@@ -43,8 +41,10 @@ class UndecryptableTracker:
         *,
         grace_ms: int,
         wake_sender: Callable[[], None],
+        language_for_room: Callable[[str], str] = lambda room_id: "en",
     ) -> None:
         self._client = client
+        self._language_for_room = language_for_room
         self._db = db
         self._clock = clock
         self._grace_ms = grace_ms
@@ -124,7 +124,8 @@ class UndecryptableTracker:
                 await inbox.mark_notified(conn, item.event_id, now_ms=self._clock.now_ms())
                 return
             await inbox.mark_notified(conn, item.event_id, now_ms=self._clock.now_ms())
-            notice = render_notice(UNREADABLE_NOTICE)
+            language = self._language_for_room(item.room_id)
+            notice = render_notice(text(UNREADABLE_NOTICE, language), language=language)
             content = notice_content(
                 notice.text, notice.html, mentions=(item.sender,),
                 extra={"m.relates_to": {"m.in_reply_to": {"event_id": item.event_id}}},

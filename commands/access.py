@@ -15,7 +15,16 @@ from collections.abc import Collection, Iterable
 from commands.errors import CommandError
 from commands.model import Post
 from commands.registry import CommandSpec, Role
-from commands.texts import text
+from commands.texts import Term
+
+AUTHORITY_REFUSALS = frozenset({
+    "error.case_room_not_post", "error.not_post_officer", "error.role_required",
+    "error.update_not_origin", "error.close_not_origin", "error.cancel_not_origin",
+    "chase.error.not_supervisor",
+})
+"""The refusals that say the sender may not do this here (as opposed to bad input); the
+shell records them on the audit log. `error.case_unknown` is one too when the case
+exists: the post asked about a case it may not see."""
 
 
 def acts_for(post: Post, user_id: str) -> bool:
@@ -52,4 +61,4 @@ def command_refusal(spec: CommandSpec, user_id: str, *, post: Post | None,
     if spec.role.admits(held_role(user_id, post=post, posts=posts, admins=admins)):
         return None
     return CommandError.of("error.role_required", command="!" + spec.name,
-                           role=text(f"role.{spec.role.value}", language))
+                           role=Term(f"role.{spec.role.value}"))

@@ -1,5 +1,5 @@
 """The bot's command set: `!help [command]` and `!ping` here, the case commands
-(`!alert`, `!ack`, ...) from `commands.cases`.
+(`!alert`, `!ack`, ...) from `commands.cases`, `!lang` from `commands.lang`.
 """
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 from commands.cases import register_case_commands
 from commands.chase_commands import register_chasing_commands
 from commands.errors import CommandError
+from commands.lang import register_language_command
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
 from commands.render import render_notice
 from commands.texts import text
@@ -18,6 +19,7 @@ def default_registry() -> CommandRegistry:
     register_builtins(registry)
     register_case_commands(registry)
     register_chasing_commands(registry)
+    register_language_command(registry)
     return registry
 
 
@@ -46,4 +48,4 @@ async def ping(invocation: Invocation) -> Reply:
     else:
         answer = text("ping.reply_skew", invocation.language, device=invocation.bot_device_id,
                       ms=-elapsed_ms)
-    return render_notice(answer)
+    return render_notice(answer, language=invocation.language)

@@ -135,7 +135,8 @@ async def carry_reply(services: Services, *, room_id: str, sender: str, event_id
     case, language = link.case, link.post.language
     if not case.is_open:
         return render_notice(text("case.reply.finished", language, ref=case.ref,
-                                  state=text(f"case.state.{case.state}", language)))
+                                  state=text(f"case.state.{case.state}", language)),
+                             language=language)
     now_ms = _now_ms(services)
     await cases.add_timeline(services.conn, case.id, TimelineKind.REPLIED, ms=now_ms,
                              post=link.post.id, actor=sender, detail={"event_id": event_id})
@@ -188,7 +189,7 @@ async def _to_targets(services: Services, case: Case, said: str, *, from_post: P
     lines: list[Line] = [text("case.reply.withheld", language, ref=case.ref)]
     lines.extend(render_refusal(refusal, tlp=case.tlp, category=case.category, posts=posts,
                                 language=language) for refusal in withheld)
-    return render_notice(*lines)
+    return render_notice(*lines, language=language)
 
 
 # --- edits ------------------------------------------------------------------------------
@@ -211,7 +212,8 @@ async def carry_edit(services: Services, *, room_id: str, sender: str, event_id:
     language = post.language
     if not case.is_open:
         return render_notice(text("case.edit.finished", language, ref=case.ref,
-                                  state=text(f"case.state.{case.state}", language)))
+                                  state=text(f"case.state.{case.state}", language)),
+                             language=language)
     parsed = split_command(new_body)
     kind = _CASE_WORDS.get(fold_word(parsed[0])) if parsed is not None else None
     if parsed is None or kind != case.kind:
@@ -222,7 +224,7 @@ async def carry_edit(services: Services, *, room_id: str, sender: str, event_id:
                            tz=ZoneInfo(post.timezone))
     except CommandError as error:
         raise CommandError(text("error.edit_invalid", language, ref=case.ref) + " "
-                           + error.message, usage=error.usage,
+                           + error.message_in(language), usage=error.usage_in(language),
                            suggestions=error.suggestions) from None
     edit = compare_edit(case, draft)
     if edit.blocked:
@@ -239,12 +241,13 @@ async def carry_edit(services: Services, *, room_id: str, sender: str, event_id:
                               render=lambda reader: render_edit_notice(
                                   revised, edit, reader=reader, posts=posts))
     return render_notice(text("case.edit.done", language, ref=case.ref,
-                              posts=", ".join(told) or "-"))
+                              posts=", ".join(told) or "-"), language=language)
 
 
 def _blocked(case: Case, what: Sequence[str], language: str) -> Reply:
     names = ", ".join(text(f"case.edit.what.{name}", language) for name in what)
-    return render_notice(text("case.edit.blocked", language, ref=case.ref, what=names))
+    return render_notice(text("case.edit.blocked", language, ref=case.ref, what=names),
+                         language=language)
 
 
 # --- redactions -------------------------------------------------------------------------
@@ -282,7 +285,7 @@ async def withdraw(services: Services, *, room_id: str, sender: str, event_id: s
                                   current, reader=reader, posts=posts, cancelled=cancelled))
     if cancelled:  # not in the thread: its root is gone
         notice = render_notice(text("case.withdrawn.done", post.language, ref=case.ref,
-                                    posts=", ".join(told) or "-"))
+                                    posts=", ".join(told) or "-"), language=post.language)
         await services.send(case.origin_room, case_content(notice, current, about="withdrawn"),
                             kind="case-withdrawn", case_ref=case.ref)
 

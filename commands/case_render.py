@@ -10,12 +10,11 @@ never translated. Officer text (fields, free text, updates, outcomes) goes in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 from commands.case_edits import CaseEdit
+from commands.localtime import Moment, field_time_ms, format_time, is_time_field
 from commands.model import Post, Tlp
-from commands.render import Code, Line, Notice, Relayed, Strong, render_notice
+from commands.render import Code, Line, Notice, Relayed, Span, Strong, render_notice
 from commands.routing import Refusal, RefusalReason
 from commands.texts import text
 from storage.cases import Case, Delivery, TimelineEntry
@@ -33,11 +32,32 @@ CASE_KEY = "org.liaison.case"
 events the bot sent itself."""
 
 
-def format_time(ms: int, timezone: str) -> str:
-    """`2026-05-01 15:30 +05:00`: the reader's wall clock with its offset."""
-    local = datetime.fromtimestamp(ms / 1000, UTC).astimezone(ZoneInfo(timezone))
-    offset = local.strftime("%z")
-    return f"{local:%Y-%m-%d %H:%M} {offset[:3]}:{offset[3:]}"
+__all__ = ["format_time"]  # re-exported: the time format lives in commands.localtime
+
+
+def origin_timezone(case: Case, posts: Mapping[str, Post]) -> str | None:
+    """The zone the case's sender typed its times in (None: its post is gone)."""
+    origin = posts.get(case.origin_post)
+    return origin.timezone if origin is not None else None
+
+
+def case_moment(ms: int, case: Case, reader_timezone: str,
+                posts: Mapping[str, Post]) -> Moment:
+    """A time of the case, in the reader's zone with the sender's beside it."""
+    return Moment(ms, reader_timezone, origin_timezone(case, posts))
+
+
+def field_line(key: str, value: str, case: Case, reader: Post,
+               posts: Mapping[str, Post]) -> list[Span]:
+    """`key: value` as typed; a time field (`eta: 18:30`) shown in the reader's zone with
+    the sender's time beside it, and as typed when it names no time."""
+    origin = origin_timezone(case, posts)
+    ms = (field_time_ms(value, created_ms=case.created_ms, timezone=origin)
+          if origin is not None and is_time_field(key) else None)
+    if ms is None:
+        return [Strong(f"{key}: "), Relayed(value)]
+    return [Strong(f"{key}: "),
+            case_moment(ms, case, reader.timezone, posts).localized(reader.language)]
 
 
 def post_label(post_id: str, posts: Mapping[str, Post], language: str) -> str:
@@ -74,7 +94,7 @@ def render_relayed_case(case: Case, *, target: Post, posts: Mapping[str, Post]) 
         [tlp_label(case.tlp), " ", Strong(case_title(case, language)), " ", Code(case.ref)],
         text(f"tlp.guidance.{case.tlp.value}", language),
         text("case.from", language, post=post_label(case.origin_post, posts, language),
-             time=format_time(case.created_ms, timezone)),
+             time=case_moment(case.created_ms, case, timezone, posts)),
     ]
     details = []
     if case.category is not None:
@@ -86,12 +106,13 @@ def render_relayed_case(case: Case, *, target: Post, posts: Mapping[str, Post]) 
     if details:
         lines.append(" · ".join(details))
     if case.due_ms is not None:
-        lines.append(Strong(text("case.due", language, time=format_time(case.due_ms, timezone))))
-    lines.extend([Strong(f"{key}: "), Relayed(value)] for key, value in case.fields)
+        lines.append(Strong(text("case.due", language,
+                                 time=case_moment(case.due_ms, case, timezone, posts))))
+    lines.extend(field_line(key, value, case, target, posts) for key, value in case.fields)
     if case.text:
         lines.append(Relayed(case.text))
     lines.append([text("case.ack_hint", language) + " ", Code(f"!ack {case.ref}")])
-    return render_notice(*lines)
+    return render_notice(*lines, language=language)
 
 
 # --- the answer to the sender -----------------------------------------------------------
@@ -130,7 +151,7 @@ def render_routed(case: Case, delivered: Sequence[str], refusals: Sequence[Refus
         lines.append(text("case.refused", language))
         lines.extend(render_refusal(refusal, tlp=case.tlp, category=case.category, posts=posts,
                                     language=language) for refusal in refusals)
-    return render_notice(*lines)
+    return render_notice(*lines, language=language)
 
 
 def render_not_sent(refusals: Sequence[Refusal], *, tlp: Tlp, category: str | None,
@@ -138,10 +159,11 @@ def render_not_sent(refusals: Sequence[Refusal], *, tlp: Tlp, category: str | No
     """The sender's answer when nothing was routed: every refusal and what to do."""
     if any(refusal.reason is RefusalReason.TLP_RED_ROOM for refusal in refusals):
         return render_notice(text("case.not_sent", language),
-                             BULLET + text("case.refusal.tlp_red_room", language))
+                             BULLET + text("case.refusal.tlp_red_room", language),
+                             language=language)
     return render_notice(text("case.not_sent", language), *(
         render_refusal(refusal, tlp=tlp, category=category, posts=posts, language=language)
-        for refusal in refusals))
+        for refusal in refusals), language=language)
 
 
 # --- acknowledgements, updates, closing ---------------------------------------------------
@@ -155,7 +177,7 @@ def render_ack_notice(case: Case, delivery: Delivery, *, origin: Post,
     return render_notice([tlp_label(case.tlp), " ", text(
         "case.ack.notice", language, post=post_label(delivery.post, posts, language),
         ref=case.ref, who=delivery.acknowledged_by,
-        time=format_time(delivery.acknowledged_ms, origin.timezone))])
+        time=Moment(delivery.acknowledged_ms, origin.timezone))], language=language)
 
 
 def render_update_notice(case: Case, update: str, *, reader: Post,
@@ -166,7 +188,7 @@ def render_update_notice(case: Case, update: str, *, reader: Post,
         [tlp_label(case.tlp), " ", Strong(text("case.update.notice", language, ref=case.ref,
                                                 post=post_label(case.origin_post, posts,
                                                                 language)))],
-        Relayed(update),
+        Relayed(update), language=language,
     )
 
 
@@ -178,7 +200,7 @@ def render_finished_notice(case: Case, *, reader: Post, posts: Mapping[str, Post
         f"case.{case.state}.notice", language, ref=case.ref, post=origin))]]
     if case.outcome:
         lines.append([Strong(text("case.outcome", language) + " "), Relayed(case.outcome)])
-    return render_notice(*lines)
+    return render_notice(*lines, language=language)
 
 
 def render_reply_notice(case: Case, said: str, *, from_post: str, who: str, reader: Post,
@@ -189,7 +211,7 @@ def render_reply_notice(case: Case, said: str, *, from_post: str, who: str, read
         [tlp_label(case.tlp), " ", Strong(text(
             "case.reply.notice", language, ref=case.ref,
             post=post_label(from_post, posts, language), who=who))],
-        Relayed(said, max_chars=MAX_REPLY_CHARS),
+        Relayed(said, max_chars=MAX_REPLY_CHARS), language=language,
     )
 
 
@@ -210,11 +232,11 @@ def render_edit_notice(case: Case, edit: CaseEdit, *, reader: Post,
     if edit.due_changed:
         lines.append(text("case.edit.no_due", language) if revision.due_ms is None
                      else Strong(text("case.due", language,
-                                      time=format_time(revision.due_ms, timezone))))
+                                      time=case_moment(revision.due_ms, case, timezone, posts))))
     if edit.text_changed:
         lines.append(Strong(text("case.edit.text", language)))
         lines.append(Relayed(revision.text) if revision.text else removed)
-    return render_notice(*lines)
+    return render_notice(*lines, language=language)
 
 
 def render_withdrawn_notice(case: Case, *, reader: Post, posts: Mapping[str, Post],
@@ -223,7 +245,8 @@ def render_withdrawn_notice(case: Case, *, reader: Post, posts: Mapping[str, Pos
     language = reader.language
     msg_id = "case.withdrawn.cancelled" if cancelled else "case.withdrawn.notice"
     return render_notice([tlp_label(case.tlp), " ", Strong(text(
-        msg_id, language, ref=case.ref, post=post_label(case.origin_post, posts, language)))])
+        msg_id, language, ref=case.ref, post=post_label(case.origin_post, posts, language)))],
+        language=language)
 
 
 # --- !status and !pending ---------------------------------------------------------------
@@ -245,7 +268,7 @@ def render_status(case: Case, deliveries: Sequence[Delivery],
         if entry.kind == "refused" and not show_refusals:
             continue
         lines.append(_timeline_line(entry, posts, language, timezone))
-    return render_notice(*lines)
+    return render_notice(*lines, language=language)
 
 
 def _delivery_state(delivery: Delivery, posts: Mapping[str, Post], language: str,
@@ -253,20 +276,20 @@ def _delivery_state(delivery: Delivery, posts: Mapping[str, Post], language: str
     post = post_label(delivery.post, posts, language)
     if delivery.answered_ms is not None:
         return text("case.status.delivery.answered", language, post=post,
-                    time=format_time(delivery.answered_ms, timezone), who=delivery.answered_by)
+                    time=Moment(delivery.answered_ms, timezone), who=delivery.answered_by)
     if delivery.acknowledged_ms is not None:
         return text("case.status.delivery.acknowledged", language, post=post,
-                    time=format_time(delivery.acknowledged_ms, timezone),
+                    time=Moment(delivery.acknowledged_ms, timezone),
                     who=delivery.acknowledged_by)
     if delivery.sent_ms is None:
         return text("case.status.delivery.queued", language, post=post)
     return text("case.status.delivery.routed", language, post=post,
-                time=format_time(delivery.sent_ms, timezone))
+                time=Moment(delivery.sent_ms, timezone))
 
 
 def _timeline_line(entry: TimelineEntry, posts: Mapping[str, Post], language: str,
                    timezone: str) -> Line:
-    when = format_time(entry.ms, timezone)
+    when = Moment(entry.ms, timezone)
     post = post_label(entry.post, posts, language) if entry.post else ""
     who = entry.actor or ""
     detail = entry.detail
@@ -305,14 +328,14 @@ def render_pending(
                               post=post_label(post.id, posts, language))]
     if not sent and not received:
         lines.append(text("case.pending.none", language))
-        return render_notice(*lines)
+        return render_notice(*lines, language=language)
     if sent:
         lines.append(Strong(text("case.pending.sent", language)))
         for case, deliveries in sent:
             acked = sum(1 for delivery in deliveries if delivery.acknowledged_ms is not None)
             lines.append([BULLET, tlp_label(case.tlp), " ", Code(case.ref), " ", text(
                 "case.pending.sent_item", language, title=case_title(case, language),
-                time=format_time(case.created_ms, timezone), acked=acked,
+                time=Moment(case.created_ms, timezone), acked=acked,
                 total=len(deliveries))])
     if received:
         lines.append(Strong(text("case.pending.received", language)))
@@ -320,9 +343,9 @@ def render_pending(
             state = text(f"case.pending.state.{delivery.state}", language)
             if case.due_ms is not None and delivery.answered_ms is None:
                 state += "; " + text("case.pending.due", language,
-                                     time=format_time(case.due_ms, timezone))
+                                     time=Moment(case.due_ms, timezone))
             lines.append([BULLET, tlp_label(case.tlp), " ", Code(case.ref), " ", text(
                 "case.pending.received_item", language, title=case_title(case, language),
                 post=post_label(case.origin_post, posts, language),
-                time=format_time(case.created_ms, timezone), state=state)])
-    return render_notice(*lines)
+                time=Moment(case.created_ms, timezone), state=state)])
+    return render_notice(*lines, language=language)

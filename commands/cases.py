@@ -29,7 +29,6 @@ from bot.services import Services
 from commands.case_render import (
     CASE_KEY,
     case_metadata,
-    format_time,
     post_label,
     render_ack_notice,
     render_finished_notice,
@@ -41,6 +40,7 @@ from commands.case_render import (
     render_update_notice,
 )
 from commands.errors import CommandError
+from commands.localtime import Moment
 from commands.model import Post
 from commands.parser import (
     CaseDraft,
@@ -62,7 +62,7 @@ from commands.routing import (
     route,
     still_reaches,
 )
-from commands.texts import text
+from commands.texts import Term, text
 from storage import cases, outbox
 from storage.cases import Case, Delivery, NewCase, TimelineKind
 
@@ -175,14 +175,15 @@ async def ack(invocation: Invocation) -> Reply:
         raise CommandError.of("error.case_unknown", ref=case.ref)
     if not case.is_open:
         return render_notice(text("case.ack.finished", language, ref=case.ref,
-                                  state=text(f"case.state.{case.state}", language)))
+                                  state=text(f"case.state.{case.state}", language)),
+                             language=language)
     if not await acknowledge_delivery(services, case, delivery, by=invocation.sender,
                                       now_ms=_ms(invocation)):
         return render_notice(text(
             "case.ack.already", language, ref=case.ref, who=delivery.acknowledged_by,
-            time=format_time(delivery.acknowledged_ms or 0, post.timezone)))
+            time=Moment(delivery.acknowledged_ms or 0, post.timezone)), language=language)
     return render_notice(text("case.ack.done", language, ref=case.ref, origin=post_label(
-        case.origin_post, posts_by_id(services.config), language)))
+        case.origin_post, posts_by_id(services.config), language)), language=language)
 
 
 async def acknowledge_delivery(services: Services, case: Case, delivery: Delivery, *, by: str,
@@ -216,7 +217,7 @@ async def update(invocation: Invocation) -> Reply:
     _require_origin(case, post, invocation, services.config, "error.update_not_origin")
     if not case.is_open:
         raise CommandError.of("error.update_finished", ref=case.ref,
-                              state=text(f"case.state.{case.state}", language))
+                              state=Term(f"case.state.{case.state}"))
     await cases.add_timeline(services.conn, case.id, TimelineKind.UPDATED, ms=_ms(invocation),
                              post=post.id, actor=invocation.sender,
                              detail={"text": command.text})
@@ -225,7 +226,7 @@ async def update(invocation: Invocation) -> Reply:
                                render=lambda reader: render_update_notice(
                                    case, command.text, reader=reader, posts=posts))
     return render_notice(text("case.update.done", language, ref=case.ref,
-                              posts=", ".join(told)))
+                              posts=", ".join(told)), language=language)
 
 
 # --- !close and !cancel -----------------------------------------------------------------
@@ -255,7 +256,7 @@ async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "ca
         return render_notice(text(
             "case.finished.already", language, ref=case.ref,
             state=text(f"case.state.{case.state}", language),
-            time=format_time(case.closed_ms or 0, post.timezone)))
+            time=Moment(case.closed_ms or 0, post.timezone)), language=language)
     finished = await cases.case_by_id(services.conn, case.id)
     assert finished is not None
     posts = posts_by_id(services.config)
@@ -270,7 +271,7 @@ async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "ca
                                          thread_root=case.origin_event_id),
                             kind=f"case-{state}", case_ref=case.ref)
     return render_notice(text(f"case.{state}.done", language, ref=case.ref,
-                              posts=", ".join(told)))
+                              posts=", ".join(told)), language=language)
 
 
 # --- !status and !pending ---------------------------------------------------------------

@@ -25,6 +25,7 @@ from commands.chase_render import render_escalations, render_report, render_snoo
 from commands.chasing import Phase, phase_live, plan_delivery, snooze_allowed, snoozed
 from commands.durations import format_duration, parse_duration
 from commands.errors import CommandError
+from commands.localtime import Elapsed
 from commands.model import Post, Priority
 from commands.parser import parse_ref
 from commands.quiet_hours import QuietHours
@@ -63,7 +64,7 @@ async def snooze(invocation: Invocation) -> Reply:
     policy = services.config.chasing.policies.of(case.priority)
     if not snooze_allowed(duration, policy):
         raise CommandError.of("chase.error.snooze_too_long", priority=case.priority.value,
-                              limit=format_duration(policy.snooze_max))
+                              limit=Elapsed(policy.snooze_max))
     now_ms = _ms(invocation)
     await plan_now(conn, services.config, delivery.id, now_ms=now_ms)
     pending = [record for record in await chasing.steps_of(conn, delivery.id)

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
-from commands.case_render import BULLET, case_title, format_time, post_label, tlp_label
+from commands.case_render import BULLET, case_moment, case_title, post_label, tlp_label
 from commands.chasing import Phase, Recipient, TakenReason
 from commands.durations import format_duration
+from commands.localtime import Elapsed, Moment, format_elapsed, format_time
 from commands.model import Post
 from commands.render import Code, Line, Mention, Notice, Relayed, Span, Strong, render_notice
 from commands.report import PostReport
@@ -45,14 +46,17 @@ def case_summary(case: Case) -> Relayed | None:
 
 def elapsed(ms: int) -> str:
     """`15m`, `1h30m`, `45s`: whole minutes from a minute on, seconds below that."""
+    return format_duration(timedelta(milliseconds=_whole(ms)))
+
+
+def _whole(ms: int) -> int:
+    """Whole minutes from a minute on, whole seconds below that."""
     ms = max(0, ms)
-    if ms >= 60_000:
-        ms -= ms % 60_000
-    return format_duration(timedelta(milliseconds=ms))
+    return ms - ms % 60_000 if ms >= 60_000 else ms - ms % 1000
 
 
 def _late_line(due_ms: int, reader: Post | None) -> str:
-    return text("chase.late", _language(reader), time=format_time(due_ms, _timezone(reader)))
+    return text("chase.late", _language(reader), time=Moment(due_ms, _timezone(reader)))
 
 
 # --- reminders --------------------------------------------------------------------------
@@ -66,10 +70,11 @@ def render_reminder(case: Case, phase: Phase, *, due_ms: int, answer_due_ms: int
     title = case_title(case, language)
     if phase is Phase.ACK:
         headline = text("chase.remind.ack", language, ref=case.ref, title=title, origin=origin,
-                        time=format_time(case.created_ms, timezone))
+                        time=case_moment(case.created_ms, case, timezone, posts))
     else:
         headline = text("chase.remind.answer", language, ref=case.ref, title=title,
-                        origin=origin, due=format_time(answer_due_ms or due_ms, timezone))
+                        origin=origin,
+                        due=case_moment(answer_due_ms or due_ms, case, timezone, posts))
     lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(headline)]]
     summary = case_summary(case)
     if summary is not None:
@@ -86,7 +91,7 @@ def render_reminder(case: Case, phase: Phase, *, due_ms: int, answer_due_ms: int
                       Code(f"!snooze {case.ref} 30m")])
     if late:
         lines.append(_late_line(due_ms, target))
-    return render_notice(*lines)
+    return render_notice(*lines, language=language)
 
 
 def _mentions(label: str, users: Sequence[str]) -> list[Span]:
@@ -109,11 +114,12 @@ def render_escalation(case: Case, phase: Phase, recipient: Recipient, *, target_
               "origin": post_label(case.origin_post, posts, language),
               "target": post_label(target_post, posts, language)}
     if phase is Phase.ACK:
-        headline = text("chase.escalate.ack", language, elapsed=elapsed(now_ms - routed_ms),
-                        time=format_time(routed_ms, timezone), **params)
+        headline = text("chase.escalate.ack", language,
+                        elapsed=Elapsed(timedelta(milliseconds=_whole(now_ms - routed_ms))),
+                        time=case_moment(routed_ms, case, timezone, posts), **params)
     else:
         headline = text("chase.escalate.answer", language,
-                        due=format_time(answer_due_ms or due_ms, timezone), **params)
+                        due=case_moment(answer_due_ms or due_ms, case, timezone, posts), **params)
     lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(headline)]]
     summary = case_summary(case) if recipient.insider else None
     if summary is not None:
@@ -123,7 +129,7 @@ def render_escalation(case: Case, phase: Phase, recipient: Recipient, *, target_
     if late:
         lines.append(_late_line(due_ms, reader))
     lines.append(text("chase.escalate.footer", language))
-    return render_notice(*lines)
+    return render_notice(*lines, language=language)
 
 
 def render_taken(case: Case, reason: TakenReason, delivery: Delivery | None, *,
@@ -135,16 +141,16 @@ def render_taken(case: Case, reason: TakenReason, delivery: Delivery | None, *,
         "ref": case.ref, "origin": post_label(case.origin_post, posts, language),
         "target": post_label(target, posts, language), "who": "", "time": ""}
     if reason == "answered" and delivery is not None and delivery.answered_ms is not None:
-        params.update(who=delivery.answered_by, time=format_time(delivery.answered_ms,
+        params.update(who=delivery.answered_by, time=Moment(delivery.answered_ms,
                                                                  timezone))
     elif reason == "acknowledged" and delivery is not None \
             and delivery.acknowledged_ms is not None:
         params.update(who=delivery.acknowledged_by,
-                      time=format_time(delivery.acknowledged_ms, timezone))
+                      time=Moment(delivery.acknowledged_ms, timezone))
     elif case.closed_ms is not None:
-        params.update(time=format_time(case.closed_ms, timezone))
+        params.update(time=Moment(case.closed_ms, timezone))
     return render_notice([tlp_label(case.tlp), " ", text(f"chase.taken.{reason}", language,
-                                                         **params)])
+                                                         **params)], language=language)
 
 
 # --- !snooze, !escalations, !report -----------------------------------------------------
@@ -152,14 +158,14 @@ def render_taken(case: Case, reason: TakenReason, delivery: Delivery | None, *,
 
 def render_snoozed(case: Case, until_ms: int, *, reader: Post) -> Notice:
     return render_notice(text("chase.snoozed", reader.language, ref=case.ref,
-                              time=format_time(until_ms, reader.timezone)))
+                              time=Moment(until_ms, reader.timezone)), language=reader.language)
 
 
 def render_escalations(items: Sequence[tuple[Case, Phase, str, Sequence[int]]], *,
                        posts: Mapping[str, Post], language: str, timezone: str) -> Notice:
     """`!escalations`: each open escalation (case, phase, target post, when it fired)."""
     if not items:
-        return render_notice(text("chase.escalations.none", language))
+        return render_notice(text("chase.escalations.none", language), language=language)
     lines: list[Line] = [text("chase.escalations.title", language)]
     for case, phase, target, fired in items:
         lines.append([BULLET, tlp_label(case.tlp), " ", Code(case.ref), " ", text(
@@ -167,20 +173,21 @@ def render_escalations(items: Sequence[tuple[Case, Phase, str, Sequence[int]]], 
             origin=post_label(case.origin_post, posts, language),
             target=post_label(target, posts, language),
             state=text(f"chase.escalations.state.{phase.value}", language),
-            when=", ".join(format_time(ms, timezone) for ms in fired))])
-    return render_notice(*lines)
+            when=", ".join(format_time(ms, timezone, language) for ms in fired))])
+    return render_notice(*lines, language=language)
 
 
 def _figure(ms: int | None, language: str) -> str:
-    return text("chase.report.none", language) if ms is None else elapsed(ms)
+    return (text("chase.report.none", language) if ms is None
+            else format_elapsed(timedelta(milliseconds=_whole(ms)), language))
 
 
 def render_report(reports: Sequence[PostReport], *, period: str, since_ms: int, now_ms: int,
                   posts: Mapping[str, Post], language: str, timezone: str) -> Notice:
     """`!report`: one block per post."""
     lines: list[Line] = [Strong(text("chase.report.title", language, period=period,
-                                     since=format_time(since_ms, timezone),
-                                     until=format_time(now_ms, timezone)))]
+                                     since=Moment(since_ms, timezone),
+                                     until=Moment(now_ms, timezone)))]
     for report in reports:
         lines += [
             Strong(post_label(report.post, posts, language)),
@@ -196,4 +203,4 @@ def render_report(reports: Sequence[PostReport], *, period: str, since_ms: int, 
             BULLET + text("chase.report.overdue", language, overdue=report.overdue,
                           escalations=report.escalations),
         ]
-    return render_notice(*lines)
+    return render_notice(*lines, language=language)

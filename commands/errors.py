@@ -15,8 +15,9 @@ from commands.texts import text
 class CommandError(Exception):
     """Bad input, explained for a person: what is wrong, the usage line, near matches.
 
-    `msg_id` and `params` record which catalogue message produced `message`, so the
-    shell can render it again in the sender's language once catalogues exist.
+    `msg_id` and `params` record which catalogue message produced `message` (English),
+    and `usage_id` which usage line, so the shell renders both again in the sender's
+    language (`message_in`, `usage_in`).
     """
 
     def __init__(
@@ -27,6 +28,7 @@ class CommandError(Exception):
         suggestions: tuple[str, ...] = (),
         msg_id: str | None = None,
         params: Mapping[str, object] | None = None,
+        usage_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -34,6 +36,7 @@ class CommandError(Exception):
         self.suggestions = suggestions
         self.msg_id = msg_id
         self.params: Mapping[str, object] = dict(params or {})
+        self.usage_id = usage_id
 
     @classmethod
     def of(
@@ -44,7 +47,7 @@ class CommandError(Exception):
         suggestions: tuple[str, ...] = (),
         **params: object,
     ) -> CommandError:
-        """Build the error from a message id in `commands.texts` (English for now)."""
+        """Build the error from a message id in `commands.texts`; `message` is English."""
         return cls(
             text(msg_id, **params),
             usage=usage,
@@ -53,8 +56,9 @@ class CommandError(Exception):
             params=params,
         )
 
-    def with_usage(self, usage: str) -> CommandError:
-        """The same error with a usage line, unless it already names one."""
+    def with_usage(self, usage: str, usage_id: str | None = None) -> CommandError:
+        """The same error with a usage line (`usage_id`: its message id), unless it
+        already names one."""
         if self.usage is not None:
             return self
         return CommandError(
@@ -63,7 +67,15 @@ class CommandError(Exception):
             suggestions=self.suggestions,
             msg_id=self.msg_id,
             params=self.params,
+            usage_id=usage_id,
         )
+
+    def message_in(self, language: str) -> str:
+        """The message in `language` (as built, when it did not come from the catalogue)."""
+        return text(self.msg_id, language, **self.params) if self.msg_id else self.message
+
+    def usage_in(self, language: str) -> str | None:
+        return text(self.usage_id, language) if self.usage_id else self.usage
 
     def __str__(self) -> str:
         return self.message

@@ -26,7 +26,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -34,8 +34,9 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from commands.durations import parse_duration
 from commands.errors import CommandError
+from commands.localtime import Moment, read_day_clock, starts_day_clock, to_ms, wall_clock
 from commands.model import Priority, Tlp
-from commands.texts import NEIGHBOUR_WORDS, OPTION_KEYS, PRIORITY_WORDS, fold_word, text
+from commands.texts import NEIGHBOUR_WORDS, OPTION_KEYS, PRIORITY_WORDS, Term, fold_word, text
 
 CaseKind = Literal["alert", "request"]
 
@@ -225,7 +226,7 @@ def clean_identifier(value: str, what: str) -> str:
     suggestions = (latin,) if latin.isascii() and latin.strip() else ()
     raise CommandError.of(
         "error.identifier_lookalike", suggestions=suggestions,
-        what=text(what), value=cleaned, chars=chars,
+        what=Term(what), value=cleaned, chars=chars,
     )
 
 
@@ -264,7 +265,7 @@ def parse_case(
         return _parse_case(kind, args, lines, now=now, tz=tz, default_tlp=default_tlp,
                            limits=limits)
     except CommandError as error:
-        raise error.with_usage(text(f"command.{kind}.usage")) from None
+        raise error.with_usage(text(f"command.{kind}.usage"), f"command.{kind}.usage") from None
 
 
 def _parse_case(
@@ -384,8 +385,8 @@ def _continues(key: str, value: str, following: str) -> bool:
         return True
     if key == "to":
         return value.endswith(",") or following.startswith(",")
-    return key == "due" and bool(_DATE_RE.fullmatch(value)) and bool(
-        _CLOCK_RE.fullmatch(following))
+    return key == "due" and bool(_DATE_RE.fullmatch(value) or starts_day_clock(value)) and bool(
+        _CLOCK_RE.fullmatch(following.translate(_ARABIC_DIGITS)))
 
 
 def _unexpected_word(token: str, following: str) -> CommandError:
@@ -440,47 +441,39 @@ def _category(value: str) -> str:
 
 
 def _due(value: str, *, now: datetime, tz: ZoneInfo, limits: CaseLimits) -> datetime:
-    """A request's deadline: `4h`/`90m` from now, or a clock time or date-time in `tz`
-    (an ISO 8601 offset or `Z` overrides `tz`). Never in the past."""
-    cleaned = strip_invisible(value).strip().translate(_ARABIC_DIGITS)
+    """A request's deadline: `4h`/`90m` from now, a clock time today or tomorrow
+    (`18:00`, `tomorrow 09:00`, `завтра 09:00`, `غدا 09:00`) or a date-time in `tz` (an
+    ISO 8601 offset or `Z` overrides `tz`). Never in the past, never a wall-clock time
+    the clocks skip or pass twice."""
+    cleaned = " ".join(strip_invisible(value).translate(_ARABIC_DIGITS).split())
     unreadable = CommandError.of("error.due_unreadable", value=cleaned)
-    if not cleaned.isascii():
-        raise unreadable
     upper = cleaned.upper()
     try:
-        if _RELATIVE_RE.fullmatch(cleaned.lower()):
+        if cleaned.isascii() and _RELATIVE_RE.fullmatch(cleaned.lower()):
             delta = parse_duration(cleaned)
             if delta > limits.max_due_ahead:
                 raise CommandError.of("error.due_too_far", value=cleaned,
                                       days=limits.max_due_ahead.days)
             return (now + delta).astimezone(UTC)
-        clock = _CLOCK_RE.fullmatch(upper)
-        if clock:
-            today = now.astimezone(tz).date()
-            due = _local(datetime.combine(today, time(int(clock[1]), int(clock[2]))), tz, cleaned)
-        elif _DATETIME_RE.fullmatch(upper):
+        day_clock = read_day_clock(cleaned, now=now, tz=tz)
+        if day_clock is not None:
+            due = day_clock
+        elif cleaned.isascii() and _DATETIME_RE.fullmatch(upper):
             parsed = datetime.fromisoformat(upper.replace(" ", "T"))
-            due = _local(parsed, tz, cleaned) if parsed.tzinfo is None else parsed
+            due = parsed if parsed.tzinfo is not None else wall_clock(
+                parsed.date(), parsed.hour, parsed.minute, tz, cleaned).replace(
+                second=parsed.second, microsecond=parsed.microsecond)
         else:
             raise unreadable
         due = due.astimezone(UTC)
     except (ValueError, OverflowError):
         raise unreadable from None
     if due <= now:
-        local_now = now.astimezone(tz).strftime("%Y-%m-%d %H:%M")
-        raise CommandError.of("error.due_past", value=cleaned, now=local_now, tz=tz.key)
+        raise CommandError.of("error.due_past", value=cleaned,
+                              now=Moment(to_ms(now), tz.key), tz=tz.key)
     if due - now > limits.max_due_ahead:
         raise CommandError.of("error.due_too_far", value=cleaned, days=limits.max_due_ahead.days)
     return due
-
-
-def _local(naive: datetime, tz: ZoneInfo, typed: str) -> datetime:
-    """A wall-clock time in `tz`; one the clocks skip over is refused, and an ambiguous
-    one (the hour repeated in autumn) is read as the first of the two."""
-    aware = naive.replace(tzinfo=tz, fold=0)
-    if aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
-        raise CommandError.of("error.due_nonexistent", value=typed, tz=tz.key)
-    return aware
 
 
 def _body(
@@ -548,12 +541,12 @@ def parse_ref_command(
     """Read `REF [text]` for `command`. Without a reference, `context_ref` (the case the
     message replies to, found by the shell) is used; a word that looks like a mistyped
     reference (`KZ-042`, a Cyrillic `К`) is an error, never silently replaced."""
-    usage = text(f"command.{command}.usage")
+    usage_id = f"command.{command}.usage"
     try:
         return _parse_ref_command(command, args, lines, text_rule=text_rule,
                                   context_ref=context_ref, max_chars=max_chars)
     except CommandError as error:
-        raise error.with_usage(usage) from None
+        raise error.with_usage(text(usage_id), usage_id) from None
 
 
 def _parse_ref_command(

@@ -76,6 +76,7 @@ class Invocation:
 Handler = Callable[[Invocation], Awaitable[Reply]]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
+_SCRIPTS = {"ru": "CYRILLIC", "ar": "ARABIC"}
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,14 @@ class CommandSpec:
     def words(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
 
+    def aliases_in(self, language: str) -> tuple[str, ...]:
+        """The aliases written in `language`'s script (Cyrillic for ru, Arabic for ar)."""
+        script = _SCRIPTS.get(language)
+        if script is None:
+            return ()
+        return tuple(alias for alias in self.aliases
+                     if unicodedata.name(alias[0], "").startswith(script))
+
     def usage(self, language: str = "en") -> str:
         return text(self.usage_id, language)
 
@@ -130,7 +139,7 @@ class CommandSpec:
 
     def usage_error(self, error: CommandError, language: str = "en") -> CommandError:
         """The error with this command's usage line, unless it already carries one."""
-        return error.with_usage(self.usage(language))
+        return error.with_usage(self.usage(language), self.usage_id)
 
 
 class CommandRegistry:
@@ -203,11 +212,13 @@ class CommandRegistry:
         return self.help_overview_notice(language).text
 
     def help_overview_notice(self, language: str = "en") -> Notice:
+        """Each command with its word in the reader's language (`!alert, !тревога`)."""
         lines: list[Line] = [text("help.overview.title", language)]
         for spec in self:
-            lines.append([Code("!" + spec.name), " — " + spec.summary(language)])
+            words = ", ".join("!" + word for word in (spec.name, *spec.aliases_in(language)))
+            lines.append([Code(words), " — " + spec.summary(language)])
         lines.append(text("help.overview.footer", language))
-        return render_notice(*lines)
+        return render_notice(*lines, language=language)
 
     def help_for(self, word: str, language: str = "en") -> str:
         """Plain-text help for one command: usage, summary, help, aliases, role."""
@@ -225,7 +236,7 @@ class CommandRegistry:
                 "!" + alias for alias in spec.aliases))
         lines.append(text("help.role", language) + " " + text(f"role.{spec.role.value}",
                                                               language))
-        return render_notice(*lines)
+        return render_notice(*lines, language=language)
 
 
 def _fold_command_word(word: str) -> str:

@@ -6,6 +6,13 @@ removed, `@room` broken with a WORD JOINER so legacy clients do not ping the roo
 and HTML-escaped; nothing is ever passed through Markdown. Mentions are explicit
 `Mention` spans and are the only user ids that end up in `m.mentions`.
 
+A notice is rendered in one language. An Arabic one is right to left: its HTML is
+wrapped in `<div dir="rtl">`, and in both bodies every run of Latin letters and
+digits the bot writes (references, post ids, plates, user ids, times) sits in a
+left-to-right isolate (U+2066 … U+2069), and each line of relayed officer text in a
+first-strong isolate (U+2068 … U+2069), so `KZ-0042` and `01A123BC` never come out
+jumbled. Isolates are added after neutralising, so officer text cannot open its own.
+
 The whole notice is kept under a byte budget measured the way the event will be
 sent (JSON with ASCII escapes, before Megolm encryption and base64 grow it by a
 third), and cut with a visible "[truncated]" marker when it would not fit.
@@ -23,6 +30,7 @@ from urllib.parse import quote
 
 from commands.errors import CommandError
 from commands.model import MXID_RE
+from commands.texts import is_rtl
 from commands.texts import text as message
 
 MAX_NOTICE_BYTES = 40_000
@@ -34,6 +42,12 @@ _CONTROL_RE = re.compile(
 )
 _ROOM_MENTION_RE = re.compile(r"@(?=room)", re.IGNORECASE)
 WORD_JOINER = "\u2060"
+LRI, FSI, PDI = "\u2066", "\u2068", "\u2069"
+_LATIN_TOKEN = r"[!@#+]?[A-Za-z0-9](?:[A-Za-z0-9._:/+#@=-]*[A-Za-z0-9])?"
+_LATIN_RUN_RE = re.compile(rf"{_LATIN_TOKEN}(?:,? {_LATIN_TOKEN})*")
+"""Latin words and numbers, with the single spaces or commas between them, as one run:
+`!ack KZ-0042`, `UZ-TERMEZ, TJ-PANJ`, `2026-05-01 15:30 UTC+04:30`."""
+RTL_OPEN, RTL_CLOSE = '<div dir="rtl">', "</div>"
 _RESERVED_KEYS = frozenset({"msgtype", "body", "format", "formatted_body", "m.mentions"})
 
 
@@ -106,10 +120,20 @@ def mention_pill(user_id: str, display: str | None = None) -> str:
     return f'<a href="{escape_html(href)}">{label}</a>'
 
 
-def render_notice(*lines: Line, max_bytes: int = MAX_NOTICE_BYTES) -> Notice:
-    """Render lines of spans into a Notice whose body and HTML say the same thing."""
-    marker = " " + message("render.truncated")
+def isolate_latin(text: str) -> str:
+    """Each run of Latin letters and digits in a left-to-right isolate (for RTL text)."""
+    return _LATIN_RUN_RE.sub(lambda match: LRI + match.group(0) + PDI, text)
+
+
+def render_notice(*lines: Line, max_bytes: int = MAX_NOTICE_BYTES,
+                  language: str = "en") -> Notice:
+    """Render lines of spans into a Notice whose body and HTML say the same thing, in
+    `language`'s direction (see the module docstring for right-to-left)."""
+    rtl = is_rtl(language)
+    marker = " " + message("render.truncated", language)
     budget = max_bytes - 2 * _json_len(marker)
+    if rtl:
+        budget -= _json_len(RTL_OPEN + RTL_CLOSE)
     texts: list[str] = []
     htmls: list[str] = []
     mentions: list[str] = []
@@ -121,20 +145,25 @@ def render_notice(*lines: Line, max_bytes: int = MAX_NOTICE_BYTES) -> Notice:
             texts.append("\n")
             htmls.append("<br>")
         for span in spans:
-            body, markup, cut = _render_span(span)
+            body, markup, cut = _render_span(span, rtl, language)
             cost = _json_len(body) + _json_len(markup)
             if cost > budget:
-                body, markup = _fit(span, budget)
+                body, markup = _fit(span, budget, rtl)
                 texts.append(body + marker)
                 htmls.append(markup + escape_html(marker))
-                return Notice("".join(texts), "".join(htmls), tuple(mentions), True)
+                return Notice("".join(texts), _direction("".join(htmls), rtl),
+                              tuple(mentions), True)
             budget -= cost
             texts.append(body)
             htmls.append(markup)
             truncated = truncated or cut
             if isinstance(span, Mention) and span.user_id not in mentions:
                 mentions.append(span.user_id)
-    return Notice("".join(texts), "".join(htmls), tuple(mentions), truncated)
+    return Notice("".join(texts), _direction("".join(htmls), rtl), tuple(mentions), truncated)
+
+
+def _direction(markup: str, rtl: bool) -> str:
+    return RTL_OPEN + markup + RTL_CLOSE if rtl else markup
 
 
 def notice_content(
@@ -171,30 +200,48 @@ def notice_content(
 
 def render_command_error(error: CommandError, language: str = "en") -> Notice:
     """What the officer reads when a command is refused: the problem, near matches, usage."""
-    lines: list[Line] = [error.message]
+    lines: list[Line] = [error.message_in(language)]
     if error.suggestions:
         lines.append(message("error.suggestions", language, suggestions=", ".join(
             error.suggestions)))
-    if error.usage:
-        lines.append([message("error.usage", language) + " ", Code(error.usage)])
-    return render_notice(*lines)
+    usage = error.usage_in(language)
+    if usage:
+        lines.append([message("error.usage", language) + " ", Code(usage)])
+    return render_notice(*lines, language=language)
 
 
-def _render_span(span: Span) -> tuple[str, str, bool]:
+def _render_span(span: Span, rtl: bool = False, language: str = "en") -> tuple[str, str, bool]:
     """(body, html, cut) for one span; `cut` when a Relayed span hit its own limit."""
     if isinstance(span, Mention):
         display = neutralise(span.display or span.user_id)
-        return display, mention_pill(span.user_id, span.display), False
+        if not rtl:
+            return display, mention_pill(span.user_id, span.display), False
+        pill = mention_pill(span.user_id, span.display)
+        opening = pill.index(">") + 1
+        return (LRI + display + PDI,
+                pill[:opening] + LRI + pill[opening:-len("</a>")] + PDI + "</a>", False)
     if isinstance(span, Relayed):
         clean = neutralise(span.text)
         if span.max_chars is not None and len(clean) > span.max_chars:
-            clean = clean[: span.max_chars].rstrip() + " " + message("render.truncated")
-            body, markup = _textual(span, clean)
+            clean = (clean[: span.max_chars].rstrip() + " "
+                     + message("render.truncated", language))
+            body, markup = _textual(span, _directed(span, clean, rtl))
             return body, markup, True
-        body, markup = _textual(span, clean)
+        body, markup = _textual(span, _directed(span, clean, rtl))
         return body, markup, False
-    body, markup = _textual(span, neutralise(_raw(span)))
+    body, markup = _textual(span, _directed(span, neutralise(_raw(span)), rtl))
     return body, markup, False
+
+
+def _directed(span: Span, clean: str, rtl: bool) -> str:
+    """For a right-to-left notice: Latin runs isolated; each line of relayed text in a
+    first-strong isolate, so a Russian or English line keeps its own direction."""
+    if not rtl or not clean:
+        return clean
+    if isinstance(span, Relayed):
+        return "\n".join(FSI + isolate_latin(line) + PDI if line else line
+                         for line in clean.split("\n"))
+    return isolate_latin(clean)
 
 
 def _textual(span: Span, clean: str) -> tuple[str, str]:
@@ -210,7 +257,7 @@ def _raw(span: str | Code | Strong) -> str:
     return span if isinstance(span, str) else span.text
 
 
-def _fit(span: Span, budget: int) -> tuple[str, str]:
+def _fit(span: Span, budget: int, rtl: bool = False) -> tuple[str, str]:
     """The longest prefix of a textual span that fits the budget; a pill is dropped whole."""
     if isinstance(span, Mention) or budget <= 0:
         return "", ""
@@ -218,12 +265,12 @@ def _fit(span: Span, budget: int) -> tuple[str, str]:
     low, high = 0, len(clean)
     while low < high:
         middle = (low + high + 1) // 2
-        body, markup = _textual(span, clean[:middle])
+        body, markup = _textual(span, _directed(span, clean[:middle], rtl))
         if _json_len(body) + _json_len(markup) <= budget:
             low = middle
         else:
             high = middle - 1
-    return _textual(span, clean[:low])
+    return _textual(span, _directed(span, clean[:low], rtl))
 
 
 def _json_len(value: str) -> int:

@@ -4,20 +4,38 @@ Two kinds of entries live here:
 
 - the *vocabulary* officers type: command words, priority names, option keys and
   the word for "neighbours", each with Russian and Arabic aliases;
-- the *messages* the bot writes, by message id, in English. `text()` looks a
-  message up in the reader's language and falls back to English, so moving the
-  messages into gettext catalogues for ru and ar later changes only this module.
+- the *messages* the bot writes, by message id. English is the source, here in
+  `MESSAGES`; Russian and Arabic live in gettext catalogues,
+  `commands/locale/<lang>/LC_MESSAGES/liaison.po`, whose msgids are these message
+  ids (each entry carries its English as an extracted comment, so a translator
+  sees the source and a changed English shows up as stale). `text()` looks a
+  message up in the reader's language and falls back to English.
+
+Catalogues are compiled to `.mo` by `python -m devkit.catalogues compile` (the
+Makefile's setup step); when no up-to-date `.mo` sits beside a `.po` (a fresh
+clone, a `pip install .`), the `.po` is read directly with Babel.
 
 Templates use `str.format` fields; values (which may come from officers) are
-inserted as data and never interpreted as format strings.
+inserted as data and never interpreted as format strings. A value that must be
+rendered in the reader's language (a noun, a time) is passed as a `Localizable`
+(`Term`, `commands.localtime.Moment`) and rendered when the text is; integers are
+formatted with the reader's locale.
 """
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
-from commands.model import Priority
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+
+from commands.model import LANGUAGES, Priority
 
 # --- vocabulary -------------------------------------------------------------------------
 
@@ -58,6 +76,22 @@ OPTION_KEYS: Mapping[str, tuple[str, ...]] = {
 NEIGHBOUR_WORDS: tuple[str, ...] = ("neighbours", "neighbors", "соседи", "الجيران", "جيران")
 """Target words meaning "the origin post's neighbours"; canonical form first."""
 
+LANGUAGE_WORDS: Mapping[str, tuple[str, ...]] = {
+    "en": ("english", "eng", "английский", "англ", "الإنجليزية", "انجليزي", "إنجليزي"),
+    "ru": ("russian", "rus", "русский", "рус", "الروسية", "روسي"),
+    "ar": ("arabic", "ara", "арабский", "العربية", "عربي"),
+}
+"""What `!lang` accepts besides the codes: each language's name in the three."""
+
+DAY_WORDS: Mapping[int, tuple[str, ...]] = {
+    0: ("today", "сегодня", "اليوم"),
+    1: ("tomorrow", "завтра", "غدا", "غدًا"),
+}
+"""Words before a clock time (`due: tomorrow 09:00`): days after today in the sender's zone."""
+
+TIME_FIELD_KEYS: tuple[str, ...] = ("eta", "прибытие", "الوصول", "وصول")
+"""Case field keys whose value is a time of day (`eta: 18:30`), shown in each reader's zone."""
+
 _ARABIC_MARKS = {chr(c) for c in range(0x064B, 0x0653)} | {"\u0640", "\u0670"}
 _ARABIC_ALEFS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا"})
 
@@ -96,7 +130,7 @@ MESSAGES: Mapping[str, str] = {
     "command.request.summary": "Ask other posts a question that needs an answer.",
     "command.request.help": (
         "Written like !alert, and the targets must reply, not only acknowledge.\n"
-        "due: the deadline for the answer: 4h or 90m from now, 18:00 today, "
+        "due: the deadline for the answer: 4h or 90m from now, 18:00 today, tomorrow 09:00, "
         "2026-12-01 18:00 or 2026-12-01T18:00 in your post's time zone."
     ),
     "command.ack.usage": "!ack CASE",
@@ -140,6 +174,19 @@ MESSAGES: Mapping[str, str] = {
     "command.escalations.usage": "!escalations",
     "command.escalations.summary": "List current escalations (supervisors).",
     "command.escalations.help": "Cases past their deadlines and who has been told.",
+    # times (see commands.localtime): the reader's time, its offset, the origin's beside
+    "time.format": "{date} {clock} {offset}",
+    "time.clock": "{clock} {offset}",
+    "time.beside": "{time} (sender's time {origin})",
+    "unit.d": "{n}d",
+    "unit.h": "{n}h",
+    "unit.m": "{n}m",
+    "unit.s": "{n}s",
+    "unit.join": "",
+    # !lang
+    "lang.set": "This room now reads the bot in English.",
+    "lang.current": "This room reads the bot in English. Change it with !lang ru or !lang ar.",
+    "error.lang_unknown": "{value} is not a language I write; use en, ru or ar.",
     # help
     "help.overview.title": "Commands:",
     "help.overview.footer": "Type !help COMMAND for details, e.g. !help alert.",
@@ -207,13 +254,16 @@ MESSAGES: Mapping[str, str] = {
         "Use !request to ask for an answer by a time."
     ),
     "error.due_unreadable": (
-        "{value} is not a deadline; write 4h, 90m, 18:00, 2026-12-01 18:00 "
+        "{value} is not a deadline; write 4h, 90m, 18:00, tomorrow 09:00, 2026-12-01 18:00 "
         "or 2026-12-01T18:00."
     ),
-    "error.due_past": "The due time {value} is in the past (it is now {now} in {tz}).",
+    "error.due_past": "The due time {value} is in the past: it is now {now} in {tz}.",
     "error.due_too_far": "The due time {value} is more than {days} days away.",
     "error.due_nonexistent": (
         "{value} does not exist in {tz}: the clocks change then. Pick another time."
+    ),
+    "error.due_ambiguous": (
+        "{value} happens twice in {tz}: the clocks go back then. Add the offset, e.g. {example}."
     ),
     "error.case_empty": (
         "The {kind} is empty: add key: value lines or text below the first line."
@@ -450,6 +500,10 @@ MESSAGES: Mapping[str, str] = {
     "case.timeline.escalated": "{time} escalated about {post}{late}",
     "case.timeline.snoozed": "{time} reminders snoozed by {post} ({who})",
     "case.timeline.late": " (late)",
+    "error.invalid_text": (
+        "I could not read this message: it contains broken characters (text that is not "
+        "valid Unicode), so I did not act on it. Type it again and send it once more."
+    ),
     # flood control (bot.flood)
     "flood.user": (
         "Too many commands at once: I take at most {count} in {per} from one person, so I "
@@ -461,12 +515,98 @@ MESSAGES: Mapping[str, str] = {
         "room, so I did not act on this one. For the next {per} I skip your commands over "
         "that limit without answering each; send again then whatever still needs doing."
     ),
+    # the shell's own answers (bot.events, bot.undecryptable, bot.devicewatch)
+    "bot.unencrypted_warning": (
+        "This room is not end-to-end encrypted, so Liaison will not act on anything said here "
+        "and will not send anything here. Turn on encryption in the room settings and ask again."
+    ),
+    "bot.untrusted_device": (
+        "I did not act on this: it was sent from a device that is not cross-signed by its "
+        "owner, and this Liaison accepts commands only from verified (cross-signed) devices. "
+        "Verify this session from one of your other sessions, then send it again."
+    ),
+    "bot.incident": (
+        "Sorry, something went wrong on my side and I could not do this. "
+        "Incident {incident} is logged; the operator can look it up."
+    ),
+    "bot.undecryptable": (
+        "I could not decrypt your message, so I did not act on it: your device did not share "
+        "its key with me. Please send it again. If this keeps happening, check that this "
+        "session is verified and that the bot is not excluded as an unverified device."
+    ),
+    "device.new": "{user} has signed in on a new device:",
+    "device.unnamed": "unnamed",
+    "device.warning": (
+        "Messages in this room are now also encrypted to it. If this was not them, "
+        "tell a supervisor at once and remove them from the room."
+    ),
     # rendering
     "render.truncated": "[truncated]",
 }
 
-CATALOGUES: Mapping[str, Mapping[str, str]] = {"en": MESSAGES}
-"""Messages per language; ru and ar fall back to English until their catalogues exist."""
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+DOMAIN = "liaison"
+RTL_LANGUAGES = frozenset({"ar"})
+"""Languages written right to left: their notices get `dir="rtl"` and isolated Latin."""
+
+
+def catalogue_path(language: str, suffix: str = ".po") -> Path:
+    return LOCALE_DIR / language / "LC_MESSAGES" / (DOMAIN + suffix)
+
+
+@functools.cache
+def catalogue(language: str) -> Mapping[str, str]:
+    """The messages of one language by message id: English from `MESSAGES`, the others
+    from their compiled `.mo` when it is at least as new as the `.po`, else from the `.po`.
+    Fuzzy and empty entries count as missing (and fall back to English)."""
+    if language == "en" or language not in LANGUAGES:
+        return MESSAGES
+    po, mo = catalogue_path(language), catalogue_path(language, ".mo")
+    if not po.exists():
+        return {}
+    if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+        with mo.open("rb") as handle:
+            loaded = read_mo(handle)
+    else:
+        with po.open("rb") as handle:
+            loaded = read_po(handle, locale=language, domain=DOMAIN)
+    return {str(message.id): str(message.string) for message in loaded
+            if message.id and isinstance(message.id, str) and isinstance(message.string, str)
+            and message.string and not message.fuzzy}
+
+
+@runtime_checkable
+class Localizable(Protocol):
+    """A template value rendered in the reader's language when the text is."""
+
+    def localized(self, language: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class Term:
+    """A message id used as a value: `Term("noun.ref")` reads "the case reference" in
+    English and its translation elsewhere."""
+
+    msg_id: str
+
+    def localized(self, language: str) -> str:
+        return text(self.msg_id, language)
+
+    def __str__(self) -> str:
+        return text(self.msg_id)
+
+
+def format_number(value: int | float, language: str = "en") -> str:
+    """A number in the reader's locale (`8,000`, `8 000`)."""
+    return format_decimal(value, locale=language if language in LANGUAGES else "en")
+
+
+def _value(value: object, language: str) -> object:
+    if isinstance(value, Localizable):
+        return value.localized(language)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return format_number(value, language)
+    return value
 
 
 def text(msg_id: str, language: str = "en", /, **params: object) -> str:
@@ -474,9 +614,15 @@ def text(msg_id: str, language: str = "en", /, **params: object) -> str:
 
     Raises KeyError for an unknown id: a typo in a message id is a bug, not input.
     """
-    template = CATALOGUES.get(language, MESSAGES).get(msg_id) or MESSAGES[msg_id]
-    return template.format(**params) if params else template
+    template = catalogue(language).get(msg_id) or MESSAGES[msg_id]
+    if not params:
+        return template
+    return template.format(**{key: _value(value, language) for key, value in params.items()})
 
 
 def has_text(msg_id: str) -> bool:
     return msg_id in MESSAGES
+
+
+def is_rtl(language: str) -> bool:
+    return language in RTL_LANGUAGES

@@ -35,13 +35,17 @@ class DemoPost:
 
 
 DEMO_POSTS = (
-    DemoPost("KZ-ZHIBEK-ZHOLY", {"en": "Zhibek Zholy border post", "ru": "Погранпост Жибек Жолы"},
+    DemoPost("KZ-ZHIBEK-ZHOLY", {"en": "Zhibek Zholy border post", "ru": "Погранпост Жибек Жолы",
+                                 "ar": "مركز جيبيك جولي الحدودي"},
              "KZ", "border", "ru", "Asia/Almaty", "aigerim"),
     DemoPost("UZ-TERMEZ", {"en": "Termez customs post", "ru": "Таможенный пост Термез"},
-             "UZ", "customs", "ru", "Asia/Tashkent", "bekzod"),
-    DemoPost("TJ-PANJ", {"en": "Panj border post", "ru": "Погранпост Пяндж"},
-             "TJ", "border", "en", "Asia/Dushanbe", "farrukh"),
+             "UZ", "customs", "en", "Asia/Tashkent", "bekzod"),
+    DemoPost("AF-HAIRATAN", {"en": "Hairatan border post", "ru": "Погранпост Хайратан",
+                             "ar": "مركز حيرتان الحدودي"},
+             "AF", "border", "ar", "Asia/Kabul", "ahmad"),
 )
+"""One case crosses the three working languages: Almaty writes in Russian, Termez reads
+English, Hairatan reads Arabic (right to left, Kabul time at +4:30)."""
 
 
 class Narrator:
@@ -149,16 +153,16 @@ async def ask(narrator: Narrator, officer: Officer, post_id: str, room_id: str, 
 
 CASE_KEY = "org.liaison.case"
 ALERT = (
-    "!alert urgent to:UZ-TERMEZ,TJ-PANJ tlp:amber cat:drugs grade:B2\n"
-    "vehicle: white Kamaz, plate 01A123BC\n"
-    "route: Hairatan -> Termez\n"
-    "eta: 18:30\n"
-    "Suspected heroin in a cement load. Driver known from case 2026/117."
+    "!тревога срочно кому:UZ-TERMEZ,AF-HAIRATAN тлп:amber кат:drugs оценка:B2\n"
+    "транспорт: белый КамАЗ, номер 01A123BC\n"
+    "маршрут: مزار شریف -> Хайратан -> Термез\n"
+    "прибытие: 18:30\n"
+    "Подозрение на героин в грузе цемента. Водитель проходил по делу 2026/117."
 )
 
 
 def case_ref(message: SeenMessage) -> str:
-    match = re.match(r"([A-Z]{2}-\d{4,})", message.body or "")
+    match = re.search(r"([A-Z]{2}-\d{4,})", message.body or "")
     if match is None:
         raise RuntimeError(f"no case reference in the bot's answer: {message.body!r}")
     return match.group(1)
@@ -178,36 +182,36 @@ async def relayed(narrator: Narrator, officer: Officer, post_id: str, room_id: s
 
 async def converse(narrator: Narrator, officers: dict[str, Officer], rooms: dict[str, str],
                    bot_user: str) -> None:
-    kz, uz, tj = "KZ-ZHIBEK-ZHOLY", "UZ-TERMEZ", "TJ-PANJ"
+    kz, uz, af = "KZ-ZHIBEK-ZHOLY", "UZ-TERMEZ", "AF-HAIRATAN"
     narrator.step("An officer at the Kazakh post checks the bot is there")
     await ask(narrator, officers[kz], kz, rooms[kz], bot_user, "!ping")
 
-    narrator.step("She posts an urgent AMBER alert for Termez and Panj")
+    narrator.step("She posts an urgent AMBER alert for Termez and Hairatan, in Russian")
     answer = await ask(narrator, officers[kz], kz, rooms[kz], bot_user, ALERT)
     ref = case_ref(answer)
 
-    narrator.step(f"Both targets receive {ref} in their own encrypted rooms")
+    narrator.step(f"Termez reads {ref} in English, Hairatan in Arabic at Kabul time")
     uz_case = await relayed(narrator, officers[uz], uz, rooms[uz], bot_user, ref)
-    tj_case = await relayed(narrator, officers[tj], tj, rooms[tj], bot_user, ref)
+    af_case = await relayed(narrator, officers[af], af, rooms[af], bot_user, ref)
 
     narrator.step("Termez acknowledges with a 👍 reaction; the Kazakh post is told")
     narrator.said(uz, officers[uz].user_id, f"👍 (a reaction on {ref})")
     await officers[uz].react(rooms[uz], uz_case.event_id, "👍")
     await relayed(narrator, officers[kz], kz, rooms[kz], bot_user, ref, "ack")
 
-    narrator.step("Panj answers in the case's thread; the Kazakh post reads it in its thread")
-    said = "Seen the Kamaz at 18:40, heading for the bridge."
-    narrator.said(tj, officers[tj].user_id, f"(in the {ref} thread) {said}")
-    await officers[tj].send_text(rooms[tj], said, thread_root=tj_case.event_id)
+    narrator.step("Hairatan answers in Arabic in the case's thread; Almaty reads it in its thread")
+    said = "شوهدت الشاحنة الساعة 18:40 متجهة نحو الجسر."
+    narrator.said(af, officers[af].user_id, f"(in the {ref} thread) {said}")
+    await officers[af].send_text(rooms[af], said, thread_root=af_case.event_id)
     await relayed(narrator, officers[kz], kz, rooms[kz], bot_user, ref, "reply")
 
     narrator.step("The Kazakh officer answers in her thread; both posts read it in theirs")
-    said = "Thank you. Please stop it at the bridge; we send the file now."
+    said = "Спасибо. Остановите его на мосту, материалы направляем."
     narrator.said(kz, officers[kz].user_id, f"(in the {ref} thread) {said}")
     await officers[kz].send_text(rooms[kz], said,
                                  thread_root=answer.relates_to["m.in_reply_to"]["event_id"])
     await relayed(narrator, officers[uz], uz, rooms[uz], bot_user, ref, "reply")
-    await relayed(narrator, officers[tj], tj, rooms[tj], bot_user, ref, "reply")
+    await relayed(narrator, officers[af], af, rooms[af], bot_user, ref, "reply")
 
     narrator.step("A group may not receive AMBER: the bot refuses and says why")
     await ask(narrator, officers[kz], kz, rooms[kz], bot_user,
@@ -217,7 +221,7 @@ async def converse(narrator: Narrator, officers: dict[str, Officer], rooms: dict
     await ask(narrator, officers[kz], kz, rooms[kz], bot_user, f"!status {ref}")
     await ask(narrator, officers[kz], kz, rooms[kz], bot_user,
               f"!close {ref} 40 kg seized at Termez")
-    await relayed(narrator, officers[tj], tj, rooms[tj], bot_user, ref, "closed")
+    await relayed(narrator, officers[af], af, rooms[af], bot_user, ref, "closed")
 
     narrator.step("An officer at Termez mistypes a command and gets a useful answer")
     await ask(narrator, officers[uz], uz, rooms[uz], bot_user, "!pign")

@@ -414,6 +414,16 @@ class LocalSynapse:
         )
         return user_id
 
+    async def override_message_rate(self, user_id: str, *, per_second: int, burst: int) -> None:
+        """Set `user_id`'s own message rate limit (0 and 0: none, as `register` leaves it);
+        a test slows the bot down with it so its messages queue up."""
+        await self.request(
+            "POST",
+            f"/_synapse/admin/v1/users/{user_id}/override_ratelimit",
+            {"messages_per_second": per_second, "burst_count": burst},
+            token=await self._admin(),
+        )
+
     async def _shared_secret_register(
         self, localpart: str, password: str, admin: bool, displayname: str | None
     ) -> dict[str, Any]:

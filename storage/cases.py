@@ -5,7 +5,8 @@ reference is never reused. Each delivery keeps the outbox `txn_id` of its relaye
 message; the relayed event id is read from the outbox row once the message is
 sent, which is how a reaction or a reply to that event finds its delivery
 (`delivery_by_relayed_event`). Every change of state here also appends to the
-case's timeline, in the same transaction.
+case's timeline, in the same transaction, and every timeline entry to the audit log
+(`record_case_event`), without its content.
 
 The functions take a connection inside the caller's transaction
 (`Database.transaction()`, or `Database.read()` for the read-only ones).
@@ -23,6 +24,7 @@ import aiosqlite
 
 from commands.model import Priority, Tlp
 from commands.parser import CaseKind
+from storage import audit
 
 CaseState = Literal["open", "closed", "cancelled"]
 DeliveryState = Literal["routed", "acknowledged", "answered"]
@@ -45,6 +47,8 @@ class TimelineKind(StrEnum):
     REPLIED = "replied"
     EDITED = "edited"
     REDACTED = "redacted"
+    PURGED = "purged"
+    """Its content was removed under the retention policy (see `storage.retention`)."""
 
 
 @dataclass(frozen=True)
@@ -410,6 +414,51 @@ async def add_timeline(
         "INSERT INTO timeline (case_id, kind, post, actor, ms, detail) VALUES (?, ?, ?, ?, ?, ?)",
         (case_id, kind.value, post, actor, ms, _dump(dict(detail or {}))),
     )
+    await record_case_event(conn, case_id, kind, ms=ms, post=post, actor=actor, detail=detail)
+
+
+RECORDED_KEYS = frozenset({"target", "reason", "detail", "event_id", "changes", "step",
+                           "due_ms", "late", "rooms", "unreachable", "until_ms", "for",
+                           "messages", "timeline_details"})
+"""The timeline detail keys that hold ids, reasons and times, never what officers wrote
+(an update's `text`, a closure's `outcome`): the audit log keeps only these, and so does
+a case's timeline once the case is purged."""
+
+
+def recordable(detail: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The part of a timeline detail that is not content (`RECORDED_KEYS`)."""
+    return {key: value for key, value in (detail or {}).items() if key in RECORDED_KEYS}
+
+
+async def record_case_event(
+    conn: aiosqlite.Connection,
+    case_id: int,
+    kind: str,
+    *,
+    ms: int,
+    post: str | None,
+    actor: str | None,
+    detail: Mapping[str, Any] | None,
+) -> None:
+    """Append a timeline entry to the audit log: its kind is the action, the room is the
+    post's (its delivery's room, or the origin room), the detail only `recordable`."""
+    async with conn.execute(
+        "SELECT c.ref, c.kind, c.priority, c.tlp, c.category, c.origin_post, c.origin_room,"
+        " (SELECT d.room_id FROM deliveries d WHERE d.case_id = c.id AND d.post = ?)"
+        " FROM cases c WHERE c.id = ?",
+        (post, case_id),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        raise LookupError(f"case {case_id} does not exist")
+    recorded = recordable(detail)
+    if post is not None:
+        recorded["post"] = post
+    if kind == TimelineKind.CREATED:
+        recorded.update(kind=row[1], priority=row[2], tlp=row[3], category=row[4])
+    room_id = row[7] if row[7] is not None else (row[6] if post == row[5] else None)
+    await audit.append(conn, ts_ms=ms, actor=actor or audit.LIAISON, action=str(kind),
+                       case_ref=row[0], room_id=room_id, detail=recorded)
 
 
 async def timeline(conn: aiosqlite.Connection, case_id: int) -> list[TimelineEntry]:

@@ -22,6 +22,7 @@ import aiosqlite
 from commands.chasing import Action, ChaseSubject, Phase, PlannedStep
 from commands.model import Priority
 from commands.report import ReportDelivery
+from storage.cases import record_case_event
 
 
 @dataclass(frozen=True)
@@ -301,11 +302,13 @@ async def cases_sent(conn: aiosqlite.Connection, *, since_ms: int, posts: Iterab
 async def add_timeline(conn: aiosqlite.Connection, case_id: int, kind: str, *, ms: int,
                        post: str | None = None, actor: str | None = None,
                        detail: Mapping[str, Any] | None = None) -> None:
-    """Append a chase event (`reminded`, `escalated`, `snoozed`) to the case's timeline."""
+    """Append a chase event (`reminded`, `escalated`, `snoozed`) to the case's timeline,
+    and to the audit log (`storage.cases.record_case_event`)."""
     await conn.execute(
         "INSERT INTO timeline (case_id, kind, post, actor, ms, detail) VALUES (?, ?, ?, ?, ?, ?)",
         (case_id, kind, post, actor, ms, _dump(dict(detail or {}))),
     )
+    await record_case_event(conn, case_id, kind, ms=ms, post=post, actor=actor, detail=detail)
 
 
 # --- direct rooms -----------------------------------------------------------------------

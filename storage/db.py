@@ -266,6 +266,23 @@ class Database:
             raise MigrationError(f"migration {migration.name} failed: {error}") from error
 
 
+@asynccontextmanager
+async def read_only(path: Path) -> AsyncIterator[aiosqlite.Connection]:
+    """A connection that can only read the existing database at `path`, seeing one
+    snapshot for the whole block; safe beside the running bot (WAL), and it never
+    migrates. For the command line's exports and checks."""
+    if not await asyncio.to_thread(path.is_file):
+        raise FileNotFoundError(f"there is no database at {path}")
+    connection = await aiosqlite.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                         isolation_level=None)
+    try:
+        await connection.execute("PRAGMA busy_timeout = 5000")
+        await connection.execute("BEGIN")
+        yield connection
+    finally:
+        await connection.close()
+
+
 def _create_private_file(path: Path) -> None:
     """Create `path` (and a 0700 parent directory) readable by the owner only."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -15,9 +15,12 @@ from typing import Any, Protocol
 import pytest
 import pytest_asyncio
 
+from bot.oversight import describe
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer
 from devkit.synapse import LocalSynapse
+from storage import audit
+from storage.db import read_only
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -101,3 +104,14 @@ async def bot_factory(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[Bo
         await bot.stop()
         # Shown by pytest only when the test failed.
         print(f"--- log of {bot.user_id} ---\n{bot.log_tail(60)}")
+    for bot in bots:  # whatever a test did to the bot, its record still holds together
+        await assert_audit_chain_intact(bot)
+
+
+async def assert_audit_chain_intact(bot: BotProcess) -> None:
+    database = bot.data_dir / "liaison.db"
+    if not database.exists():
+        return
+    async with read_only(database) as conn:
+        check = await audit.verify(conn)
+    assert check.ok, f"audit log of {bot.user_id}: {describe(check)}"

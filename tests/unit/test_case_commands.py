@@ -187,7 +187,7 @@ async def test_alert_is_stored_and_relayed_to_each_target_with_ref_and_tlp(bot: 
     assert uz[0].content["body"] == (
         "TLP:AMBER Urgent alert KZ-0001\n"
         "Share only within your organisation, on a need-to-know basis.\n"
-        "From Zhibek post (KZ-ZHIBEK), 2026-05-01 15:00 +05:00\n"
+        "From Zhibek post (KZ-ZHIBEK), 2026-05-01 15:00 +05:00 (sender's time 10:00 +00:00)\n"
         "Category: drugs · Grading: B2\n"
         "vehicle: white Kamaz, plate 01A123BC\n"
         "route: Hairatan -> Termez\n"

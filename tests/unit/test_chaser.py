@@ -276,7 +276,7 @@ async def test_a_request_acknowledged_but_not_answered_is_chased_for_the_answer(
     assert reminder.room_id == UZ_ROOM
     assert reminder.content["body"].startswith(
         "TLP:GREEN Reminder: KZ-0001, Flash request from Zhibek (KZ-ZHIBEK), needs an answer; "
-        "it was due 2026-05-01 15:45 +05:00.")
+        "it was due 2026-05-01 15:45 +05:00 (sender's time 10:45 +00:00).")
     await bot.say(KZ_ROOM, KZ, "!close KZ-0001 found him")
     for minutes in (60, 75, 200):
         await bot.at(minutes)

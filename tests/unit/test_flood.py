@@ -117,6 +117,14 @@ def test_a_refused_command_spends_no_token_of_the_other_bucket() -> None:
     assert admitted(flood, 5, user="@b:x") == 1
 
 
+def test_a_backlog_sent_at_a_normal_pace_is_no_flood_when_it_is_handled_at_once() -> None:
+    # The router passes each command's server timestamp: thirty commands sent one every
+    # six seconds while the bot was down are all admitted when it catches up.
+    flood = gate()
+    assert sum(flood.admit("@kz:x", "!kz:x", number * 6_000).admitted
+               for number in range(30)) == 30
+
+
 def test_no_limits_admit_everything() -> None:
     assert admitted(gate(per_user=None, per_room=None), 1000) == 1000
 

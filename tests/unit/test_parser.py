@@ -335,7 +335,11 @@ def test_lookalike_error_suggests_the_latin_spelling() -> None:
         ("2026-12-01 18:00", BERLIN, datetime(2026, 12, 1, 17, 0, tzinfo=UTC)),
         ("2026-12-01T18:00Z", BERLIN, datetime(2026, 12, 1, 18, 0, tzinfo=UTC)),
         ("2026-12-01T18:00+03:00", BERLIN, datetime(2026, 12, 1, 15, 0, tzinfo=UTC)),
-        ("2026-10-25T02:30", BERLIN, datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),  # first 02:30
+        ("2026-10-25T02:30+02:00", BERLIN, datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+        ("tomorrow 09:00", TASHKENT, datetime(2026, 5, 2, 4, 0, tzinfo=UTC)),
+        ("завтра 09:00", TASHKENT, datetime(2026, 5, 2, 4, 0, tzinfo=UTC)),
+        ("غدًا ٠٩:٠٠", TASHKENT, datetime(2026, 5, 2, 4, 0, tzinfo=UTC)),
+        ("Tomorrow  9:30", BERLIN, datetime(2026, 5, 2, 7, 30, tzinfo=UTC)),
         ("١٨:٠٠", TASHKENT, datetime(2026, 5, 1, 13, 0, tzinfo=UTC)),
     ],
 )
@@ -348,24 +352,27 @@ def test_due_formats(typed: str, tz: ZoneInfo, due: datetime) -> None:
 @pytest.mark.parametrize(
     ("typed", "message"),
     [
-        ("14:59", "The due time 14:59 is in the past (it is now 2026-05-01 15:00 in "
-                  "Asia/Tashkent)."),
-        ("15:00", "The due time 15:00 is in the past (it is now 2026-05-01 15:00 in "
-                  "Asia/Tashkent)."),
-        ("2026-04-30T18:00", "The due time 2026-04-30T18:00 is in the past (it is now "
-                             "2026-05-01 15:00 in Asia/Tashkent)."),
-        ("soon", "soon is not a deadline; write 4h, 90m, 18:00, 2026-12-01 18:00 or "
+        ("14:59", "The due time 14:59 is in the past: it is now 2026-05-01 15:00 +05:00 in "
+                  "Asia/Tashkent."),
+        ("15:00", "The due time 15:00 is in the past: it is now 2026-05-01 15:00 +05:00 in "
+                  "Asia/Tashkent."),
+        ("2026-04-30T18:00", "The due time 2026-04-30T18:00 is in the past: it is now "
+                             "2026-05-01 15:00 +05:00 in Asia/Tashkent."),
+        ("soon", "soon is not a deadline; write 4h, 90m, 18:00, tomorrow 09:00, "
+                 "2026-12-01 18:00 or "
                  "2026-12-01T18:00."),
-        ("0m", "0m is not a deadline; write 4h, 90m, 18:00, 2026-12-01 18:00 or "
+        ("0m", "0m is not a deadline; write 4h, 90m, 18:00, tomorrow 09:00, "
+                 "2026-12-01 18:00 or "
                "2026-12-01T18:00."),
-        ("25:00", "25:00 is not a deadline; write 4h, 90m, 18:00, 2026-12-01 18:00 or "
+        ("25:00", "25:00 is not a deadline; write 4h, 90m, 18:00, tomorrow 09:00, "
+                 "2026-12-01 18:00 or "
                   "2026-12-01T18:00."),
         ("2026-02-30T10:00", "2026-02-30T10:00 is not a deadline; write 4h, 90m, 18:00, "
-                             "2026-12-01 18:00 or 2026-12-01T18:00."),
+                             "tomorrow 09:00, 2026-12-01 18:00 or 2026-12-01T18:00."),
         ("0001-01-01T00:00+01:00", "0001-01-01T00:00+01:00 is not a deadline; write 4h, 90m, "
-                                   "18:00, 2026-12-01 18:00 or 2026-12-01T18:00."),
+                                   "18:00, tomorrow 09:00, 2026-12-01 18:00 or 2026-12-01T18:00."),
         ("0001-01-01 03:00", "0001-01-01 03:00 is not a deadline; write 4h, 90m, 18:00, "
-                             "2026-12-01 18:00 or 2026-12-01T18:00."),
+                             "tomorrow 09:00, 2026-12-01 18:00 or 2026-12-01T18:00."),
         ("999999w", "The due time 999999w is more than 366 days away."),
         ("2030-01-01T00:00", "The due time 2030-01-01T00:00 is more than 366 days away."),
     ],
@@ -379,6 +386,19 @@ def test_due_in_the_spring_gap_does_not_exist() -> None:
     error = error_of("!request urgent due:2027-03-28T02:30\nx", tz=BERLIN)
     assert error.message == ("2027-03-28T02:30 does not exist in Europe/Berlin: the clocks "
                              "change then. Pick another time.")
+
+
+def test_due_in_the_autumn_repeat_is_ambiguous_and_says_how_to_write_it() -> None:
+    error = error_of("!request urgent due:2026-10-25T02:30\nx", tz=BERLIN)
+    assert error.msg_id == "error.due_ambiguous"
+    assert error.message == ("2026-10-25T02:30 happens twice in Europe/Berlin: the clocks go "
+                             "back then. Add the offset, e.g. 2026-10-25T02:30+02:00.")
+
+
+def test_due_past_and_gap_errors_read_in_the_senders_language() -> None:
+    error = error_of("!request urgent due:14:59\nx")
+    assert error.message_in("ru") == ("Срок 14:59 уже прошёл: сейчас 01.05.2026 15:00 "
+                                      "UTC+05:00 (Asia/Tashkent).")
 
 
 def test_format_due_is_utc_and_as_precise_as_needed() -> None:

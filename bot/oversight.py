@@ -1,0 +1,150 @@
+"""The record, for operators and oversight: `liaison audit verify` and `liaison export`.
+
+Both read the database through a read-only snapshot (`storage.db.read_only`), safe
+while the bot runs, and neither needs the bot's secrets: only the configuration's
+`data_dir`. An export is itself recorded on the audit log (who exported what) once the
+file is written; verifying changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosqlite
+
+from storage import audit, export
+from storage.audit import AuditAction, ChainCheck
+from storage.db import Database, read_only
+
+
+class NoAuditLog(RuntimeError):
+    """The database predates the audit log (or is not Liaison's)."""
+
+
+def parse_since(value: str) -> datetime:
+    """`--since`: a date (`2026-03-01`, midnight UTC) or an ISO 8601 time (UTC unless it
+    names an offset)."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a date; write 2026-03-01 or 2026-03-01T18:00+05:00") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def _require_audit_log(conn: aiosqlite.Connection) -> None:
+    async with conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
+    ) as cursor:
+        if await cursor.fetchone() is None:
+            raise NoAuditLog("this database has no audit log yet: start this version of "
+                             "Liaison once to upgrade it")
+
+
+# --- liaison audit verify ---------------------------------------------------------------
+
+
+def describe(check: ChainCheck) -> str:
+    """What `liaison audit verify` prints."""
+    lines = []
+    if check.ok:
+        lines.append(f"{check.entries} entries, chain intact")
+    elif check.bad_seq is None:
+        lines.append(f"audit chain broken: {check.reason}")
+    else:
+        known = ", ".join(part for part in (export.iso(check.bad_ts_ms), check.bad_action)
+                          if part)
+        where = f"entry {check.bad_seq}" + (f" ({known})" if known else "")
+        lines.append(f"audit chain broken at {where}: {check.reason}")
+        lines.append(f"{check.entries} entries before it are intact")
+    if check.head is not None:
+        head = check.head
+        lines.append(f"last intact entry: {head.seq} at {export.iso(head.ts_ms)}, "
+                     f"hash {head.hash}")
+    return "\n".join(lines)
+
+
+async def verify_chain(database: Path, *, anchor: str | None = None) -> ChainCheck:
+    """Recompute the audit log's chain (see `storage.audit.verify`)."""
+    async with read_only(database) as conn:
+        await _require_audit_log(conn)
+        return await audit.verify(conn, anchor=anchor)
+
+
+# --- liaison export ---------------------------------------------------------------------
+
+
+async def export_records(database: Path, *, cases: bool, as_csv: bool,
+                         since_ms: int | None, output: Path | None) -> int:
+    """Write the cases (or the audit log) to `output` (standard output if None), then
+    record the export on the audit log; how many cases or entries were written."""
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    async with read_only(database) as conn:
+        await _require_audit_log(conn)
+        if cases:
+            records = await export.case_records(conn, since_ms=since_ms)
+            count = len(records)
+            text = (export.cases_csv(records) if as_csv else
+                    export.cases_json(records, exported_ms=now_ms, since_ms=since_ms))
+        else:
+            entries = await audit.entries(conn, since_ms=since_ms)
+            count = len(entries)
+            text = (export.audit_csv(entries) if as_csv else
+                    export.audit_json(entries, exported_ms=now_ms, since_ms=since_ms))
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        await asyncio.to_thread(write_private, output, text)
+    await _record(database, AuditAction.EXPORTED, now_ms, {
+        "what": "cases" if cases else "audit", "format": "csv" if as_csv else "json",
+        "since": export.iso(since_ms), "count": count,
+        "file": "-" if output is None else str(output.resolve()),
+    })
+    return count
+
+
+def write_private(target: Path, text: str) -> None:
+    """Write `text` to `target` with mode 0600 (an export holds case content), whole or
+    not at all."""
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+async def record_identity_reset(database: Path, master_key: str) -> None:
+    """`liaison reset-identity` replaced the cross-signing identity: on the record."""
+    await _record(database, AuditAction.IDENTITY_RESET,
+                  int(datetime.now(UTC).timestamp() * 1000), {"master_key": master_key})
+
+
+async def _record(database: Path, action: AuditAction, now_ms: int,
+                  detail: dict[str, object]) -> None:
+    """Append what the operator did, naming their login on this machine."""
+    db = await Database.open(database)
+    try:
+        async with db.transaction() as conn:
+            await audit.append(conn, ts_ms=now_ms, actor=audit.OPERATOR, action=action,
+                               detail={**detail, "os_user": _os_user()})
+    finally:
+        await db.close()
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

@@ -1,0 +1,103 @@
+"""Retention: finished cases lose their content once the configured time has passed.
+
+Purging a closed or cancelled case removes what officers wrote — its text, its
+`key: value` lines, its grade, its outcome, the content-bearing parts of its timeline
+details (`storage.cases.recordable` keeps the rest) — and the content of every
+message the bot sent about it. It keeps what statistics and oversight need: the
+reference, kind, posts, priority, TLP, category, states, who did what and when, and
+event ids. A timeline entry `purged`, and with it an audit entry (see
+`storage.cases.add_timeline`), says which case was purged and when. Messages the
+bot sent that belong to no case (answers to `!status`, `!pending`, ...) lose their
+content after the same time (`purge_sent_messages`). Nothing here removes a row, and
+nothing else in Liaison removes content; `PRAGMA secure_delete` (see `storage.db`)
+overwrites what was removed in the file.
+
+The functions take a connection inside the caller's transaction; the shell
+(`bot.retention`) purges each case in a transaction of its own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aiosqlite
+
+from storage import audit
+from storage.audit import AuditAction
+from storage.cases import TimelineKind, add_timeline, recordable
+
+PURGED_CONTENT = "{}"
+"""What a message's content becomes once purged."""
+
+
+async def cases_due(conn: aiosqlite.Connection, *, finished_before_ms: int) -> list[int]:
+    """Ids of closed and cancelled cases not yet purged, finished at or before the cutoff,
+    oldest first."""
+    rows = await conn.execute_fetchall(
+        "SELECT id FROM cases WHERE state IN ('closed', 'cancelled') AND purged_ms IS NULL"
+        " AND closed_ms <= ? ORDER BY closed_ms, id",
+        (finished_before_ms,),
+    )
+    return [int(row[0]) for row in rows]
+
+
+async def purge_case(conn: aiosqlite.Connection, case_id: int, *, now_ms: int) -> str | None:
+    """Remove the case's content (see the module docstring) and record it; its reference,
+    or None (nothing done) when the case is open, already purged or gone."""
+    async with conn.execute(
+        "SELECT ref FROM cases"
+        " WHERE id = ? AND state != 'open' AND purged_ms IS NULL",
+        (case_id,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    ref = str(row[0])
+    await conn.execute(
+        "UPDATE cases SET text = '', fields = '[]', grading = NULL, outcome = NULL,"
+        " purged_ms = ? WHERE id = ?",
+        (now_ms, case_id),
+    )
+    details = await _purge_timeline(conn, case_id)
+    messages = await _changes(
+        conn, "UPDATE outbox SET content = ? WHERE case_ref = ? AND state != 'pending'"
+        " AND content != ?", (PURGED_CONTENT, ref, PURGED_CONTENT))
+    await add_timeline(conn, case_id, TimelineKind.PURGED, ms=now_ms,
+                       detail={"timeline_details": details, "messages": messages})
+    return ref
+
+
+async def purge_sent_messages(conn: aiosqlite.Connection, *, created_before_ms: int,
+                              now_ms: int) -> int:
+    """Remove the content of every message the bot sent (or gave up on) at or before the
+    cutoff; pending messages are kept until they leave. Records how many, if any."""
+    count = await _changes(
+        conn, "UPDATE outbox SET content = ? WHERE state != 'pending' AND created_ms <= ?"
+        " AND content != ?", (PURGED_CONTENT, created_before_ms, PURGED_CONTENT))
+    if count:
+        await audit.append(conn, ts_ms=now_ms, actor=audit.LIAISON, action=AuditAction.PURGED,
+                           detail={"messages": count, "sent_before_ms": created_before_ms})
+    return count
+
+
+async def _purge_timeline(conn: aiosqlite.Connection, case_id: int) -> int:
+    """Keep only the recordable part of each timeline detail; how many changed."""
+    rows = await conn.execute_fetchall(
+        "SELECT id, detail FROM timeline WHERE case_id = ? ORDER BY id", (case_id,))
+    changed = 0
+    for entry_id, raw in rows:
+        detail = json.loads(raw)
+        kept = recordable(detail)
+        if kept != detail:
+            await conn.execute("UPDATE timeline SET detail = ? WHERE id = ?",
+                               (json.dumps(kept, ensure_ascii=False, separators=(",", ":")),
+                                entry_id))
+            changed += 1
+    return changed
+
+
+async def _changes(conn: aiosqlite.Connection, sql: str, values: tuple[object, ...]) -> int:
+    cursor = await conn.execute(sql, values)
+    count = cursor.rowcount
+    await cursor.close()
+    return count
