@@ -13,7 +13,7 @@ import random
 from collections.abc import Awaitable, Callable
 
 from aiohttp import ClientError
-from nio import AsyncClient, SyncError, SyncResponse
+from nio import AsyncClient, RoomMessagesResponse, SyncError, SyncResponse
 
 from storage import state
 from storage.db import Database
@@ -34,6 +34,14 @@ SYNC_FILTER = {
 }
 
 BatchHandler = Callable[[SyncResponse], Awaitable[None]]
+
+
+# Events fetched to fill one room's gap in one batch, at most.
+MAX_GAP_EVENTS = 5000
+
+
+class GapError(Exception):
+    """Skipped events could not be fetched; the batch is retried instead of processed."""
 
 
 class FatalSyncError(Exception):
@@ -79,6 +87,13 @@ class SyncLoop:
                 "invites": len(response.rooms.invite), "to_device": len(response.to_device_events),
             })
             queried = await self._maintain_keys()
+            if token is not None:
+                try:
+                    await self._fill_gaps(response, token)
+                except GapError as exc:
+                    self._note_failure(str(exc))  # retried from the same token: nothing lost
+                    await self._back_off()
+                    continue
             await self._handle_batch(response)
             if queried and self._after_key_query is not None:
                 await self._after_key_query()
@@ -119,6 +134,38 @@ class SyncLoop:
         exponent = min(self.consecutive_failures, 10)
         delay = min(self._backoff_max_s, 0.5 * 2 ** (exponent - 1))
         await asyncio.sleep(delay * (0.75 + random.random() / 2))
+
+    async def _fill_gaps(self, response: SyncResponse, since: str) -> None:
+        """Fetch what a `limited` timeline skipped, so a burst never loses an event.
+
+        When more happened in a room than the timeline limit, sync returns only the
+        newest events; the rest are paged back from `prev_batch` to the token this
+        sync started from and put in front, oldest first.
+        """
+        for room_id, joined in response.rooms.join.items():
+            timeline = joined.timeline
+            if not timeline.limited or not timeline.prev_batch:
+                continue
+            missing: list[object] = []
+            start: str | None = timeline.prev_batch
+            while start is not None and len(missing) < MAX_GAP_EVENTS:
+                try:
+                    page = await self._client.room_messages(
+                        room_id, start=start, end=since, limit=100)
+                except (ClientError, TimeoutError, OSError) as exc:
+                    raise GapError(f"could not fetch skipped events of {room_id}: {exc}") from exc
+                if not isinstance(page, RoomMessagesResponse):
+                    raise GapError(f"could not fetch skipped events of {room_id}: {page}")
+                missing.extend(page.chunk)
+                if not page.chunk or page.end in (None, start):
+                    break
+                start = page.end
+            if len(missing) >= MAX_GAP_EVENTS:
+                log.error("gap too long; older events skipped",
+                          extra={"room_id": room_id, "fetched": len(missing)})
+            log.info("filled a timeline gap", extra={"room_id": room_id,
+                                                     "events": len(missing)})
+            timeline.events[:0] = list(reversed(missing))
 
     async def _maintain_keys(self) -> bool:
         """Upload, query and claim keys the way sync_forever would, tolerating failures.
