@@ -119,6 +119,8 @@ class Chaser:
         """Rooms' `!lang` choices: each round reads them again, so posts read their own."""
         self._wakeup = asyncio.Event()
         self._scheduler: Any = None
+        self._planned_through = 0
+        self._taken_through = 0
         self.started_ms = clock.now_ms()
         """Steps due before this instant fell due while the bot was not running."""
 
@@ -194,13 +196,15 @@ class Chaser:
     # --- planning and stopping ----------------------------------------------------------
 
     async def _plan(self, conn: aiosqlite.Connection, now: int) -> None:
-        for delivery in await chasing.unplanned_deliveries(conn):
+        for delivery in await chasing.unplanned_deliveries(conn, after_id=self._planned_through):
             steps = plan_delivery(delivery.subject, self._posts.get(delivery.post),
                                   self._config.chasing.policies)
             await chasing.save_plan(conn, delivery.delivery_id, steps, now_ms=now)
+            self._planned_through = delivery.delivery_id
 
     async def _stop_taken(self, conn: aiosqlite.Connection, now: int) -> None:
-        pending = await chasing.pending_steps(conn)
+        pending, self._taken_through = await chasing.pending_steps_of_taken(
+            conn, after_timeline_id=self._taken_through)
         await chasing.stop_steps(conn, [record.id for record in pending if not phase_live(
             record.step.phase, record.delivery.subject)], now_ms=now)
 

@@ -376,6 +376,36 @@ class LimitsConfig(_Section):
     commands_per_room: RateLimit = Rate(30, timedelta(minutes=1))
 
 
+MIB = 1024 * 1024
+
+
+class AttachmentsConfig(_Section):
+    """Photos and files on cases (see `commands.attachments`): which are taken, how big,
+    and how long after an alert a bare attachment from its author still belongs to it."""
+
+    max_bytes: Annotated[StrictInt, Field(ge=1)] = Field(
+        default=20 * MIB, description="Refuse attachments larger than this (decrypted size)")
+    types: list[str] = Field(
+        default_factory=lambda: ["image/*", "video/*", "audio/*", "application/pdf"],
+        description="Accepted MIME types; `image/*` accepts every image type")
+    window: Duration = Field(
+        default=timedelta(minutes=2),
+        description="A bare attachment this soon after its sender's alert, in the alert's "
+                    "room, is attached to that alert")
+    fetch_timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("types")
+    @classmethod
+    def _check_types(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            major, _, minor = pattern.partition("/")
+            if not major or not minor or major == "*" or ("*" in minor and minor != "*"):
+                raise PydanticCustomError(
+                    "mime_type", "write a MIME type like image/jpeg or image/*, not {pattern}",
+                    {"pattern": pattern})
+        return [pattern.lower() for pattern in value]
+
+
 class RetentionConfig(_Section):
     """How long finished cases keep their content (see `storage.retention`)."""
 
@@ -416,6 +446,7 @@ class Config(_Section):
     chasing: ChasingConfig = ChasingConfig()
     limits: LimitsConfig = LimitsConfig()
     retention: RetentionConfig = RetentionConfig()
+    attachments: AttachmentsConfig = AttachmentsConfig()
     posts: list[Post] = []
     groups: list[Group] = []
     category_rules: list[CategoryRule] = []
@@ -901,6 +932,7 @@ __all__ = [
     "INLINE_SECRET_MESSAGE",
     "AccessConfig",
     "AllowedInviters",
+    "AttachmentsConfig",
     "BotConfig",
     "Config",
     "ConfigError",

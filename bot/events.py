@@ -1,6 +1,7 @@
 """What the bot does with each synced event: invites, commands, undecryptable events,
 and the events that work a case without a command — reactions, replies and thread
-messages, edits, redactions (decided in `commands.case_events`).
+messages, edits, redactions, photos and files (decided in `commands.case_events`; an
+attachment is fetched and re-uploaded by `bot.media` before its transaction).
 
 Every event the bot acts on is handled inside one database transaction that claims
 the event id and enqueues whatever follows from it, so an event is acted on exactly
@@ -21,6 +22,7 @@ from nio import (
     MegolmEvent,
     ReactionEvent,
     RedactionEvent,
+    RoomEncryptedMedia,
     RoomMemberEvent,
     RoomMessageText,
     SyncResponse,
@@ -31,11 +33,20 @@ from bot.config import Config
 from bot.flood import FloodGate, flood_notice
 from bot.invites import InvitePolicy, answer_invite
 from bot.languages import RoomLanguages
+from bot.media import MediaInvalid, MediaTooLarge, MediaUnavailable, fetch, upload
 from bot.services import Services
 from bot.trust import TOFU, TrustPolicy
 from bot.undecryptable import UndecryptableTracker
 from commands import case_events
 from commands.access import AUTHORITY_REFUSALS, command_refusal
+from commands.attachments import (
+    Attachment,
+    AttachmentRefusal,
+    Fetched,
+    attachment_of,
+    media_fields,
+    refusal_of,
+)
 from commands.errors import CommandError
 from commands.registry import CommandRegistry, Invocation, Reply, split_command
 from commands.relations import Relation, acknowledges, edited_body, relation_of
@@ -176,7 +187,8 @@ class EventRouter:
         if getattr(event, "sender", None) == self.user_id:
             await self._note_echo(event)
             return
-        if not isinstance(event, MegolmEvent | RoomMessageText | ReactionEvent | RedactionEvent):
+        if not isinstance(event, MegolmEvent | RoomMessageText | ReactionEvent | RedactionEvent
+                          | RoomEncryptedMedia):
             return
         if not await self._after_join(room, event):
             return
@@ -189,6 +201,8 @@ class EventRouter:
             await self._undecryptable.track(room, event)
         elif isinstance(event, RoomMessageText):
             await self._on_text(room, event)
+        elif isinstance(event, RoomEncryptedMedia):
+            await self._on_media(room, event)
         elif isinstance(event, ReactionEvent):
             await self._on_reaction(room, event)
         else:
@@ -284,6 +298,95 @@ class EventRouter:
                                         event_id=event.event_id, relation=relation,
                                         body=event.body)))
 
+    async def _on_media(self, room: MatrixRoom, event: RoomEncryptedMedia) -> None:
+        """A photo or file on a case (`commands.attachments`): fetched, decrypted and
+        checked, and uploaded again under a fresh key, before the event's transaction —
+        which claims the event and queues the relays, so they go out once even if a crash
+        makes sync deliver the event again (the upload before it is then an orphan)."""
+        if not room.encrypted or not getattr(event, "decrypted", False):
+            return
+        content = event.source.get("content", {})
+        attachment = attachment_of(content)
+        if attachment is None:
+            return
+        relation = relation_of(content)
+        async with self._db.read() as conn:
+            if await inbox.is_processed(conn, event.event_id):
+                return
+            services = self._services_for(conn)
+            if relation.candidates:
+                link = await case_events.case_in_room(services, room.room_id,
+                                                      relation.candidates)
+            else:
+                link = await case_events.case_after_alert(services, room.room_id,
+                                                          event.sender, event.server_timestamp)
+        if link is None or not await self._trusted_or_answered(room, event):
+            return
+        outcome = await self._take_attachment(attachment, open_case=link.case.is_open)
+        if isinstance(outcome, AttachmentRefusal):
+            log.info("attachment refused", extra={"room_id": room.room_id,
+                                                  "event_id": event.event_id,
+                                                  "reason": outcome.reason})
+            await self._handle_case_event(
+                room, event.sender, event.event_id, content, lambda services: (
+                    case_events.refuse_attachment(services, link=link, sender=event.sender,
+                                                  event_id=event.event_id, refusal=outcome)))
+            return
+        fetched, media = outcome
+        await self._handle_case_event(
+            room, event.sender, event.event_id, content, lambda services: (
+                case_events.carry_attachment(services, link=link, sender=event.sender,
+                                             event_id=event.event_id, attachment=attachment,
+                                             fetched=fetched, media=media)))
+
+    async def _take_attachment(
+        self, attachment: Attachment, *, open_case: bool
+    ) -> AttachmentRefusal | tuple[Fetched, dict[str, Any]]:
+        """Fetch, verify and re-upload an attachment, or say why it is not taken."""
+        policy = self._config.attachments
+        if not open_case:
+            return AttachmentRefusal("finished", {})
+        refusal = refusal_of(attachment, policy)
+        if refusal is not None:
+            return refusal
+        try:
+            fetched = await fetch(self._client, attachment.file, timeout=policy.fetch_timeout,
+                                  max_bytes=policy.max_bytes)
+        except MediaTooLarge as error:
+            return refusal_of(attachment, policy, size=error.size) or AttachmentRefusal(
+                "too_large", {"name": attachment.filename, "size": error.size,
+                              "limit": policy.max_bytes})
+        except MediaUnavailable as error:
+            log.warning("attachment not fetched", extra={"reason": str(error)})
+            return AttachmentRefusal("unavailable", {"name": attachment.filename})
+        except MediaInvalid as error:
+            log.warning("attachment does not decrypt", extra={"reason": str(error)})
+            return AttachmentRefusal("invalid", {"name": attachment.filename})
+        if attachment.declared_size is not None and attachment.declared_size != len(fetched.data):
+            return AttachmentRefusal("invalid", {"name": attachment.filename})
+        thumbnail = await self._relayed_thumbnail(attachment)
+        try:
+            file = await upload(self._client, fetched.data, filename=attachment.filename)
+        except MediaUnavailable as error:
+            log.warning("attachment not uploaded", extra={"reason": str(error)})
+            return AttachmentRefusal("unavailable", {"name": attachment.filename})
+        return fetched, media_fields(attachment, file=file, size=len(fetched.data),
+                                     thumbnail=thumbnail)
+
+    async def _relayed_thumbnail(self, attachment: Attachment) -> dict[str, Any] | None:
+        """The source's thumbnail, re-encrypted and uploaded; None when it had none or it
+        cannot be had (the attachment goes without it)."""
+        if attachment.thumbnail is None:
+            return None
+        policy = self._config.attachments
+        try:
+            thumbnail = await fetch(self._client, attachment.thumbnail,
+                                    timeout=policy.fetch_timeout, max_bytes=policy.max_bytes)
+            return await upload(self._client, thumbnail.data, filename="thumbnail")
+        except (MediaUnavailable, MediaInvalid, MediaTooLarge) as error:
+            log.info("thumbnail left out", extra={"reason": str(error)})
+            return None
+
     async def _on_edit(self, room: MatrixRoom, event: RoomMessageText, original: str,
                        new_body: str | None) -> None:
         if not room.encrypted or not getattr(event, "decrypted", False) or new_body is None:
@@ -305,7 +408,8 @@ class EventRouter:
             case_events.withdraw(services, room_id=room.room_id, sender=event.sender,
                                  event_id=event.event_id, redacts=event.redacts)))
 
-    async def _trusted_or_answered(self, room: MatrixRoom, event: RoomMessageText) -> bool:
+    async def _trusted_or_answered(self, room: MatrixRoom,
+                                   event: RoomMessageText | RoomEncryptedMedia) -> bool:
         """True if the device that sent the message may work cases; otherwise the sender is
         told (once) why nothing happened."""
         if await self._trust.sender_allowed(event.sender, self._sender_device(event)):
@@ -480,7 +584,8 @@ class EventRouter:
             encrypted_rooms=frozenset(r for r, room in rooms.items() if room.encrypted),
         )
 
-    async def _answer(self, room: MatrixRoom, event: RoomMessageText, reply: Reply,
+    async def _answer(self, room: MatrixRoom, event: RoomMessageText | RoomEncryptedMedia,
+                      reply: Reply,
                       *, kind: str, refused: str | None = None) -> None:
         """Answer the event once; `refused` (a reason) also records it on the audit log."""
         content = event.source.get("content", {})

@@ -5,6 +5,8 @@
   `carry_reply`
 - an edit (`m.replace`) of the `!alert`/`!request` that opened a case: `carry_edit`
 - a redaction of that message: `withdraw`
+- a photo or file in a case's thread, as a reply to it, or right after an alert:
+  `carry_attachment` (taken) or `refuse_attachment` (see `commands.attachments`)
 
 The shell (`bot.events`) calls each inside one database transaction with `Services`
 bound to it. A handler first decides from the database alone whether the event is
@@ -26,12 +28,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.services import Services
 from commands.access import acts_for
+from commands.attachments import (
+    Attachment,
+    AttachmentRefusal,
+    Fetched,
+    in_window,
+    timeline_detail,
+)
 from commands.case_edits import compare_edit
 from commands.case_render import (
+    render_attachment_notice,
     render_edit_notice,
     render_refusal,
     render_reply_notice,
@@ -49,10 +60,11 @@ from commands.model import Post
 from commands.parser import CaseKind, parse_case
 from commands.registry import Reply, split_command
 from commands.relations import Relation, acknowledges, reply_text
-from commands.render import Line, render_notice
+from commands.render import Line, Notice, render_notice
 from commands.routing import Refusal, RefusalReason, still_reaches
 from commands.texts import COMMAND_ALIASES, fold_word, text
 from storage import cases
+from storage.audit import AuditAction
 from storage.cases import Case, Delivery, TimelineKind
 
 _CASE_WORDS: dict[str, CaseKind] = {
@@ -93,6 +105,23 @@ async def case_in_room(services: Services, room_id: str,
         if delivery is not None and delivery.room_id == room_id:
             return CaseLink(case, post, delivery)
     return None
+
+
+async def case_after_alert(services: Services, room_id: str, sender: str,
+                           sent_ms: int) -> CaseLink | None:
+    """The case a bare attachment sent at `sent_ms` belongs to: the newest one `sender`
+    opened in this origin room within the configured window (counted from when the bot
+    took the alert; events are handled in timeline order, so the alert came first)."""
+    post = services.config.post_by_room(room_id)
+    if post is None:
+        return None
+    window_ms = int(services.config.attachments.window.total_seconds() * 1000)
+    case = await cases.latest_case_by(services.conn, room_id=room_id, sender=sender,
+                                      since_ms=sent_ms - window_ms)
+    if (case is None or case.origin_post != post.id
+            or not in_window(case.created_ms, sent_ms, window_ms)):
+        return None
+    return CaseLink(case, post, None)
 
 
 # --- reactions --------------------------------------------------------------------------
@@ -175,6 +204,84 @@ async def _to_targets(services: Services, case: Case, said: str, *, from_post: P
                               render=lambda reader: render_reply_notice(
                                   case, said, from_post=from_post.id, who=who, reader=reader,
                                   posts=posts))
+    return await _withheld(services, case, told, from_post, "case.reply.withheld")
+
+
+# --- attachments ------------------------------------------------------------------------
+
+
+async def carry_attachment(services: Services, *, link: CaseLink, sender: str, event_id: str,
+                           attachment: Attachment, fetched: Fetched,
+                           media: dict[str, Any]) -> Reply | None:
+    """Attach a fetched, verified attachment to the case and relay it — `media` holds the
+    re-encrypted upload's `msgtype`, `file` and `info` — like a reply: from the origin to
+    every target that may still see the case, from a target to the origin's case thread.
+    Its digest, size, type, sender and time go into the timeline (and the audit log)."""
+    room_id = link.delivery.room_id if link.delivery is not None else link.case.origin_room
+    if not await services.claim(event_id, room_id):
+        return None
+    if not acts_for(link.post, sender):
+        raise CommandError.of("error.not_post_officer", post=link.post.id)
+    case = await cases.case_by_id(services.conn, link.case.id)
+    assert case is not None
+    if not case.is_open:
+        return _finished(case, link.post.language)
+    await cases.add_timeline(services.conn, case.id, TimelineKind.ATTACHED,
+                             ms=_now_ms(services), post=link.post.id, actor=sender,
+                             detail=timeline_detail(attachment, fetched, event_id))
+    posts = posts_by_id(services.config)
+
+    def render(reader: Post) -> Notice:
+        return render_attachment_notice(
+            case, name=attachment.filename, mimetype=attachment.mimetype,
+            size=len(fetched.data), sha256=fetched.sha256, caption=attachment.caption,
+            from_post=link.post.id, who=sender, reader=reader, posts=posts)
+
+    if link.delivery is None:
+        told = await tell_targets(services, case, posts, about="attachment", render=render,
+                                  extra=media)
+        return await _withheld(services, case, told, link.post, "case.attachment.withheld")
+    origin = posts.get(case.origin_post)
+    if origin is not None:
+        content = case_content(render(origin), case, about="attachment",
+                               thread_root=case.origin_event_id)
+        await services.send(case.origin_room, {**content, **media}, kind="case-attachment",
+                            case_ref=case.ref)
+    return None
+
+
+async def refuse_attachment(services: Services, *, link: CaseLink, sender: str,
+                            event_id: str, refusal: AttachmentRefusal) -> Reply | None:
+    """Answer an attachment that is not taken, once, and put the refusal on the audit log;
+    a finished case is answered as such whatever else is wrong."""
+    room_id = link.delivery.room_id if link.delivery is not None else link.case.origin_room
+    if not await services.claim(event_id, room_id):
+        return None
+    if not acts_for(link.post, sender):
+        raise CommandError.of("error.not_post_officer", post=link.post.id)
+    case = await cases.case_by_id(services.conn, link.case.id)
+    assert case is not None
+    language = link.post.language
+    reason = "finished" if not case.is_open else refusal.reason
+    await services.record(AuditAction.COMMAND_REFUSED, actor=sender, case_ref=case.ref,
+                          room_id=room_id, detail={"reason": f"attachment_{reason}",
+                                                   "event_id": event_id})
+    if not case.is_open:
+        return _finished(case, language)
+    return render_notice(text(refusal.msg_id, language, **refusal.params), language=language)
+
+
+def _finished(case: Case, language: str) -> Reply:
+    return render_notice(text("attachment.refused.finished", language, ref=case.ref,
+                              state=text(f"case.state.{case.state}", language)),
+                         language=language)
+
+
+async def _withheld(services: Services, case: Case, told: Sequence[str], from_post: Post,
+                    msg_id: str) -> Reply | None:
+    """The deliveries that were not told (a room the bot left, a clearance lowered since),
+    for the sender; None when every target was."""
+    posts = posts_by_id(services.config)
     directory = directory_for(services)
     withheld = []
     for delivery in await cases.deliveries(services.conn, case.id):
@@ -186,7 +293,7 @@ async def _to_targets(services: Services, case: Case, said: str, *, from_post: P
     if not withheld:
         return None
     language = from_post.language
-    lines: list[Line] = [text("case.reply.withheld", language, ref=case.ref)]
+    lines: list[Line] = [text(msg_id, language, ref=case.ref)]
     lines.extend(render_refusal(refusal, tlp=case.tlp, category=case.category, posts=posts,
                                 language=language) for refusal in withheld)
     return render_notice(*lines, language=language)

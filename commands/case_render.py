@@ -215,6 +215,24 @@ def render_reply_notice(case: Case, said: str, *, from_post: str, who: str, read
     )
 
 
+def render_attachment_notice(case: Case, *, name: str, mimetype: str, size: int, sha256: str,
+                             caption: str, from_post: str, who: str, reader: Post,
+                             posts: Mapping[str, Post]) -> Notice:
+    """The caption of a relayed attachment: whose it is, on which case, its digest (so the
+    reader can check the file against the chain of custody), then the officer's caption."""
+    language = reader.language
+    lines: list[Line] = [
+        [tlp_label(case.tlp), " ", Strong(text(
+            "case.attachment.notice", language, ref=case.ref,
+            post=post_label(from_post, posts, language), who=who))],
+        text("case.attachment.file", language, name=name, type=mimetype, size=size,
+             sha256=sha256),
+    ]
+    if caption:
+        lines.append(Relayed(caption, max_chars=MAX_REPLY_CHARS))
+    return render_notice(*lines, language=language)
+
+
 def render_edit_notice(case: Case, edit: CaseEdit, *, reader: Post,
                        posts: Mapping[str, Post]) -> Notice:
     """An edit of the case's opening message as each target reads it: only what changed."""
@@ -302,6 +320,12 @@ def _timeline_line(entry: TimelineEntry, posts: Mapping[str, Post], language: st
     if entry.kind in ("updated", "closed") and said:
         return [BULLET + text(msg_id, language, time=when, post=post, who=who) + ": ",
                 Relayed(str(said), max_chars=MAX_RELAYED_TEXT_IN_STATUS)]
+    if entry.kind == "attached":
+        return BULLET + text(msg_id, language, time=when, post=post, who=who,
+                             name=str(detail.get("name", "")),
+                             type=str(detail.get("mimetype", "")),
+                             size=int(detail.get("size", 0)),
+                             sha256=str(detail.get("sha256", "")))
     if entry.kind == "edited":
         changes = ", ".join(str(name) for name in detail.get("changes", []))
         return BULLET + text(msg_id, language, time=when, post=post, who=who, changes=changes)

@@ -360,10 +360,12 @@ def _require_origin(case: Case, post: Post, invocation: Invocation, config: Conf
 
 
 async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post], *,
-                       about: str, render: Callable[[Post], Notice]) -> list[str]:
+                       about: str, render: Callable[[Post], Notice],
+                       extra: Mapping[str, Any] | None = None) -> list[str]:
     """Queue `render(target_post)` in the room of every delivery that may still receive the
     case (`routing.still_reaches`), in the relayed case's thread when its event id is known;
-    the post ids told, in delivery order."""
+    the post ids told, in delivery order. `extra` is merged into each message's content
+    (an attachment's `msgtype`, `file`, `info`)."""
     told = []
     directory = directory_for(services)
     for delivery in await cases.deliveries(services.conn, case.id):
@@ -371,9 +373,8 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
         if target is None or still_reaches(target, delivery.room_id, case.tlp, directory):
             continue
         notice = render(target)
-        await services.send(delivery.room_id,
-                            case_content(notice, case, about=about,
-                                         thread_root=delivery.relayed_event_id),
+        content = case_content(notice, case, about=about, thread_root=delivery.relayed_event_id)
+        await services.send(delivery.room_id, {**content, **(extra or {})},
                             kind=f"case-{about}", case_ref=case.ref)
         told.append(delivery.post)
     return told

@@ -406,6 +406,22 @@ MESSAGES: Mapping[str, str] = {
     "case.reply.notice": "Reply from {post} on {ref} ({who}):",
     "case.reply.finished": "{ref} is {state}; replies are no longer passed on.",
     "case.reply.withheld": "Your reply on {ref} was not passed to:",
+    "case.attachment.notice": "Attachment from {post} on {ref} ({who})",
+    "case.attachment.file": "{name}, {type}, {size} bytes, SHA-256 {sha256}",
+    "case.attachment.withheld": "Your attachment on {ref} was not passed to:",
+    "attachment.refused.finished": "{ref} is {state}; attachments are no longer passed on.",
+    "attachment.refused.too_large": (
+        "{name} was not attached: it is {size} bytes, over the limit of {limit} bytes."
+        " Nothing was passed on."),
+    "attachment.refused.type": (
+        "{name} was not attached: files of type {type} are not accepted (accepted: {types})."
+        " Nothing was passed on."),
+    "attachment.refused.invalid": (
+        "{name} was not attached: it could not be decrypted, or it does not match what"
+        " your app declared about it. Nothing was passed on; send it again."),
+    "attachment.refused.unavailable": (
+        "{name} was not attached: the bot could not fetch it from the media server in time."
+        " Nothing was passed on; send it again later."),
     "case.edit.notice": "{ref} was edited by {post}. What changed:",
     "case.edit.removed": "(removed)",
     "case.edit.no_due": "No deadline any more.",
@@ -434,6 +450,9 @@ MESSAGES: Mapping[str, str] = {
         "{ref} was withdrawn because its message was deleted; the case is cancelled. Told: {posts}."
     ),
     "case.timeline.replied": "{time} reply from {post} ({who})",
+    "case.timeline.attached": (
+        "{time} attachment from {post} ({who}): {name}, {type}, {size} bytes,"
+        " SHA-256 {sha256}"),
     "case.timeline.edited": "{time} edited by {post} ({who}): {changes}",
     "case.timeline.redacted": "{time} message deleted at {post} ({who})",
     # chasing: reminders, escalations, !snooze, !escalations, !report (see commands.chasing)

@@ -8,6 +8,8 @@ what each officer's client decrypted.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import re
 import secrets
@@ -160,6 +162,11 @@ ALERT = (
     "Подозрение на героин в грузе цемента. Водитель проходил по делу 2026/117."
 )
 
+PLATE_PHOTO = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+"""A 1×1 PNG standing in for a photo of the plate."""
+
 
 def case_ref(message: SeenMessage) -> str:
     match = re.search(r"([A-Z]{2}-\d{4,})", message.body or "")
@@ -212,6 +219,24 @@ async def converse(narrator: Narrator, officers: dict[str, Officer], rooms: dict
                                  thread_root=answer.relates_to["m.in_reply_to"]["event_id"])
     await relayed(narrator, officers[uz], uz, rooms[uz], bot_user, ref, "reply")
     await relayed(narrator, officers[af], af, rooms[af], bot_user, ref, "reply")
+
+    narrator.step("She sends a photo of the plate in her thread; both posts' clients decrypt "
+                  "the very same bytes, re-encrypted by the bot under a fresh key")
+    digest = hashlib.sha256(PLATE_PHOTO).hexdigest()
+    narrator.said(kz, officers[kz].user_id,
+                  f"(in the {ref} thread) [photo plate.png, {len(PLATE_PHOTO)} bytes,"
+                  f" SHA-256 {digest[:16]}…] Номер 01A123BC")
+    await officers[kz].send_attachment(
+        rooms[kz], PLATE_PHOTO, filename="plate.png", mimetype="image/png",
+        caption="Номер 01A123BC", thread_root=answer.relates_to["m.in_reply_to"]["event_id"])
+    for post_id in (uz, af):
+        photo = await relayed(narrator, officers[post_id], post_id, rooms[post_id], bot_user,
+                              ref, "attachment")
+        received = await officers[post_id].download_attachment(photo)
+        if received != PLATE_PHOTO:
+            raise RuntimeError(f"{post_id} decrypted a different photo")
+        narrator.step(f"{post_id} decrypted {len(received)} bytes, SHA-256 "
+                      f"{hashlib.sha256(received).hexdigest()[:16]}…: identical")
 
     narrator.step("A group may not receive AMBER: the bot refuses and says why")
     await ask(narrator, officers[kz], kz, rooms[kz], bot_user,

@@ -47,6 +47,8 @@ class TimelineKind(StrEnum):
     REPLIED = "replied"
     EDITED = "edited"
     REDACTED = "redacted"
+    ATTACHED = "attached"
+    """A photo or file was attached (see `commands.attachments`); never its content."""
     PURGED = "purged"
     """Its content was removed under the retention policy (see `storage.retention`)."""
 
@@ -237,6 +239,19 @@ async def case_opened_by(
     return None if row is None else _case(row)
 
 
+async def latest_case_by(
+    conn: aiosqlite.Connection, *, room_id: str, sender: str, since_ms: int
+) -> Case | None:
+    """The newest case `sender` opened in `room_id` at or after `since_ms`."""
+    async with conn.execute(
+        f"SELECT {_CASE_COLUMNS} FROM cases WHERE origin_room = ? AND origin_sender = ?"
+        " AND created_ms >= ? ORDER BY created_ms DESC, id DESC LIMIT 1",
+        (room_id, sender, since_ms),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else _case(row)
+
+
 async def case_for_event(
     conn: aiosqlite.Connection, *, room_id: str, event_id: str
 ) -> Case | None:
@@ -419,7 +434,8 @@ async def add_timeline(
 
 RECORDED_KEYS = frozenset({"target", "reason", "detail", "event_id", "changes", "step",
                            "due_ms", "late", "rooms", "unreachable", "until_ms", "for",
-                           "messages", "timeline_details"})
+                           "messages", "timeline_details", "sha256", "size", "mimetype",
+                           "msgtype"})
 """The timeline detail keys that hold ids, reasons and times, never what officers wrote
 (an update's `text`, a closure's `outcome`): the audit log keeps only these, and so does
 a case's timeline once the case is purged."""

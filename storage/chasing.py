@@ -120,18 +120,37 @@ async def _changes(conn: aiosqlite.Connection, sql: str, values: Sequence[Any]) 
 
 
 async def unplanned_deliveries(conn: aiosqlite.Connection, *, delivery_id: int | None = None,
-                               limit: int = 500) -> list[ChasedDelivery]:
+                               limit: int = 500, after_id: int = 0) -> list[ChasedDelivery]:
     """Deliveries of open cases (or just `delivery_id`) whose chase is not planned yet,
-    oldest first."""
+    oldest first; only those after `after_id` (everything before it was looked at)."""
     only = "" if delivery_id is None else " AND d.id = ?"
     rows = await conn.execute_fetchall(
         f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d JOIN cases c ON c.id = d.case_id"
-        " WHERE c.state = 'open'"
+        " WHERE d.id > ? AND c.state = 'open'"
         f" AND NOT EXISTS (SELECT 1 FROM chase_plans p WHERE p.delivery_id = d.id){only}"
         " ORDER BY d.id LIMIT ?",
-        (limit,) if delivery_id is None else (delivery_id, limit),
+        (after_id, limit) if delivery_id is None else (after_id, delivery_id, limit),
     )
     return [_delivery(tuple(row)) for row in rows]
+
+
+TAKEN_KINDS = ("acknowledged", "answered", "closed", "cancelled", "redacted")
+
+
+async def pending_steps_of_taken(conn: aiosqlite.Connection, *, after_timeline_id: int
+                                 ) -> tuple[list[StepRecord], int]:
+    """Pending steps of cases whose timeline says something was taken (acknowledged,
+    answered, closed, cancelled, withdrawn) after `after_timeline_id`, and the timeline id
+    read up to: the candidates `phase_live` decides on, found without scanning every step."""
+    async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM timeline") as cursor:
+        row = await cursor.fetchone()
+    upto = int(row[0]) if row is not None else 0
+    kinds = ", ".join(f"'{kind}'" for kind in TAKEN_KINDS)
+    rows = await conn.execute_fetchall(
+        f"{_STEP_SELECT} WHERE s.state = 'pending' AND d.case_id IN (SELECT case_id FROM"
+        f" timeline WHERE id > ? AND id <= ? AND kind IN ({kinds})) ORDER BY s.due_ms, s.id",
+        (after_timeline_id, upto))
+    return [_step(row) for row in rows], upto
 
 
 async def save_plan(conn: aiosqlite.Connection, delivery_id: int, steps: Iterable[PlannedStep],

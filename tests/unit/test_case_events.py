@@ -15,6 +15,7 @@ import pytest
 from bot.config import parse_config
 from bot.services import Services
 from commands import case_events
+from commands.attachments import Attachment, Fetched, attachment_of
 from commands.errors import CommandError
 from commands.registry import Reply
 from commands.relations import Relation
@@ -470,3 +471,71 @@ async def test_deleting_something_else_changes_nothing(room: Room) -> None:
     case = await room.bot.case("KZ-0001")
     assert case is not None and case.is_open
     assert [m for m in await room.bot.queued() if m.kind == "case-withdrawn"] == []
+
+
+# --- attachments ------------------------------------------------------------------------
+
+
+def _photo() -> tuple[Attachment, Fetched, dict[str, Any]]:
+    attachment = attachment_of({
+        "msgtype": "m.image", "body": "Plate <b>01A</b>", "filename": "plate.jpg",
+        "file": {"url": "mxc://kz.example/a", "key": {"k": "a2V5"}, "iv": "aXY",
+                 "hashes": {"sha256": "aGFzaA"}},
+        "info": {"mimetype": "image/jpeg", "size": 5}})
+    assert attachment is not None
+    media = {"msgtype": "m.image", "filename": "plate.jpg",
+             "file": {"url": "mxc://bot.example/b"}, "info": {"mimetype": "image/jpeg"}}
+    return attachment, Fetched.of(b"photo"), media
+
+
+async def test_an_attachment_goes_only_to_targets_that_may_still_receive_the_case(
+    tmp_path: Path,
+) -> None:
+    async for room in open_room(tmp_path, CONFIG):
+        await room.bot.say(KZ_ROOM, KZ, ALERT)
+        await room.relays()
+    attachment, fetched, media = _photo()
+    async for room in open_room(tmp_path, TJ_CLEARED_GREEN):  # the operator lowered TJ
+
+        async def attach(services: Services) -> Reply | None:
+            link = await case_events.case_in_room(services, KZ_ROOM, ["$event1"])
+            assert link is not None
+            return await case_events.carry_attachment(
+                services, link=link, sender=KZ, event_id="$photo", attachment=attachment,
+                fetched=fetched, media=media)
+
+        answer = await room.run(attach)
+        assert answer is not None and answer.text.startswith(
+            "Your attachment on KZ-0001 was not passed to:\n• TJ-PANJ: cleared up to TLP:GREEN")
+        [relayed] = await room.sent(UZ_ROOM, "case-attachment")
+        assert relayed.content["file"] == {"url": "mxc://bot.example/b"}
+        assert relayed.content["msgtype"] == "m.image"
+        assert fetched.sha256 in relayed.content["body"]
+        assert "Plate &lt;b&gt;01A&lt;/b&gt;" in relayed.content["formatted_body"]
+        assert await room.sent(TJ_ROOM, "case-attachment") == []
+        assert await room.run(attach) is None  # replayed: claimed, nothing twice
+        assert len(await room.sent(UZ_ROOM, "case-attachment")) == 1
+        async with room.bot.db.read() as conn:
+            case = await cases.case_by_ref(conn, "KZ-0001")
+            assert case is not None
+            history = await cases.timeline(conn, case.id)
+        [entry] = [e for e in history if e.kind == "attached"]
+        assert entry.detail["sha256"] == fetched.sha256 and entry.actor == KZ
+
+
+async def test_a_bare_attachment_joins_its_senders_alert_only_within_the_window(
+    room: Room,
+) -> None:
+    await room.bot.say(KZ_ROOM, KZ, ALERT)
+
+    async def after(sender: str, sent_ms: int) -> str | None:
+        async with room.bot.db.read() as conn:
+            services = Services(config=room.bot.config, clock=room.bot.clock, conn=conn,
+                                bot_user_id="@liaison:liaison.example", joined_rooms=JOINED,
+                                encrypted_rooms=JOINED)
+            link = await case_events.case_after_alert(services, KZ_ROOM, sender, sent_ms)
+        return None if link is None else link.case.ref
+
+    assert await after(KZ, NOW_MS + 60_000) == "KZ-0001"
+    assert await after(KZ, NOW_MS + 121_000) is None  # the window is 2 minutes
+    assert await after(VISITOR, NOW_MS + 1000) is None  # someone else's photo

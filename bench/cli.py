@@ -1,0 +1,138 @@
+"""`python -m bench [--quick] [--only relay,burst] [--repeats N] [--profile]`.
+
+Starts its own Synapse in a temporary directory, runs the chosen scenarios one after
+another (each with fresh accounts and a fresh bot), and writes
+`bench/results/latest.json` and `bench/results/latest.md`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.machine import machine_info
+from bench.report import render_markdown
+from bench.stage import Stage
+from devkit.synapse import default_synapse_python
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# In the order they run: the parser first, while nothing else competes for the CPU.
+SCENARIOS = ("parser", "relay", "burst", "fanout", "opencases", "memory")
+NEEDS_SYNAPSE = frozenset({"relay", "burst", "fanout", "opencases", "memory"})
+
+
+@dataclass
+class Context:
+    """What a scenario gets: the options, the stage, a scratch directory, a logger."""
+
+    quick: bool
+    repeats: int | None
+    profile: bool
+    memory_cases: int | None
+    workdir: Path
+    results: Path
+    stage: Stage | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def progress(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:7.1f}s] {message}", file=sys.stderr,
+              flush=True)
+
+
+def scenario(name: str) -> Callable[[Context], Awaitable[dict[str, Any]]]:
+    module = __import__(f"bench.scenarios.{name}", fromlist=["run"])
+    run: Callable[[Context], Awaitable[dict[str, Any]]] = module.run
+    return run
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller loads and fewer repetitions, for development")
+    parser.add_argument("--only", default=",".join(SCENARIOS),
+                        help=f"comma-separated scenarios to run (default: all of {SCENARIOS})")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="override the number of measured rounds where a scenario has them")
+    parser.add_argument("--memory-cases", type=int, default=None,
+                        help="cases routed in the memory scenario (default 3000, quick 600)")
+    parser.add_argument("--bot-config", default=None, metavar="JSON",
+                        help="extra configuration merged into every bot's, for experiments, "
+                             "e.g. '{\"outbox\": {\"concurrency\": 16}}'")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the bot with py-spy during the burst and the open-cases "
+                             "scenario (pip install py-spy into .venv)")
+    parser.add_argument("--output", default=str(RESULTS / "latest"),
+                        help="write OUTPUT.json and OUTPUT.md (default: bench/results/latest)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    return parser.parse_args(argv)
+
+
+async def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    names = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(SCENARIOS))
+    if unknown:
+        raise SystemExit(f"unknown scenarios {unknown}; choose from {SCENARIOS}")
+    synapse_python = default_synapse_python()
+    results: dict[str, Any] = {
+        "machine": machine_info(synapse_python),
+        "options": {"quick": args.quick, "repeats": args.repeats, "profile": args.profile,
+                    "memory_cases": args.memory_cases, "bot_config": args.bot_config,
+                    "scenarios": names},
+        "scenarios": {},
+    }
+    scratch = Path(tempfile.mkdtemp(prefix="liaison-bench-"))
+    ctx = Context(quick=args.quick, repeats=args.repeats, profile=args.profile,
+                  memory_cases=args.memory_cases,
+                  workdir=scratch, results=Path(args.output).parent)
+    ctx.progress(f"scratch directory {scratch}")
+    try:
+        stage: Stage | None = None
+        for name in (n for n in SCENARIOS if n in names):
+            if name in NEEDS_SYNAPSE and stage is None:
+                stage = Stage(scratch, synapse_python,
+                              bot_config=json.loads(args.bot_config or "{}"))
+                await stage.__aenter__()
+                ctx.stage = stage
+            ctx.progress(f"scenario {name}")
+            started = time.monotonic()
+            try:
+                outcome = await scenario(name)(ctx)
+            except Exception as error:  # one broken scenario must not lose the others
+                traceback.print_exc()
+                outcome = {"error": f"{type(error).__name__}: {error}"}
+            outcome["seconds"] = round(time.monotonic() - started, 1)
+            results["scenarios"][name] = outcome
+            ctx.progress(f"scenario {name} done in {outcome['seconds']}s")
+            if stage is not None:
+                await stage.clear()
+        if stage is not None:
+            await stage.__aexit__(None, None, None)
+    finally:
+        if not args.keep:
+            import shutil
+            shutil.rmtree(scratch, ignore_errors=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    results = asyncio.run(run_all(args))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(results, indent=2, ensure_ascii=False)
+                                           + "\n")
+    table = render_markdown(results)
+    output.with_suffix(".md").write_text(table)
+    print(table)
+    return 0

@@ -1,0 +1,1 @@
+"""One module per scenario of issue 8; each exposes `async def run(ctx) -> dict`."""
