@@ -50,6 +50,7 @@ INVISIBLE = frozenset(
 """Zero-width characters and bidi controls: invisible, so never part of an identifier."""
 
 _INVISIBLE_TABLE = dict.fromkeys(map(ord, INVISIBLE))
+_INVISIBLE_RE = re.compile("[" + "".join(sorted(INVISIBLE)) + "]")
 _ARABIC_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "0123456789" * 2)
 _LOOKALIKES = str.maketrans(
     "АВСЕНІЈКМОРЅТХУаеіјорсѕхуΑΒΕΖΗΙΚΜΝΟΡΤΥΧοіԁԛԝ",
@@ -202,6 +203,8 @@ class RefCommand:
 
 def strip_invisible(value: str) -> str:
     """Remove zero-width characters and bidi controls."""
+    if value.isascii() or not _INVISIBLE_RE.search(value):
+        return value
     return value.translate(_INVISIBLE_TABLE)
 
 

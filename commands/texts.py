@@ -94,15 +94,18 @@ TIME_FIELD_KEYS: tuple[str, ...] = ("eta", "прибытие", "الوصول", "
 
 _ARABIC_MARKS = {chr(c) for c in range(0x064B, 0x0653)} | {"\u0640", "\u0670"}
 _ARABIC_ALEFS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا"})
+_ARABIC_FOLD = {**dict.fromkeys(map(ord, _ARABIC_MARKS)), **_ARABIC_ALEFS}
 
 
+@functools.lru_cache(maxsize=4096)
 def fold_word(word: str) -> str:
     """The form vocabulary is compared in: NFKC, case-folded, `ё` as `е`, Arabic without
     diacritics or tatweel and with one alef. Used for command words, priorities and
     option keys only, never for identifiers such as post ids."""
+    if word.isascii():  # NFKC and the Cyrillic/Arabic rules leave ASCII as it is
+        return word.lower()
     folded = unicodedata.normalize("NFKC", word).casefold().replace("ё", "е")
-    folded = "".join(ch for ch in folded if ch not in _ARABIC_MARKS)
-    return folded.translate(_ARABIC_ALEFS)
+    return folded.translate(_ARABIC_FOLD)
 
 
 # --- messages ---------------------------------------------------------------------------
