@@ -44,7 +44,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from bot.flood import Rate
 from commands.chase_policy import ChasingConfig, escalation_target_problems
-from commands.durations import parse_duration
+from commands.durations import Duration
 from commands.model import MXID_RE, Agency, CategoryRule, Group, Post
 
 INLINE_SECRET_MESSAGE = "secrets must not be written in the config; use {env: NAME} or {file: PATH}"
@@ -91,22 +91,6 @@ class ConfigError(Exception):
 
 # --------------------------------------------------------------------------- field types
 
-
-def _to_duration(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
-        raise PydanticCustomError(
-            "duration", "durations are written with a unit, like 90s, 10m, 4h or 2d"
-        )
-    try:
-        return parse_duration(value)
-    except ValueError as error:
-        raise PydanticCustomError("duration", str(error)) from None
-
-
-Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
-"""A timedelta written in YAML as `30s`, `10m`, `4h`, `2d` or `1h30m`."""
 
 
 def _check_mxid(value: Any) -> Any:

@@ -21,7 +21,7 @@ from typing import Annotated, Any, TypeAlias
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from commands.durations import format_duration, parse_duration
+from commands.durations import Duration, format_duration
 from commands.model import MXID_RE, POST_ID_RE, Priority
 
 TARGET_SUPERVISORS = "target-supervisors"
@@ -36,22 +36,6 @@ _TARGET_HINT = (
 )
 
 
-def _to_duration(value: Any) -> Any:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
-        raise PydanticCustomError(
-            "duration", "durations are written with a unit, like 90s, 10m, 4h or 2d"
-        )
-    try:
-        return parse_duration(value)
-    except ValueError as error:
-        raise PydanticCustomError("duration", str(error)) from None
-
-
-PolicyDuration = Annotated[timedelta, BeforeValidator(_to_duration)]
-"""A positive timedelta written `90s`, `10m`, `4h`, `2d` (zero and negatives are refused)."""
-
 
 def _one_or_many(value: Any) -> Any:
     return (value,) if isinstance(value, str) else value
@@ -65,7 +49,7 @@ class EscalationStep(_Policy):
     """`after` this long, tell `to`: supervisors of the target or origin post, the regional
     centre, a post (its room) or named supervisors."""
 
-    after: PolicyDuration
+    after: Duration
     to: Annotated[tuple[str, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
 
     @field_validator("to")
@@ -99,8 +83,8 @@ class AnswerPolicy(_Policy):
     from the deadline on, reminders every `remind_every` (`reminders` of them) and the
     escalation steps, each `after` the deadline."""
 
-    within: PolicyDuration
-    remind_every: PolicyDuration
+    within: Duration
+    remind_every: Duration
     reminders: Annotated[int, Field(ge=0, le=20, strict=True)]
     escalate: tuple[EscalationStep, ...] = ()
 
@@ -115,11 +99,11 @@ class ChasePolicy(_Policy):
     answers). Reminders start when `acknowledge_within` runs out; escalation steps count
     from routing."""
 
-    acknowledge_within: PolicyDuration
-    remind_every: PolicyDuration
+    acknowledge_within: Duration
+    remind_every: Duration
     reminders: Annotated[int, Field(ge=0, le=20, strict=True)]
     escalate: tuple[EscalationStep, ...] = ()
-    snooze_max: PolicyDuration
+    snooze_max: Duration
     answer: AnswerPolicy
 
     @field_validator("escalate")
@@ -206,7 +190,7 @@ class ChasePolicies(_Policy):
 class ChasingConfig(_Policy):
     """The `chasing:` section: policies, the regional centre, how often the bot looks."""
 
-    check_every: PolicyDuration = timedelta(minutes=1)
+    check_every: Duration = timedelta(minutes=1)
     regional_centre: str | None = Field(
         default=None, description="Post id that the `regional-centre` escalation target means")
     policies: ChasePolicies = Field(default_factory=lambda: ChasePolicies.model_validate({}))

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 _PART_RE = re.compile(r"(\d{1,6})([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -43,3 +47,20 @@ def format_duration(delta: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def _to_duration(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "duration", "durations are written with a unit, like 90s, 10m, 4h or 2d"
+        )
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise PydanticCustomError("duration", str(error)) from None
+
+
+Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
+"""A positive timedelta written in YAML as `30s`, `10m`, `4h`, `2d` or `1h30m`."""
