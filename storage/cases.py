@@ -25,6 +25,7 @@ import aiosqlite
 from commands.model import Priority, Tlp
 from commands.parser import CaseKind
 from storage import audit
+from storage.db import changes
 
 CaseState = Literal["open", "closed", "cancelled"]
 DeliveryState = Literal["routed", "acknowledged", "answered"]
@@ -354,14 +355,13 @@ async def acknowledge(
     conn: aiosqlite.Connection, delivery: Delivery, *, by: str, now_ms: int
 ) -> bool:
     """Mark the delivery acknowledged by `by`; False (and nothing stored) if it already was."""
-    cursor = await conn.execute(
+    changed = await changes(
+        conn,
         "UPDATE deliveries SET acknowledged_ms = ?, acknowledged_by = ?,"
         " state = CASE state WHEN 'routed' THEN 'acknowledged' ELSE state END"
         " WHERE id = ? AND acknowledged_ms IS NULL",
         (now_ms, by, delivery.id),
     )
-    changed = cursor.rowcount
-    await cursor.close()
     if changed != 1:
         return False
     await add_timeline(conn, delivery.case_id, TimelineKind.ACKNOWLEDGED, post=delivery.post,
@@ -373,15 +373,14 @@ async def mark_answered(
     conn: aiosqlite.Connection, delivery: Delivery, *, by: str, now_ms: int
 ) -> bool:
     """Mark the delivery answered (an answer acknowledges too); False if it already was."""
-    cursor = await conn.execute(
+    changed = await changes(
+        conn,
         "UPDATE deliveries SET state = 'answered', answered_ms = ?, answered_by = ?,"
         " acknowledged_ms = COALESCE(acknowledged_ms, ?),"
         " acknowledged_by = COALESCE(acknowledged_by, ?)"
         " WHERE id = ? AND answered_ms IS NULL",
         (now_ms, by, now_ms, by, delivery.id),
     )
-    changed = cursor.rowcount
-    await cursor.close()
     if changed != 1:
         return False
     await add_timeline(conn, delivery.case_id, TimelineKind.ANSWERED, post=delivery.post,
@@ -400,13 +399,12 @@ async def finish_case(
     outcome: str | None = None,
 ) -> bool:
     """Close or cancel an open case; False (and nothing stored) if it is no longer open."""
-    cursor = await conn.execute(
+    changed = await changes(
+        conn,
         "UPDATE cases SET state = ?, closed_ms = ?, closed_by = ?, outcome = ?"
         " WHERE id = ? AND state = 'open'",
         (state, now_ms, by, outcome or None, case.id),
     )
-    changed = cursor.rowcount
-    await cursor.close()
     if changed != 1:
         return False
     kind = TimelineKind.CLOSED if state == "closed" else TimelineKind.CANCELLED

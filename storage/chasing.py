@@ -23,6 +23,7 @@ from commands.chasing import Action, ChaseSubject, Phase, PlannedStep
 from commands.model import Priority
 from commands.report import ReportDelivery
 from storage.cases import record_case_event
+from storage.db import changes
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,7 @@ def _dump(value: object) -> str:
 
 
 async def _changes(conn: aiosqlite.Connection, sql: str, values: Sequence[Any]) -> int:
-    cursor = await conn.execute(sql, tuple(values))
-    changed = cursor.rowcount
-    await cursor.close()
+    changed = await changes(conn, sql, tuple(values))
     return changed
 
 

@@ -30,16 +30,25 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
 _MIGRATION_NAME_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+async def changes(conn: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()) -> int:
+    """Run one write statement; return how many rows it changed."""
+    cursor = await conn.execute(sql, parameters)
+    count = cursor.rowcount
+    await cursor.close()
+    return int(count)
 
 
 class MigrationError(Exception):

@@ -15,6 +15,8 @@ from typing import Any
 
 import aiosqlite
 
+from storage.db import changes
+
 
 @dataclass(frozen=True)
 class UndecryptableEvent:
@@ -31,18 +33,11 @@ class UndecryptableEvent:
     notified_ms: int | None
 
 
-async def _changes(conn: aiosqlite.Connection, sql: str, parameters: tuple[Any, ...]) -> int:
-    cursor = await conn.execute(sql, parameters)
-    changed = cursor.rowcount
-    await cursor.close()
-    return changed
-
-
 async def claim_event(
     conn: aiosqlite.Connection, *, event_id: str, room_id: str, now_ms: int
 ) -> bool:
     """Mark `event_id` processed; True only for the first claim, so act only then."""
-    changed = await _changes(
+    changed = await changes(
         conn,
         "INSERT OR IGNORE INTO processed_events (event_id, room_id, processed_ms) VALUES (?, ?, ?)",
         (event_id, room_id, now_ms),
@@ -69,7 +64,7 @@ async def save_undecryptable(
     received_ms: int,
 ) -> bool:
     """Keep an event we could not decrypt; False if it was already kept."""
-    changed = await _changes(
+    changed = await changes(
         conn,
         "INSERT OR IGNORE INTO undecryptable_events"
         " (event_id, room_id, sender, session_id, source, received_ms, attempts)"
@@ -111,7 +106,7 @@ async def list_undecryptable(conn: aiosqlite.Connection) -> list[UndecryptableEv
 
 async def note_key_requested(conn: aiosqlite.Connection, event_id: str, *, now_ms: int) -> None:
     """Remember when we last asked other devices for this event's key."""
-    await _changes(
+    await changes(
         conn,
         "UPDATE undecryptable_events SET last_key_request_ms = ? WHERE event_id = ?",
         (now_ms, event_id),
@@ -120,7 +115,7 @@ async def note_key_requested(conn: aiosqlite.Connection, event_id: str, *, now_m
 
 async def note_attempt(conn: aiosqlite.Connection, event_id: str) -> None:
     """Count one more failed attempt to decrypt the event."""
-    await _changes(
+    await changes(
         conn,
         "UPDATE undecryptable_events SET attempts = attempts + 1 WHERE event_id = ?",
         (event_id,),
@@ -129,7 +124,7 @@ async def note_attempt(conn: aiosqlite.Connection, event_id: str) -> None:
 
 async def mark_notified(conn: aiosqlite.Connection, event_id: str, *, now_ms: int) -> None:
     """Record that the sender was told we cannot read the event; the first time is kept."""
-    await _changes(
+    await changes(
         conn,
         "UPDATE undecryptable_events SET notified_ms = ?"
         " WHERE event_id = ? AND notified_ms IS NULL",
@@ -139,4 +134,4 @@ async def mark_notified(conn: aiosqlite.Connection, event_id: str, *, now_ms: in
 
 async def forget_undecryptable(conn: aiosqlite.Connection, event_id: str) -> None:
     """Drop the event once it has been decrypted."""
-    await _changes(conn, "DELETE FROM undecryptable_events WHERE event_id = ?", (event_id,))
+    await changes(conn, "DELETE FROM undecryptable_events WHERE event_id = ?", (event_id,))

@@ -17,6 +17,8 @@ from typing import Any
 
 import aiosqlite
 
+from storage.db import changes
+
 _COLUMNS = (
     "id, room_id, event_type, content, txn_id, state, attempts, next_attempt_ms, created_ms,"
     " sent_ms, event_id, last_error, kind, case_ref, failed_ms"
@@ -152,12 +154,11 @@ async def note_event_id(conn: aiosqlite.Connection, *, txn_id: str, event_id: st
     transaction id, even before the send's own response is handled (`mark_sent` follows
     with the same id). An officer may react to a message that quickly; this lets the
     reaction find it. True when an unknown event id was recorded."""
-    cursor = await conn.execute(
+    changed = await changes(
+        conn,
         "UPDATE outbox SET event_id = ? WHERE txn_id = ? AND event_id IS NULL",
         (event_id, txn_id),
     )
-    changed = cursor.rowcount
-    await cursor.close()
     return changed == 1
 
 
@@ -188,12 +189,11 @@ async def mark_failed(
 async def _update_pending(
     conn: aiosqlite.Connection, message_id: int, assignments: str, values: tuple[Any, ...]
 ) -> None:
-    cursor = await conn.execute(
+    changed = await changes(
+        conn,
         f"UPDATE outbox SET {assignments} WHERE id = ? AND state = 'pending'",
         (*values, message_id),
     )
-    changed = cursor.rowcount
-    await cursor.close()
     if changed != 1:
         raise LookupError(f"outbox message {message_id} is not pending")
 

@@ -25,6 +25,7 @@ import aiosqlite
 from storage import audit
 from storage.audit import AuditAction
 from storage.cases import TimelineKind, add_timeline, recordable
+from storage.db import changes
 
 PURGED_CONTENT = "{}"
 """What a message's content becomes once purged."""
@@ -97,7 +98,5 @@ async def _purge_timeline(conn: aiosqlite.Connection, case_id: int) -> int:
 
 
 async def _changes(conn: aiosqlite.Connection, sql: str, values: tuple[object, ...]) -> int:
-    cursor = await conn.execute(sql, values)
-    count = cursor.rowcount
-    await cursor.close()
+    count = await changes(conn, sql, values)
     return count

@@ -6,6 +6,8 @@ from typing import Any
 
 import aiosqlite
 
+from storage.db import changes
+
 
 async def get_value(conn: aiosqlite.Connection, key: str) -> str | None:
     """The value stored under `key`, or None."""
@@ -49,13 +51,12 @@ async def mark_unencrypted_warned(conn: aiosqlite.Connection, room_id: str, *, n
 
     Raises LookupError for a room never passed to `record_room_joined`.
     """
-    cursor = await conn.execute(
+    changed = await changes(
+        conn,
         "UPDATE rooms SET unencrypted_warned_ms = ?"
         " WHERE room_id = ? AND unencrypted_warned_ms IS NULL",
         (now_ms, room_id),
     )
-    changed = cursor.rowcount
-    await cursor.close()
     if changed == 1:
         return True
     if await room_joined_ms(conn, room_id) is None:
