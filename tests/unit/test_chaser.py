@@ -20,14 +20,13 @@ from hypothesis import strategies as st
 from bot.chaser import Chaser
 from bot.clock import Clock
 from bot.config import Config, parse_config
-from bot.services import Services
 from commands.builtin import default_registry
 from commands.case_render import CASE_KEY
-from commands.errors import CommandError
-from commands.registry import CommandRegistry, Invocation, split_command
-from commands.render import Notice, render_command_error
+from commands.registry import CommandRegistry
+from commands.render import Notice
 from storage import cases, chasing, outbox
 from storage.db import Database
+from tests.unit.commandrun import run_command
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -125,24 +124,10 @@ class Bot:
                              wake_sender=lambda: None)
 
     async def say(self, room_id: str, sender: str, body: str) -> Notice:
-        parsed = split_command(body)
-        assert parsed is not None
-        word, args, lines = parsed
         self.events += 1
-        async with self.db.transaction() as conn:
-            services = Services(config=self.config, clock=self.clock, conn=conn,
-                                bot_user_id="@liaison:liaison.example", joined_rooms=JOINED,
-                                encrypted_rooms=JOINED)
-            try:
-                spec = self.registry.resolve(word)
-                invocation = Invocation(
-                    command=spec, args=args, lines=lines, room_id=room_id, sender=sender,
-                    event_id=f"$event{self.events}", sent_at=self.clock.at, now=self.clock.at,
-                    post=self.config.post_by_room(room_id), language="en",
-                    bot_device_id="DEVICE", services=services)
-                return await spec.handler(invocation)
-            except CommandError as error:
-                return render_command_error(error)
+        return await run_command(
+            self.db, self.config, self.clock, self.registry, room_id=room_id, sender=sender,
+            body=body, event_id=f"$event{self.events}", at=self.clock.at, joined=JOINED)
 
     async def tick(self) -> int | None:
         assert self.chaser is not None
