@@ -210,6 +210,24 @@ async def _to_targets(services: Services, case: Case, said: str, *, from_post: P
 # --- attachments ------------------------------------------------------------------------
 
 
+def _link_room(link: CaseLink) -> str:
+    """The room the linked event was sent in: the target's, or the origin's."""
+    return link.delivery.room_id if link.delivery is not None else link.case.origin_room
+
+
+async def _claim_attachment(services: Services, link: CaseLink, sender: str,
+                            event_id: str) -> Case | None:
+    """Claim an attachment event once (None if it was already handled) and check the sender
+    acts for the post; the case as it is now."""
+    if not await services.claim(event_id, _link_room(link)):
+        return None
+    if not acts_for(link.post, sender):
+        raise CommandError.of("error.not_post_officer", post=link.post.id)
+    case = await cases.case_by_id(services.conn, link.case.id)
+    assert case is not None
+    return case
+
+
 async def carry_attachment(services: Services, *, link: CaseLink, sender: str, event_id: str,
                            attachment: Attachment, fetched: Fetched,
                            media: dict[str, Any]) -> Reply | None:
@@ -217,13 +235,9 @@ async def carry_attachment(services: Services, *, link: CaseLink, sender: str, e
     re-encrypted upload's `msgtype`, `file` and `info` — like a reply: from the origin to
     every target that may still see the case, from a target to the origin's case thread.
     Its digest, size, type, sender and time go into the timeline (and the audit log)."""
-    room_id = link.delivery.room_id if link.delivery is not None else link.case.origin_room
-    if not await services.claim(event_id, room_id):
+    case = await _claim_attachment(services, link, sender, event_id)
+    if case is None:
         return None
-    if not acts_for(link.post, sender):
-        raise CommandError.of("error.not_post_officer", post=link.post.id)
-    case = await cases.case_by_id(services.conn, link.case.id)
-    assert case is not None
     if not case.is_open:
         return _finished(case, link.post.language)
     await cases.add_timeline(services.conn, case.id, TimelineKind.ATTACHED,
@@ -254,17 +268,14 @@ async def refuse_attachment(services: Services, *, link: CaseLink, sender: str,
                             event_id: str, refusal: AttachmentRefusal) -> Reply | None:
     """Answer an attachment that is not taken, once, and put the refusal on the audit log;
     a finished case is answered as such whatever else is wrong."""
-    room_id = link.delivery.room_id if link.delivery is not None else link.case.origin_room
-    if not await services.claim(event_id, room_id):
+    case = await _claim_attachment(services, link, sender, event_id)
+    if case is None:
         return None
-    if not acts_for(link.post, sender):
-        raise CommandError.of("error.not_post_officer", post=link.post.id)
-    case = await cases.case_by_id(services.conn, link.case.id)
-    assert case is not None
     language = link.post.language
     reason = "finished" if not case.is_open else refusal.reason
     await services.record(AuditAction.COMMAND_REFUSED, actor=sender, case_ref=case.ref,
-                          room_id=room_id, detail={"reason": f"attachment_{reason}",
+                          room_id=_link_room(link),
+                          detail={"reason": f"attachment_{reason}",
                                                    "event_id": event_id})
     if not case.is_open:
         return _finished(case, language)
