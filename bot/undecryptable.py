@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 UNREADABLE_NOTICE = "bot.undecryptable"
 """Message id (`commands.texts`) of what the sender is told, in the room's language."""
 
+# After the sender was told, a late key is still welcome for a day; then the event is
+# dropped from the retry list so the list cannot grow without bound.
+KEEP_AFTER_NOTICE_MS = 24 * 3600 * 1000
+
 EventHandler = Callable[[MatrixRoom, Any], Awaitable[None]]
 
 
@@ -89,6 +93,11 @@ class UndecryptableTracker:
                 await self._retry_one(item, handle)
 
     async def _retry_one(self, item: UndecryptableEvent, handle: EventHandler) -> None:
+        if (item.notified_ms is not None
+                and self._clock.now_ms() - item.notified_ms >= KEEP_AFTER_NOTICE_MS):
+            async with self._db.transaction() as conn:
+                await inbox.forget_undecryptable(conn, item.event_id)
+            return
         room = self._client.rooms.get(item.room_id)
         if room is None:
             return
