@@ -19,6 +19,8 @@ from bot.direct_rooms import DirectRooms
 from bot.events import EventRouter
 from bot.invites import InvitePolicy
 from bot.languages import RoomLanguages
+from bot.metrics import MonitoringListener
+from bot.reports import ReportCharts, WeeklyReports
 from bot.retention import Retention
 from bot.sender import OutboxSender, SenderSettings
 from bot.session import SessionSettings, StartupError, open_session
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 DATABASE_FILE = "liaison.db"
 CROSS_SIGNING_FILE = "cross-signing.json"
 READY_FILE = "ready"
+CHASE_AFTER_COMMAND_S = 0.5
+"""A chase round starts this long after a command, so the relay it caused goes first."""
 
 
 def session_settings(config: Config) -> SessionSettings:
@@ -133,6 +137,7 @@ class Liaison:
             ),
             before_send=trust.prepare_room,
             ready=synced,
+            renderer=ReportCharts(db, client, config),  # `!report`'s chart, drawn at sending
         )
         undecryptable = UndecryptableTracker(
             client, db, self.clock,
@@ -144,7 +149,9 @@ class Liaison:
 
         def wake_after_command() -> None:  # a new case, an ack or a snooze: chase at once
             sender.wake()
-            chaser.wake()
+            # The sender first: a chase round holds the database for its planning
+            # transaction, and nothing it plans falls due within the next second.
+            asyncio.get_running_loop().call_later(CHASE_AFTER_COMMAND_S, chaser.wake)
 
         access = config.access.allowed_inviters
         router = EventRouter(
@@ -167,6 +174,11 @@ class Liaison:
                 enabled=config.trust.policy == "tofu" and config.trust.notify_device_changes,
             ).check,
         )
+        listener = (MonitoringListener(config.metrics, database=db.path, clock=self.clock,
+                                       sync=sync, sender=sender)
+                    if config.metrics.enabled else None)
+        if listener is not None:
+            await listener.start()  # before any task: a port in use stops start-up here
         tasks = [
             asyncio.create_task(sync.run(), name="sync"),
             asyncio.create_task(sender.run(), name="outbox"),
@@ -174,6 +186,9 @@ class Liaison:
             asyncio.create_task(chaser.run(), name="chase"),
             asyncio.create_task(
                 Retention(db, self.clock, config.retention.closed_cases).run(), name="retention"),
+            asyncio.create_task(WeeklyReports(db, self.clock, config, languages=languages,
+                                              wake_sender=sender.wake, ready=synced).run(),
+                                name="reports"),
         ]
         ready_task = asyncio.create_task(self._announce_ready(sync, client))
         try:
@@ -187,6 +202,8 @@ class Liaison:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if listener is not None:
+                await listener.stop()
 
     async def _announce_ready(self, sync: SyncLoop, client: AsyncClient) -> None:
         await sync.synced_once.wait()

@@ -1,20 +1,35 @@
 """The `liaison` command line: run the bot, check a config, reset identity, back up,
-verify the audit log, export cases and the audit log, run the demo.
+verify the audit log, export cases and the audit log, show response-time figures and
+versions, run the demo. Every command explains itself with `--help`; docs/cli.md has
+them all.
 
-Exit codes: 0 success; 1 runtime failure; 2 usage or configuration error;
-3 start-up refused (identity or device conflict the operator must resolve);
-4 the audit log does not verify (`liaison audit verify` names the first broken entry).
+Exit codes:
+  0  success
+  1  runtime failure (no database yet, a database older than this Liaison for
+     `stats`, a failed schema upgrade)
+  2  usage or configuration error (unknown command or option, bad period, unknown
+     post, a config file that does not validate)
+  3  refused: an identity or device conflict, a crypto store the pickle key cannot
+     open, the metrics port in use, or a database written by a newer Liaison (the
+     operator must resolve it; nothing was changed)
+  4  the audit log does not verify (`liaison audit verify` names the first broken entry)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
+import os
+import platform
 import sys
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 
 from bot.config import Config, ConfigError, load_config
 from bot.oversight import parse_since
+from storage.db import BACKUP_DIR, MigrationError, SchemaTooNewError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -37,11 +52,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.session import StartupError
 
     config = _load(args.config)
+    # Everything the bot writes (crypto store, database, ready file) is for its own user
+    # only, whatever umask it was started with.
+    os.umask(0o077)
     setup_logging(config.logging.level, config.logging.format)
     try:
         return run_until_signalled(config)
-    except (StartupError, IdentityConflict) as exc:
+    except (StartupError, IdentityConflict, SchemaTooNewError) as exc:
         print(f"liaison: start-up refused: {exc}", file=sys.stderr)
+        backups = config.data_dir / BACKUP_DIR
+        if isinstance(exc, SchemaTooNewError) and backups.is_dir():
+            print(f"The copies taken before each upgrade are in {backups}.", file=sys.stderr)
         return EXIT_REFUSED
 
 
@@ -89,33 +110,38 @@ def cmd_reset_identity(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    """Copy the database with SQLite's online backup, safe while the bot runs."""
-    from bot.app import DATABASE_FILE
-    from storage.db import Database
+    """Copy the database with SQLite's online backup, safe while the bot runs. Needs no
+    secrets and never creates, migrates or changes the database."""
+    from storage.db import backup_file
 
-    config = _load(args.config)
-
-    async def backup() -> None:
-        db = await Database.open(config.data_dir / DATABASE_FILE)
-        try:
-            await db.backup(args.target)
-        finally:
-            await db.close()
-
-    asyncio.run(backup())
+    database = _database(args.config)
+    try:
+        asyncio.run(backup_file(database, args.target))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"liaison: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     print(f"database backed up to {args.target}; also keep a copy of "
-          f"{config.data_dir} (credentials, crypto store, cross-signing keys)")
+          f"{database.parent} (credentials, crypto store, cross-signing keys)")
     return EXIT_OK
+
+
+def _offline_config(path: Path) -> Config:
+    """The config at `path` for the commands that only read the record: no secrets."""
+    config = load_config(path, check_secrets=False)
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return config
+
+
+def _database_of(config: Config) -> Path:
+    from bot.app import DATABASE_FILE
+
+    return config.data_dir / DATABASE_FILE
 
 
 def _database(path: Path) -> Path:
     """The database of the config at `path`; the record commands need no secrets."""
-    from bot.app import DATABASE_FILE
-
-    config = load_config(path, check_secrets=False)
-    for warning in config.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return config.data_dir / DATABASE_FILE
+    return _database_of(_offline_config(path))
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -147,6 +173,88 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def report_period(value: str) -> tuple[str, timedelta]:
+    """`--period`: a duration like `!report`'s (`7d`, `30d`, `12h`), at most a year."""
+    from commands.durations import format_duration, parse_duration
+    from commands.report import MAX_REPORT_DAYS
+
+    try:
+        length = parse_duration(value)
+    except ValueError:
+        length = None
+    if length is None or length > timedelta(days=MAX_REPORT_DAYS):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a period; write it like 7d or 30d (at most {MAX_REPORT_DAYS}d)")
+    return format_duration(length), length
+
+
+def _unknown_post(post: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(post, known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return (f"liaison: no post {post} in the configuration{hint} "
+            f"(posts: {', '.join(known) or 'none'})")
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from bot.stats import SchemaTooOld, read_stats, stats_json, stats_table
+
+    config = _offline_config(args.config)
+    known = [post.id for post in config.posts]
+    wanted = list(dict.fromkeys(post.upper() for post in args.post)) if args.post else known
+    for post in wanted:
+        if post not in known:
+            print(_unknown_post(post, known), file=sys.stderr)
+            return EXIT_CONFIG
+    period, length = args.period
+    until_ms = int(datetime.now(UTC).timestamp() * 1000)
+    since_ms = until_ms - int(length.total_seconds() * 1000)
+    try:
+        stats = asyncio.run(read_stats(_database_of(config), wanted,
+                                       policies=config.chasing.policies, period=period,
+                                       since_ms=since_ms, until_ms=until_ms))
+    except (FileNotFoundError, SchemaTooOld) as exc:
+        print(f"liaison: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    sys.stdout.write(stats_json(stats) if args.format == "json" else stats_table(stats))
+    return EXIT_OK
+
+
+def _installed(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from storage.db import latest_version, load_migrations, stored_schema_version
+
+    migrations = load_migrations()
+    latest = latest_version(migrations)
+    newest = migrations[-1].name if migrations else "none"
+    print(f"liaison {_installed('liaison')}")
+    print(f"Python {platform.python_version()}")
+    print(f"matrix-nio {_installed('matrix-nio')}")
+    print(f"vodozemac {_installed('vodozemac')}")
+    print(f"database schema {latest} (migrations up to {newest})")
+    if args.config is None:
+        return EXIT_OK
+    database = _database(args.config)
+    if not database.is_file():
+        print(f"no database yet at {database}")
+        return EXIT_OK
+    found = asyncio.run(stored_schema_version(database))
+    if found > latest:
+        print(f"database at {database}: schema {found}, newer than this Liaison: "
+              "it will not run on it")
+        return EXIT_REFUSED
+    state = ("up to date" if found == latest else
+             f"older: liaison run backs it up to {database.parent / BACKUP_DIR} "
+             f"and upgrades it to {latest}")
+    print(f"database at {database}: schema {found} ({state})")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from devkit.demo import run_demo
 
@@ -162,42 +270,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liaison", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(title="commands", dest="command", required=True,
+                                metavar="COMMAND")
+
+    def command(name: str, summary: str, details: str = "",
+                parent: argparse._SubParsersAction[argparse.ArgumentParser] = sub
+                ) -> argparse.ArgumentParser:
+        """A subcommand: `summary` in `liaison --help`, both in its own `--help`."""
+        description = summary[0].upper() + summary[1:] + "." + (f"\n\n{details}" if details
+                                                               else "")
+        return parent.add_parser(name, help=summary, description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def with_config(p: argparse.ArgumentParser) -> None:
         p.add_argument("-c", "--config", type=Path, default=Path("config.yaml"),
                        help="configuration file (default: ./config.yaml)")
 
-    run = sub.add_parser("run", help="run the bot until stopped")
+    run = command("run", "run the bot until stopped",
+                  "Stops cleanly on SIGTERM or SIGINT and never logs the device out. Exits 3\n"
+                  "when start-up is refused: an identity or device conflict, or a database\n"
+                  "written by a newer Liaison. An older database is first copied to\n"
+                  "DATA_DIR/backups/, then upgraded.")
     with_config(run)
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check-config", help="validate a configuration file and its secrets")
+    check = command("check-config", "validate a configuration file and its secrets",
+                    "Prints a one-line summary, or every problem with its field and line\n"
+                    "(exit 2).")
     with_config(check)
     check.set_defaults(func=cmd_check_config)
 
-    reset = sub.add_parser("reset-identity",
-                           help="replace the bot's cross-signing identity (needs the password)")
+    reset = command("reset-identity",
+                    "replace the bot's cross-signing identity (needs the password)",
+                    "Every user's client will show that the bot's identity changed. Without\n"
+                    "--yes it only explains this and exits 3.")
     with_config(reset)
     reset.add_argument("--yes", action="store_true", help="really do it")
     reset.set_defaults(func=cmd_reset_identity)
 
-    backup = sub.add_parser("backup", help="online copy of the database to FILE (0600)")
+    backup = command("backup", "online copy of the database to FILE (0600)",
+                     "Safe while the bot runs (SQLite's online backup).")
     with_config(backup)
     backup.add_argument("target", type=Path, help="where to write the copy")
     backup.set_defaults(func=cmd_backup)
 
-    audit = sub.add_parser("audit", help="the tamper-evident audit log")
-    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser(
-        "verify", help="recompute the hash chain; name the first broken entry (exit 4)")
+    audit = command("audit", "the tamper-evident audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    verify = command(
+        "verify", "recompute the hash chain; name the first broken entry (exit 4)",
+        "Read-only, safe while the bot runs, needs no secrets. Prints the number of\n"
+        "entries and the last entry's hash; keep that hash elsewhere and pass it as\n"
+        "--anchor later.", parent=audit_sub)
     with_config(verify)
     verify.add_argument("--anchor", metavar="HASH",
                         help="also require the entry with this hash (printed by an earlier "
                              "verify and kept elsewhere): shows entries cut off the end")
     verify.set_defaults(func=cmd_audit_verify)
 
-    export = sub.add_parser("export", help="write cases or the audit log as JSON or CSV")
+    export = command("export", "write cases or the audit log as JSON or CSV",
+                     "Read-only apart from recording the export itself on the audit log.")
     with_config(export)
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--cases", action="store_true",
@@ -213,19 +344,51 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write to FILE (mode 0600) instead of standard output")
     export.set_defaults(func=cmd_export)
 
-    demo = sub.add_parser("demo", help="local homeserver, bot and scripted officers")
+    stats = command(
+        "stats", "response times per post: the figures of !report",
+        "Per post: cases sent and received, acknowledged (median and 90th percentile\n"
+        "time to acknowledge), requests answered (median and 90th percentile time to\n"
+        "answer), overdue now, escalations. Reads a snapshot of the database, safe while\n"
+        "the bot runs; needs no secrets. Exits 1 when there is no database, 2 for a post\n"
+        "that is not in the configuration.")
+    with_config(stats)
+    stats.add_argument("--period", type=report_period, default="7d",
+                       metavar="PERIOD", help="how far back: 7d (default), 30d, 12h, …")
+    stats.add_argument("--post", action="extend", nargs="+", metavar="ID", default=[],
+                       help="only these posts (default: every configured post)")
+    stats.add_argument("--format", choices=("text", "json"), default="text",
+                       help="text (default): an aligned table; json: every figure, times "
+                            "in milliseconds")
+    stats.set_defaults(func=cmd_stats)
+
+    version = command(
+        "version", "versions of Liaison, Python, matrix-nio, vodozemac and the schema",
+        "The schema is the database version this build migrates to. With -c, also the\n"
+        "schema of that configuration's database; exits 3 if it is newer than this\n"
+        "build (it would refuse to run on it).")
+    version.add_argument("-c", "--config", type=Path,
+                         help="also show the schema of this configuration's database")
+    version.set_defaults(func=cmd_version)
+
+    demo = command("demo", "local homeserver, bot and scripted officers")
     demo.add_argument("--workdir", default=".demo", help="where the demo keeps its state")
     demo.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # --help exits 0, a usage error 2
     try:
         code: int = args.func(args)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
+    except SchemaTooNewError as exc:
+        print(f"liaison: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except MigrationError as exc:
+        print(f"liaison: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
     return code

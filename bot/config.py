@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import ipaddress
 import os
 import re
 import stat
@@ -46,6 +47,7 @@ from bot.flood import Rate
 from commands.chase_policy import ChasingConfig, escalation_target_problems
 from commands.durations import Duration
 from commands.model import MXID_RE, Agency, CategoryRule, Group, Post
+from commands.report_schedule import ReportsConfig, report_problems
 
 INLINE_SECRET_MESSAGE = "secrets must not be written in the config; use {env: NAME} or {file: PATH}"
 SAME_COUNTRY_PREFIX = "same-country:"
@@ -409,6 +411,69 @@ class RetentionConfig(_Section):
         return value
 
 
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def _check_listen_host(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _HOSTNAME_RE.match(value):
+            raise PydanticCustomError(
+                "host", "{host} is not an IP address or host name, like 127.0.0.1",
+                {"host": value}) from None
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (`127.0.0.1`, `::1`, `localhost`)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class MetricsConfig(_Section):
+    """The optional HTTP listener for Prometheus (`/metrics`) and health checks
+    (`/healthz`, see `bot.health`)."""
+
+    enabled: bool = False
+    host: Annotated[str, BeforeValidator(_check_listen_host)] = Field(
+        default="127.0.0.1", description="Address to listen on; loopback unless a "
+                                         "scraper elsewhere needs it (then the bot warns)")
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] = 9464
+    sync_stalled_after: Duration = Field(
+        default=timedelta(minutes=5),
+        description="/healthz fails when no sync has succeeded for this long")
+    outbox_stuck_after: Duration = Field(
+        default=timedelta(minutes=10),
+        description="/healthz fails when the oldest queued message has waited this long")
+
+
+def _metrics_warnings(config: Config) -> list[Finding]:
+    """An enabled listener reachable from other machines, or a stall limit that the
+    sync long-poll alone reaches."""
+    metrics = config.metrics
+    if not metrics.enabled:
+        return []
+    warnings: list[Finding] = []
+    if not _is_loopback(metrics.host):
+        warnings.append((("metrics", "host"),
+                         f"{metrics.host} is not a loopback address: /metrics and /healthz "
+                         "(no authentication) are reachable from other machines; firewall "
+                         "the port or use 127.0.0.1"))
+    if metrics.sync_stalled_after <= config.sync.timeout:
+        warnings.append((("metrics", "sync_stalled_after"),
+                         "sync_stalled_after is not longer than sync.timeout: /healthz will "
+                         "fail between quiet syncs"))
+    return warnings
+
+
 # --------------------------------------------------------------------------- the whole file
 
 
@@ -428,9 +493,11 @@ class Config(_Section):
     decryption: DecryptionConfig = DecryptionConfig()
     outbox: OutboxConfig = OutboxConfig()
     chasing: ChasingConfig = ChasingConfig()
+    reports: ReportsConfig = ReportsConfig()
     limits: LimitsConfig = LimitsConfig()
     retention: RetentionConfig = RetentionConfig()
     attachments: AttachmentsConfig = AttachmentsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     posts: list[Post] = []
     groups: list[Group] = []
     category_rules: list[CategoryRule] = []
@@ -552,6 +619,8 @@ def parse_config(
     cross_problems, cross_warnings = _cross_check(data)
     problems.extend(_at(root, loc, message) for loc, message in cross_problems)
     warnings.extend(_at(root, loc, message) for loc, message in cross_warnings)
+    if config is not None:
+        warnings.extend(_at(root, loc, message) for loc, message in _metrics_warnings(config))
     if check_secrets:
         secret_problems, secret_warnings = _check_secrets(data, context)
         problems.extend(_at(root, loc, message) for loc, message in secret_problems)
@@ -789,6 +858,7 @@ def _cross_check(data: dict[str, Any]) -> tuple[list[Finding], list[Finding]]:
     problems.extend(_check_groups(groups, posts, known_ids))
     problems.extend(_check_rules(rules, known_ids))
     problems.extend(escalation_target_problems(data))
+    problems.extend(report_problems(data))
     return problems, warnings
 
 
@@ -928,6 +998,7 @@ __all__ = [
     "LogFormat",
     "LogLevel",
     "LoggingConfig",
+    "MetricsConfig",
     "OutboxConfig",
     "RetentionConfig",
     "SecretRef",

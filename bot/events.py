@@ -33,8 +33,9 @@ from bot.config import Config
 from bot.flood import FloodGate, flood_notice
 from bot.invites import InvitePolicy, answer_invite
 from bot.languages import RoomLanguages
+from bot.logs import current_case, log_context, note_case
 from bot.media import MediaInvalid, MediaTooLarge, MediaUnavailable, fetch, upload
-from bot.services import Services
+from bot.services import FollowUp, Services
 from bot.trust import TOFU, TrustPolicy
 from bot.undecryptable import UndecryptableTracker
 from commands import case_events
@@ -182,6 +183,12 @@ class EventRouter:
         return record
 
     async def handle_event(self, room: MatrixRoom, event: Any) -> None:
+        """Act on one event; every log line meanwhile names its room, the event and, once
+        known, the case (`bot.logs`)."""
+        with log_context(room_id=room.room_id, event_id=getattr(event, "event_id", None)):
+            await self._route(room, event)
+
+    async def _route(self, room: MatrixRoom, event: Any) -> None:
         log.debug("event", extra={"room_id": room.room_id, "type": type(event).__name__,
                                   "event_id": getattr(event, "event_id", None)})
         if getattr(event, "sender", None) == self.user_id:
@@ -437,6 +444,8 @@ class EventRouter:
                 if reply is not None:
                     await self._enqueue_reply(conn, room.room_id, answer_to,
                                               answer_content or {}, reply)
+            if current_case() is not None:  # learnt through `Services`: it was about a case
+                log.info("case event handled")
         except Exception:
             log.exception("case event failed", extra={"incident": secrets.token_hex(4),
                                                       "room_id": room.room_id,
@@ -516,8 +525,11 @@ class EventRouter:
                 return
             services = self._services_for(conn)
             post = self._post_for_room(room.room_id)
+            name, outcome = None, "done"
+            follow_ups: list[FollowUp] = []
             try:
                 spec = self._registry.resolve(word)
+                name = spec.name
                 refusal = command_refusal(spec, event.sender, post=post,
                                           posts=self._config.posts,
                                           admins=self._config.access.admins,
@@ -538,11 +550,14 @@ class EventRouter:
                     context_ref=link.case.ref if link is not None else None,
                 )
                 reply = await spec.handler(invocation)
+                follow_ups = services.follow_ups  # only a handler that succeeded has them
             except CommandError as error:
                 await record_refusal(services, error, room_id=room.room_id, sender=event.sender,
                                      command=word)
                 reply = render_command_error(error, self._language_for_room(room.room_id))
+                outcome = "refused"
             except Exception:
+                outcome = "failed"
                 incident = secrets.token_hex(4)
                 log.exception("command failed", extra={"incident": incident,
                                                        "room_id": room.room_id,
@@ -552,6 +567,14 @@ class EventRouter:
                                                 event_id=event.event_id)
             await self._enqueue_reply(conn, room.room_id, event.event_id, content, reply,
                                       case_ref=opened.ref if opened is not None else None)
+            for follow_up in follow_ups:  # after the reply: the room's order is kept
+                await outbox.enqueue(
+                    conn, room_id=room.room_id, event_type="m.room.message",
+                    content={**follow_up.content,
+                             "m.relates_to": reply_relation(event.event_id, content)},
+                    now_ms=self._clock.now_ms(), kind=follow_up.kind)
+        # The command's name only: what follows it is the officer's text.
+        log.info("command handled", extra={"command": name, "outcome": outcome})
         self.commands_handled += 1
         self._wake_sender()
 
@@ -607,6 +630,8 @@ class EventRouter:
         """Queue `reply` as an answer to `event_id`; with `case_ref` (the answer to the
         command that opened a case) a reply to the answer is a reply on the case."""
         message = _content(reply, {"m.relates_to": reply_relation(event_id, content)})
+        if case_ref is not None:
+            note_case(case_ref)
         await outbox.enqueue(conn, room_id=room_id, event_type="m.room.message",
                              content=message, now_ms=self._clock.now_ms(), kind=kind,
                              case_ref=case_ref)

@@ -37,5 +37,9 @@ class RoomLanguages:
         post = self._base.post_by_room(room_id)
         return post.language if post is not None else "en"
 
+    def chosen_language(self, room_id: str) -> str | None:
+        """The room's own `!lang` choice, if it made one."""
+        return self._chosen.get(room_id)
+
     def post_for_room(self, room_id: str) -> Post | None:
         return self.config.post_by_room(room_id)

@@ -22,6 +22,8 @@ from aiohttp import ClientError
 from nio import AsyncClient, LocalProtocolError, RoomSendError, RoomSendResponse, SendRetryError
 
 from bot.clock import Clock
+from bot.logs import log_context
+from commands.report_chart import RENDER_KEY
 from storage import audit, outbox
 from storage.audit import AuditAction
 from storage.db import Database
@@ -47,7 +49,13 @@ class SenderSettings:
     max_attempts: int | None = None
 
 
+URGENT_KINDS = frozenset({"case-relay"})
+"""Outbox kinds sent ahead of the rest of their batch."""
+
 BeforeSend = Callable[[str], Awaitable[None]]
+Renderer = Callable[[OutboxMessage], Awaitable[dict[str, Any]]]
+"""Turns a render request into the event content to send (`bot.reports`); raises when it
+should be tried again later (the media repository is away)."""
 
 
 class OutboxSender:
@@ -61,8 +69,10 @@ class OutboxSender:
         settings: SenderSettings,
         before_send: BeforeSend | None = None,
         ready: asyncio.Event | None = None,
+        renderer: Renderer | None = None,
     ) -> None:
         self._db = db
+        self._renderer = renderer
         self._client = client
         self._clock = clock
         self._settings = settings
@@ -71,6 +81,10 @@ class OutboxSender:
         self._ready = ready
         self.sent_count = 0
         self.failure_count = 0
+        self.retries = 0
+        """Failed attempts that will be tried again (`/metrics`, see `bot.metrics`)."""
+        self.permanent_failures = 0
+        """Messages given up on, never to be sent (`/metrics`)."""
         self.last_error: str | None = None
 
     def wake(self) -> None:
@@ -86,7 +100,13 @@ class OutboxSender:
                     conn, now_ms=self._clock.now_ms(), limit=self._settings.concurrency
                 )
             if batch:
-                await asyncio.gather(*(self._send(message) for message in batch))
+                # Relayed cases first, on their own: the homeserver persists events one
+                # after another, and an answer to the sender racing the relay would delay
+                # what the counterpart is waiting for.
+                relays = [message for message in batch if message.kind in URGENT_KINDS]
+                rest = [message for message in batch if message.kind not in URGENT_KINDS]
+                for group in (relays, rest):
+                    await asyncio.gather(*(self._send_logged(message) for message in group))
                 continue
             await self._sleep_until_due()
 
@@ -101,6 +121,11 @@ class OutboxSender:
         except TimeoutError:
             pass
 
+    async def _send_logged(self, message: OutboxMessage) -> None:
+        """Send one message; every log line meanwhile names its room and case."""
+        with log_context(room_id=message.room_id, case_ref=message.case_ref):
+            await self._send(message)
+
     async def _send(self, message: OutboxMessage) -> None:
         room = self._client.rooms.get(message.room_id)
         if room is not None and not room.encrypted and message.kind != PLAINTEXT_KIND:
@@ -109,9 +134,15 @@ class OutboxSender:
                                          error="room is not end-to-end encrypted; not sent")
                 await self._audit_relay(conn, message, AuditAction.UNDELIVERED,
                                         {"error": "room is not end-to-end encrypted"})
+            self.permanent_failures += 1
             log.error("refused to send into an unencrypted room",
                       extra={"room_id": message.room_id, "case_ref": message.case_ref})
             return
+        if RENDER_KEY in message.content:
+            rendered = await self._rendered(message)
+            if rendered is None:
+                return
+            message = rendered
         try:
             if self._before_send is not None:
                 await self._before_send(message.room_id)
@@ -146,6 +177,29 @@ class OutboxSender:
         await self._retry(message, str(response), retry_after,
                           permanent_after=code in PERMANENT_ERRORS)
 
+    async def _rendered(self, message: OutboxMessage) -> OutboxMessage | None:
+        """Render a request (a report's chart: drawn, encrypted, uploaded) and put the
+        result in the message's place in the outbox before it is sent under its txn id: a
+        crash before that renders again (leaving at most an orphan upload), a crash after
+        it sends the same event again, which the homeserver takes as the same. A request
+        itself is never sent. None when it waits for a retry or cannot be rendered."""
+        if self._renderer is None:
+            async with self._db.transaction() as conn:
+                await outbox.mark_failed(conn, message.id, now_ms=self._clock.now_ms(),
+                                         error="nothing here renders this request")
+            self.permanent_failures += 1
+            log.error("render request without a renderer; not sent")
+            return None
+        try:
+            content = await self._renderer(message)
+            if RENDER_KEY in content:
+                raise ValueError("the renderer gave back a render request")
+        except Exception as error:
+            await self._retry(message, f"render: {type(error).__name__}: {error}", None)
+            return None
+        async with self._db.transaction() as conn:
+            return await outbox.replace_content(conn, message, content)
+
     async def _retry(
         self,
         message: OutboxMessage,
@@ -170,6 +224,7 @@ class OutboxSender:
                 log.error("giving up on message", extra={"room_id": message.room_id,
                                                           "error": error,
                                                           "case_ref": message.case_ref})
+                self.permanent_failures += 1
                 return
             if retry_after_ms is None:
                 delay = min(self._settings.backoff_initial_ms * 2 ** min(attempts - 1, 16),
@@ -177,6 +232,7 @@ class OutboxSender:
             else:
                 delay = max(retry_after_ms, 100)
             await outbox.mark_retry(conn, message.id, error=error, next_attempt_ms=now + delay)
+        self.retries += 1
         log.warning("send failed; will retry", extra={"room_id": message.room_id,
                                                       "error": error, "retry_in_ms": delay})
 

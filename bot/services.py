@@ -9,14 +9,21 @@ stores or sends (through `send`, which writes to the outbox) and records (throug
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
 
 from bot.clock import Clock
 from bot.config import Config
+from bot.logs import note_case
 from storage import audit, inbox, outbox
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    content: dict[str, Any]
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,14 @@ class Services:
     bot_user_id: str
     joined_rooms: frozenset[str]
     encrypted_rooms: frozenset[str]
+    follow_ups: list[FollowUp] = field(default_factory=list)
+    """Messages that go out after the handler's reply (see `follow_reply`)."""
+
+    def follow_reply(self, content: dict[str, Any], *, kind: str) -> None:
+        """Queue a message right after the reply to the command, as a reply to the same
+        event and in the same transaction (`!report`'s chart after its table); dropped if
+        the handler fails. Commands only: the router's command path sends these."""
+        self.follow_ups.append(FollowUp(content, kind))
 
     async def send(
         self,
@@ -38,6 +53,8 @@ class Services:
         event_type: str = "m.room.message",
     ) -> None:
         """Queue a message; it leaves once the transaction commits."""
+        if case_ref is not None:
+            note_case(case_ref)  # the event in hand is about this case: its log lines say so
         await outbox.enqueue(self.conn, room_id=room_id, event_type=event_type,
                              content=content, now_ms=self.clock.now_ms(), kind=kind,
                              case_ref=case_ref)
@@ -60,5 +77,7 @@ class Services:
         """Append an action to the audit log in this transaction (ids and reasons in
         `detail`, never message content). Case timeline entries are recorded by
         `storage.cases` itself."""
+        if case_ref is not None:
+            note_case(case_ref)
         await audit.append(self.conn, ts_ms=self.clock.now_ms(), actor=actor, action=action,
                            case_ref=case_ref, room_id=room_id, detail=detail)

@@ -14,6 +14,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import vodozemac
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -168,7 +169,16 @@ async def open_session(settings: SessionSettings) -> AsyncClient:
         log.warning("crypto stores of other devices in the data directory are ignored",
                     extra={"devices": others})
     client = _new_client(settings, credentials.user_id, credentials.device_id)
-    client.restore_login(credentials.user_id, credentials.device_id, credentials.access_token)
+    try:
+        client.restore_login(credentials.user_id, credentials.device_id,
+                             credentials.access_token)
+    except (vodozemac.PickleException, vodozemac.LibolmPickleException) as exc:
+        await client.close()
+        raise StartupError(
+            f"the crypto store of device {credentials.device_id} cannot be opened with the "
+            "configured bot.pickle_key (was it changed?). Put back the pickle key the store "
+            "was written with; the store cannot be read without it."
+        ) from exc
     try:
         await _check_device(client, credentials)
     except BaseException:
@@ -185,7 +195,9 @@ async def _check_device(client: AsyncClient, credentials: Credentials) -> None:
             raise StartupError(
                 f"the homeserver no longer accepts the bot's access token (device "
                 f"{credentials.device_id} was logged out or deleted). Its keys are gone with "
-                "it; move the data directory aside and start again to create a new device."
+                f"it. Move {CREDENTIALS_FILE} and {CRYPTO_DIR}/ aside (keep "
+                "cross-signing.json and the database) and start again: the bot logs "
+                "in as a new device and signs it with its existing identity."
             )
         raise ConnectionError(f"whoami failed: {who}")
     if who.user_id != credentials.user_id or (

@@ -23,6 +23,7 @@ from commands.texts import text
 from storage import inbox, outbox
 from storage.db import Database
 from storage.inbox import UndecryptableEvent
+from storage.metrics import UNDECRYPTABLE_KIND
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class UndecryptableTracker:
             )
             await outbox.enqueue(conn, room_id=item.room_id, event_type="m.room.message",
                                  content=content, now_ms=self._clock.now_ms(),
-                                 kind="undecryptable")
+                                 kind=UNDECRYPTABLE_KIND)
         self.notified += 1
         log.warning("told sender their message could not be decrypted",
                     extra={"room_id": item.room_id, "event_id": item.event_id})

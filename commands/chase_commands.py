@@ -30,12 +30,12 @@ from commands.model import Post, Priority
 from commands.parser import parse_ref
 from commands.quiet_hours import QuietHours
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
-from commands.report import build_report
+from commands.report import MAX_REPORT_DAYS
+from commands.report_chart import CHART_KIND, chart_request
 from storage import cases, chasing
 from storage.cases import Case
 
 DEFAULT_REPORT_PERIOD = "7d"
-MAX_REPORT_DAYS = 366
 
 
 def register_chasing_commands(registry: CommandRegistry) -> None:
@@ -143,11 +143,14 @@ async def report(invocation: Invocation) -> Reply:
     since_ms = now_ms - int(length.total_seconds() * 1000)
     ids = [post.id for post in supervised]
     conn = services.conn
-    deliveries = await chasing.report_deliveries(conn, since_ms=since_ms, posts=ids)
-    sent = await chasing.cases_sent(conn, since_ms=since_ms, posts=ids)
-    reports = build_report(ids, deliveries, sent=sent, policies=services.config.chasing.policies,
-                           since_ms=since_ms, now_ms=now_ms)
+    reports = await chasing.post_reports(conn, ids, policies=services.config.chasing.policies,
+                                         since_ms=since_ms, now_ms=now_ms)
     language, timezone = _reader(invocation, services.config, supervised)
+    # The same figures as a picture, right after the table: queued as a request the
+    # sender draws just before sending it (`commands.report_chart`, `bot.reports`).
+    request = chart_request(since_ms=since_ms, now_ms=now_ms, posts=ids, language=language,
+                            period=period)
+    services.follow_reply(request.content(), kind=CHART_KIND)
     return render_report(reports, period=period, since_ms=since_ms, now_ms=now_ms,
                          posts=_posts(services.config), language=language, timezone=timezone)
 

@@ -183,8 +183,10 @@ def _figure(ms: int | None, language: str) -> str:
 
 
 def render_report(reports: Sequence[PostReport], *, period: str, since_ms: int, now_ms: int,
-                  posts: Mapping[str, Post], language: str, timezone: str) -> Notice:
-    """`!report`: one block per post."""
+                  posts: Mapping[str, Post], language: str, timezone: str,
+                  late: bool = False) -> Notice:
+    """`!report`, and the scheduled reports: one block per post; a scheduled one sent
+    after the bot was down (`late`) says so."""
     lines: list[Line] = [Strong(text("chase.report.title", language, period=period,
                                      since=Moment(since_ms, timezone),
                                      until=Moment(now_ms, timezone)))]
@@ -203,4 +205,6 @@ def render_report(reports: Sequence[PostReport], *, period: str, since_ms: int, 
             BULLET + text("chase.report.overdue", language, overdue=report.overdue,
                           escalations=report.escalations),
         ]
+    if late:
+        lines.append(text("chase.late", language, time=Moment(now_ms, timezone)))
     return render_notice(*lines, language=language)

@@ -16,6 +16,9 @@ from statistics import median
 from commands.chase_policy import ChasePolicies
 from commands.chasing import ChaseSubject, overdue
 
+MAX_REPORT_DAYS = 366
+"""The longest period a report covers."""
+
 
 @dataclass(frozen=True)
 class ReportDelivery:
@@ -71,14 +74,16 @@ def post_report(
     since_ms: int,
     now_ms: int,
 ) -> PostReport:
-    """The report line of one post over the period from `since_ms` to `now_ms`."""
+    """The report line of one post over the period from `since_ms` to `now_ms`, as it
+    stood at `now_ms` (an acknowledgement or answer after it does not count yet: a chart
+    drawn later, or a late scheduled report, shows what the table of `now_ms` shows)."""
     mine = [item for item in deliveries if item.post == post]
     received = [item.subject for item in mine if since_ms <= item.subject.routed_ms <= now_ms]
     ack_times = [subject.acknowledged_ms - subject.routed_ms for subject in received
-                 if subject.acknowledged_ms is not None]
+                 if subject.acknowledged_ms is not None and subject.acknowledged_ms <= now_ms]
     requests = [subject for subject in received if subject.kind == "request"]
     answer_times = [subject.answered_ms - subject.routed_ms for subject in requests
-                    if subject.answered_ms is not None]
+                    if subject.answered_ms is not None and subject.answered_ms <= now_ms]
     late = [item for item in mine
             if overdue(item.subject, policies.of(item.subject.priority), now_ms)]
     escalations = sum(1 for item in mine for fired_ms in item.escalations

@@ -518,6 +518,23 @@ MESSAGES: Mapping[str, str] = {
     ),
     "chase.report.overdue": "Overdue now {overdue}; escalations {escalations}.",
     "chase.report.none": "none",
+    # the chart posted with !report (commands.report_chart); an Arabic room's chart is
+    # drawn with the English words (matplotlib cannot join Arabic letters)
+    "chart.ack.title": "Time to acknowledge, last {period}",
+    "chart.ack.axis": "From delivery to acknowledgement ({unit})",
+    "chart.unit.seconds": "seconds",
+    "chart.unit.minutes": "minutes",
+    "chart.unit.hours": "hours",
+    "chart.ack.median": "median",
+    "chart.ack.p90": "90% within",
+    "chart.ack.count": "{count} of {total} acknowledged",
+    "chart.ack.figures": "median {median} · 90% {p90} · {count}",
+    "chart.ack.no_cases": "no cases received",
+    "chart.ack.empty": "Nothing was acknowledged in this period.",
+    "chart.ack.more": "{count} more posts are in the table only.",
+    "chart.failed": (
+        "The chart of this report could not be drawn; the figures above are complete."
+    ),
     "case.timeline.reminded": "{time} reminder to {post}{late}",
     "case.timeline.escalated": "{time} escalated about {post}{late}",
     "case.timeline.snoozed": "{time} reminders snoozed by {post} ({who})",

@@ -73,6 +73,10 @@ class BotProcess:
         }
         return deep_merge(base, self._extra)
 
+    def reconfigure(self, extra: dict[str, Any]) -> None:
+        """Merge `extra` into the configuration; the next `start()` runs with it."""
+        self._extra = deep_merge(self._extra, extra)
+
     def write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # JSON is YAML; the bot reads it with its YAML loader like any operator's file.

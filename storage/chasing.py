@@ -19,9 +19,10 @@ from typing import Any
 
 import aiosqlite
 
+from commands.chase_policy import ChasePolicies
 from commands.chasing import Action, ChaseSubject, Phase, PlannedStep
 from commands.model import Priority
-from commands.report import ReportDelivery
+from commands.report import PostReport, ReportDelivery, build_report
 from storage.cases import record_case_event
 from storage.db import changes
 
@@ -75,9 +76,12 @@ _DELIVERY_COLUMNS = (
     "d.id, d.case_id, c.ref, c.origin_post, d.post, d.room_id, c.kind, c.priority,"
     " d.routed_ms, c.due_ms, d.acknowledged_ms, d.answered_ms, c.state"
 )
-_STEP_SELECT = (
-    "SELECT s.id, s.step, s.phase, s.action, s.targets, s.due_ms, s.state, s.done_ms, s.late,"
+_STEP_COLUMNS = (
+    "s.id, s.step, s.phase, s.action, s.targets, s.due_ms, s.state, s.done_ms, s.late,"
     f" s.sent, s.taken_notified_ms, {_DELIVERY_COLUMNS}"
+)
+_STEP_SELECT = (
+    f"SELECT {_STEP_COLUMNS}"
     " FROM chase_steps s JOIN deliveries d ON d.id = s.delivery_id"
     " JOIN cases c ON c.id = d.case_id"
 )
@@ -133,6 +137,13 @@ async def unplanned_deliveries(conn: aiosqlite.Connection, *, delivery_id: int |
     return [_delivery(tuple(row)) for row in rows]
 
 
+async def last_delivery_id(conn: aiosqlite.Connection) -> int:
+    """The highest delivery id so far (0 for none)."""
+    async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM deliveries") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row is not None else 0
+
+
 TAKEN_KINDS = ("acknowledged", "answered", "closed", "cancelled", "redacted")
 
 
@@ -145,9 +156,16 @@ async def pending_steps_of_taken(conn: aiosqlite.Connection, *, after_timeline_i
         row = await cursor.fetchone()
     upto = int(row[0]) if row is not None else 0
     kinds = ", ".join(f"'{kind}'" for kind in TAKEN_KINDS)
+    # CROSS JOIN fixes the order: from the few new timeline entries to their cases' steps
+    # (by the unique indexes on deliveries.case_id and chase_steps.delivery_id), never
+    # through every pending step, which SQLite's planner otherwise prefers.
     rows = await conn.execute_fetchall(
-        f"{_STEP_SELECT} WHERE s.state = 'pending' AND d.case_id IN (SELECT case_id FROM"
-        f" timeline WHERE id > ? AND id <= ? AND kind IN ({kinds})) ORDER BY s.due_ms, s.id",
+        f"SELECT {_STEP_COLUMNS} FROM (SELECT DISTINCT case_id FROM timeline"
+        f" WHERE id > ? AND id <= ? AND kind IN ({kinds})) t"
+        " CROSS JOIN deliveries d ON d.case_id = t.case_id"
+        " CROSS JOIN chase_steps s ON s.delivery_id = d.id"
+        " JOIN cases c ON c.id = d.case_id"
+        " WHERE s.state = 'pending' ORDER BY s.due_ms, s.id",
         (after_timeline_id, upto))
     return [_step(row) for row in rows], upto
 
@@ -299,19 +317,32 @@ async def report_deliveries(conn: aiosqlite.Connection, *, since_ms: int,
     return found
 
 
-async def cases_sent(conn: aiosqlite.Connection, *, since_ms: int, posts: Iterable[str]
-                     ) -> dict[str, int]:
-    """How many cases each of `posts` sent since `since_ms` (routed or not)."""
+
+async def cases_sent(conn: aiosqlite.Connection, *, since_ms: int, posts: Iterable[str],
+                     until_ms: int) -> dict[str, int]:
+    """How many cases each of `posts` sent from `since_ms` up to `until_ms` (routed or
+    not)."""
     wanted = sorted(set(posts))
     if not wanted:
         return {}
     marks = ", ".join("?" for _ in wanted)
     rows = await conn.execute_fetchall(
         f"SELECT origin_post, COUNT(*) FROM cases WHERE origin_post IN ({marks})"
-        " AND created_ms >= ? GROUP BY origin_post",
-        (*wanted, since_ms),
+        " AND created_ms >= ? AND created_ms <= ? GROUP BY origin_post",
+        (*wanted, since_ms, until_ms),
     )
     return {str(row[0]): int(row[1]) for row in rows}
+
+
+async def post_reports(conn: aiosqlite.Connection, posts: Sequence[str], *,
+                       policies: ChasePolicies, since_ms: int, now_ms: int
+                       ) -> list[PostReport]:
+    """The figures of `!report` and `liaison stats`: one `PostReport` per post, in the
+    order given, over the period from `since_ms` to `now_ms`."""
+    deliveries = await report_deliveries(conn, since_ms=since_ms, posts=posts)
+    sent = await cases_sent(conn, since_ms=since_ms, posts=posts, until_ms=now_ms)
+    return build_report(posts, deliveries, sent=sent, policies=policies, since_ms=since_ms,
+                        now_ms=now_ms)
 
 
 # --- the timeline -----------------------------------------------------------------------

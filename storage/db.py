@@ -21,11 +21,18 @@ Each runs once, statement by statement, in its own transaction together with the
 bump of `user_version`; a failing migration rolls back and raises
 `MigrationError` naming the file. Migration files must not contain
 BEGIN/COMMIT; foreign keys stay enforced while they run.
+
+Before an existing database is migrated it is copied with SQLite's online backup to
+`backups/liaison-v<old>-<UTC time>.db` beside it (directory 0700, file 0600), so an
+upgrade can be undone. A database written by a newer Liaison (a schema above the
+latest migration: someone went back to an older build) is refused before anything
+is written to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import sqlite3
@@ -33,6 +40,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -40,7 +48,11 @@ from typing import Any
 
 import aiosqlite
 
+log = logging.getLogger(__name__)
+
 _MIGRATION_NAME_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+BACKUP_DIR = "backups"
+"""Beside the database: its copies taken before each upgrade."""
 
 
 async def changes(conn: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()) -> int:
@@ -138,15 +150,22 @@ class Database:
     async def open(cls, path: Path, *, migrations: Traversable | None = None) -> Database:
         """Open (creating with mode 0600 if needed) and migrate the database at `path`.
 
-        `migrations` replaces the packaged migrations directory; tests use it.
+        `migrations` replaces the packaged migrations directory; tests use it. An
+        existing database is backed up before it is migrated; one from a newer Liaison
+        raises `SchemaTooNewError` untouched.
         """
+        known = load_migrations(migrations)
         await asyncio.to_thread(_create_private_file, path)
         connection = await aiosqlite.connect(path, isolation_level=None)
         database = cls(path, connection)
         try:
+            found = await database._user_version()
+            refuse_newer_schema(found, known)
             await database._configure()
             await asyncio.to_thread(_tighten_sidecar_files, path)
-            await database._migrate(load_migrations(migrations))
+            if 0 < found < latest_version(known):
+                await database._backup_before_upgrade(found)
+            await database._migrate(known)
         except BaseException:
             await connection.close()
             raise
@@ -210,6 +229,16 @@ class Database:
                 await asyncio.to_thread(partial.unlink, missing_ok=True)
                 raise
 
+    async def _backup_before_upgrade(self, version: int) -> None:
+        """Copy the database at schema `version` into the backups directory."""
+        directory = self.path.parent / BACKUP_DIR
+        await asyncio.to_thread(_private_directory, directory)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = directory / f"liaison-v{version}-{stamp}.db"
+        await self.backup(target)
+        log.info("database backed up before upgrading its schema",
+                 extra={"backup": str(target), "schema": version})
+
     @asynccontextmanager
     async def _hold(self) -> AsyncIterator[None]:
         current = asyncio.current_task()
@@ -247,12 +276,8 @@ class Database:
         return int(row[0]) if row is not None else 0
 
     async def _migrate(self, migrations: list[Migration]) -> None:
-        latest = migrations[-1].version if migrations else 0
         current = await self._user_version()
-        if current > latest:
-            raise SchemaTooNewError(
-                f"database schema {current} is newer than this Liaison ({latest}); upgrade Liaison"
-            )
+        refuse_newer_schema(current, migrations)
         for migration in migrations:
             if migration.version > current:
                 await self._apply(migration)
@@ -275,6 +300,21 @@ class Database:
             raise MigrationError(f"migration {migration.name} failed: {error}") from error
 
 
+def latest_version(migrations: Sequence[Migration]) -> int:
+    """The schema version `migrations` bring a database to (0 for none)."""
+    return migrations[-1].version if migrations else 0
+
+
+def refuse_newer_schema(found: int, migrations: Sequence[Migration]) -> None:
+    """Raise `SchemaTooNewError` for a database at schema `found` that `migrations` do
+    not reach: a newer Liaison wrote it."""
+    latest = latest_version(migrations)
+    if found > latest:
+        raise SchemaTooNewError(
+            f"database schema {found} is newer than this Liaison ({latest}); upgrade Liaison"
+        )
+
+
 @asynccontextmanager
 async def read_only(path: Path) -> AsyncIterator[aiosqlite.Connection]:
     """A connection that can only read the existing database at `path`, seeing one
@@ -292,6 +332,38 @@ async def read_only(path: Path) -> AsyncIterator[aiosqlite.Connection]:
         await connection.close()
 
 
+async def backup_file(source: Path, target: Path) -> None:
+    """Copy the existing database at `source` into `target` (mode 0600) without opening it
+    for writing: nothing is created, migrated or locked, so it is safe beside the
+    running bot and with a build older or newer than the database. The copy is written
+    beside `target` and renamed into place."""
+    if not await asyncio.to_thread(source.is_file):
+        raise FileNotFoundError(f"there is no database at {source}")
+    if await asyncio.to_thread(_same_path, target, source):
+        raise ValueError("backup target is the live database")
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    await asyncio.to_thread(_create_private_file, partial)
+    try:
+        async with read_only(source) as connection:
+            destination = await aiosqlite.connect(partial, check_same_thread=False)
+            try:
+                await connection.backup(destination)
+            finally:
+                await destination.close()
+        await asyncio.to_thread(os.replace, partial, target)
+    except BaseException:
+        await asyncio.to_thread(partial.unlink, missing_ok=True)
+        raise
+
+
+async def stored_schema_version(path: Path) -> int:
+    """The schema version of the existing database at `path`, read without changing it."""
+    async with read_only(path) as connection:
+        async with connection.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+    return int(row[0]) if row is not None else 0
+
+
 def _create_private_file(path: Path) -> None:
     """Create `path` (and a 0700 parent directory) readable by the owner only."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -300,6 +372,11 @@ def _create_private_file(path: Path) -> None:
         os.fchmod(descriptor, 0o600)
     finally:
         os.close(descriptor)
+
+
+def _private_directory(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
 
 
 def _same_path(first: Path, second: Path) -> bool:

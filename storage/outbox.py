@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiosqlite
@@ -147,6 +147,16 @@ async def mark_sent(
         "state = 'sent', sent_ms = ?, event_id = ?, last_error = NULL",
         (now_ms, event_id),
     )
+
+
+async def replace_content(conn: aiosqlite.Connection, message: OutboxMessage,
+                          content: dict[str, Any]) -> OutboxMessage:
+    """Put `content` in place of a pending message's content — a render request (a report's
+    chart) by what it was rendered to — keeping its transaction id, so whatever happens
+    next, the same event is sent under the same id."""
+    stored = _dump(content)
+    await _update_pending(conn, message.id, "content = ?", (stored,))
+    return replace(message, content=json.loads(stored))
 
 
 async def note_event_id(conn: aiosqlite.Connection, *, txn_id: str, event_id: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sys
 from typing import Any
 from urllib.parse import quote
@@ -14,7 +15,8 @@ import vodozemac
 from bot.rawapi import request_json
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
-from tests.e2e.conftest import BotFactory, OfficerFactory
+from devkit.synapse import LocalSynapse
+from tests.e2e.conftest import BotFactory, OfficerFactory, unique
 
 
 def replies_to(message: SeenMessage, event_id: str) -> bool:
@@ -278,3 +280,57 @@ async def test_reset_identity_replaces_the_cross_signing_keys_with_the_password(
     kz = await officer_factory("kz")
     room_id = await open_room(kz, bot)
     await ask(kz, bot, room_id, "!ping")
+
+
+async def server_admin_token(synapse: LocalSynapse) -> str:
+    """Log in as a fresh server admin, the way an operator reaches Synapse's admin API."""
+    localpart, password = unique("admin"), secrets.token_urlsafe(12)
+    await synapse.register(localpart, password, admin=True)
+    login = await synapse.request("POST", "/_matrix/client/v3/login", {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": localpart},
+        "password": password,
+    })
+    return str(login["access_token"])
+
+
+async def test_a_deleted_device_is_replaced_by_a_new_one_signed_by_the_same_identity(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    """docs/deployment.md, "Starting a new device without a backup"."""
+    bot = await bot_factory()  # bot.password is set: the new device logs in with it
+    kz = await officer_factory("kz")
+    query = {"device_keys": {bot.user_id: []}}
+    before = await request_json(kz.client, "POST", "/_matrix/client/v3/keys/query", query)
+    old_device = bot.device_id
+    assert old_device
+    await bot.stop()
+    await bot.synapse.request(
+        "DELETE", f"/_synapse/admin/v2/users/{quote(bot.user_id)}/devices/{quote(old_device)}",
+        token=await server_admin_token(bot.synapse))
+
+    await bot.start(wait_ready=False)
+    assert await bot.wait_exit() == 3
+    assert "Move credentials.json and crypto/ aside" in bot.log_tail()
+    for name in ("credentials.json", "crypto"):
+        (bot.data_dir / name).rename(bot.data_dir / f"{name}.old")
+    assert (bot.data_dir / "cross-signing.json").exists()
+    assert (bot.data_dir / "liaison.db").exists()
+
+    await bot.start()
+    new_device = bot.device_id
+    assert new_device and new_device != old_device
+    after = await request_json(kz.client, "POST", "/_matrix/client/v3/keys/query", query)
+    assert after.body["master_keys"][bot.user_id] == before.body["master_keys"][bot.user_id]
+    ssk = after.body["self_signing_keys"][bot.user_id]
+    assert ssk == before.body["self_signing_keys"][bot.user_id]
+    (_, master_public), = after.body["master_keys"][bot.user_id]["keys"].items()
+    (_, ssk_public), = ssk["keys"].items()
+    verify(ssk, bot.user_id, master_public)
+    assert list(after.body["device_keys"][bot.user_id]) == [new_device]
+    verify(after.body["device_keys"][bot.user_id][new_device], bot.user_id, ssk_public)
+
+    room_id = await open_room(kz, bot)
+    answer = await ask(kz, bot, room_id, "!ping")
+    assert answer.encrypted
+    assert new_device in (answer.body or "")

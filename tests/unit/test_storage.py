@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import sqlite3
 import stat
 import tempfile
@@ -149,6 +151,57 @@ async def test_database_from_a_newer_liaison_is_refused(tmp_path: Path) -> None:
     assert str(raised.value) == (
         f"database schema 99 is newer than this Liaison ({latest}); upgrade Liaison"
     )
+
+
+async def test_database_from_a_newer_liaison_is_left_exactly_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "liaison.db"
+    with sqlite3.connect(path) as raw:  # rollback journal: opening for use would make it WAL
+        raw.execute("CREATE TABLE future (x INTEGER)")
+        raw.execute("PRAGMA user_version = 99")
+    before = path.read_bytes()
+
+    with pytest.raises(SchemaTooNewError):
+        await Database.open(path)
+
+    assert path.read_bytes() == before
+    assert await raw_query(path, "PRAGMA journal_mode") == [("delete",)]
+    assert not (tmp_path / "backups").exists()
+
+
+async def test_an_existing_database_is_backed_up_before_its_schema_is_upgraded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "data" / "liaison.db"
+    migrations = write_migrations(tmp_path / "migrations", {
+        "0001_base.sql": "CREATE TABLE base (x INTEGER);",
+    })
+    first = await Database.open(path, migrations=migrations)
+    async with first.transaction() as conn:
+        await conn.execute("INSERT INTO base VALUES (42)")
+    await first.close()
+    assert not (path.parent / "backups").exists()  # a brand-new database needs none
+
+    write_migrations(migrations, {"0002_more.sql": "ALTER TABLE base ADD COLUMN y TEXT;"})
+    with caplog.at_level(logging.INFO, logger="storage.db"):
+        upgraded = await Database.open(path, migrations=migrations)
+    await upgraded.close()
+
+    [backup] = (path.parent / "backups").iterdir()
+    assert re.fullmatch(r"liaison-v1-\d{8}T\d{6}Z\.db", backup.name), backup.name
+    assert mode(path.parent / "backups") == 0o700
+    assert mode(backup) == 0o600
+    assert await raw_query(backup, "PRAGMA user_version") == [(1,)]
+    assert await raw_query(backup, "SELECT * FROM base") == [(42,)]
+    assert await raw_query(path, "SELECT * FROM base") == [(42, None)]
+    assert upgraded.schema_version == 2
+    [line] = [r for r in caplog.records if r.name == "storage.db"]
+    assert (line.levelno, line.getMessage()) == (
+        logging.INFO, "database backed up before upgrading its schema")
+    assert line.backup == str(backup)  # type: ignore[attr-defined]
+
+    again = await Database.open(path, migrations=migrations)  # up to date: no new copy
+    await again.close()
+    assert len(list((path.parent / "backups").iterdir())) == 1
 
 
 async def test_failing_migration_rolls_back_and_names_the_file(tmp_path: Path) -> None:

@@ -1,0 +1,76 @@
+"""`/healthz`: is the bot keeping up? Decided here from figures the shell reads, with
+`now` passed in: no I/O, no clock.
+
+Two things make the bot unhealthy: no sync has succeeded for `sync_stalled_after` (nor,
+before the first one, since the bot started), or the oldest message in the outbox has
+waited longer than `outbox_stuck_after`. Either recovers by itself: the next successful
+sync, or the outbox draining, makes the bot healthy again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from commands.durations import format_duration
+from storage.outbox import OutboxStats
+
+
+@dataclass(frozen=True)
+class HealthLimits:
+    sync_stalled_after_s: float
+    outbox_stuck_after_s: float
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    checks: dict[str, dict[str, Any]]
+
+    def body(self) -> dict[str, Any]:
+        """The JSON answer: `{"ok": true, "checks": {"sync": {...}, "outbox": {...}}}`;
+        a failing check says why in its `reason`."""
+        return {"ok": self.ok, "checks": self.checks}
+
+
+def assess(*, now_s: float, started_s: float, last_sync_s: float | None,
+           outbox: OutboxStats | None, limits: HealthLimits) -> Health:
+    """Health at `now_s` (monotonic seconds, like `started_s` and `last_sync_s`, the end
+    of the last successful sync or None); `outbox` is None when it could not be read."""
+    checks = {"sync": _sync(now_s, started_s, last_sync_s, limits.sync_stalled_after_s),
+              "outbox": _outbox(outbox, limits.outbox_stuck_after_s)}
+    return Health(ok=all(check["ok"] for check in checks.values()), checks=checks)
+
+
+def _sync(now_s: float, started_s: float, last_sync_s: float | None,
+          limit_s: float) -> dict[str, Any]:
+    if last_sync_s is None:
+        waited = now_s - started_s
+        check: dict[str, Any] = {"ok": waited < limit_s, "seconds_since_success": None}
+        if not check["ok"]:
+            check["reason"] = (f"no sync has succeeded since the start {_span(waited)} ago "
+                               f"(limit {_span(limit_s)})")
+        return check
+    since = now_s - last_sync_s
+    check = {"ok": since < limit_s, "seconds_since_success": round(since, 3)}
+    if not check["ok"]:
+        check["reason"] = f"no sync has succeeded for {_span(since)} (limit {_span(limit_s)})"
+    return check
+
+
+def _outbox(stats: OutboxStats | None, limit_s: float) -> dict[str, Any]:
+    if stats is None:
+        return {"ok": False, "reason": "the outbox could not be read from the database"}
+    age_s = None if stats.oldest_pending_age_ms is None else stats.oldest_pending_age_ms / 1000
+    check: dict[str, Any] = {"ok": age_s is None or age_s < limit_s, "pending": stats.pending,
+                             "oldest_pending_age_seconds": age_s}
+    if not check["ok"]:
+        check["reason"] = (f"the oldest of {stats.pending} queued messages has waited "
+                           f"{_span(age_s or 0)} (limit {_span(limit_s)})")
+    return check
+
+
+def _span(seconds: float) -> str:
+    """`1m30s`, in whole seconds."""
+    return format_duration(timedelta(seconds=int(seconds)))

@@ -1,0 +1,217 @@
+"""The optional monitoring listener: `/metrics` for Prometheus and `/healthz` for whatever
+restarts the bot or pages someone, served by aiohttp on the bot's own loop.
+
+Figures about the work (cases, deliveries, acknowledgements, chase steps, the outbox,
+undecryptable messages) are read from the database at each scrape (`storage.metrics`)
+through a read-only connection of the scrape's own, so they are exact across restarts
+and a scrape never waits for, or holds up, the bot's transactions. Figures about this
+process (send failures, the last successful sync) are counters the outbox worker and the
+sync loop keep. Each scrape renders its own `CollectorRegistry`, never
+prometheus_client's global one, so several bots in one process (or tests) never collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.process_collector import ProcessCollector
+
+from bot.clock import Clock
+from bot.config import MetricsConfig
+from bot.health import HealthLimits, assess
+from bot.session import StartupError
+from storage import outbox
+from storage.db import read_only
+from storage.metrics import ACK_BUCKETS_S, WorkFigures, work_figures
+
+log = logging.getLogger(__name__)
+
+
+class SyncProgress(Protocol):
+    """What the sync loop (`bot.sync.SyncLoop`) tells: when a sync last succeeded, in
+    the loop's monotonic seconds."""
+
+    @property
+    def last_success_monotonic(self) -> float | None: ...
+
+
+class SendCounters(Protocol):
+    """What the outbox worker (`bot.sender.OutboxSender`) counts."""
+
+    @property
+    def retries(self) -> int: ...
+
+    @property
+    def permanent_failures(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ProcessFigures:
+    send_retries: int
+    send_permanent_failures: int
+    sync_lag_s: float
+    """Since the last successful sync ended, or since the start while there was none."""
+    sync_last_success_unix_s: float | None
+
+
+class FiguresCollector:
+    """One scrape's figures as Prometheus metric families (a prometheus_client collector)."""
+
+    def __init__(self, work: WorkFigures, process: ProcessFigures) -> None:
+        self._work = work
+        self._process = process
+
+    def collect(self) -> Iterator[Metric]:
+        work, process = self._work, self._process
+        cases = CounterMetricFamily("liaison_cases_total", "Cases opened, by priority and kind",
+                                    labels=["priority", "kind"])
+        for (priority, kind), count in work.cases.items():
+            cases.add_metric([priority, kind], count)
+        yield cases
+        deliveries = work.deliveries
+        yield CounterMetricFamily(
+            "liaison_deliveries_total", "Cases routed to a target post (one per target)",
+            value=deliveries.routed)
+        yield CounterMetricFamily(
+            "liaison_acknowledgements_total",
+            "Deliveries acknowledged by their target post (an answer acknowledges too)",
+            value=deliveries.acknowledged)
+        buckets = [(str(float(bound)), count)  # `le="30.0"`, as prometheus_client writes it
+                   for bound, count in zip(ACK_BUCKETS_S, deliveries.ack_within, strict=True)]
+        yield HistogramMetricFamily(
+            "liaison_time_to_acknowledge_seconds",
+            "From a case routed to a target post to that post's acknowledgement",
+            buckets=[*buckets, ("+Inf", deliveries.acknowledged)],
+            sum_value=deliveries.ack_sum_ms / 1000)
+        yield CounterMetricFamily("liaison_reminders_total", "Chase reminders fired",
+                                  value=work.reminders)
+        yield CounterMetricFamily("liaison_escalations_total",
+                                  "Escalations to supervisors fired", value=work.escalations)
+        yield GaugeMetricFamily("liaison_outbox_pending", "Messages waiting in the outbox",
+                                value=work.outbox.pending)
+        age_ms = work.outbox.oldest_pending_age_ms
+        yield GaugeMetricFamily(
+            "liaison_outbox_oldest_pending_age_seconds",
+            "How long the oldest message in the outbox has waited (0 when it is empty)",
+            value=0 if age_ms is None else age_ms / 1000)
+        failures = CounterMetricFamily(
+            "liaison_send_failures_total",
+            "Failed sends since this process started: retried, or given up on (permanent)",
+            labels=["kind"])
+        failures.add_metric(["retry"], process.send_retries)
+        failures.add_metric(["permanent"], process.send_permanent_failures)
+        yield failures
+        yield GaugeMetricFamily(
+            "liaison_undecryptable_waiting",
+            "Messages the bot could not decrypt yet, waiting for their keys",
+            value=work.undecryptable_waiting)
+        yield CounterMetricFamily(
+            "liaison_undecryptable_notified_total",
+            "Messages the bot never decrypted: their senders were told",
+            value=work.undecryptable_notified)
+        yield GaugeMetricFamily(
+            "liaison_sync_lag_seconds",
+            "Since the last successful sync (since the start, before the first one)",
+            value=process.sync_lag_s)
+        yield GaugeMetricFamily(
+            "liaison_sync_last_success_timestamp_seconds",
+            "When the last successful sync ended, Unix time (0: none since the start)",
+            value=process.sync_last_success_unix_s or 0)
+
+
+def exposition(work: WorkFigures, process: ProcessFigures) -> bytes:
+    """The Prometheus text format of one scrape; also this process's CPU, memory and
+    file descriptors (`process_*`)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FiguresCollector(work, process))
+    ProcessCollector(registry=registry)
+    return generate_latest(registry)
+
+
+class MonitoringListener:
+    """`/metrics` and `/healthz` on `settings.host:settings.port`, from `start()` until
+    `stop()`."""
+
+    def __init__(self, settings: MetricsConfig, *, database: Path, clock: Clock,
+                 sync: SyncProgress, sender: SendCounters) -> None:
+        self._settings = settings
+        self._database = database
+        self._clock = clock
+        self._sync = sync
+        self._sender = sender
+        self._limits = HealthLimits(
+            sync_stalled_after_s=settings.sync_stalled_after.total_seconds(),
+            outbox_stuck_after_s=settings.outbox_stuck_after.total_seconds())
+        self._runner: web.AppRunner | None = None
+        self._started_s = 0.0
+
+    @property
+    def address(self) -> str:
+        """`http://127.0.0.1:9464` (an IPv6 host in brackets)."""
+        host = self._settings.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self._settings.port}"
+
+    async def start(self) -> None:
+        """Listen; raise `StartupError` when the address cannot be had (a port in use)."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._settings.host, self._settings.port).start()
+        except OSError as error:
+            await runner.cleanup()
+            raise StartupError(f"metrics: cannot listen on {self.address}: "
+                               f"{error.strerror or error}") from error
+        self._runner = runner
+        self._started_s = asyncio.get_running_loop().time()
+        log.info("metrics listening", extra={"metrics": f"{self.address}/metrics",
+                                             "healthz": f"{self.address}/healthz"})
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        async with read_only(self._database) as conn:
+            work = await work_figures(conn, now_ms=self._clock.now_ms())
+        return web.Response(body=exposition(work, self._process_figures()),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        try:
+            async with read_only(self._database) as conn:
+                stats = await outbox.stats(conn, now_ms=self._clock.now_ms())
+        except (sqlite3.Error, OSError):
+            log.warning("health check could not read the outbox", exc_info=True)
+            stats = None
+        health = assess(now_s=asyncio.get_running_loop().time(), started_s=self._started_s,
+                        last_sync_s=self._sync.last_success_monotonic, outbox=stats,
+                        limits=self._limits)
+        return web.json_response(health.body(), status=200 if health.ok else 503)
+
+    def _process_figures(self) -> ProcessFigures:
+        now_s = asyncio.get_running_loop().time()
+        last = self._sync.last_success_monotonic
+        return ProcessFigures(
+            send_retries=self._sender.retries,
+            send_permanent_failures=self._sender.permanent_failures,
+            sync_lag_s=now_s - (self._started_s if last is None else last),
+            sync_last_success_unix_s=(None if last is None
+                                      else self._clock.now_ms() / 1000 - (now_s - last)))
