@@ -64,6 +64,8 @@ DM_WAIT_MS = 10 * 60_000
 others and the timeline names who could not be reached."""
 RETRY_MS = 2_000
 """When a step had to wait (a direct room being opened) or a round failed, look again."""
+PLAN_BATCH = 500
+"""Deliveries read for planning at a time."""
 NEXT_JOB = "chase-next-due"
 CHECK_JOB = "chase-check"
 
@@ -196,11 +198,18 @@ class Chaser:
     # --- planning and stopping ----------------------------------------------------------
 
     async def _plan(self, conn: aiosqlite.Connection, now: int) -> None:
-        for delivery in await chasing.unplanned_deliveries(conn, after_id=self._planned_through):
-            steps = plan_delivery(delivery.subject, self._posts.get(delivery.post),
-                                  self._config.chasing.policies)
-            await chasing.save_plan(conn, delivery.delivery_id, steps, now_ms=now)
-            self._planned_through = delivery.delivery_id
+        upto = await chasing.last_delivery_id(conn)
+        while True:
+            found = await chasing.unplanned_deliveries(conn, after_id=self._planned_through,
+                                                       limit=PLAN_BATCH)
+            for delivery in found:
+                steps = plan_delivery(delivery.subject, self._posts.get(delivery.post),
+                                      self._config.chasing.policies)
+                await chasing.save_plan(conn, delivery.delivery_id, steps, now_ms=now)
+                self._planned_through = delivery.delivery_id
+            if len(found) < PLAN_BATCH:  # every delivery up to `upto` has been looked at
+                self._planned_through = max(self._planned_through, upto)
+                return
 
     async def _stop_taken(self, conn: aiosqlite.Connection, now: int) -> None:
         pending, self._taken_through = await chasing.pending_steps_of_taken(

@@ -471,3 +471,24 @@ async def test_status_shows_the_chase_in_the_timeline(bot: Bot) -> None:
     assert "• 2026-05-01 10:12 +00:00 reminder to Termez (UZ-TERMEZ) (late)" in status.text
     assert f"• 2026-05-01 10:12 +00:00 reminders snoozed by Termez (UZ-TERMEZ) ({UZ})" \
         in status.text
+
+
+async def test_one_round_plans_every_new_delivery_however_many_and_later_ones_too(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.chaser.PLAN_BATCH", 2)
+
+    async def planned() -> int:
+        async with bot.db.read() as conn:
+            rows = await conn.execute_fetchall("SELECT COUNT(*) FROM chase_plans")
+        return int(rows[0][0])
+
+    for _ in range(5):
+        await bot.say(KZ_ROOM, KZ, FLASH)
+    await bot.tick()
+    assert await planned() == 5
+    await bot.tick()  # nothing new: the watermark skips what was looked at
+    assert await planned() == 5
+    await bot.say(KZ_ROOM, KZ, FLASH)
+    await bot.tick()
+    assert await planned() == 6
