@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None,
                         help="override the number of measured rounds where a scenario has them")
     parser.add_argument("--memory-cases", type=int, default=None,
-                        help="cases routed in the memory scenario (default 3000, quick 600)")
+                        help="cases routed in the memory scenario (default 10000, quick 600)")
     parser.add_argument("--bot-config", default=None, metavar="JSON",
                         help="extra configuration merged into every bot's, for experiments, "
                              "e.g. '{\"outbox\": {\"concurrency\": 16}}'")

@@ -3,8 +3,8 @@ post room, each alert to one of two target posts), through Synapse like any othe
 Resident memory (VmRSS) is read once the bot is idle after 100 cases, at intermediate
 checkpoints, and after N cases: nothing should grow without bound.
 
-N is 3,000 by default (10,000 through Synapse takes a quarter of an hour on two shared
-cores; `--memory-cases 10000` runs it)."""
+N is 10,000 as the issue asks (a quarter of an hour through Synapse on two shared
+cores); `--quick` routes 600 and `--memory-cases N` chooses."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class Answers:
 
 async def run(ctx: Any) -> dict[str, Any]:
     stage = ctx.stage
-    total = ctx.memory_cases or (600 if ctx.quick else 3_000)
+    total = ctx.memory_cases or (600 if ctx.quick else 10_000)
     checkpoints = sorted({BASELINE, total // 4, total // 2, 3 * total // 4, total})
     senders = [await stage.officer(f"m{n}") for n in range(SENDERS)]
     owner = await stage.officer("mtarget")
