@@ -2,7 +2,8 @@
 
 Both read the database through a read-only snapshot (`storage.db.read_only`), safe
 while the bot runs, and neither needs the bot's secrets: only the configuration's
-`data_dir`. An export is itself recorded on the audit log (who exported what) once the
+`data_dir`. An export is streamed, a batch at a time, so a year of cases needs no more
+memory than a day's; it is itself recorded on the audit log (who exported what) once the
 file is written; verifying changes nothing.
 """
 
@@ -14,8 +15,11 @@ import getpass
 import os
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 import aiosqlite
 
@@ -83,46 +87,61 @@ async def verify_chain(database: Path, *, anchor: str | None = None) -> ChainChe
 
 async def export_records(database: Path, *, cases: bool, as_csv: bool,
                          since_ms: int | None, output: Path | None) -> int:
-    """Write the cases (or the audit log) to `output` (standard output if None), then
-    record the export on the audit log; how many cases or entries were written."""
+    """Write the cases (or the audit log) to `output` (standard output if None) as they
+    are read, a batch at a time from one snapshot, then record the export on the audit
+    log; how many cases or entries were written."""
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    kind: export.ExportKind = "cases" if cases else "audit"
+    document = export.document(kind, as_csv=as_csv, exported_ms=now_ms, since_ms=since_ms)
+    count = 0
     async with read_only(database) as conn:
         await _require_audit_log(conn)
-        if cases:
-            records = await export.case_records(conn, since_ms=since_ms)
-            count = len(records)
-            text = (export.cases_csv(records) if as_csv else
-                    export.cases_json(records, exported_ms=now_ms, since_ms=since_ms))
-        else:
-            entries = await audit.entries(conn, since_ms=since_ms)
-            count = len(entries)
-            text = (export.audit_csv(entries) if as_csv else
-                    export.audit_json(entries, exported_ms=now_ms, since_ms=since_ms))
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        await asyncio.to_thread(write_private, output, text)
+        batches = (export.case_batches(conn, since_ms=since_ms) if cases else
+                   export.audit_batches(conn, since_ms=since_ms))
+        async with _output(output) as out:
+            await asyncio.to_thread(out.write, document.opening())
+            async for items in batches:
+                await asyncio.to_thread(out.write, document.items(items, written=count))
+                count += len(items)
+            await asyncio.to_thread(out.write, document.closing(written=count))
     await _record(database, AuditAction.EXPORTED, now_ms, {
-        "what": "cases" if cases else "audit", "format": "csv" if as_csv else "json",
+        "what": kind, "format": "csv" if as_csv else "json",
         "since": export.iso(since_ms), "count": count,
         "file": "-" if output is None else str(output.resolve()),
     })
     return count
 
 
-def write_private(target: Path, text: str) -> None:
-    """Write `text` to `target` with mode 0600 (an export holds case content), whole or
-    not at all."""
+@asynccontextmanager
+async def _output(target: Path | None) -> AsyncIterator[TextIO]:
+    if target is None:
+        yield sys.stdout
+        await asyncio.to_thread(sys.stdout.flush)
+        return
+    async with private_file(target) as out:
+        yield out
+
+
+@asynccontextmanager
+async def private_file(target: Path) -> AsyncIterator[TextIO]:
+    """A new file with mode 0600 (an export holds case content) that becomes `target` once
+    the block ends, and is removed if it raises: `target` is written whole or not at all."""
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    out = await asyncio.to_thread(_create_private, partial)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.replace(partial, target)
+        try:
+            yield out
+        finally:
+            await asyncio.to_thread(out.close)
+        await asyncio.to_thread(os.replace, partial, target)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        await asyncio.to_thread(partial.unlink, missing_ok=True)
         raise
+
+
+def _create_private(path: Path) -> TextIO:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(descriptor, "w", encoding="utf-8", newline="")
 
 
 async def record_identity_reset(database: Path, master_key: str) -> None:

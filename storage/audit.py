@@ -187,10 +187,13 @@ def _entry(row: aiosqlite.Row) -> AuditEntry:
                       _parsed_detail(row[6]), str(row[7]), str(row[8]))
 
 
-async def entries(conn: aiosqlite.Connection, *, since_ms: int | None = None) -> list[AuditEntry]:
-    """Entries in order, those at or after `since_ms` when given."""
-    rows = await conn.execute_fetchall(f"{_SELECT} WHERE ts_ms >= ? ORDER BY seq",
-                                       (since_ms or 0,))
+async def entries(conn: aiosqlite.Connection, *, since_ms: int | None = None,
+                  after_seq: int = 0, limit: int | None = None) -> list[AuditEntry]:
+    """Entries in order, those at or after `since_ms` when given; with `after_seq` and
+    `limit`, the next `limit` of them after entry `after_seq` (a long log read in parts)."""
+    rows = await conn.execute_fetchall(
+        f"{_SELECT} WHERE seq > ? AND ts_ms >= ? ORDER BY seq LIMIT ?",
+        (after_seq, since_ms or 0, -1 if limit is None else limit))
     return [_entry(row) for row in rows]
 
 

@@ -304,6 +304,88 @@ async def test_audit_export_keeps_what_verifies_each_entry_and_honours_since(
     assert json.loads(rows[0]["detail"]) == {"post": "UZ-TERMEZ"}
 
 
+async def many_cases(bot: Bot) -> list[tuple[str, list[str], list[str]]]:
+    """Ten cases, to one post or two, every third acknowledged: (ref, the posts it went
+    to, its timeline kinds) for each, oldest first."""
+    made = []
+    for number in range(1, 11):
+        posts = ["UZ-TERMEZ", "TJ-PANJ"] if number % 2 else ["UZ-TERMEZ"]
+        await bot.say(KZ_ROOM, KZ, f"!alert routine to:{','.join(posts)}\nCase {number}")
+        kinds = ["created"] + ["routed"] * len(posts)
+        if number % 3 == 0:
+            await bot.say(UZ_ROOM, UZ, f"!ack KZ-{number:04d}")
+            kinds.append("acknowledged")
+        made.append((f"KZ-{number:04d}", posts, kinds))
+    return made
+
+
+async def test_an_export_longer_than_a_batch_has_each_case_once_in_order(
+    bot: Bot, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export, "BATCH_SIZE", 3)
+    made = await many_cases(bot)
+    async with bot.db.read() as conn:
+        assert [len(batch) async for batch in export.case_batches(conn)] == [3, 3, 3, 1]
+    logged = len(await entries(bot.db))
+    config = str(tmp_path / "config.yaml")
+    target = tmp_path / "cases.json"
+
+    assert await cli(["export", "-c", config, "--cases", "-o", str(target)]) == EXIT_OK
+    assert "10 cases written to" in capsys.readouterr().err
+    exported = json.loads(target.read_text())["cases"]
+    assert [(case["ref"], [d["post"] for d in case["deliveries"]],
+             [entry["kind"] for entry in case["timeline"]]) for case in exported] == made
+    assert [case["text"] for case in exported] == [f"Case {n}" for n in range(1, 11)]
+    assert (await entries(bot.db))[-1].detail["count"] == 10
+
+    assert await cli(["export", "-c", config, "--cases", "--format", "csv"]) == EXIT_OK
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(row["ref"], row["target_post"]) for row in rows] == [
+        (ref, post) for ref, posts, _ in made for post in posts]
+
+    assert await cli(["export", "-c", config, "--audit"]) == EXIT_OK
+    seqs = [item["seq"] for item in json.loads(capsys.readouterr().out)["audit"]]
+    assert seqs == list(range(1, logged + 3))  # and the two exports above
+    assert await cli(["export", "-c", config, "--audit", "--format", "csv"]) == EXIT_OK
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [int(row["seq"]) for row in rows] == list(range(1, logged + 4))
+
+    assert await cli(["export", "-c", config, "--cases", "--since", "2030-01-01"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["cases"] == []
+
+
+async def test_an_export_that_fails_half_way_leaves_no_file_behind(
+    bot: Bot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.oversight import export_records
+
+    monkeypatch.setattr(export, "BATCH_SIZE", 3)
+    await many_cases(bot)
+    with sqlite3.connect(bot.db.path) as conn:  # a row spoilt by hand, in the second batch
+        conn.execute("UPDATE cases SET fields = '[not json' WHERE ref = 'KZ-0005'")
+    conn.close()
+    logged = len(await entries(bot.db))
+    before = sorted(tmp_path.iterdir())
+    target = tmp_path / "cases.json"
+    partial_modes: list[int] = []
+    read = export.case_batches
+
+    async def watched(conn: object, *, since_ms: int | None = None) -> AsyncIterator[object]:
+        async for batch in read(conn, since_ms=since_ms):  # type: ignore[arg-type]
+            yield batch
+            partial_modes.extend(stat.S_IMODE(path.stat().st_mode)
+                                 for path in tmp_path.glob(".cases.json.*.partial"))
+
+    monkeypatch.setattr(export, "case_batches", watched)
+    with pytest.raises(ValueError):
+        await export_records(bot.db.path, cases=True, as_csv=False, since_ms=None,
+                             output=target)
+    assert partial_modes == [0o600]  # written to, privately, when the second batch broke
+    assert sorted(tmp_path.iterdir()) == before
+    assert len(await entries(bot.db)) == logged  # no export recorded
+
+
 def test_export_needs_cases_or_audit_and_a_readable_since(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
