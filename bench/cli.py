@@ -69,8 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="extra configuration merged into every bot's, for experiments, "
                              "e.g. '{\"outbox\": {\"concurrency\": 16}}'")
     parser.add_argument("--profile", action="store_true",
-                        help="sample the bot with py-spy during the burst and the open-cases "
-                             "scenario (pip install py-spy into .venv)")
+                        help="sample the bot with py-spy during the relay, burst and open-cases "
+                             "scenarios (pip install py-spy into .venv)")
     parser.add_argument("--output", default=str(RESULTS / "latest"),
                         help="write OUTPUT.json and OUTPUT.md (default: bench/results/latest)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")

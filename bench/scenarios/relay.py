@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from bench.corpus import flow_alert, plain_message
+from bench.procs import Profile, summarise_collapsed
 from bench.stage import Watcher, post_config
 from bench.stats import Summary, Target, ratio
 from commands.case_render import CASE_KEY
@@ -91,6 +92,10 @@ async def run(ctx: Any) -> dict[str, Any]:
         await asyncio.sleep(PAUSE_S)
         return (arrived - started) * 1000, relay_hop
 
+    profile = None
+    if ctx.profile and bot.pid is not None:  # the bot only: where its part of the hop goes
+        profile = Profile(bot.pid, ctx.results / "profile-relay.txt", rate=1000)
+        await profile.start()
     kinds = ["liaison", "minirelay", "direct"]
     samples: dict[str, list[float]] = {kind: [] for kind in kinds}
     rng = random.Random(8)
@@ -104,10 +109,11 @@ async def run(ctx: Any) -> dict[str, Any]:
                 if relay_hop is not None:
                     hops[kind].append(relay_hop)
         ctx.progress(f"relay round {number + 1}/{warmup + rounds}")
+    profile_file = await profile.stop() if profile is not None else None
     summaries = {kind: Summary.of(values) for kind, values in samples.items()}
     vs_minimal = ratio(summaries["liaison"].p50, summaries["minirelay"].p50)
     vs_direct = ratio(summaries["liaison"].p50, summaries["direct"].p50)
-    return {
+    outcome: dict[str, Any] = {
         "rounds": rounds,
         "latency_ms": {kind: s.as_dict() for kind, s in summaries.items()},
         "relay_hop_ms": {kind: Summary.of(values).as_dict() for kind, values in hops.items()},
@@ -120,3 +126,6 @@ async def run(ctx: Any) -> dict[str, Any]:
                    "minimal_vs_direct": ratio(summaries["minirelay"].p50,
                                               summaries["direct"].p50)},
     }
+    if profile_file is not None:
+        outcome["profile"] = {"file": profile_file.name, **summarise_collapsed(profile_file)}
+    return outcome
