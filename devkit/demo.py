@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
-from devkit.synapse import LocalSynapse
+from devkit.synapse import LocalSynapse, free_port
 
 
 @dataclass(frozen=True)
@@ -119,9 +121,12 @@ async def run_demo(workdir: Path) -> int:
             print(f"{post.post_id}: room {rooms[post.post_id]}, officer {officer.user_id}")
 
         narrator.step("Starting the bot (it accepts the invites and cross-signs its device)")
+        metrics_port = free_port()
+        config = with_chasing(synapse, demo_config(
+            synapse, rooms, {p: o.user_id for p, o in officers.items()}))
+        config["metrics"] = {"enabled": True, "port": metrics_port}
         bot = BotProcess(workdir / "bot", synapse, localpart="liaison", password=password,
-                         config=with_chasing(synapse, demo_config(
-                             synapse, rooms, {p: o.user_id for p, o in officers.items()})))
+                         config=config)
         await bot.start()
         print(f"bot {bot.user_id} device {bot.device_id} is ready")
         for post_id, officer in officers.items():
@@ -129,6 +134,7 @@ async def run_demo(workdir: Path) -> int:
 
         await converse(narrator, officers, rooms, bot.user_id)
         await chase(narrator, synapse, workdir, officers, rooms, bot.user_id)
+        await operate(narrator, bot, metrics_port)
         narrator.step("Done. Everything above was end-to-end encrypted between real clients.")
         return 0
     finally:
@@ -263,6 +269,12 @@ DEMO_FLASH_POLICY = {
 """Seconds instead of minutes, so the demo shows the chase without waiting."""
 
 
+ANSWER_TIMEOUT_S = 60.0
+SHOWN_METRICS = ("liaison_cases_total", "liaison_deliveries_total",
+                 "liaison_acknowledgements_total", "liaison_escalations_total",
+                 "liaison_outbox_pending", "liaison_time_to_acknowledge_seconds_count")
+
+
 def with_chasing(synapse: LocalSynapse, config: dict[str, Any]) -> dict[str, Any]:
     """The demo configuration with a flash policy in seconds and a supervisor for Termez."""
     for post in config["posts"]:
@@ -296,8 +308,49 @@ async def chase(narrator: Narrator, synapse: LocalSynapse, workdir: Path,
         narrator.step("Termez acknowledges; the chase stops and the supervisor is told")
         await ask(narrator, officers[uz], uz, rooms[uz], bot_user, f"!ack {ref}")
         await relayed(narrator, supervisor, uz, direct, bot_user, ref, "taken")
+
+        narrator.step("The supervisor asks for the week's report: a table, then a chart")
+        command = await supervisor.send_text(direct, "!report 7d")
+        narrator.said(uz, supervisor.user_id, "!report 7d")
+        chart = await supervisor.wait_for(
+            lambda m: m.msgtype == "m.image"
+            and m.relates_to.get("m.in_reply_to", {}).get("event_id") == command,
+            room_id=direct, sender=bot_user, timeout=ANSWER_TIMEOUT_S)
+        for message in supervisor.messages(direct, sender=bot_user):
+            if message.msgtype == "m.notice" and message.relates_to.get(
+                    "m.in_reply_to", {}).get("event_id") == command:
+                narrator.saw(uz, supervisor.user_id, message)
+        png = await supervisor.download_attachment(chart)
+        saved = workdir / "report-7d.png"
+        saved.write_bytes(png)
+        info = chart.content.get("info", {})
+        print(f"    chart {chart.body}: {info.get('w')}×{info.get('h')} PNG, {len(png)} bytes, "
+              f"uploaded encrypted and decrypted by the supervisor's client; saved as {saved}")
     finally:
         await supervisor.stop()
+
+
+async def operate(narrator: Narrator, bot: BotProcess, metrics_port: int) -> None:
+    """What an operator sees: the figures in a terminal, Prometheus metrics, health."""
+    narrator.step("The operator's view: `liaison stats` in a terminal")
+    stats = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "stats", "-c", str(bot.config_path), "--period", "7d",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await stats.communicate()
+    print(textwrap.indent(output.decode().rstrip(), "    "))
+    if stats.returncode != 0:
+        raise RuntimeError(f"liaison stats exited {stats.returncode}")
+
+    narrator.step(f"…and /metrics and /healthz on http://127.0.0.1:{metrics_port}")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+            metrics = await response.text()
+        async with session.get(f"http://127.0.0.1:{metrics_port}/healthz") as response:
+            health = f"{response.status} {await response.text()}"
+    shown = [line for line in metrics.splitlines()
+             if line.startswith(SHOWN_METRICS) and not line.startswith("#")]
+    print(textwrap.indent("\n".join(shown), "    "))
+    print(f"    GET /healthz → {health.strip()}")
 
 
 def main() -> None:
