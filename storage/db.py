@@ -215,19 +215,8 @@ class Database:
         """
         if await asyncio.to_thread(_same_path, target, self.path):
             raise ValueError("backup target is the live database")
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         async with self._hold():
-            await asyncio.to_thread(_create_private_file, partial)
-            try:
-                destination = await aiosqlite.connect(partial, check_same_thread=False)
-                try:
-                    await self._connection.backup(destination)
-                finally:
-                    await destination.close()
-                await asyncio.to_thread(os.replace, partial, target)
-            except BaseException:
-                await asyncio.to_thread(partial.unlink, missing_ok=True)
-                raise
+            await _copy(self._connection, target)
 
     async def _backup_before_upgrade(self, version: int) -> None:
         """Copy the database at schema `version` into the backups directory."""
@@ -341,15 +330,21 @@ async def backup_file(source: Path, target: Path) -> None:
         raise FileNotFoundError(f"there is no database at {source}")
     if await asyncio.to_thread(_same_path, target, source):
         raise ValueError("backup target is the live database")
+    async with read_only(source) as connection:
+        await _copy(connection, target)
+
+
+async def _copy(source: aiosqlite.Connection, target: Path) -> None:
+    """SQLite's backup of `source` into a private file beside `target`, renamed into
+    place: `target` is the previous file or a complete copy, never half of one."""
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
     await asyncio.to_thread(_create_private_file, partial)
     try:
-        async with read_only(source) as connection:
-            destination = await aiosqlite.connect(partial, check_same_thread=False)
-            try:
-                await connection.backup(destination)
-            finally:
-                await destination.close()
+        destination = await aiosqlite.connect(partial, check_same_thread=False)
+        try:
+            await source.backup(destination)
+        finally:
+            await destination.close()
         await asyncio.to_thread(os.replace, partial, target)
     except BaseException:
         await asyncio.to_thread(partial.unlink, missing_ok=True)
