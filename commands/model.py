@@ -73,6 +73,17 @@ class Agency(StrEnum):
     REGIONAL_CENTRE = "regional-centre"
 
 
+
+def known_zone(value: str) -> str:
+    """`value` if it names an IANA time zone; a config error otherwise."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r}; write it like Asia/Almaty"
+                         ) from None
+    return value
+
+
 class Post(BaseModel):
     """A unit with one Matrix room: a border post, a customs office, a regional centre."""
 
@@ -133,11 +144,7 @@ class Post(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _check_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
+        return known_zone(value)
 
     @field_validator("quiet_hours")
     @classmethod

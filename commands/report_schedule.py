@@ -24,13 +24,13 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeAlias
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
 
 from commands.durations import Duration, format_duration
-from commands.model import POST_ID_RE, ROOM_ID_RE, Post
+from commands.model import POST_ID_RE, ROOM_ID_RE, Post, known_zone
 from commands.report import MAX_REPORT_DAYS
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -83,13 +83,7 @@ class WeeklyReport(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _check_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise PydanticCustomError(
-                "timezone", "unknown IANA time zone {zone}; write it like Asia/Almaty",
-                {"zone": repr(value)}) from None
-        return value
+        return known_zone(value)
 
     @field_validator("period")
     @classmethod
