@@ -169,10 +169,15 @@ class Chaser:
         if self._languages is not None:
             await self._languages.refresh(self._db)
             self._posts = {post.id: post for post in self._languages.config.posts}
+        more = True
+        while more:  # a transaction per batch: the database lock is never held for long
+            async with self._db.transaction() as conn:
+                planned_through, more = await self._plan(conn, now)
+            self._planned_through = planned_through  # only once committed
         async with self._db.transaction() as conn:
-            await self._plan(conn, now)
-            await self._stop_taken(conn, now)
+            taken_through = await self._stop_taken(conn, now)
             told = await self._tell_taken(conn, now)
+        self._taken_through = taken_through
         async with self._db.read() as conn:
             due = await chasing.pending_steps(conn, due_by_ms=now)
         retry_at: int | None = None
@@ -197,25 +202,33 @@ class Chaser:
 
     # --- planning and stopping ----------------------------------------------------------
 
-    async def _plan(self, conn: aiosqlite.Connection, now: int) -> None:
+    async def _plan(self, conn: aiosqlite.Connection, now: int) -> tuple[int, bool]:
+        """Plan the next batch of new deliveries; the delivery id planned through once
+        this transaction commits, and whether more may be waiting."""
         upto = await chasing.last_delivery_id(conn)
-        while True:
-            found = await chasing.unplanned_deliveries(conn, after_id=self._planned_through,
-                                                       limit=PLAN_BATCH)
-            for delivery in found:
+        through = self._planned_through
+        found = await chasing.unplanned_deliveries(conn, after_id=through, limit=PLAN_BATCH)
+        for delivery in found:
+            through = delivery.delivery_id
+            try:
                 steps = plan_delivery(delivery.subject, self._posts.get(delivery.post),
                                       self._config.chasing.policies)
-                await chasing.save_plan(conn, delivery.delivery_id, steps, now_ms=now)
-                self._planned_through = delivery.delivery_id
-            if len(found) < PLAN_BATCH:  # every delivery up to `upto` has been looked at
-                self._planned_through = max(self._planned_through, upto)
-                return
+            except Exception:  # one bad delivery must not stop every other from being chased
+                log.exception("chase could not be planned for a delivery",
+                              extra={"case_ref": delivery.case_ref, "post": delivery.post})
+                continue
+            await chasing.save_plan(conn, delivery.delivery_id, steps, now_ms=now)
+        if len(found) < PLAN_BATCH:  # every delivery up to `upto` has been looked at
+            return max(through, upto), False
+        return through, True
 
-    async def _stop_taken(self, conn: aiosqlite.Connection, now: int) -> None:
-        pending, self._taken_through = await chasing.pending_steps_of_taken(
+    async def _stop_taken(self, conn: aiosqlite.Connection, now: int) -> int:
+        """Stop what was taken since the last round; the timeline id read up to."""
+        pending, taken_through = await chasing.pending_steps_of_taken(
             conn, after_timeline_id=self._taken_through)
         await chasing.stop_steps(conn, [record.id for record in pending if not phase_live(
             record.step.phase, record.delivery.subject)], now_ms=now)
+        return taken_through
 
     async def _tell_taken(self, conn: aiosqlite.Connection, now: int) -> int:
         """Tell each room a fired escalation reached that its case was taken; how many

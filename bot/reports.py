@@ -31,7 +31,7 @@ from nio import AsyncClient
 from bot.clock import Clock
 from bot.config import Config
 from bot.languages import RoomLanguages
-from bot.media import upload
+from bot.media import MediaUnavailable, upload
 from commands.chase_render import render_report
 from commands.chasing import is_late
 from commands.render import notice_content
@@ -52,6 +52,11 @@ from storage.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
 
+UPLOAD_ATTEMPTS = 5
+"""Tries at uploading a chart before a notice is sent in its place."""
+UPLOAD_TIMEOUT_S = 120.0
+DRAW_TIMEOUT_S = 120.0
+"""A chart not drawn by then becomes a notice (the table already went out)."""
 WEEKLY_KIND = "report-weekly"
 """The outbox kind of a weekly report's table."""
 RETRY_MS = 5_000
@@ -84,8 +89,16 @@ class ReportCharts:
             log.exception("report chart could not be drawn; a notice goes instead",
                           extra={"room_id": message.room_id, "txn_id": message.txn_id})
             return chart_failed_content(request.language, extra)
-        # MediaUnavailable propagates: the sender tries again later.
-        file = await upload(self._client, chart.png, filename=request.filename)
+        try:
+            file = await asyncio.wait_for(
+                upload(self._client, chart.png, filename=request.filename), UPLOAD_TIMEOUT_S)
+        except (MediaUnavailable, TimeoutError) as error:
+            if message.attempts + 1 < UPLOAD_ATTEMPTS:
+                raise MediaUnavailable(str(error) or "upload timed out") from error
+            # Its room's queue waits behind it: after a few tries a notice goes instead.
+            log.error("report chart could not be uploaded; a notice goes instead",
+                      extra={"room_id": message.room_id, "attempts": message.attempts + 1})
+            return chart_failed_content(request.language, extra)
         return image_content(request, chart, file, extra)
 
     async def _draw(self, request: ChartRequest) -> Chart:
@@ -94,8 +107,9 @@ class ReportCharts:
                 conn, list(request.posts), policies=self._config.chasing.policies,
                 since_ms=request.since_ms, now_ms=request.now_ms)
         async with self._drawing:
-            return await asyncio.to_thread(ack_time_chart, figures, period=request.period,
-                                           language=request.language)
+            return await asyncio.wait_for(
+                asyncio.to_thread(ack_time_chart, figures, period=request.period,
+                                  language=request.language), DRAW_TIMEOUT_S)
 
 
 class WeeklyReports:

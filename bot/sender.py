@@ -12,6 +12,7 @@ in the transaction that records it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ class SenderSettings:
     max_attempts: int | None = None
 
 
+RENDER_POLL_S = 1.0
+"""While only charts are being drawn, look at the outbox again at least this often."""
 URGENT_KINDS = frozenset({"case-relay"})
 """Outbox kinds sent ahead of the rest of their batch."""
 
@@ -86,6 +89,8 @@ class OutboxSender:
         self.permanent_failures = 0
         """Messages given up on, never to be sent (`/metrics`)."""
         self.last_error: str | None = None
+        self._rendering: dict[int, asyncio.Task[None]] = {}
+        """Render requests being drawn and uploaded in the background, by outbox id."""
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -93,22 +98,54 @@ class OutboxSender:
     async def run(self) -> None:
         if self._ready is not None:
             await self._ready.wait()  # rooms are known only after the first sync of this run
-        while True:
-            self._wakeup.clear()
-            async with self._db.read() as conn:
-                batch = await outbox.next_batch(
-                    conn, now_ms=self._clock.now_ms(), limit=self._settings.concurrency
-                )
-            if batch:
-                # Relayed cases first, on their own: the homeserver persists events one
-                # after another, and an answer to the sender racing the relay would delay
-                # what the counterpart is waiting for.
-                relays = [message for message in batch if message.kind in URGENT_KINDS]
-                rest = [message for message in batch if message.kind not in URGENT_KINDS]
-                for group in (relays, rest):
-                    await asyncio.gather(*(self._send_logged(message) for message in group))
-                continue
-            await self._sleep_until_due()
+        try:
+            while True:
+                self._wakeup.clear()
+                async with self._db.read() as conn:
+                    batch = await outbox.next_batch(
+                        conn, now_ms=self._clock.now_ms(),
+                        limit=self._settings.concurrency + len(self._rendering))
+                # A chart is drawn and uploaded beside the sending, never inside a batch: a
+                # slow media repository holds up only its own room (its queue head), not
+                # relays and escalations to every other room.
+                for message in batch:
+                    if RENDER_KEY in message.content and message.id not in self._rendering:
+                        self._rendering[message.id] = asyncio.create_task(
+                            self._render_beside(message), name=f"render-{message.id}")
+                ready = [message for message in batch if RENDER_KEY not in message.content]
+                if ready:
+                    # Relayed cases first, on their own: the homeserver persists events one
+                    # after another, and an answer to the sender racing the relay would delay
+                    # what the counterpart is waiting for.
+                    relays = [message for message in ready if message.kind in URGENT_KINDS]
+                    rest = [message for message in ready if message.kind not in URGENT_KINDS]
+                    for group in (relays, rest):
+                        await asyncio.gather(*(self._send_logged(message) for message in group))
+                    continue
+                if self._rendering:  # only charts in hand: wait until one is done or news
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), timeout=RENDER_POLL_S)
+                    continue
+                await self._sleep_until_due()
+        finally:
+            for task in self._rendering.values():  # stopping: a new run renders again
+                task.cancel()
+
+    async def _render_beside(self, message: OutboxMessage) -> None:
+        """Render one request in the background; the next round sends what it became."""
+        try:
+            with log_context(room_id=message.room_id, case_ref=message.case_ref):
+                async with self._db.read() as conn:
+                    fresh = await outbox.get(conn, message.id)  # not rendered meanwhile
+                if fresh is not None and fresh.state == "pending" \
+                        and RENDER_KEY in fresh.content:
+                    await self._rendered(fresh)
+        except Exception:
+            log.exception("rendering failed; will retry", extra={"room_id": message.room_id})
+            await asyncio.sleep(RENDER_POLL_S)  # not again at once
+        finally:
+            self._rendering.pop(message.id, None)
+            self.wake()
 
     async def _sleep_until_due(self) -> None:
         async with self._db.read() as conn:

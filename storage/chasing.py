@@ -147,6 +147,21 @@ async def last_delivery_id(conn: aiosqlite.Connection) -> int:
 TAKEN_KINDS = ("acknowledged", "answered", "closed", "cancelled", "redacted")
 
 
+# CROSS JOIN fixes the order: from the few new timeline entries to their cases' steps (by
+# the unique indexes on deliveries.case_id and chase_steps.delivery_id), never through
+# every pending step, which SQLite's planner otherwise prefers; the unary + keeps it from
+# looking the steps up by their state index instead of their delivery.
+TAKEN_STEPS_SQL = (
+    f"SELECT {_STEP_COLUMNS} FROM (SELECT DISTINCT case_id FROM timeline"
+    " WHERE id > ? AND id <= ? AND kind IN ("
+    + ", ".join(f"'{kind}'" for kind in TAKEN_KINDS) + ")) t"
+    " CROSS JOIN deliveries d ON d.case_id = t.case_id"
+    " CROSS JOIN chase_steps s ON s.delivery_id = d.id"
+    " JOIN cases c ON c.id = d.case_id"
+    " WHERE +s.state = 'pending' ORDER BY s.due_ms, s.id"
+)
+
+
 async def pending_steps_of_taken(conn: aiosqlite.Connection, *, after_timeline_id: int
                                  ) -> tuple[list[StepRecord], int]:
     """Pending steps of cases whose timeline says something was taken (acknowledged,
@@ -155,18 +170,7 @@ async def pending_steps_of_taken(conn: aiosqlite.Connection, *, after_timeline_i
     async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM timeline") as cursor:
         row = await cursor.fetchone()
     upto = int(row[0]) if row is not None else 0
-    kinds = ", ".join(f"'{kind}'" for kind in TAKEN_KINDS)
-    # CROSS JOIN fixes the order: from the few new timeline entries to their cases' steps
-    # (by the unique indexes on deliveries.case_id and chase_steps.delivery_id), never
-    # through every pending step, which SQLite's planner otherwise prefers.
-    rows = await conn.execute_fetchall(
-        f"SELECT {_STEP_COLUMNS} FROM (SELECT DISTINCT case_id FROM timeline"
-        f" WHERE id > ? AND id <= ? AND kind IN ({kinds})) t"
-        " CROSS JOIN deliveries d ON d.case_id = t.case_id"
-        " CROSS JOIN chase_steps s ON s.delivery_id = d.id"
-        " JOIN cases c ON c.id = d.case_id"
-        " WHERE s.state = 'pending' ORDER BY s.due_ms, s.id",
-        (after_timeline_id, upto))
+    rows = await conn.execute_fetchall(TAKEN_STEPS_SQL, (after_timeline_id, upto))
     return [_step(row) for row in rows], upto
 
 

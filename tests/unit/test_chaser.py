@@ -22,6 +22,7 @@ from bot.clock import Clock
 from bot.config import Config, parse_config
 from commands.builtin import default_registry
 from commands.case_render import CASE_KEY
+from commands.chasing import plan_delivery
 from commands.registry import CommandRegistry
 from commands.render import Notice
 from storage import cases, chasing, outbox
@@ -492,3 +493,80 @@ async def test_one_round_plans_every_new_delivery_however_many_and_later_ones_to
     await bot.say(KZ_ROOM, KZ, FLASH)
     await bot.tick()
     assert await planned() == 6
+
+
+async def test_a_round_that_fails_moves_no_watermark_and_the_next_one_catches_up(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def planned() -> int:
+        async with bot.db.read() as conn:
+            rows = await conn.execute_fetchall("SELECT COUNT(*) FROM chase_plans")
+        return int(rows[0][0])
+
+    async def pending() -> int:
+        async with bot.db.read() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT COUNT(*) FROM chase_steps WHERE state = 'pending'")
+        return int(rows[0][0])
+
+    def fail_once(name: str) -> None:
+        original = getattr(chasing, name)
+        calls: list[int] = []
+
+        async def failing(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("disk full")
+            return await original(*args, **kwargs)
+
+        monkeypatch.setattr(chasing, name, failing)
+
+    await bot.say(KZ_ROOM, KZ, FLASH)
+    fail_once("save_plan")
+    with pytest.raises(RuntimeError):
+        await bot.tick()  # the plan is rolled back
+    assert await planned() == 0
+    await bot.tick()
+    assert await planned() == 1 and await pending() > 0
+
+    await bot.say(UZ_ROOM, UZ, "!ack KZ-0001")
+    fail_once("untold_escalations")
+    with pytest.raises(RuntimeError):
+        await bot.tick()  # stopping the acknowledged chase is rolled back
+    assert await pending() > 0
+    await bot.tick()
+    assert await pending() == 0
+
+
+async def test_a_delivery_that_cannot_be_planned_does_not_stop_the_others(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = plan_delivery
+    seen: list[int] = []
+
+    def plan_or_fail(*args: Any, **kwargs: Any) -> Any:
+        seen.append(1)
+        if len(seen) == 1:
+            raise ValueError("a policy the planner cannot read")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("bot.chaser.plan_delivery", plan_or_fail)
+    await bot.say(KZ_ROOM, KZ, FLASH)
+    await bot.say(KZ_ROOM, KZ, FLASH)
+    await bot.tick()
+    async with bot.db.read() as conn:
+        rows = await conn.execute_fetchall(
+            "SELECT c.ref FROM chase_plans p JOIN deliveries d ON d.id = p.delivery_id"
+            " JOIN cases c ON c.id = d.case_id")
+    assert [row[0] for row in rows] == ["KZ-0002"]
+
+
+async def test_the_taken_steps_are_found_through_their_delivery_not_every_pending_step(
+    bot: Bot,
+) -> None:
+    async with bot.db.read() as conn:
+        plan = [row[3] for row in await conn.execute_fetchall(
+            "EXPLAIN QUERY PLAN " + chasing.TAKEN_STEPS_SQL, (0, 1))]
+    steps = [line for line in plan if line.startswith("SEARCH s ")]
+    assert steps and "(delivery_id=?)" in steps[0], plan
+    assert not any("chase_steps_pending" in line for line in plan), plan

@@ -5,6 +5,8 @@ across restarts."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import struct
@@ -23,7 +25,7 @@ from PIL import Image
 from bot.config import Config, parse_config
 from bot.languages import RoomLanguages
 from bot.media import MediaUnavailable
-from bot.reports import WEEKLY_KIND, ReportCharts, WeeklyReports
+from bot.reports import UPLOAD_ATTEMPTS, WEEKLY_KIND, ReportCharts, WeeklyReports
 from bot.sender import OutboxSender, SenderSettings
 from commands.builtin import default_registry
 from commands.localtime import Moment
@@ -402,6 +404,67 @@ async def test_a_chart_that_cannot_be_drawn_becomes_a_notice_and_an_upload_failu
     assert client.uploads == []
     assert content["msgtype"] == "m.notice"
     assert content["body"] == text("chart.failed", "en")
+
+
+async def test_a_chart_the_media_repository_keeps_refusing_becomes_a_notice_in_the_end(
+        db: Database) -> None:
+    """Its room's queue waits behind it, so it cannot wait for ever."""
+    conf = config()
+    message = await queued_request(db, 0)
+    client = UploadingClient(refuse=True)
+    charts = ReportCharts(db, client, conf)  # type: ignore[arg-type]
+    for attempts in range(UPLOAD_ATTEMPTS - 1):
+        with pytest.raises(MediaUnavailable):
+            await charts(outbox.OutboxMessage(**{**message.__dict__, "attempts": attempts}))
+    content = await charts(outbox.OutboxMessage(
+        **{**message.__dict__, "attempts": UPLOAD_ATTEMPTS - 1}))
+    assert len(client.uploads) == UPLOAD_ATTEMPTS
+    assert content["msgtype"] == "m.notice"
+    assert content["body"] == text("chart.failed", "en")
+
+
+@dataclass
+class SlowRenderer:
+    """Holds every render until released, as a slow media repository would."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, message: outbox.OutboxMessage) -> dict[str, Any]:
+        await self.release.wait()
+        return {"msgtype": "m.image", "body": "report-7d.png"}
+
+
+async def test_a_slow_chart_holds_up_only_its_own_room(db: Database) -> None:
+    clock = FixedClock(SLOT)
+    client = FlakyClient([], rooms={SUP_ROOM: Room(), UZ_ROOM: Room()})
+    renderer = SlowRenderer()
+    sender = OutboxSender(db, client, clock, SenderSettings(),  # type: ignore[arg-type]
+                          renderer=renderer)
+    chart = await queued_request(db, clock.now_ms())
+    running = asyncio.create_task(sender.run())
+    try:
+        await asyncio.sleep(0.2)  # the chart is in hand when a relay comes in
+        async with db.transaction() as conn:
+            relay = await outbox.enqueue(conn, room_id=UZ_ROOM, event_type="m.room.message",
+                                         content={"msgtype": "m.text", "body": "relay"},
+                                         now_ms=clock.now_ms(), kind="case-relay")
+        sender.wake()
+        for _ in range(100):
+            if client.sent:
+                break
+            await asyncio.sleep(0.02)
+        assert [txn for txn, _ in client.sent] == [relay.txn_id]  # not behind the chart
+        renderer.release.set()
+        for _ in range(200):
+            if len(client.sent) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert [txn for txn, _ in client.sent] == [relay.txn_id, chart.txn_id]
+        assert client.sent[1][1] == {"msgtype": "m.image", "body": "report-7d.png"}
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
 
 
 # --- the weekly schedule ------------------------------------------------------------------
