@@ -13,6 +13,7 @@ Exit codes:
      open, the metrics port in use, or a database written by a newer Liaison (the
      operator must resolve it; nothing was changed)
   4  the audit log does not verify (`liaison audit verify` names the first broken entry)
+  130  interrupted (Ctrl-C): what it was doing is not done
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_REFUSED = 3
 EXIT_AUDIT_BROKEN = 4
+EXIT_INTERRUPTED = 130
 
 
 def _load(path: Path) -> Config:
@@ -91,6 +93,13 @@ def cmd_reset_identity(args: argparse.Namespace) -> int:
         )
         return EXIT_REFUSED
 
+    from bot.app import DATABASE_FILE
+    from storage.db import require_current_schema
+
+    database = config.data_dir / DATABASE_FILE
+    if database.is_file():  # the reset is recorded there: never by migrating behind the bot
+        asyncio.run(require_current_schema(database))
+
     async def reset() -> str:
         client = await connect(config, attempts=3)
         try:
@@ -100,7 +109,6 @@ def cmd_reset_identity(args: argparse.Namespace) -> int:
         finally:
             await client.close()
 
-    from bot.app import DATABASE_FILE
     from bot.oversight import record_identity_reset
 
     master = asyncio.run(reset())
@@ -389,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     except MigrationError as exc:
         print(f"liaison: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
-        return EXIT_OK
+    except KeyboardInterrupt:  # interrupted: whatever it was doing is not done
+        return EXIT_INTERRUPTED
     return code
 
 

@@ -28,9 +28,9 @@ CONTEXT_FIELDS = ("room_id", "event_id", "case_ref")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _context: ContextVar[Mapping[str, str]] = ContextVar("liaison_log_context", default=_EMPTY)
 
-NIO_VALIDATION_PREFIX = "Error validating event"
-WITHHELD_VALIDATION = (NIO_VALIDATION_PREFIX
-                       + " (details withheld: they quote the event, which may be a message)")
+NIO_VALIDATION_PREFIX = "Error validating"
+WITHHELD_VALIDATION = ("Error validating an event (details withheld: they quote the event, "
+                       "which may be a message)")
 
 
 @contextmanager
@@ -72,8 +72,9 @@ class ContextFilter(logging.Filter):
 
 
 class WithholdEventDetails(logging.Filter):
-    """matrix-nio logs an event that fails its schema check with the whole event, and a
-    decrypted one holds what an officer wrote: keep the line, drop the quote."""
+    """matrix-nio logs an event (or a decrypted Olm payload) that fails its schema check
+    with the offending content, and a decrypted one holds what an officer wrote: keep the
+    line, drop the quote."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("nio") and isinstance(record.msg, str) \

@@ -153,6 +153,8 @@ class MonitoringListener:
         self._clock = clock
         self._sync = sync
         self._sender = sender
+        self._reading = asyncio.Lock()
+        """One scrape or health check reads the database at a time, however many ask."""
         self._limits = HealthLimits(
             sync_stalled_after_s=settings.sync_stalled_after.total_seconds(),
             outbox_stuck_after_s=settings.outbox_stuck_after.total_seconds())
@@ -189,14 +191,14 @@ class MonitoringListener:
             self._runner = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        async with read_only(self._database) as conn:
+        async with self._reading, read_only(self._database) as conn:
             work = await work_figures(conn, now_ms=self._clock.now_ms())
         return web.Response(body=exposition(work, self._process_figures()),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         try:
-            async with read_only(self._database) as conn:
+            async with self._reading, read_only(self._database) as conn:
                 stats = await outbox.stats(conn, now_ms=self._clock.now_ms())
         except (sqlite3.Error, OSError):
             log.warning("health check could not read the outbox", exc_info=True)

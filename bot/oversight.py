@@ -25,7 +25,7 @@ import aiosqlite
 
 from storage import audit, export
 from storage.audit import AuditAction, ChainCheck
-from storage.db import Database, read_only
+from storage.db import Database, read_only, require_current_schema
 
 
 class NoAuditLog(RuntimeError):
@@ -90,6 +90,8 @@ async def export_records(database: Path, *, cases: bool, as_csv: bool,
     """Write the cases (or the audit log) to `output` (standard output if None) as they
     are read, a batch at a time from one snapshot, then record the export on the audit
     log; how many cases or entries were written."""
+    if await asyncio.to_thread(database.is_file):  # else read_only says there is none
+        await require_current_schema(database)  # it can be recorded without migrating
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     kind: export.ExportKind = "cases" if cases else "audit"
     document = export.document(kind, as_csv=as_csv, exported_ms=now_ms, since_ms=since_ms)

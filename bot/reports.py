@@ -147,16 +147,13 @@ class WeeklyReports:
         """Queue every slot that is due and not yet claimed; when the next one falls due."""
         now = self._clock.now_ms()
         await self._languages.refresh(self._db)
-        queued = 0
         for schedule in self._schedules:
             due = schedule.slot_at_or_before(now)
             if self._handled.get(schedule.key) == due:
                 continue
             if await self._send_slot(schedule, due, now):
-                queued += 1
+                self._wake_sender()  # now: a later schedule's failure must not hold it
             self._handled[schedule.key] = due
-        if queued:
-            self._wake_sender()
         return min(schedule.slot_after(now) for schedule in self._schedules)
 
     async def _send_slot(self, schedule: WeeklyReport, due: int, now: int) -> bool:

@@ -13,6 +13,11 @@ _PART_RE = re.compile(r"(\d{1,6})([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+MAX_SECONDS = 20_000 * 365 * 86400
+"""No duration is read past this (it still fits a timedelta); the commands that take one
+check their own, much smaller, limits."""
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse `90s`, `10m`, `4h`, `2d`, `1w` or combinations such as `1h30m`.
 
@@ -33,6 +38,8 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"{text!r} is not a duration; write it like 90s, 10m, 4h or 2d")
     if seconds <= 0:
         raise ValueError(f"{text!r} must be longer than zero")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{text!r} is too long")
     return timedelta(seconds=seconds)
 
 

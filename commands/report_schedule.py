@@ -155,11 +155,13 @@ class WeeklyReport(BaseModel):
 
     def report_posts(self, posts: Sequence[Post]) -> list[str]:
         """Whose figures the report shows: the listed posts; else those whose supervisors
-        meet in this room; else every post."""
+        meet in this room; else the post whose room it is. Never every post by default:
+        whoever is in the room reads it (the configuration refuses an entry that names
+        none of these)."""
         if self.posts:
             return list(self.posts)
         supervised = [post.id for post in posts if post.supervisors_room == self.room]
-        return supervised or [post.id for post in posts]
+        return supervised or [post.id for post in posts if post.room == self.room]
 
     def _on(self, day: date, zone: ZoneInfo) -> int:
         # fold=0: a time in a skipped hour reads with the offset before the change (an hour
@@ -179,14 +181,27 @@ class ReportsConfig(BaseModel):
 
 
 def report_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
-    """Post ids in `reports.weekly[].posts` that name no configured post. On the raw YAML
-    data, like the other cross-checks, so it reports with line numbers."""
+    """Post ids in `reports.weekly[].posts` that name no configured post, and entries
+    without `posts` whose room is no post's room or supervisors' room (they would show
+    nobody's figures, or, if they defaulted to all, everybody's to whoever is in the
+    room). On the raw YAML data, like the other cross-checks, so it reports with line
+    numbers."""
     reports = data.get("reports")
     if not isinstance(reports, dict):
         return []
     known = [post["id"] for post in _listed(data.get("posts"))
              if isinstance(post, dict) and isinstance(post.get("id"), str)]
     problems: list[tuple[Loc, str]] = []
+    rooms = {value for post in _listed(data.get("posts")) if isinstance(post, dict)
+             for value in (post.get("room"), post.get("supervisors_room"))
+             if isinstance(value, str)}
+    for index, entry in enumerate(_listed(reports.get("weekly"))):
+        if isinstance(entry, dict) and not entry.get("posts") \
+                and isinstance(entry.get("room"), str) and ROOM_ID_RE.match(entry["room"]) \
+                and entry["room"] not in rooms:
+            problems.append((("reports", "weekly", index, "room"),
+                             "this room is neither a post's room nor a supervisors_room: "
+                             "list the posts the report covers in posts: [...]"))
     for loc, post_id in _listed_posts(reports.get("weekly")):
         if POST_ID_RE.match(post_id) and post_id not in known:
             close = difflib.get_close_matches(post_id, known, n=1)

@@ -351,6 +351,21 @@ async def _copy(source: aiosqlite.Connection, target: Path) -> None:
         raise
 
 
+async def require_current_schema(path: Path) -> None:
+    """For the command line's writes beside the bot (recording an export or an identity
+    reset): the existing database at `path` must be at exactly this build's schema, so
+    nothing here migrates it behind the bot's back. `SchemaTooNewError` for a newer one,
+    `MigrationError` for an older one; nothing is changed either way."""
+    migrations = load_migrations()
+    found = await stored_schema_version(path)
+    refuse_newer_schema(found, migrations)
+    latest = latest_version(migrations)
+    if found < latest:
+        raise MigrationError(
+            f"database schema {found} is older than this Liaison ({latest}): start "
+            "`liaison run` once to upgrade it (it backs the database up first)")
+
+
 async def stored_schema_version(path: Path) -> int:
     """The schema version of the existing database at `path`, read without changing it."""
     async with read_only(path) as connection:

@@ -38,8 +38,9 @@ async def last_slot_ms(conn: aiosqlite.Connection, schedule: str) -> int | None:
 async def claim_slot(conn: aiosqlite.Connection, *, room_id: str, since_ms: int, until_ms: int,
                      schedule: str, skipped: bool = False, late: bool = False,
                      now_ms: int) -> bool:
-    """Claim the report of `room_id` over `since_ms`..`until_ms`; False when it was claimed
-    before (by this schedule or an identical one)."""
+    """Claim the slot of `schedule` ending at `until_ms` (its report of `room_id` over
+    `since_ms`..`until_ms`); False when it was claimed before. Two schedules for the same
+    room and time (different posts) each have their own slot."""
     return await changes(
         conn,
         "INSERT INTO report_slots (room_id, since_ms, until_ms, schedule, state, late,"

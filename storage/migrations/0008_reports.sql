@@ -21,7 +21,5 @@ CREATE TABLE report_slots (
     state TEXT NOT NULL CHECK (state IN ('queued', 'skipped')),
     late INTEGER NOT NULL DEFAULT 0 CHECK (late IN (0, 1)),
     claimed_ms INTEGER NOT NULL,
-    PRIMARY KEY (room_id, since_ms, until_ms)
+    PRIMARY KEY (schedule, until_ms)
 );
-
-CREATE INDEX report_slots_schedule ON report_slots (schedule, until_ms);

@@ -409,3 +409,35 @@ def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err
     assert "liaison: error: argument COMMAND: invalid choice: 'statz'" in err
     assert exit_code([]) == EXIT_CONFIG
+
+
+def test_an_interrupted_command_does_not_report_success(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.cli
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bot.cli, "cmd_version", interrupted)
+    assert main(["version"]) == 130
+
+
+@pytest.mark.parametrize(("schema", "code", "says"), [
+    (1, EXIT_FAILURE, "is older than this Liaison"),
+    (99, EXIT_REFUSED, "is newer than this Liaison"),
+])
+def test_export_of_a_database_at_another_schema_writes_and_changes_nothing(
+    filled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    schema: int, code: int, says: str
+) -> None:
+    database = filled.parent / "data" / "liaison.db"
+    with sqlite3.connect(database) as raw:
+        raw.execute(f"PRAGMA user_version = {schema}")
+    before = database.read_bytes()
+    target = tmp_path / "export.json"
+    assert main(["export", "-c", str(filled), "--cases", "-o", str(target)]) == code
+    assert says in capsys.readouterr().err
+    assert not target.exists()
+    assert database.read_bytes() == before
+    assert not (database.parent / "backups").exists()

@@ -152,6 +152,20 @@ def test_nio_never_quotes_an_event_that_fails_its_schema_check() -> None:
     finally:
         nio_logger.handlers.clear()
     [line] = json_lines(out)
-    assert line["msg"] == ("Error validating event (details withheld: they quote the event, "
-                           "which may be a message)")
+    assert line["msg"] == ("Error validating an event (details withheld: they quote the "
+                           "event, which may be a message)")
+    assert "Suspected heroin" not in out.getvalue()
+
+
+def test_nio_never_quotes_a_decrypted_olm_payload_that_fails_its_schema_check() -> None:
+    out = io.StringIO()
+    nio_logger = logging.getLogger("nio.crypto.log")
+    nio_logger.addHandler(log_handler("json", out))
+    try:
+        nio_logger.error("Error validating decrypted Olm event from @kz:example.org: "
+                         "'Suspected heroin' is not of type 'object'")
+    finally:
+        nio_logger.handlers.clear()
+    [line] = json_lines(out)
+    assert line["msg"].startswith("Error validating an event (details withheld")
     assert "Suspected heroin" not in out.getvalue()

@@ -519,8 +519,8 @@ def test_missed_slots_are_those_strictly_between_two_instants() -> None:
 def test_a_report_covers_the_listed_posts_else_those_supervised_in_its_room() -> None:
     posts = config().posts
     assert weekly().report_posts(posts) == ["UZ-TERMEZ"]
-    assert weekly(room="!elsewhere:liaison.example").report_posts(posts) == [
-        "KZ-ZHIBEK", "UZ-TERMEZ"]
+    assert weekly(room=KZ_ROOM).report_posts(posts) == ["KZ-ZHIBEK"]  # the room's own post
+    assert weekly(room="!elsewhere:liaison.example").report_posts(posts) == []
     assert weekly(posts=["KZ-ZHIBEK"]).report_posts(posts) == ["KZ-ZHIBEK"]
 
 
@@ -544,7 +544,7 @@ def with_reports(section: str) -> str:
 ])
 def test_a_bad_weekly_report_is_refused_with_its_field_and_line(
         entry: str, needle: str, message: str) -> None:
-    fields = {"room": '"!sup:liaison.example"', "day": "monday", "at": '"08:00"'}
+    fields = {"room": '"!uz-termez:liaison.example"', "day": "monday", "at": '"08:00"'}
     key = entry.split(":", 1)[0]
     fields[key] = entry.split(":", 1)[1].strip()
     lines = "\n".join(f"      {name}: {value}" for name, value in fields.items())
@@ -556,9 +556,22 @@ def test_a_bad_weekly_report_is_refused_with_its_field_and_line(
     assert problem.message == message
 
 
+def test_a_weekly_report_into_a_room_of_no_post_must_name_its_posts() -> None:
+    source = with_reports(
+        'reports:\n  weekly:\n    - {room: "!sup:liaison.example", day: friday, at: "07:05"}\n')
+    [problem] = problems_of(source)
+    assert (problem.path, problem.line) == ("reports.weekly[0].room",
+                                            line_of(source, "!sup:liaison.example"))
+    assert problem.message.endswith("list the posts the report covers in posts: [...]")
+    parse_config(with_reports(  # naming them is enough
+        'reports:\n  weekly:\n    - {room: "!sup:liaison.example", day: friday, at: "07:05",'
+        ' posts: [UZ-TERMEZ]}\n'))
+
+
 def test_a_good_weekly_report_loads_with_its_defaults() -> None:
     conf = parse_config(with_reports(
-        'reports:\n  weekly:\n    - {room: "!sup:liaison.example", day: Friday, at: "7:05"}\n'))
+        'reports:\n  weekly:\n    - {room: "!uz-termez:liaison.example", day: Friday,'
+        ' at: "7:05"}\n'))
     [entry] = conf.reports.weekly
     assert (entry.day, entry.at, entry.timezone, entry.period_text, entry.posts) == (
         "friday", "07:05", "UTC", "7d", ())
