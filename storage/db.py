@@ -155,6 +155,8 @@ class Database:
         raises `SchemaTooNewError` untouched.
         """
         known = load_migrations(migrations)
+        if await asyncio.to_thread(path.is_file):  # refused before any write, even a chmod
+            refuse_newer_schema(await stored_schema_version(path), known)
         await asyncio.to_thread(_create_private_file, path)
         connection = await aiosqlite.connect(path, isolation_level=None)
         database = cls(path, connection)
@@ -267,24 +269,28 @@ class Database:
     async def _migrate(self, migrations: list[Migration]) -> None:
         current = await self._user_version()
         refuse_newer_schema(current, migrations)
-        for migration in migrations:
-            if migration.version > current:
-                await self._apply(migration)
+        pending = [migration for migration in migrations if migration.version > current]
+        if pending:
+            await self._apply(pending)
         self.schema_version = await self._user_version()
 
-    async def _apply(self, migration: Migration) -> None:
+    async def _apply(self, pending: list[Migration]) -> None:
+        """Every pending migration in one transaction: the upgrade happens whole or not
+        at all (SQLite's schema changes are transactional)."""
+        migration = pending[0]
         try:
             async with self.transaction() as connection:
-                # Another process may have migrated while we waited for the write lock.
-                if await self._user_version() >= migration.version:
-                    return
-                for statement in split_statements(migration.sql):
-                    await connection.execute(statement)
-                await connection.execute(f"PRAGMA user_version = {migration.version:d}")
-                async with connection.execute("PRAGMA foreign_key_check") as cursor:
-                    violation = await cursor.fetchone()
-                if violation is not None:
-                    raise MigrationError(f"foreign key violation in table {violation[0]}")
+                for migration in pending:
+                    # Another process may have migrated while we waited for the write lock.
+                    if await self._user_version() >= migration.version:
+                        continue
+                    for statement in split_statements(migration.sql):
+                        await connection.execute(statement)
+                    await connection.execute(f"PRAGMA user_version = {migration.version:d}")
+                    async with connection.execute("PRAGMA foreign_key_check") as cursor:
+                        violation = await cursor.fetchone()
+                    if violation is not None:
+                        raise MigrationError(f"foreign key violation in table {violation[0]}")
         except (sqlite3.Error, MigrationError) as error:
             raise MigrationError(f"migration {migration.name} failed: {error}") from error
 

@@ -221,9 +221,10 @@ async def test_failing_migration_rolls_back_and_names_the_file(tmp_path: Path) -
     with pytest.raises(MigrationError, match=r"0002_cases\.sql"):
         await Database.open(path, migrations=migrations)
 
-    assert await raw_query(path, "PRAGMA user_version") == [(1,)]
+    # The whole upgrade is one transaction: nothing of it stays, not even 0001.
+    assert await raw_query(path, "PRAGMA user_version") == [(0,)]
     tables = {row[0] for row in await raw_query(path, "SELECT name FROM sqlite_master")}
-    assert "base" in tables
+    assert "base" not in tables
     assert "cases" not in tables
 
     (migrations / "0002_cases.sql").write_text(
