@@ -150,8 +150,12 @@ class WeeklyReport(BaseModel):
         return found[::-1]
 
     def since_ms(self, slot_ms: int) -> int:
-        """Where the period that ends at `slot_ms` begins."""
-        return slot_ms - int(self.period.total_seconds() * 1000)
+        """Where the period that ends at `slot_ms` begins, counted on the schedule's wall
+        clock (Python subtracts from an aware local time that way): across a daylight
+        saving change a week still runs from Monday 08:00 to Monday 08:00, with no hour
+        counted twice or left out."""
+        local = datetime.fromtimestamp(slot_ms / 1000, ZoneInfo(self.timezone))
+        return int((local - self.period).timestamp() * 1000)
 
     def report_posts(self, posts: Sequence[Post]) -> list[str]:
         """Whose figures the report shows: the listed posts; else those whose supervisors

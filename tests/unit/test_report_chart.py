@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from nio import RoomSendResponse, UploadError, UploadResponse
@@ -506,6 +507,18 @@ def test_slots_keep_their_wall_clock_time_across_daylight_saving_changes() -> No
         datetime(2026, 10, 25, 0, 30, tzinfo=UTC))
     assert gap.slot_after(ms(datetime(2026, 10, 25, 0, 30, tzinfo=UTC))) == ms(
         datetime(2026, 11, 1, 1, 30, tzinfo=UTC))
+
+
+def test_a_week_across_a_daylight_saving_change_runs_wall_clock_to_wall_clock() -> None:
+    schedule = weekly(timezone="Europe/Berlin")
+    berlin = ZoneInfo("Europe/Berlin")
+    for monday, before in ((datetime(2026, 3, 30, 8, tzinfo=berlin),
+                            datetime(2026, 3, 23, 8, tzinfo=berlin)),
+                           (datetime(2026, 10, 26, 8, tzinfo=berlin),
+                            datetime(2026, 10, 19, 8, tzinfo=berlin))):
+        slot = schedule.slot_at_or_before(ms(monday))
+        assert slot == ms(monday)
+        assert schedule.since_ms(slot) == ms(before)
 
 
 def test_missed_slots_are_those_strictly_between_two_instants() -> None:
