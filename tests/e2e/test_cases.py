@@ -59,8 +59,10 @@ class Posts:
                                       sender=self.bot.user_id)
 
 
-async def three_posts(officer_factory: OfficerFactory, bot_factory: BotFactory) -> Posts:
-    """KZ, UZ and TJ officers, each in their post's encrypted room with the bot."""
+async def posts_for(officer_factory: OfficerFactory, bot_factory: BotFactory,
+                    config: dict[str, Any] | None = None) -> Posts:
+    """KZ, UZ and TJ officers, each in their post's encrypted room with the bot; `config`
+    is merged into the bot's configuration."""
     kz, uz, tj = [await officer_factory(name) for name in ("kz", "uz", "tj")]
     rooms = {officer: await officer.create_room("post") for officer in (kz, uz, tj)}
     bot = await bot_factory(config={
@@ -69,12 +71,18 @@ async def three_posts(officer_factory: OfficerFactory, bot_factory: BotFactory) 
             post("UZ-TERMEZ", rooms[uz], "Asia/Tashkent", ["KZ-ZHIBEK", "TJ-PANJ"]),
             post("TJ-PANJ", rooms[tj], "Asia/Dushanbe", ["UZ-TERMEZ"]),
         ],
-        "groups": [{"name": "caricc", "posts": ["UZ-TERMEZ", "TJ-PANJ"]}],
+        **(config or {}),
     })
     for officer, room_id in rooms.items():
         await officer.invite(room_id, bot.user_id)
         await officer.wait_until_joined(room_id, bot.user_id)
     return Posts(bot, kz, uz, tj, rooms[kz], rooms[uz], rooms[tj])
+
+
+async def three_posts(officer_factory: OfficerFactory, bot_factory: BotFactory) -> Posts:
+    """The three posts, UZ and TJ also in the CARICC group."""
+    return await posts_for(officer_factory, bot_factory,
+                           {"groups": [{"name": "caricc", "posts": ["UZ-TERMEZ", "TJ-PANJ"]}]})
 
 
 async def test_alert_reaches_both_targets_is_acknowledged_and_refusals_are_explained(

@@ -24,7 +24,7 @@ from devkit.botprocess import BotProcess
 from devkit.officer import Officer, OfficerError, SeenMessage
 from tests.e2e.conftest import BotFactory, OfficerFactory
 from tests.e2e.test_case_flow import db_rows, relayed, told
-from tests.e2e.test_cases import Posts, post, replies_to
+from tests.e2e.test_cases import Posts, post, posts_for, replies_to
 
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 ROOM_MENTION = re.compile("@room", re.IGNORECASE)
@@ -57,26 +57,6 @@ def assert_inert(message: SeenMessage) -> None:
     assert not ROOM_MENTION.search(body) and not ROOM_MENTION.search(html), body
     assert not BIDI_CONTROLS.search(body) and not BIDI_CONTROLS.search(html), repr(body)
     assert message.content["m.mentions"] == {"user_ids": []}, message.content
-
-
-async def posts_for(officer_factory: OfficerFactory, bot_factory: BotFactory,
-                    config: dict[str, Any] | None = None) -> Posts:
-    """KZ, UZ and TJ officers in their posts' encrypted rooms with a bot (as
-    `test_cases.three_posts`, with extra configuration)."""
-    kz, uz, tj = [await officer_factory(name) for name in ("kz", "uz", "tj")]
-    rooms = {officer: await officer.create_room("post") for officer in (kz, uz, tj)}
-    bot = await bot_factory(config={
-        "posts": [
-            post("KZ-ZHIBEK", rooms[kz], "Asia/Almaty", ["UZ-TERMEZ"]),
-            post("UZ-TERMEZ", rooms[uz], "Asia/Tashkent", ["KZ-ZHIBEK", "TJ-PANJ"]),
-            post("TJ-PANJ", rooms[tj], "Asia/Dushanbe", ["UZ-TERMEZ"]),
-        ],
-        **(config or {}),
-    })
-    for officer, room_id in rooms.items():
-        await officer.invite(room_id, bot.user_id)
-        await officer.wait_until_joined(room_id, bot.user_id)
-    return Posts(bot, kz, uz, tj, rooms[kz], rooms[uz], rooms[tj])
 
 
 def case_notices(posts: Posts, officer: Officer, room_id: str) -> list[dict[str, Any]]:

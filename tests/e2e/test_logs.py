@@ -10,7 +10,7 @@ from typing import Any
 
 from devkit.botprocess import BotProcess
 from tests.e2e.conftest import BotFactory, OfficerFactory
-from tests.e2e.test_cases import ALERT, Posts, about_case, post
+from tests.e2e.test_cases import ALERT, Posts, about_case, posts_for
 
 FREE_TEXT = ("Suspected heroin", "white Kamaz", "01A123BC", "Hairatan")
 """Pieces of `ALERT` that are the officer's own words."""
@@ -31,20 +31,8 @@ async def log_line(bot: BotProcess, predicate: Callable[[dict[str, Any]], bool],
 async def posts_logging_json(officer_factory: OfficerFactory,
                              bot_factory: BotFactory) -> Posts:
     """KZ, UZ and TJ officers in their posts' encrypted rooms, the bot logging JSON."""
-    kz, uz, tj = [await officer_factory(name) for name in ("kz", "uz", "tj")]
-    rooms = {officer: await officer.create_room("post") for officer in (kz, uz, tj)}
-    bot = await bot_factory(config={
-        "logging": {"format": "json", "level": "INFO"},
-        "posts": [
-            post("KZ-ZHIBEK", rooms[kz], "Asia/Almaty", ["UZ-TERMEZ"]),
-            post("UZ-TERMEZ", rooms[uz], "Asia/Tashkent", ["KZ-ZHIBEK", "TJ-PANJ"]),
-            post("TJ-PANJ", rooms[tj], "Asia/Dushanbe", ["UZ-TERMEZ"]),
-        ],
-    })
-    for officer, room_id in rooms.items():
-        await officer.invite(room_id, bot.user_id)
-        await officer.wait_until_joined(room_id, bot.user_id)
-    return Posts(bot, kz, uz, tj, rooms[kz], rooms[uz], rooms[tj])
+    return await posts_for(officer_factory, bot_factory,
+                           {"logging": {"format": "json", "level": "INFO"}})
 
 
 async def test_log_lines_about_an_alert_name_its_case_and_room_but_not_its_text(
