@@ -284,6 +284,11 @@ class EventRouter:
         elif self._trust.policy != TOFU:
             log.info("plaintext reaction ignored under the cross-signed policy",
                      extra={"room_id": room.room_id, "event_id": event.event_id})
+            await self._handle_case_event(
+                room, event.sender, event.reacts_to, None, lambda services: (
+                    case_events.plaintext_reaction(
+                        services, room_id=room.room_id, sender=event.sender,
+                        event_id=event.event_id, reacts_to=event.reacts_to, key=event.key)))
             return
         await self._handle_case_event(room, event.sender, event.event_id, None, lambda services: (
             case_events.react(services, room_id=room.room_id, sender=event.sender,

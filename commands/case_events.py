@@ -1,6 +1,7 @@
 """What happens to a case through events that are not commands — where each is handled:
 
-- a reaction (✅ 👍, see `commands.relations.acknowledges`) on a relayed case: `react`
+- a reaction (✅ 👍, see `commands.relations.acknowledges`) on a relayed case: `react`,
+  or `plaintext_reaction` when it came in the clear and only encrypted ones count
 - a reply or thread message on a case, in a target room or in the origin room:
   `carry_reply`
 - an edit (`m.replace`) of the `!alert`/`!request` that opened a case: `carry_edit`
@@ -144,6 +145,37 @@ async def react(services: Services, *, room_id: str, sender: str, event_id: str,
     if not await services.claim(event_id, room_id):
         return
     await acknowledge_delivery(services, case, delivery, by=sender, now_ms=_now_ms(services))
+
+
+async def plaintext_reaction(services: Services, *, room_id: str, sender: str, event_id: str,
+                             reacts_to: str, key: str) -> Reply | None:
+    """A reaction sent in the clear where only encrypted acknowledgements count (trust
+    policy `cross-signed`: no device vouches for a plaintext event). Nothing is
+    acknowledged; an officer of the post who reacts to a case still waiting for its
+    acknowledgement is told what to do instead, once per case — Element sends every
+    reaction unencrypted, so without this a 👍 would look taken and do nothing."""
+    if not acknowledges(key):
+        return None
+    delivery = await cases.delivery_by_relayed_event(services.conn, reacts_to)
+    post = services.config.post_by_room(room_id)
+    if (delivery is None or delivery.room_id != room_id or post is None
+            or post.id != delivery.post or not acts_for(post, sender)
+            or delivery.acknowledged_ms is not None):
+        return None
+    case = await cases.case_by_id(services.conn, delivery.case_id)
+    if case is None or not case.is_open:
+        return None
+    if not await services.claim(event_id, room_id):
+        return None
+    # One explanation per officer and case: a second claim under a key no event id can
+    # take (event ids start with "$") marks that this officer was told about this case.
+    if not await services.claim(f"plaintext-reaction:{delivery.id}:{sender}", room_id):
+        return None
+    await services.record(AuditAction.COMMAND_REFUSED, actor=sender, case_ref=case.ref,
+                          room_id=room_id,
+                          detail={"reason": "plaintext_reaction", "event_id": event_id})
+    return render_notice(text("case.reaction.plaintext", post.language, ref=case.ref),
+                         language=post.language)
 
 
 # --- replies and thread messages ------------------------------------------------------------

@@ -409,6 +409,11 @@ MESSAGES: Mapping[str, str] = {
     "case.reply.notice": "Reply from {post} on {ref} ({who}):",
     "case.reply.finished": "{ref} is {state}; replies are no longer passed on.",
     "case.reply.withheld": "Your reply on {ref} was not passed to:",
+    "case.reaction.plaintext": (
+        "Your reaction did not acknowledge {ref}: reactions travel unencrypted, and this "
+        "Liaison accepts acknowledgements only in encrypted messages. Send !ack {ref}, "
+        "or reply to the alert."
+    ),
     "case.attachment.notice": "Attachment from {post} on {ref} ({who})",
     "case.attachment.file": "{name}, {type}, {size} bytes, SHA-256 {sha256}",
     "case.attachment.withheld": "Your attachment on {ref} was not passed to:",

@@ -20,7 +20,8 @@ from commands.errors import CommandError
 from commands.registry import Reply
 from commands.relations import Relation
 from commands.render import render_command_error
-from storage import cases, outbox
+from storage import audit, cases, outbox
+from storage.audit import AuditAction
 from storage.db import Database
 from tests.unit.test_case_commands import (
     ALERT,
@@ -212,6 +213,46 @@ async def test_a_reaction_on_a_closed_case_changes_nothing(room: Room) -> None:
 
     assert await room.sent(KZ_ROOM, "case-ack") == []
     assert (await room.delivery("UZ-TERMEZ")).acknowledged_ms is None
+
+
+async def test_a_plaintext_reaction_under_cross_signed_acknowledges_nothing_and_says_so_once(
+    listed: Room,
+) -> None:
+    room = listed
+    await room.bot.say(KZ_ROOM, KZ, ALERT)
+    relays = await room.relays()
+
+    async def plaintext(room_id: str, sender: str, reacts_to: str, key: str = "👍",
+                        event_id: str | None = None) -> Reply | None:
+        event = event_id or room._event_id("reaction")
+        return await room.run(lambda services: case_events.plaintext_reaction(
+            services, room_id=room_id, sender=sender, event_id=event, reacts_to=reacts_to,
+            key=key))
+
+    told = await plaintext(UZ_ROOM, UZ, relays[UZ_ROOM], event_id="$thumbs")
+    assert told is not None and told.text.startswith(
+        "Your reaction did not acknowledge KZ-0001: reactions travel unencrypted"), told
+    assert "!ack KZ-0001" in told.text
+    # once per officer and case: a replay, another key, another reaction say nothing more
+    assert await plaintext(UZ_ROOM, UZ, relays[UZ_ROOM], event_id="$thumbs") is None
+    assert await plaintext(UZ_ROOM, UZ, relays[UZ_ROOM], "✅") is None
+    # nothing to say: not an acknowledgement, not an officer of the post, not this room's copy
+    assert await plaintext(UZ_ROOM, UZ, relays[UZ_ROOM], "👎") is None
+    assert await plaintext(UZ_ROOM, VISITOR, relays[UZ_ROOM]) is None
+    assert await plaintext(UZ_ROOM, UZ, relays[TJ_ROOM]) is None
+    # TJ hears it too (its own first time); after TJ acknowledges, nothing to say
+    assert await plaintext(TJ_ROOM, TJ, relays[TJ_ROOM]) is not None
+    await room.bot.say(TJ_ROOM, TJ, "!ack KZ-0001")
+    assert await plaintext(TJ_ROOM, TJ, relays[TJ_ROOM], "✅") is None
+
+    async with room.bot.db.read() as conn:
+        refused = [(e.actor, e.detail) for e in await audit.entries(conn)
+                   if e.action == AuditAction.COMMAND_REFUSED]
+    assert refused == [(UZ, {"reason": "plaintext_reaction", "event_id": "$thumbs"}),
+                       (TJ, {"reason": "plaintext_reaction", "event_id": "$reaction5"})]
+    assert (await room.delivery("UZ-TERMEZ")).acknowledged_ms is None
+    assert await room.sent(KZ_ROOM, "case-ack") != [] and all(
+        "Termez" not in m.content["body"] for m in await room.sent(KZ_ROOM, "case-ack"))
 
 
 # --- replies ----------------------------------------------------------------------------
