@@ -5,6 +5,9 @@ VENV := .venv
 SYNAPSE_VENV := .venv-synapse
 SYNAPSE_VERSION ?= 1.163.2
 PIP_FLAGS ?= -q --disable-pip-version-check
+# Element's crypto stack (matrix-js-sdk + Rust crypto) for the interoperability tests.
+ELEMENT := devkit/element
+SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
 .PHONY: setup demo test unit lint bench clean
 
@@ -21,10 +24,15 @@ $(SYNAPSE_VENV)/.installed: Makefile
 	$(SYNAPSE_VENV)/bin/pip install $(PIP_FLAGS) 'matrix-synapse==$(SYNAPSE_VERSION)'
 	touch $@
 
+$(ELEMENT)/node_modules/.installed: $(ELEMENT)/package-lock.json
+	command -v npm >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nodejs npm)
+	cd $(ELEMENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 demo: setup
 	LIAISON_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(VENV)/bin/liaison demo
 
-test: setup
+test: setup $(ELEMENT)/node_modules/.installed
 	LIAISON_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 unit: $(VENV)/.installed

@@ -1,0 +1,264 @@
+"""An officer on Element's own crypto stack, for interoperability tests.
+
+Element Web and Desktop encrypt with matrix-js-sdk and its Rust crypto
+(matrix-sdk-crypto compiled to WebAssembly), not with anything Python has. This
+runs that stack in Node (`devkit/element/officer.mjs`, installed by `make setup`
+with `npm ci`) and drives it over JSON lines, so a test can log an officer in the
+way Element does (cross-signing bootstrapped at first login), pick either of
+Element's device-isolation modes, and read what that client decrypted and which
+shield it would draw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from devkit.synapse import LocalSynapse, SynapseAdminError
+
+ELEMENT_DIR = Path(__file__).resolve().parent / "element"
+DRIVER = ELEMENT_DIR / "officer.mjs"
+REQUEST_TIMEOUT_S = 60.0
+POLL_S = 0.1
+
+Isolation = Literal["all", "signed"]
+
+
+class ElementError(RuntimeError):
+    """The Element officer refused or failed an operation (its message says which)."""
+
+
+def node_available() -> str | None:
+    """Why the Element officer cannot run here, or None when it can."""
+    if shutil.which("node") is None:
+        return "node is not installed (make setup installs Debian's nodejs when it is missing)"
+    if not (ELEMENT_DIR / "node_modules" / "matrix-js-sdk").is_dir():
+        return f"matrix-js-sdk is not installed: run `npm ci` in {ELEMENT_DIR} (make setup does)"
+    return None
+
+
+@dataclass(frozen=True)
+class ElementMessage:
+    """A timeline event as the Element officer's client has it."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    type: str
+    content: dict[str, Any]
+    encrypted: bool
+    decryption_failure: bool
+    shield_colour: str | None
+    shield_reason: str | None
+
+    @property
+    def body(self) -> str | None:
+        body = self.content.get("body")
+        return body if isinstance(body, str) else None
+
+    def describe(self) -> str:
+        state = "UNDECRYPTED" if self.decryption_failure else (self.body or "")[:120]
+        return f"{self.sender} {self.type} {self.event_id}: {state!r} shield={self.shield_colour}"
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> ElementMessage:
+        return cls(
+            room_id=str(entry["room_id"]),
+            event_id=str(entry.get("event_id") or ""),
+            sender=str(entry.get("sender") or ""),
+            type=str(entry.get("type") or ""),
+            content=dict(entry.get("content") or {}),
+            encrypted=bool(entry.get("encrypted")),
+            decryption_failure=bool(entry.get("decryption_failure")),
+            shield_colour=entry.get("shield_colour"),
+            shield_reason=entry.get("shield_reason"),
+        )
+
+
+class ElementOfficer:
+    """One Element session (matrix-js-sdk + Rust crypto) in a Node process."""
+
+    def __init__(self, process: asyncio.subprocess.Process, log_path: Path) -> None:
+        self._process = process
+        self.log_path = log_path
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader = asyncio.create_task(self._read(), name="element officer")
+        self.user_id = ""
+        self.device_id = ""
+        self.cross_signed = False
+
+    @classmethod
+    async def create(
+        cls,
+        synapse: LocalSynapse,
+        localpart: str,
+        workdir: Path,
+        *,
+        isolation: Isolation,
+    ) -> ElementOfficer:
+        """Register the account, start Node, log in as Element does and sync once."""
+        reason = node_available()
+        if reason is not None:
+            raise ElementError(reason)
+        password = f"element-{localpart}"
+        with contextlib.suppress(SynapseAdminError):
+            await synapse.register(localpart, password)
+        workdir.mkdir(parents=True, exist_ok=True)
+        log_path = workdir / f"element-{localpart}.log"
+        log_file = log_path.open("wb")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                shutil.which("node") or "node", str(DRIVER),
+                cwd=ELEMENT_DIR,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log_file,
+                env={**os.environ, "NODE_NO_WARNINGS": "1"},
+                limit=16 * 1024 * 1024,
+            )
+        finally:
+            log_file.close()
+        officer = cls(process, log_path)
+        try:
+            session = await officer.call(
+                "login", base_url=synapse.url, user=localpart, password=password,
+                isolation=isolation, device_name=f"Element {localpart}",
+            )
+        except BaseException:
+            await officer.stop()
+            raise
+        officer.user_id = str(session["user_id"])
+        officer.device_id = str(session["device_id"])
+        officer.cross_signed = bool(session["cross_signed"])
+        return officer
+
+    async def _read(self) -> None:
+        assert self._process.stdout is not None
+        while line := await self._process.stdout.readline():
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue
+            future = self._pending.pop(answer.get("id"), None)
+            if future is not None and not future.done():
+                future.set_result(answer)
+        exited = ElementError(f"the Element officer exited; see {self.log_path}")
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(exited)
+        self._pending.clear()
+
+    async def call(self, op: str, **arguments: Any) -> dict[str, Any]:
+        """One operation of officer.mjs; ElementError with its message when it fails."""
+        if self._reader.done():
+            raise ElementError(f"the Element officer is not running; see {self.log_path}")
+        request_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        assert self._process.stdin is not None
+        self._process.stdin.write(json.dumps({"id": request_id, "op": op, **arguments}).encode()
+                                  + b"\n")
+        await self._process.stdin.drain()
+        answer = await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
+        if not answer.get("ok"):
+            raise ElementError(f"{op}: {answer.get('error')}")
+        return answer
+
+    async def create_room(self, name: str) -> str:
+        """A private, encrypted room with shared history, as Element creates one."""
+        return str((await self.call("create_room", name=name))["room_id"])
+
+    async def invite(self, room_id: str, user_id: str) -> None:
+        await self.call("invite", room_id=room_id, user_id=user_id)
+
+    async def send_text(self, room_id: str, body: str, *, reply_to: str | None = None,
+                        thread_root: str | None = None) -> str:
+        """m.text as Element sends it: a reply carries m.in_reply_to, a thread message
+        m.thread with the reply fallback to the thread root."""
+        content: dict[str, Any] = {"msgtype": "m.text", "body": body}
+        if thread_root is not None:
+            content["m.relates_to"] = {
+                "rel_type": "m.thread", "event_id": thread_root, "is_falling_back": True,
+                "m.in_reply_to": {"event_id": reply_to or thread_root},
+            }
+        elif reply_to is not None:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        return str((await self.call("send", room_id=room_id, content=content))["event_id"])
+
+    async def react(self, room_id: str, event_id: str, key: str) -> str:
+        return str((await self.call("react", room_id=room_id, event_id=event_id,
+                                    key=key))["event_id"])
+
+    async def messages(self, room_id: str | None = None) -> list[ElementMessage]:
+        answer = await self.call("messages", room_id=room_id)
+        return [ElementMessage.from_json(entry) for entry in answer["messages"]]
+
+    async def device_status(self, user_id: str, device_id: str) -> dict[str, bool]:
+        answer = await self.call("device_status", user_id=user_id, device_id=device_id)
+        return {key: bool(answer[key]) for key in ("known", "signed_by_owner",
+                                                   "cross_signing_verified")}
+
+    async def wait_until_joined(self, room_id: str, user_id: str, timeout: float = 30) -> None:
+        async def joined() -> bool:
+            members = (await self.call("members", room_id=room_id))["members"]
+            return bool(members.get(user_id) == "join")
+
+        async def explain() -> str:
+            return f"{user_id} never joined {room_id}"
+
+        await self._poll(joined, timeout, explain)
+
+    async def wait_for(self, predicate: Callable[[ElementMessage], bool], *, room_id: str,
+                       sender: str | None = None, timeout: float = 30) -> ElementMessage:
+        """The first message in `room_id` (from `sender`) that decrypted and matches."""
+        found: list[ElementMessage] = []
+
+        async def find() -> bool:
+            for message in await self.messages(room_id):
+                if sender is not None and message.sender != sender:
+                    continue
+                if not message.decryption_failure and predicate(message):
+                    found.append(message)
+                    return True
+            return False
+
+        async def explain() -> str:
+            seen = "\n  ".join(m.describe() for m in await self.messages(room_id)) or "(nothing)"
+            return f"no matching message from {sender or 'anyone'} in {room_id}; seen:\n  {seen}"
+
+        await self._poll(find, timeout, explain)
+        return found[0]
+
+    async def _poll(self, check: Callable[[], Awaitable[bool]], timeout: float,
+                    explain: Callable[[], Awaitable[str]]) -> None:
+        """Re-run `check` until it holds; AssertionError with `explain()` on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await check():
+            if loop.time() > deadline:
+                why = await explain()
+                raise AssertionError(f"{self.user_id}: timed out after {timeout}s: {why}")
+            await asyncio.sleep(POLL_S)
+
+    async def stop(self) -> None:
+        """Stop syncing and end the Node process (never logs out)."""
+        if self._process.returncode is None:
+            with contextlib.suppress(ElementError, TimeoutError, ConnectionError):
+                await asyncio.wait_for(self.call("stop"), 5)
+            try:
+                await asyncio.wait_for(self._process.wait(), 5)
+            except TimeoutError:
+                self._process.kill()
+                await self._process.wait()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader

@@ -1,0 +1,268 @@
+// An officer on Element's own crypto stack: matrix-js-sdk with its Rust crypto (the
+// stack Element Web and Desktop run), driven by devkit/element.py over JSON lines.
+//
+// stdin:  one request per line, {"id": n, "op": "...", ...arguments}
+// stdout: one answer per line,  {"id": n, "ok": true, ...} or {"id": n, "ok": false, "error": "..."}
+// stderr: the SDK's own logging (the Python side keeps it in a file).
+//
+// Operations: login, create_room, invite, join, members, send, react, messages, stop.
+// Every message the officer's client sees is kept with what Element would show for it:
+// its decrypted content, whether decryption failed, and the shield Element draws.
+
+import { createInterface } from "node:readline";
+
+// stdout is the protocol: the SDK's console output goes to stderr.
+for (const level of ["log", "info", "debug", "trace", "warn"]) {
+    console[level] = (...args) => process.stderr.write(args.map(String).join(" ") + "\n");
+}
+
+// matrix-js-sdk 43 targets Node 22; on Node 20 (Debian's and this machine's) it needs
+// only Promise.withResolvers (ES2024), added here as the standard defines it.
+if (typeof Promise.withResolvers !== "function") {
+    Promise.withResolvers = function withResolvers() {
+        let resolve;
+        let reject;
+        const promise = new this((res, rej) => {
+            resolve = res;
+            reject = rej;
+        });
+        return { promise, resolve, reject };
+    };
+}
+
+const sdk = await import("matrix-js-sdk");
+const cryptoApi = await import("matrix-js-sdk/lib/crypto-api/index.js");
+
+let client = null;
+let password = null;
+const seen = []; // every timeline event, in arrival order
+const byId = new Map();
+
+const MEGOLM = "m.megolm.v1.aes-sha2";
+
+function reply(message) {
+    process.stdout.write(JSON.stringify(message) + "\n");
+}
+
+function isolationMode(name) {
+    if (name === "all") return new cryptoApi.AllDevicesIsolationMode(false);
+    if (name === "signed") return new cryptoApi.OnlySignedDevicesIsolationMode();
+    throw new Error(`unknown device isolation mode ${name}: use "all" or "signed"`);
+}
+
+async function record(event) {
+    const roomId = event.getRoomId();
+    if (!roomId) return;
+    const entry = {
+        room_id: roomId,
+        event_id: event.getId(),
+        sender: event.getSender(),
+        type: event.getWireType(),
+        encrypted: event.isEncrypted(),
+        origin_server_ts: event.getTs(),
+    };
+    const eventId = event.getId();
+    if (eventId && byId.has(eventId)) return;
+    if (event.isEncrypted()) {
+        await client.decryptEventIfNeeded(event);
+        if (event.isBeingDecrypted()) await new Promise((resolve) => event.once("Event.decrypted", resolve));
+    }
+    entry.type = event.getType();
+    entry.content = event.getContent();
+    entry.decryption_failure = event.isDecryptionFailure();
+    if (event.isEncrypted() && !event.isDecryptionFailure()) {
+        const info = await client.getCrypto().getEncryptionInfoForEvent(event);
+        entry.shield_colour = info ? cryptoApi.EventShieldColour[info.shieldColour] : null;
+        entry.shield_reason =
+            info && info.shieldReason !== null ? cryptoApi.EventShieldReason[info.shieldReason] : null;
+    }
+    if (eventId && byId.has(eventId)) return;
+    if (eventId) byId.set(eventId, entry);
+    seen.push(entry);
+}
+
+// A failed decryption is retried by the SDK when the key arrives; keep the newer result.
+function watchRetries(event) {
+    event.on("Event.decrypted", async () => {
+        const eventId = event.getId();
+        const entry = eventId ? byId.get(eventId) : null;
+        if (!entry || !entry.decryption_failure || event.isDecryptionFailure()) return;
+        entry.type = event.getType();
+        entry.content = event.getContent();
+        entry.decryption_failure = false;
+        const info = await client.getCrypto().getEncryptionInfoForEvent(event);
+        entry.shield_colour = info ? cryptoApi.EventShieldColour[info.shieldColour] : null;
+        entry.shield_reason =
+            info && info.shieldReason !== null ? cryptoApi.EventShieldReason[info.shieldReason] : null;
+    });
+}
+
+function waitForSync(target) {
+    return new Promise((resolve, reject) => {
+        const onSync = (state) => {
+            if (state === "PREPARED" || state === "SYNCING") {
+                target.off(sdk.ClientEvent.Sync, onSync);
+                resolve();
+            } else if (state === "ERROR") {
+                target.off(sdk.ClientEvent.Sync, onSync);
+                reject(new Error("the first sync failed"));
+            }
+        };
+        target.on(sdk.ClientEvent.Sync, onSync);
+    });
+}
+
+const operations = {
+    async login({ base_url, user, password: secret, isolation, device_name }) {
+        const anonymous = sdk.createClient({ baseUrl: base_url });
+        const session = await anonymous.loginRequest({
+            type: "m.login.password",
+            identifier: { type: "m.id.user", user },
+            password: secret,
+            initial_device_display_name: device_name || "Element (matrix-js-sdk)",
+        });
+        password = secret;
+        client = sdk.createClient({
+            baseUrl: base_url,
+            userId: session.user_id,
+            deviceId: session.device_id,
+            accessToken: session.access_token,
+        });
+        await client.initRustCrypto({ useIndexedDB: false });
+        const crypto = client.getCrypto();
+        crypto.setDeviceIsolationMode(isolationMode(isolation));
+        // What Element does at first login: publish cross-signing keys and sign this device.
+        await crypto.bootstrapCrossSigning({
+            authUploadDeviceSigningKeys: async (makeRequest) => {
+                await makeRequest({
+                    type: "m.login.password",
+                    identifier: { type: "m.id.user", user: session.user_id },
+                    password,
+                });
+            },
+        });
+        client.on(sdk.RoomEvent.Timeline, (event, room, toStartOfTimeline) => {
+            if (toStartOfTimeline) return;
+            watchRetries(event);
+            record(event).catch((error) => console.warn("recording an event failed:", error));
+        });
+        const synced = waitForSync(client);
+        await client.startClient({ initialSyncLimit: 50, threadSupport: false });
+        await synced;
+        // The device's own signature shows once the SDK has queried its own keys back.
+        let status = null;
+        const deadline = Date.now() + 15000;
+        while (Date.now() < deadline) {
+            status = await crypto.getDeviceVerificationStatus(session.user_id, session.device_id);
+            if (status && status.signedByOwner) break;
+            await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        return {
+            user_id: session.user_id,
+            device_id: session.device_id,
+            cross_signed: Boolean(status && status.signedByOwner),
+            crypto: crypto.getVersion(),
+        };
+    },
+
+    async create_room({ name, invite }) {
+        const { room_id } = await client.createRoom({
+            name,
+            preset: "private_chat",
+            invite: invite || [],
+            initial_state: [
+                { type: "m.room.history_visibility", state_key: "", content: { history_visibility: "shared" } },
+                { type: "m.room.encryption", state_key: "", content: { algorithm: MEGOLM } },
+            ],
+        });
+        await until(() => client.getRoom(room_id), `room ${room_id} in the sync`);
+        return { room_id };
+    },
+
+    async invite({ room_id, user_id }) {
+        await client.invite(room_id, user_id);
+        return {};
+    },
+
+    async join({ room_id }) {
+        await client.joinRoom(room_id);
+        await until(() => client.getRoom(room_id)?.getMyMembership() === "join", `joined ${room_id}`);
+        return {};
+    },
+
+    async members({ room_id }) {
+        const room = client.getRoom(room_id);
+        if (!room) throw new Error(`room ${room_id} is not known to this client`);
+        return {
+            members: Object.fromEntries(room.getMembers().map((member) => [member.userId, member.membership])),
+        };
+    },
+
+    async send({ room_id, content }) {
+        const { event_id } = await client.sendEvent(room_id, "m.room.message", content);
+        return { event_id };
+    },
+
+    async react({ room_id, event_id, key }) {
+        const sent = await client.sendEvent(room_id, "m.reaction", {
+            "m.relates_to": { rel_type: "m.annotation", event_id, key },
+        });
+        return { event_id: sent.event_id };
+    },
+
+    async messages({ room_id }) {
+        return { messages: seen.filter((entry) => !room_id || entry.room_id === room_id) };
+    },
+
+    async device_status({ user_id, device_id }) {
+        const status = await client.getCrypto().getDeviceVerificationStatus(user_id, device_id);
+        return {
+            known: status !== null,
+            signed_by_owner: Boolean(status && status.signedByOwner),
+            cross_signing_verified: Boolean(status && status.crossSigningVerified),
+        };
+    },
+
+    async stop() {
+        if (client) client.stopClient();
+        setTimeout(() => process.exit(0), 10);
+        return {};
+    },
+};
+
+async function until(condition, what, timeoutMs = 30000) {
+    const deadline = Date.now() + timeoutMs;
+    while (!condition()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+}
+
+const lines = createInterface({ input: process.stdin });
+lines.on("line", async (line) => {
+    let request;
+    try {
+        request = JSON.parse(line);
+    } catch (error) {
+        reply({ id: null, ok: false, error: `not JSON: ${error.message}` });
+        return;
+    }
+    const operation = operations[request.op];
+    if (!operation) {
+        reply({ id: request.id, ok: false, error: `unknown operation ${request.op}` });
+        return;
+    }
+    if (request.op !== "login" && !client) {
+        reply({ id: request.id, ok: false, error: "log in first" });
+        return;
+    }
+    try {
+        reply({ id: request.id, ok: true, ...(await operation(request)) });
+    } catch (error) {
+        reply({ id: request.id, ok: false, error: String(error && error.stack ? error.stack : error) });
+    }
+});
+lines.on("close", () => {
+    if (client) client.stopClient();
+    process.exit(0);
+});

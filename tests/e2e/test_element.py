@@ -1,0 +1,135 @@
+"""Element's own crypto stack against the bot: matrix-js-sdk with Rust crypto, the code
+Element Web and Desktop encrypt with, in both of its device-isolation modes.
+
+"all": Element shares room keys with every device and decrypts from every device (the
+default). "signed" ("exclude insecure devices"): Element shares keys only with devices
+their owner has cross-signed, and refuses to decrypt messages from any other device,
+so the bot is only usable there because it cross-signs its own device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.crosssigning import ensure_cross_signed
+from devkit.element import ElementMessage, ElementOfficer, Isolation, node_available
+from devkit.synapse import LocalSynapse
+from tests.e2e.conftest import BotFactory, OfficerFactory, unique
+from tests.e2e.test_cases import about_case, post, replies_to
+
+ALERT = (
+    "!alert urgent to:UZ-TERMEZ tlp:amber cat:drugs\n"
+    "vehicle: white Kamaz, plate 01A123BC\n"
+    "Suspected heroin in a cement load."
+)
+
+
+def answers(message: ElementMessage, event_id: str) -> bool:
+    relates = message.content.get("m.relates_to") or {}
+    return bool(relates.get("m.in_reply_to", {}).get("event_id") == event_id)
+
+
+@pytest.mark.parametrize(("isolation", "policy"), [("all", "tofu"), ("signed", "cross-signed")])
+async def test_an_element_officer_works_a_case_with_a_nio_officer_through_the_bot(
+    synapse: LocalSynapse, officer_factory: OfficerFactory, bot_factory: BotFactory,
+    tmp_path: Path, isolation: Isolation, policy: str,
+) -> None:
+    reason = node_available()
+    assert reason is None, reason
+    kz = await ElementOfficer.create(synapse, unique("kz-element"), tmp_path / "element",
+                                     isolation=isolation)
+    try:
+        assert kz.cross_signed, "Element bootstraps cross-signing at first login"
+        uz = await officer_factory("uz")
+        if policy == "cross-signed":  # a nio officer gets keys from the bot only then
+            await ensure_cross_signed(uz.client, tmp_path / "uz-keys.json",
+                                      f"devkit-{uz.user_id[1:].split(':')[0]}")
+        kz_room = await kz.create_room("KZ post")
+        uz_room = await uz.create_room("UZ post")
+        bot = await bot_factory(config={
+            "posts": [post("KZ-ZHIBEK", kz_room, "Asia/Almaty", ["UZ-TERMEZ"]),
+                      post("UZ-TERMEZ", uz_room, "Asia/Tashkent", ["KZ-ZHIBEK"])],
+            "trust": {"policy": policy},
+        })
+        await kz.invite(kz_room, bot.user_id)
+        await uz.invite(uz_room, bot.user_id)
+        await kz.wait_until_joined(kz_room, bot.user_id)
+        await uz.wait_until_joined(uz_room, bot.user_id)
+
+        # Element sees the bot's device as signed by its owner: no red shield, and in
+        # "signed" mode its room keys and messages are accepted at all.
+        status = await kz.device_status(bot.user_id, bot.device_id)
+        assert status["known"] and status["signed_by_owner"], status
+
+        ping = await kz.send_text(kz_room, "!ping")
+        pong = await kz.wait_for(lambda m: answers(m, ping), room_id=kz_room, sender=bot.user_id)
+        assert pong.encrypted and (pong.body or "").startswith("pong"), pong.describe()
+        assert pong.shield_reason != "UNSIGNED_DEVICE" and pong.shield_colour != "RED", (
+            pong.describe())
+
+        # An alert typed in Element reaches the nio officer's room, decrypted.
+        sent_id = await kz.send_text(kz_room, ALERT)
+        sent = await kz.wait_for(lambda m: answers(m, sent_id), room_id=kz_room,
+                                 sender=bot.user_id)
+        assert (sent.body or "").startswith("KZ-0001: Urgent alert sent to:"), sent.describe()
+        relayed = await uz.wait_for(lambda m: about_case(m, "KZ-0001"), room_id=uz_room,
+                                    sender=bot.user_id)
+        assert relayed.encrypted
+        assert "vehicle: white Kamaz, plate 01A123BC" in (relayed.body or ""), relayed.body
+
+        # The nio officer acknowledges; Element reads who did.
+        ack_id = await uz.send_text(uz_room, "!ack KZ-0001")
+        await uz.wait_for(lambda m: replies_to(m, ack_id), room_id=uz_room, sender=bot.user_id)
+        told = await kz.wait_for(lambda m: "acknowledged KZ-0001" in (m.body or ""),
+                                 room_id=kz_room, sender=bot.user_id)
+        assert told.encrypted and "Termez (UZ-TERMEZ)" in (told.body or ""), told.describe()
+
+        # An alert the other way arrives in Element, and Element's thread reply goes back.
+        await uz.send_text(uz_room, "!alert flash to:KZ-ZHIBEK\nconvoy of three trucks, "
+                                    "heading north")
+        incoming = await kz.wait_for(lambda m: "convoy of three trucks" in (m.body or ""),
+                                     room_id=kz_room, sender=bot.user_id)
+        assert incoming.encrypted and "UZ-0001" in (incoming.body or ""), incoming.describe()
+        assert incoming.shield_colour != "RED", incoming.describe()
+        # Element sends reactions in the clear. Under tofu its 👍 acknowledges; under
+        # cross-signed nothing vouches for it, and the officer is told so, once per case.
+        await kz.react(kz_room, incoming.event_id, "👍")
+        if policy == "tofu":
+            acked = await uz.wait_for(lambda m: "acknowledged UZ-0001" in (m.body or ""),
+                                      room_id=uz_room, sender=bot.user_id)
+            assert "Zhibek (KZ-ZHIBEK)" in (acked.body or ""), acked.body
+        else:
+            told_why = await kz.wait_for(lambda m: answers(m, incoming.event_id),
+                                         room_id=kz_room, sender=bot.user_id)
+            assert (told_why.body or "").startswith(
+                "Your reaction did not acknowledge UZ-0001"), told_why.describe()
+            await kz.react(kz_room, incoming.event_id, "✅")
+            ping = await kz.send_text(kz_room, "!ping")  # the ✅ has been handled after this
+            await kz.wait_for(lambda m: answers(m, ping), room_id=kz_room, sender=bot.user_id)
+            assert len([m for m in await kz.messages(kz_room)
+                        if answers(m, incoming.event_id)]) == 1
+            status = await uz.send_text(uz_room, "!status UZ-0001")
+            shown = await uz.wait_for(lambda m: replies_to(m, status), room_id=uz_room,
+                                      sender=bot.user_id)
+            assert "not acknowledged" in (shown.body or ""), shown.body
+
+        # Element's reply in the case's thread goes back (and acknowledges, if not yet).
+        await kz.send_text(kz_room, "seen at the Zhibek Zholy checkpoint, 14:05",
+                           thread_root=incoming.event_id)
+        carried = await uz.wait_for(lambda m: "Zhibek Zholy checkpoint" in (m.body or ""),
+                                    room_id=uz_room, sender=bot.user_id)
+        assert carried.encrypted and "UZ-0001" in (carried.body or ""), carried.body
+        status = await uz.send_text(uz_room, "!status UZ-0001")
+        shown = await uz.wait_for(lambda m: replies_to(m, status), room_id=uz_room,
+                                  sender=bot.user_id)
+        assert "not acknowledged" not in (shown.body or ""), shown.body
+
+        # Nothing the bot sent to Element failed to decrypt.
+        undecrypted = [m.describe() for m in await kz.messages(kz_room)
+                       if m.sender == bot.user_id and m.decryption_failure]
+        assert undecrypted == []
+    finally:
+        await kz.stop()
+        print(f"--- log of the Element officer ---\n{kz.log_path.read_text()[-4000:]}")
