@@ -87,6 +87,15 @@ class Room:
             key=key))
         return event_id
 
+    async def react_in_the_clear(self, room_id: str, sender: str, reacts_to: str,
+                                 key: str = "👍", *, event_id: str | None = None
+                                 ) -> Reply | None:
+        """A plaintext reaction where only encrypted ones count (policy `cross-signed`)."""
+        event_id = event_id or self._event_id("reaction")
+        return await self.run(lambda services: case_events.plaintext_reaction(
+            services, room_id=room_id, sender=sender, event_id=event_id, reacts_to=reacts_to,
+            key=key))
+
     async def reply(self, room_id: str, sender: str, body: str, *, thread_root: str | None = None,
                     reply_to: str | None = None, event_id: str | None = None) -> Reply | None:
         relation = Relation(thread_root=thread_root, reply_to=reply_to)
@@ -222,13 +231,7 @@ async def test_a_plaintext_reaction_under_cross_signed_acknowledges_nothing_and_
     await room.bot.say(KZ_ROOM, KZ, ALERT)
     relays = await room.relays()
 
-    async def plaintext(room_id: str, sender: str, reacts_to: str, key: str = "👍",
-                        event_id: str | None = None) -> Reply | None:
-        event = event_id or room._event_id("reaction")
-        return await room.run(lambda services: case_events.plaintext_reaction(
-            services, room_id=room_id, sender=sender, event_id=event, reacts_to=reacts_to,
-            key=key))
-
+    plaintext = room.react_in_the_clear
     told = await plaintext(UZ_ROOM, UZ, relays[UZ_ROOM], event_id="$thumbs")
     assert told is not None and told.text.startswith(
         "Your reaction did not acknowledge KZ-0001: reactions travel unencrypted"), told
