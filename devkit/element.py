@@ -180,6 +180,12 @@ class ElementOfficer:
     async def invite(self, room_id: str, user_id: str) -> None:
         await self.call("invite", room_id=room_id, user_id=user_id)
 
+    async def accept_invite(self, *, timeout: float = 30.0) -> str:
+        """Wait for an invite (such as the direct message the bot opens for escalations),
+        join it and return the room id."""
+        answer = await self.call("accept_invite", timeout_ms=int(timeout * 1000))
+        return str(answer["room_id"])
+
     async def send_text(self, room_id: str, body: str, *, reply_to: str | None = None,
                         thread_root: str | None = None) -> str:
         """m.text as Element sends it: a reply carries m.in_reply_to, a thread message

@@ -5,7 +5,8 @@
 // stdout: one answer per line,  {"id": n, "ok": true, ...} or {"id": n, "ok": false, "error": "..."}
 // stderr: the SDK's own logging (the Python side keeps it in a file).
 //
-// Operations: login, create_room, invite, join, members, send, react, messages, stop.
+// Operations: login, create_room, invite, join, accept_invite, members, send, react,
+// messages, device_status, stop.
 // Every message the officer's client sees is kept with what Element would show for it:
 // its decrypted content, whether decryption failed, and the shield Element draws.
 
@@ -188,6 +189,18 @@ const operations = {
         await client.joinRoom(room_id);
         await until(() => client.getRoom(room_id)?.getMyMembership() === "join", `joined ${room_id}`);
         return {};
+    },
+
+    async accept_invite({ timeout_ms }) {
+        let invited = null;
+        await until(() => {
+            invited = client.getRooms().find((room) => room.getMyMembership() === "invite");
+            return invited;
+        }, "an invite", timeout_ms || 30000);
+        await client.joinRoom(invited.roomId);
+        await until(() => client.getRoom(invited.roomId)?.getMyMembership() === "join",
+            `joined ${invited.roomId}`);
+        return { room_id: invited.roomId };
     },
 
     async members({ room_id }) {

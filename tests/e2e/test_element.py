@@ -18,6 +18,8 @@ from devkit.element import ElementMessage, ElementOfficer, Isolation, node_avail
 from devkit.synapse import LocalSynapse
 from tests.e2e.conftest import BotFactory, OfficerFactory, unique
 from tests.e2e.test_cases import about_case, post, replies_to
+from tests.e2e.test_chasing import flash_policy
+from tests.e2e.test_chasing import post as chase_post
 
 ALERT = (
     "!alert urgent to:UZ-TERMEZ tlp:amber cat:drugs\n"
@@ -133,3 +135,53 @@ async def test_an_element_officer_works_a_case_with_a_nio_officer_through_the_bo
     finally:
         await kz.stop()
         print(f"--- log of the Element officer ---\n{kz.log_path.read_text()[-4000:]}")
+
+
+@pytest.mark.parametrize(("isolation", "policy"), [("all", "tofu"), ("signed", "cross-signed")])
+async def test_an_element_supervisor_reads_the_escalation_in_the_direct_message_the_bot_opens(
+    synapse: LocalSynapse, officer_factory: OfficerFactory, bot_factory: BotFactory,
+    tmp_path: Path, isolation: Isolation, policy: str,
+) -> None:
+    reason = node_available()
+    assert reason is None, reason
+    boss = await ElementOfficer.create(synapse, unique("uzboss-element"), tmp_path / "element",
+                                       isolation=isolation)
+    try:
+        kz, uz = await officer_factory("kz"), await officer_factory("uz")
+        if policy == "cross-signed":
+            for officer in (kz, uz):
+                localpart = officer.user_id[1:].split(":")[0]
+                await ensure_cross_signed(officer.client, tmp_path / f"{localpart}-keys.json",
+                                          f"devkit-{localpart}")
+        kz_room, uz_room = await kz.create_room("KZ post"), await uz.create_room("UZ post")
+        bot = await bot_factory(config={
+            "posts": [
+                chase_post("KZ-ZHIBEK", kz_room, neighbours=["UZ-TERMEZ"]),
+                chase_post("UZ-TERMEZ", uz_room, neighbours=["KZ-ZHIBEK"],
+                           duty_officers=[uz.user_id], supervisors=[boss.user_id]),
+            ],
+            "trust": {"policy": policy},
+            "chasing": {"check_every": "1s", "policies": {"flash": flash_policy(
+                reminders=0, remind_every="1h",
+                escalate=[{"after": "3s", "to": ["target-supervisors"]}])}},
+        })
+        for officer, room_id in ((kz, kz_room), (uz, uz_room)):
+            await officer.invite(room_id, bot.user_id)
+            await officer.wait_until_joined(room_id, bot.user_id)
+
+        await kz.send_text(kz_room, "!alert flash to:UZ-TERMEZ\nvehicle: white Kamaz\n"
+                                    "Heroin suspected.")
+        dm = await boss.accept_invite(timeout=60)
+        escalation = await boss.wait_for(lambda m: "Escalation: KZ-0001" in (m.body or ""),
+                                         room_id=dm, sender=bot.user_id, timeout=60)
+        assert escalation.encrypted and escalation.shield_colour != "RED", escalation.describe()
+        assert "vehicle: white Kamaz" in (escalation.body or ""), escalation.describe()
+        assert escalation.content.get("m.mentions") == {"user_ids": [boss.user_id]}
+
+        await uz.send_text(uz_room, "!ack KZ-0001")
+        taken = await boss.wait_for(lambda m: "Termez (UZ-TERMEZ) acknowledged it"
+                                    in (m.body or ""), room_id=dm, sender=bot.user_id)
+        assert taken.encrypted, taken.describe()
+    finally:
+        await boss.stop()
+        print(f"--- log of the Element supervisor ---\n{boss.log_path.read_text()[-4000:]}")
