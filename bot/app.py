@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import ClientError
 from nio import AsyncClient
@@ -20,6 +22,7 @@ from bot.events import EventRouter
 from bot.invites import InvitePolicy
 from bot.languages import RoomLanguages
 from bot.metrics import MonitoringListener
+from bot.rawapi import ApiError
 from bot.reports import ReportCharts, WeeklyReports
 from bot.retention import Retention
 from bot.sender import OutboxSender, SenderSettings
@@ -34,6 +37,7 @@ from storage.audit import AuditAction
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DATABASE_FILE = "liaison.db"
 CROSS_SIGNING_FILE = "cross-signing.json"
@@ -54,21 +58,41 @@ def session_settings(config: Config) -> SessionSettings:
     )
 
 
-async def connect(config: Config, *, attempts: int | None = None) -> AsyncClient:
-    """Open the bot's one device, waiting for the homeserver if it is not up yet."""
-    settings = session_settings(config)
+def transient(exc: BaseException) -> bool:
+    """Whether a start-up step failed because the homeserver is not there (yet): no
+    connection, a timeout, a proxy's 5xx while Synapse restarts, a rate limit. Anything
+    else is an answer, and retrying would not change it."""
+    if isinstance(exc, ApiError):
+        return exc.result.status >= 500 or exc.result.status == 429
+    return isinstance(exc, (ClientError, TimeoutError, OSError, ConnectionError))
+
+
+async def retrying(what: str, step: Callable[[], Awaitable[T]], *,
+                   attempts: int | None = None) -> T:
+    """Run a start-up step until the homeserver answers it, backing off to 30 s; a
+    service that gave up here would leave posts without their bot until someone
+    noticed (`attempts` bounds it for one-shot commands)."""
     tries = 0
     while True:
         tries += 1
         try:
-            return await open_session(settings)
-        except (ClientError, TimeoutError, OSError, ConnectionError) as exc:
+            return await step()
+        except Exception as exc:
+            if not transient(exc):
+                raise
             if attempts is not None and tries >= attempts:
                 raise StartupError(f"cannot reach the homeserver: {exc}") from exc
             delay = min(30.0, 0.5 * 2 ** min(tries, 6))
             log.warning("homeserver not reachable; retrying",
-                        extra={"error": str(exc), "retry_in_s": delay})
+                        extra={"step": what, "error": str(exc), "retry_in_s": delay})
             await asyncio.sleep(delay)
+
+
+async def connect(config: Config, *, attempts: int | None = None) -> AsyncClient:
+    """Open the bot's one device, waiting for the homeserver if it is not up yet."""
+    settings = session_settings(config)
+    return await retrying("open the session", lambda: open_session(settings),
+                          attempts=attempts)
 
 
 class Liaison:
@@ -93,10 +117,11 @@ class Liaison:
             await self._record_start(db)
             client = await connect(config)
             await self._prepare_keys(client)
-            await ensure_cross_signed(
-                client, config.data_dir / CROSS_SIGNING_FILE,
+            signed_in = client
+            await retrying("check cross-signing", lambda: ensure_cross_signed(
+                signed_in, config.data_dir / CROSS_SIGNING_FILE,
                 config.bot.password.resolve() if config.bot.password else None,
-            )
+            ))
             await self._serve(client, db)
         finally:
             if client is not None:

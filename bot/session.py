@@ -124,8 +124,11 @@ async def _first_login(settings: SessionSettings) -> Credentials:
         if settings.access_token:
             client.access_token = settings.access_token
             who = await client.whoami()
-            if not isinstance(who, WhoamiResponse) or not who.device_id:
-                raise StartupError(f"the configured access token was not accepted: {who}")
+            if not isinstance(who, WhoamiResponse):
+                raise _refused_or_unreachable(who, "the configured access token was not "
+                                                   "accepted")
+            if not who.device_id:
+                raise StartupError(f"the configured access token names no device: {who}")
             return Credentials(settings.homeserver, who.user_id, who.device_id,
                                settings.access_token)
         if not settings.password:
@@ -135,12 +138,22 @@ async def _first_login(settings: SessionSettings) -> Credentials:
             )
         response = await client.login(settings.password, device_name=settings.device_name)
         if not isinstance(response, LoginResponse):
-            raise StartupError(f"login as {settings.user_id} failed: {response}")
+            raise _refused_or_unreachable(response, f"login as {settings.user_id} failed")
         log.info("logged in; new device", extra={"device_id": response.device_id})
         return Credentials(settings.homeserver, response.user_id, response.device_id,
                            response.access_token)
     finally:
         await client.close()
+
+
+def _refused_or_unreachable(response: object, what: str) -> Exception:
+    """A homeserver that answered with a Matrix error (wrong password, deactivated
+    account) refused: start-up stops. Anything else — a proxy's 502 page while Synapse
+    restarts, a rate limit — is the homeserver not being there yet: `connect` retries."""
+    errcode = getattr(response, "status_code", None)
+    if isinstance(errcode, str) and errcode.startswith("M_") and errcode != "M_LIMIT_EXCEEDED":
+        return StartupError(f"{what}: {response}")
+    return ConnectionError(f"{what}: {response}")
 
 
 async def open_session(settings: SessionSettings) -> AsyncClient:
