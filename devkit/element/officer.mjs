@@ -46,7 +46,8 @@ function reply(message) {
 }
 
 function isolationMode(name) {
-    if (name === "all") return new cryptoApi.AllDevicesIsolationMode(false);
+    // As Element Web sets them: "all" still errors on problems with *verified* users.
+    if (name === "all") return new cryptoApi.AllDevicesIsolationMode(true);
     if (name === "signed") return new cryptoApi.OnlySignedDevicesIsolationMode();
     throw new Error(`unknown device isolation mode ${name}: use "all" or "signed"`);
 }
