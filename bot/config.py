@@ -355,11 +355,15 @@ RateLimit = Annotated[Rate | None, BeforeValidator(_to_rate)]
 
 
 class LimitsConfig(_Section):
-    """Flood control (see `bot.flood`): commands over a limit are not run, and the sender
-    is told once per window."""
+    """Flood control (see `bot.flood`): commands over a limit are not run, replies and
+    attachments on cases over theirs are not carried, and the sender is told once per
+    window."""
 
     commands_per_user: RateLimit = Rate(10, timedelta(minutes=1))
     commands_per_room: RateLimit = Rate(30, timedelta(minutes=1))
+    # Replies and attachments on cases, which the bot carries into other posts' rooms.
+    case_messages_per_user: RateLimit = Rate(20, timedelta(minutes=1))
+    case_messages_per_room: RateLimit = Rate(60, timedelta(minutes=1))
 
 
 MIB = 1024 * 1024

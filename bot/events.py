@@ -149,6 +149,8 @@ class EventRouter:
         """Rooms' `!lang` choices, read again before each event (see `bot.languages`)."""
         self._flood = FloodGate(per_user=config.limits.commands_per_user,
                                 per_room=config.limits.commands_per_room)
+        self._case_flood = FloodGate(per_user=config.limits.case_messages_per_user,
+                                     per_room=config.limits.case_messages_per_room)
         self.commands_handled = 0
 
     @property
@@ -302,7 +304,8 @@ class EventRouter:
         async with self._db.read() as conn:
             link = await case_events.case_in_room(self._services_for(conn), room.room_id,
                                                   relation.candidates)
-        if link is None or not await self._trusted_or_answered(room, event):
+        if (link is None or not await self._trusted_or_answered(room, event)
+                or await self._case_flooded(room, event, content)):
             return
         await self._handle_case_event(
             room, event.sender, event.event_id, content, lambda services: (
@@ -332,7 +335,8 @@ class EventRouter:
             else:
                 link = await case_events.case_after_alert(services, room.room_id,
                                                           event.sender, event.server_timestamp)
-        if link is None or not await self._trusted_or_answered(room, event):
+        if (link is None or not await self._trusted_or_answered(room, event)
+                or await self._case_flooded(room, event, content)):
             return
         outcome = await self._take_attachment(attachment, open_case=link.case.is_open)
         if isinstance(outcome, AttachmentRefusal):
@@ -601,6 +605,37 @@ class EventRouter:
             await self._enqueue_reply(conn, room.room_id, event.event_id, content, notice,
                                       kind="flood-refusal")
             self._wake_sender()  # it reads the outbox only once this transaction commits
+        return True
+
+    async def _case_flooded(self, room: MatrixRoom, event: RoomMessageText | RoomEncryptedMedia,
+                            content: dict[str, Any]) -> bool:
+        """Flood control for replies and attachments on cases (`limits.case_messages_*`):
+        each one makes the bot write into other posts' rooms, so a member pasting them in
+        a loop would flood those rooms through it. True when this one is over a limit: it
+        is claimed and not carried, and the sender is told once per window. Counted by
+        server time like commands; an event handled before a restart costs no token."""
+        async with self._db.read() as conn:
+            if await inbox.is_processed(conn, event.event_id):
+                return False  # its handler finds the claim and does nothing
+        at_ms = min(event.server_timestamp, self._clock.now_ms())
+        verdict = self._case_flood.admit(event.sender, room.room_id, at_ms)
+        if verdict.admitted:
+            return False
+        log.info("case message not carried: over the rate limit",
+                 extra={"room_id": room.room_id, "event_id": event.event_id,
+                        "sender": event.sender, "limit": f"{verdict.scope}: {verdict.rate}",
+                        "notified": verdict.notify})
+        async with self._db.transaction() as conn:
+            if not await inbox.claim_event(conn, event_id=event.event_id, room_id=room.room_id,
+                                           now_ms=self._clock.now_ms()):
+                return True
+            if verdict.notify:
+                notice = flood_notice(verdict, self._language_for_room(room.room_id),
+                                      messages="flood.case")
+                await self._enqueue_reply(conn, room.room_id, event.event_id, content, notice,
+                                          kind="flood-refusal")
+        if verdict.notify:
+            self._wake_sender()
         return True
 
     def _services_for(self, conn: Any) -> Services:

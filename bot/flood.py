@@ -1,4 +1,6 @@
-"""Flood control: how many commands one person, and one room, may send in a while.
+"""Flood control: how many commands one person, and one room, may send in a while
+(and, with a gate of their own, how many replies and attachments on cases the bot
+carries for them into other rooms).
 
 Each limit is a token bucket: `Rate(10, 1 minute)` holds 10 tokens and refills them
 evenly over the minute, so a burst of 10 commands goes through and after that one
@@ -155,10 +157,11 @@ class FloodGate:
                 del self._quiet_until_ms[user_id]
 
 
-def flood_notice(verdict: FloodVerdict, language: str) -> Notice:
-    """What the sender reads, once per window, when a command is over a limit."""
+def flood_notice(verdict: FloodVerdict, language: str, *, messages: str = "flood") -> Notice:
+    """What the sender reads, once per window, when a command (or, with `messages`
+    "flood.case", a reply or attachment on a case) is over a limit."""
     if verdict.scope is None or verdict.rate is None:
         raise ValueError("only a refusal has a notice")
-    return render_notice(text(f"flood.{verdict.scope.value}", language,
+    return render_notice(text(f"{messages}.{verdict.scope.value}", language,
                               count=verdict.rate.count, per=Elapsed(verdict.rate.per)),
                          language=language)

@@ -559,6 +559,18 @@ MESSAGES: Mapping[str, str] = {
         "room, so I did not act on this one. For the next {per} I skip your commands over "
         "that limit without answering each; send again then whatever still needs doing."
     ),
+    "flood.case.user": (
+        "Too many replies on cases at once: I pass on at most {count} in {per} from one "
+        "person, so this one was not passed on. For the next {per} I hold back your replies "
+        "and attachments over that limit without answering each; send again then whatever "
+        "still needs to reach the other post."
+    ),
+    "flood.case.room": (
+        "Too many replies on cases from this room at once: I pass on at most {count} in "
+        "{per} from one room, so this one was not passed on. For the next {per} I hold back "
+        "replies and attachments over that limit without answering each; send again then "
+        "whatever still needs to reach the other post."
+    ),
     # the shell's own answers (bot.events, bot.undecryptable, bot.devicewatch)
     "bot.unencrypted_warning": (
         "This room is not end-to-end encrypted, so Liaison will not act on anything said here "

@@ -417,6 +417,35 @@ async def test_a_flood_of_commands_gets_one_refusal_and_commands_work_after_the_
     assert rows.count("flood-refusal") == 1 and rows.count("reply") == len(ran) + 2
 
 
+async def test_a_flood_of_replies_on_a_case_is_not_carried_past_the_limit(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    posts = await posts_for(officer_factory, bot_factory, {
+        "limits": {"case_messages_per_user": "3/1m", "case_messages_per_room": "100/1m"}})
+    await posts.kz.send_text(posts.kz_room, "!alert urgent to:UZ-TERMEZ,TJ-PANJ\n"
+                                            "white Kamaz, plate 01A123BC")
+    uz_case = await relayed(posts, posts.uz, posts.uz_room, "KZ-0001")
+    tj_case = await relayed(posts, posts.tj, posts.tj_room, "KZ-0001")
+
+    flood = [await posts.uz.send_text(posts.uz_room, f"spam {number}",
+                                      thread_root=uz_case.event_id) for number in range(8)]
+    other = await posts.tj.send_text(posts.tj_room, "TJ has it too",
+                                     thread_root=tj_case.event_id)  # not held up
+    await told(posts, posts.kz, posts.kz_room, "KZ-0001", "reply", containing="TJ has it too")
+    await wait_until_claimed(posts.bot, [*flood, other])
+    await posts.kz.send_text(posts.kz_room, "!ping")  # everything queued has gone out after
+    await posts.ask(posts.uz, posts.uz_room, "!ping")
+
+    carried = [m.body for m in posts.kz.messages(posts.kz_room, sender=posts.bot.user_id)
+               if "spam" in (m.body or "")]
+    assert [body.rsplit(" ", 1)[-1] for body in carried if body] == ["0", "1", "2"], carried
+    notices = [m for m in posts.uz.messages(posts.uz_room, sender=posts.bot.user_id)
+               if (m.body or "").startswith("Too many replies on cases at once")]
+    assert len(notices) == 1 and replies_to(notices[0], flood[3]), [m.body for m in notices]
+    assert "at most 3 in 1m from one person" in (notices[0].body or ""), notices[0].body
+    assert outbox_kinds(posts.bot).count("flood-refusal") == 1
+
+
 async def wait_until_claimed(bot: BotProcess, event_ids: list[str]) -> None:
     """Until the bot has claimed (processed, exactly once) every one of `event_ids`."""
     for _ in range(300):
