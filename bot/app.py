@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import ClientError
-from nio import AsyncClient
+from nio import AsyncClient, KeysUploadResponse
 
 from bot.chaser import Chaser
 from bot.clock import Clock
@@ -26,7 +28,7 @@ from bot.rawapi import ApiError
 from bot.reports import ReportCharts, WeeklyReports
 from bot.retention import Retention
 from bot.sender import OutboxSender, SenderSettings
-from bot.session import SessionSettings, StartupError, open_session
+from bot.session import SessionSettings, StartupError, open_session, refused_or_unreachable
 from bot.sync import SyncLoop
 from bot.trust import TrustPolicy
 from bot.undecryptable import UndecryptableTracker
@@ -58,13 +60,22 @@ def session_settings(config: Config) -> SessionSettings:
     )
 
 
+NETWORK_ERRNOS = frozenset({
+    errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
+    errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH, errno.EHOSTDOWN,
+})
+
+
 def transient(exc: BaseException) -> bool:
     """Whether a start-up step failed because the homeserver is not there (yet): no
-    connection, a timeout, a proxy's 5xx while Synapse restarts, a rate limit. Anything
-    else is an answer, and retrying would not change it."""
+    connection or name resolution, a timeout, a proxy's 5xx while Synapse restarts, a
+    rate limit. Anything else is an answer, or a local fault (a data directory that
+    cannot be written, a full disk), and retrying would not change it."""
     if isinstance(exc, ApiError):
         return exc.result.status >= 500 or exc.result.status == 429
-    return isinstance(exc, (ClientError, TimeoutError, OSError, ConnectionError))
+    if isinstance(exc, (ClientError, TimeoutError, ConnectionError, socket.gaierror)):
+        return True
+    return isinstance(exc, OSError) and exc.filename is None and exc.errno in NETWORK_ERRNOS
 
 
 async def retrying(what: str, step: Callable[[], Awaitable[T]], *,
@@ -116,7 +127,8 @@ class Liaison:
         try:
             await self._record_start(db)
             client = await connect(config)
-            await self._prepare_keys(client)
+            connected = client
+            await retrying("upload the device keys", lambda: self._prepare_keys(connected))
             signed_in = client
             await retrying("check cross-signing", lambda: ensure_cross_signed(
                 signed_in, config.data_dir / CROSS_SIGNING_FILE,
@@ -143,9 +155,13 @@ class Liaison:
                                })
 
     async def _prepare_keys(self, client: AsyncClient) -> None:
+        """Publish the device's keys and one-time keys if the homeserver lacks them
+        (before the cross-signing check, which signs the published device keys)."""
         if client.should_upload_keys:
             response = await client.keys_upload()
-            log.info("device keys uploaded", extra={"response": type(response).__name__})
+            if not isinstance(response, KeysUploadResponse):
+                raise refused_or_unreachable(response, "uploading the device keys failed")
+            log.info("device keys uploaded")
 
     async def _serve(self, client: AsyncClient, db: Database) -> None:
         config = self.config

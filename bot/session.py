@@ -125,7 +125,7 @@ async def _first_login(settings: SessionSettings) -> Credentials:
             client.access_token = settings.access_token
             who = await client.whoami()
             if not isinstance(who, WhoamiResponse):
-                raise _refused_or_unreachable(who, "the configured access token was not "
+                raise refused_or_unreachable(who, "the configured access token was not "
                                                    "accepted")
             if not who.device_id:
                 raise StartupError(f"the configured access token names no device: {who}")
@@ -138,7 +138,7 @@ async def _first_login(settings: SessionSettings) -> Credentials:
             )
         response = await client.login(settings.password, device_name=settings.device_name)
         if not isinstance(response, LoginResponse):
-            raise _refused_or_unreachable(response, f"login as {settings.user_id} failed")
+            raise refused_or_unreachable(response, f"login as {settings.user_id} failed")
         log.info("logged in; new device", extra={"device_id": response.device_id})
         return Credentials(settings.homeserver, response.user_id, response.device_id,
                            response.access_token)
@@ -146,14 +146,17 @@ async def _first_login(settings: SessionSettings) -> Credentials:
         await client.close()
 
 
-def _refused_or_unreachable(response: object, what: str) -> Exception:
-    """A homeserver that answered with a Matrix error (wrong password, deactivated
-    account) refused: start-up stops. Anything else — a proxy's 502 page while Synapse
-    restarts, a rate limit — is the homeserver not being there yet: `connect` retries."""
-    errcode = getattr(response, "status_code", None)
-    if isinstance(errcode, str) and errcode.startswith("M_") and errcode != "M_LIMIT_EXCEEDED":
-        return StartupError(f"{what}: {response}")
-    return ConnectionError(f"{what}: {response}")
+def refused_or_unreachable(response: object, what: str) -> Exception:
+    """Judge a failed request by its HTTP status. A 5xx (a proxy's 502 page while Synapse
+    restarts), a 429 or no response at all is the homeserver not being there yet:
+    ConnectionError, which `bot.app.retrying` waits out. Any other status is an answer —
+    a wrong password, a deactivated account, a URL that is not a homeserver — and
+    retrying would not change it: start-up stops."""
+    transport = getattr(response, "transport_response", None)
+    status = getattr(transport, "status", None)
+    if isinstance(status, int) and 400 <= status < 500 and status != 429:
+        return StartupError(f"{what}: HTTP {status} {response}")
+    return ConnectionError(f"{what}: HTTP {status or 'no response'} {response}")
 
 
 async def open_session(settings: SessionSettings) -> AsyncClient:
@@ -203,8 +206,7 @@ async def open_session(settings: SessionSettings) -> AsyncClient:
 async def _check_device(client: AsyncClient, credentials: Credentials) -> None:
     who = await client.whoami()
     if not isinstance(who, WhoamiResponse):
-        status = getattr(who, "status_code", "")
-        if status == "M_UNKNOWN_TOKEN":
+        if getattr(who, "status_code", "") == "M_UNKNOWN_TOKEN":
             raise StartupError(
                 f"the homeserver no longer accepts the bot's access token (device "
                 f"{credentials.device_id} was logged out or deleted). Its keys are gone with "
@@ -212,7 +214,7 @@ async def _check_device(client: AsyncClient, credentials: Credentials) -> None:
                 "cross-signing.json and the database) and start again: the bot logs "
                 "in as a new device and signs it with its existing identity."
             )
-        raise ConnectionError(f"whoami failed: {who}")
+        raise refused_or_unreachable(who, "whoami failed")
     if who.user_id != credentials.user_id or (
         who.device_id and who.device_id != credentials.device_id
     ):

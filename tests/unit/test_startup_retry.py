@@ -3,6 +3,8 @@ limiting) and stops at once on an answer that retrying would not change."""
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Any
 
 import pytest
@@ -24,6 +26,11 @@ def api_error(status: int) -> ApiError:
     (api_error(429), True),
     (api_error(403), False),
     (api_error(400), False),
+    (OSError(errno.EHOSTUNREACH, "No route to host"), True),
+    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), True),
+    (PermissionError(errno.EACCES, "Permission denied", "/var/lib/liaison/cross-signing.json"),
+     False),
+    (OSError(errno.ENOSPC, "No space left on device"), False),
     (StartupError("the crypto store is missing"), False),
     (ValueError("bug"), False),
 ])
