@@ -39,7 +39,7 @@ from bot.services import FollowUp, Services
 from bot.trust import TOFU, TrustPolicy
 from bot.undecryptable import UndecryptableTracker
 from commands import case_events
-from commands.access import AUTHORITY_REFUSALS, command_refusal
+from commands.access import AUTHORITY_REFUSALS, acts_for, command_refusal
 from commands.attachments import (
     Attachment,
     AttachmentRefusal,
@@ -50,7 +50,7 @@ from commands.attachments import (
 )
 from commands.errors import CommandError
 from commands.registry import CommandRegistry, Invocation, Reply, split_command
-from commands.relations import Relation, acknowledges, edited_body, relation_of
+from commands.relations import Relation, acknowledges, edited_body, relation_of, reply_text
 from commands.render import notice_content, render_command_error, render_notice
 from commands.texts import text
 from storage import cases, inbox, outbox, state
@@ -115,6 +115,14 @@ async def record_refusal(services: Services, error: CommandError, *, room_id: st
     detail = {"reason": reason} if command is None else {"reason": reason, "command": command}
     await services.record(AuditAction.COMMAND_REFUSED, actor=sender, case_ref=case_ref,
                           room_id=room_id, detail=detail)
+
+
+def carries(link: case_events.CaseLink, sender: str) -> bool:
+    """Whether a reply or attachment from `sender` on this case would be carried to other
+    rooms, and so counts against `limits.case_messages_*`: one that is only answered (a
+    member who is not the post's officer, a finished case) must not use up the budget
+    of the room's officers."""
+    return link.case.is_open and acts_for(link.post, sender)
 
 
 class EventRouter:
@@ -304,8 +312,10 @@ class EventRouter:
         async with self._db.read() as conn:
             link = await case_events.case_in_room(self._services_for(conn), room.room_id,
                                                   relation.candidates)
-        if (link is None or not await self._trusted_or_answered(room, event)
-                or await self._case_flooded(room, event, content)):
+        if link is None or not await self._trusted_or_answered(room, event):
+            return
+        if (carries(link, event.sender) and reply_text(event.body)
+                and await self._case_flooded(room, event, content)):
             return
         await self._handle_case_event(
             room, event.sender, event.event_id, content, lambda services: (
@@ -335,8 +345,9 @@ class EventRouter:
             else:
                 link = await case_events.case_after_alert(services, room.room_id,
                                                           event.sender, event.server_timestamp)
-        if (link is None or not await self._trusted_or_answered(room, event)
-                or await self._case_flooded(room, event, content)):
+        if link is None or not await self._trusted_or_answered(room, event):
+            return
+        if carries(link, event.sender) and await self._case_flooded(room, event, content):
             return
         outcome = await self._take_attachment(attachment, open_case=link.case.is_open)
         if isinstance(outcome, AttachmentRefusal):

@@ -152,8 +152,9 @@ async def plaintext_reaction(services: Services, *, room_id: str, sender: str, e
     """A reaction sent in the clear where only encrypted acknowledgements count (trust
     policy `cross-signed`: no device vouches for a plaintext event). Nothing is
     acknowledged; an officer of the post who reacts to a case still waiting for its
-    acknowledgement is told what to do instead, once per case — Element sends every
-    reaction unencrypted, so without this a 👍 would look taken and do nothing."""
+    acknowledgement is told what to do instead, each officer once per case — Element
+    sends every reaction unencrypted, so without this a 👍 would look taken and do
+    nothing."""
     if not acknowledges(key):
         return None
     delivery = await cases.delivery_by_relayed_event(services.conn, reacts_to)

@@ -2,7 +2,7 @@
 
 Element Web and Desktop encrypt with matrix-js-sdk and its Rust crypto
 (matrix-sdk-crypto compiled to WebAssembly), not with anything Python has. This
-runs that stack in Node (`devkit/element/officer.mjs`, installed by `make setup`
+runs that stack in Node (`devkit/element/officer.mjs`; `make test` installs it
 with `npm ci`) and drives it over JSON lines, so a test can log an officer in the
 way Element does (cross-signing bootstrapped at first login), pick either of
 Element's device-isolation modes, and read what that client decrypted and which
@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +37,22 @@ class ElementError(RuntimeError):
     """The Element officer refused or failed an operation (its message says which)."""
 
 
+MIN_NODE = 20
+"""matrix-js-sdk 43 asks for Node 22; on 20 it runs with one shim (see officer.mjs)."""
+
+
 def node_available() -> str | None:
     """Why the Element officer cannot run here, or None when it can."""
-    if shutil.which("node") is None:
-        return "node is not installed (make setup installs Debian's nodejs when it is missing)"
+    node = shutil.which("node")
+    if node is None:
+        return "node is not installed (make test installs Debian's nodejs when npm is missing)"
+    version = subprocess.run([node, "--version"], capture_output=True, text=True,
+                             check=False).stdout.strip()
+    major = version.lstrip("v").split(".", 1)[0]
+    if not major.isdigit() or int(major) < MIN_NODE:
+        return f"node {version or '(unknown version)'} is too old: matrix-js-sdk needs {MIN_NODE}+"
     if not (ELEMENT_DIR / "node_modules" / "matrix-js-sdk").is_dir():
-        return f"matrix-js-sdk is not installed: run `npm ci` in {ELEMENT_DIR} (make setup does)"
+        return f"matrix-js-sdk is not installed: run `npm ci` in {ELEMENT_DIR} (make test does)"
     return None
 
 
@@ -157,8 +168,10 @@ class ElementOfficer:
                 future.set_exception(exited)
         self._pending.clear()
 
-    async def call(self, op: str, **arguments: Any) -> dict[str, Any]:
-        """One operation of officer.mjs; ElementError with its message when it fails."""
+    async def call(self, op: str, *, timeout: float | None = None,
+                   **arguments: Any) -> dict[str, Any]:
+        """One operation of officer.mjs (answered within `timeout`, default 60 s);
+        ElementError with its message when it fails."""
         if self._reader.done():
             raise ElementError(f"the Element officer is not running; see {self.log_path}")
         request_id = next(self._ids)
@@ -168,7 +181,10 @@ class ElementOfficer:
         self._process.stdin.write(json.dumps({"id": request_id, "op": op, **arguments}).encode()
                                   + b"\n")
         await self._process.stdin.drain()
-        answer = await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
+        try:
+            answer = await asyncio.wait_for(future, timeout or REQUEST_TIMEOUT_S)
+        finally:
+            self._pending.pop(request_id, None)
         if not answer.get("ok"):
             raise ElementError(f"{op}: {answer.get('error')}")
         return answer
@@ -183,7 +199,8 @@ class ElementOfficer:
     async def accept_invite(self, *, timeout: float = 30.0) -> str:
         """Wait for an invite (such as the direct message the bot opens for escalations),
         join it and return the room id."""
-        answer = await self.call("accept_invite", timeout_ms=int(timeout * 1000))
+        answer = await self.call("accept_invite", timeout_ms=int(timeout * 1000),
+                                 timeout=timeout + REQUEST_TIMEOUT_S)
         return str(answer["room_id"])
 
     async def send_text(self, room_id: str, body: str, *, reply_to: str | None = None,

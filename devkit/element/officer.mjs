@@ -52,51 +52,66 @@ function isolationMode(name) {
     throw new Error(`unknown device isolation mode ${name}: use "all" or "signed"`);
 }
 
+// What Element would draw beside a decrypted event; null when the SDK cannot say.
+async function shieldOf(event) {
+    try {
+        const info = await client.getCrypto().getEncryptionInfoForEvent(event);
+        if (!info) return { shield_colour: null, shield_reason: null };
+        return {
+            shield_colour: cryptoApi.EventShieldColour[info.shieldColour],
+            shield_reason: info.shieldReason === null ? null : cryptoApi.EventShieldReason[info.shieldReason],
+        };
+    } catch (error) {
+        console.warn("no shield for", event.getId(), error);
+        return { shield_colour: null, shield_reason: null };
+    }
+}
+
 async function record(event) {
     const roomId = event.getRoomId();
     if (!roomId) return;
-    const entry = {
-        room_id: roomId,
-        event_id: event.getId(),
-        sender: event.getSender(),
-        type: event.getWireType(),
-        encrypted: event.isEncrypted(),
-        origin_server_ts: event.getTs(),
-    };
-    const eventId = event.getId();
-    if (eventId && byId.has(eventId)) return;
+    const initialId = event.getId();
+    if (initialId && byId.has(initialId)) return;
     if (event.isEncrypted()) {
         await client.decryptEventIfNeeded(event);
         if (event.isBeingDecrypted()) await new Promise((resolve) => event.once("Event.decrypted", resolve));
     }
-    entry.type = event.getType();
-    entry.content = event.getContent();
-    entry.decryption_failure = event.isDecryptionFailure();
-    if (event.isEncrypted() && !event.isDecryptionFailure()) {
-        const info = await client.getCrypto().getEncryptionInfoForEvent(event);
-        entry.shield_colour = info ? cryptoApi.EventShieldColour[info.shieldColour] : null;
-        entry.shield_reason =
-            info && info.shieldReason !== null ? cryptoApi.EventShieldReason[info.shieldReason] : null;
-    }
-    if (eventId && byId.has(eventId)) return;
-    if (eventId) byId.set(eventId, entry);
+    const entry = {
+        event, // its id is read when asked: a local echo gets its real id once sent
+        room_id: roomId,
+        sender: event.getSender(),
+        type: event.getType(),
+        encrypted: event.isEncrypted(),
+        origin_server_ts: event.getTs(),
+        content: event.getContent(),
+        decryption_failure: event.isDecryptionFailure(),
+        shield_colour: null,
+        shield_reason: null,
+    };
+    if (event.isEncrypted() && !event.isDecryptionFailure()) Object.assign(entry, await shieldOf(event));
+    if (initialId && byId.has(initialId)) return;
+    if (initialId) byId.set(initialId, entry);
     seen.push(entry);
 }
 
-// A failed decryption is retried by the SDK when the key arrives; keep the newer result.
+// A failed decryption is retried by the SDK when the key arrives; keep the newer result,
+// shield first, so that a reader never sees a decrypted entry without its shield.
 function watchRetries(event) {
     event.on("Event.decrypted", async () => {
-        const eventId = event.getId();
-        const entry = eventId ? byId.get(eventId) : null;
+        const entry = byId.get(event.getId());
         if (!entry || !entry.decryption_failure || event.isDecryptionFailure()) return;
-        entry.type = event.getType();
-        entry.content = event.getContent();
-        entry.decryption_failure = false;
-        const info = await client.getCrypto().getEncryptionInfoForEvent(event);
-        entry.shield_colour = info ? cryptoApi.EventShieldColour[info.shieldColour] : null;
-        entry.shield_reason =
-            info && info.shieldReason !== null ? cryptoApi.EventShieldReason[info.shieldReason] : null;
+        const shield = await shieldOf(event);
+        Object.assign(entry, shield, {
+            type: event.getType(),
+            content: event.getContent(),
+            decryption_failure: false,
+        });
     });
+}
+
+function published(entry) {
+    const { event, ...rest } = entry;
+    return { ...rest, event_id: event.getId() };
 }
 
 function waitForSync(target) {
@@ -225,10 +240,11 @@ const operations = {
     },
 
     async messages({ room_id }) {
-        return { messages: seen.filter((entry) => !room_id || entry.room_id === room_id) };
+        return { messages: seen.filter((entry) => !room_id || entry.room_id === room_id).map(published) };
     },
 
     async device_status({ user_id, device_id }) {
+        await client.getCrypto().getUserDeviceInfo([user_id], true); // queried, not guessed
         const status = await client.getCrypto().getDeviceVerificationStatus(user_id, device_id);
         return {
             known: status !== null,
