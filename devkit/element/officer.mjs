@@ -5,8 +5,8 @@
 // stdout: one answer per line,  {"id": n, "ok": true, ...} or {"id": n, "ok": false, "error": "..."}
 // stderr: the SDK's own logging (the Python side keeps it in a file).
 //
-// Operations: login, create_room, invite, join, accept_invite, members, send, react,
-// messages, device_status, stop.
+// Operations: login, create_room, invite, join, accept_invite, members, send, send_file,
+// download_file, react, messages, device_status, stop.
 // Every message the officer's client sees is kept with what Element would show for it:
 // its decrypted content, whether decryption failed, and the shield Element draws.
 
@@ -33,6 +33,10 @@ if (typeof Promise.withResolvers !== "function") {
 
 const sdk = await import("matrix-js-sdk");
 const cryptoApi = await import("matrix-js-sdk/lib/crypto-api/index.js");
+// Element encrypts and decrypts attachments with this package (AES-CTR v2, SHA-256 of the
+// ciphertext), outside the SDK; it is CommonJS, so its exports arrive as the default.
+const attachmentsModule = await import("matrix-encrypt-attachment");
+const { encryptAttachment, decryptAttachment } = attachmentsModule.default ?? attachmentsModule;
 
 let client = null;
 let password = null;
@@ -230,6 +234,49 @@ const operations = {
     async send({ room_id, content }) {
         const { event_id } = await client.sendEvent(room_id, "m.room.message", content);
         return { event_id };
+    },
+
+    // A photo or file as Element sends it into an encrypted room (ContentMessages): encrypted
+    // in the client, uploaded as octet-stream without its name, then m.image/m.file with
+    // the name as body (no `filename`, no caption) and `file` = the key material + url.
+    async send_file({ room_id, data_b64, mimetype, name, msgtype, thread_root }) {
+        const plaintext = Buffer.from(data_b64, "base64");
+        const bytes = plaintext.buffer.slice(plaintext.byteOffset, plaintext.byteOffset + plaintext.length);
+        const encrypted = await encryptAttachment(bytes);
+        const { content_uri: url } = await client.uploadContent(new Blob([encrypted.data]), {
+            includeFilename: false,
+            type: "application/octet-stream",
+        });
+        const content = {
+            msgtype: msgtype || "m.file",
+            body: name,
+            info: { mimetype, size: plaintext.length },
+            file: { ...encrypted.info, url },
+            "m.mentions": {},
+        };
+        if (thread_root) {
+            content["m.relates_to"] = {
+                rel_type: "m.thread",
+                event_id: thread_root,
+                is_falling_back: true,
+                "m.in_reply_to": { event_id: thread_root },
+            };
+        }
+        const { event_id } = await client.sendEvent(room_id, "m.room.message", content);
+        return { event_id };
+    },
+
+    // What Element does to show an encrypted attachment: fetch the ciphertext over the
+    // authenticated media API, check its hash and decrypt it with the event's key.
+    async download_file({ file }) {
+        const address = client.mxcUrlToHttp(file.url, undefined, undefined, undefined, false, true, true);
+        if (!address) throw new Error(`not a media address: ${file.url}`);
+        const response = await fetch(address, {
+            headers: { Authorization: `Bearer ${client.getAccessToken()}` },
+        });
+        if (!response.ok) throw new Error(`download ${file.url}: HTTP ${response.status}`);
+        const plaintext = await decryptAttachment(await response.arrayBuffer(), file);
+        return { data_b64: Buffer.from(plaintext).toString("base64") };
     },
 
     async react({ room_id, event_id, key }) {

@@ -9,14 +9,18 @@ so the bot is only usable there because it cross-signs its own device.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import pytest
 
 from bot.crosssigning import ensure_cross_signed
+from commands.case_render import CASE_KEY
 from devkit.element import ElementMessage, ElementOfficer, Isolation, node_available
 from devkit.synapse import LocalSynapse
 from tests.e2e.conftest import BotFactory, OfficerFactory, unique
+from tests.e2e.test_case_flow import in_thread
 from tests.e2e.test_cases import about_case, post, replies_to
 from tests.e2e.test_chasing import flash_policy
 from tests.e2e.test_chasing import post as chase_post
@@ -131,6 +135,81 @@ async def test_an_element_officer_works_a_case_with_a_nio_officer_through_the_bo
         undecrypted = [m.describe() for m in await kz.messages(kz_room)
                        if m.sender == bot.user_id and m.decryption_failure]
         assert undecrypted == []
+    finally:
+        await kz.stop()
+        print(f"--- log of the Element officer ---\n{kz.log_path.read_text()[-4000:]}")
+
+
+def element_attachment(message: ElementMessage, ref: str) -> bool:
+    key = message.content.get(CASE_KEY)
+    return isinstance(key, dict) and key.get("ref") == ref and key.get("about") == "attachment"
+
+
+def in_element_thread(message: ElementMessage, root: str) -> bool:
+    relates = message.content.get("m.relates_to") or {}
+    return relates.get("rel_type") == "m.thread" and relates.get("event_id") == root
+
+
+async def test_photos_and_files_cross_between_element_and_nio_byte_for_byte(
+    synapse: LocalSynapse, officer_factory: OfficerFactory, bot_factory: BotFactory,
+    tmp_path: Path,
+) -> None:
+    """Element encrypts attachments outside the SDK (matrix-encrypt-attachment) and sends
+    them without `filename`; the bot must take them as they come and give Element back
+    files it can fetch over authenticated media and decrypt. Under the strictest pairing:
+    Element excluding unsigned devices, the bot obeying only cross-signed ones."""
+    reason = node_available()
+    assert reason is None, reason
+    kz = await ElementOfficer.create(synapse, unique("kz-element"), tmp_path / "element",
+                                     isolation="signed")
+    try:
+        uz = await officer_factory("uz")
+        await ensure_cross_signed(uz.client, tmp_path / "uz-keys.json",
+                                  f"devkit-{uz.user_id[1:].split(':')[0]}")
+        kz_room = await kz.create_room("KZ post")
+        uz_room = await uz.create_room("UZ post")
+        bot = await bot_factory(config={
+            "posts": [post("KZ-ZHIBEK", kz_room, "Asia/Almaty", ["UZ-TERMEZ"]),
+                      post("UZ-TERMEZ", uz_room, "Asia/Tashkent", ["KZ-ZHIBEK"])],
+            "trust": {"policy": "cross-signed"},
+            "attachments": {"types": ["image/*", "application/pdf"]},
+        })
+        await kz.invite(kz_room, bot.user_id)
+        await uz.invite(uz_room, bot.user_id)
+        await kz.wait_until_joined(kz_room, bot.user_id)
+        await uz.wait_until_joined(uz_room, bot.user_id)
+
+        alert_id = await kz.send_text(kz_room, ALERT)
+        uz_case = await uz.wait_for(lambda m: about_case(m, "KZ-0001"), room_id=uz_room,
+                                    sender=bot.user_id)
+
+        # Element's photo in the alert's thread reaches the nio officer, decryptable, and
+        # the digest it carries is that of what Element encrypted.
+        photo = os.urandom(30_000)
+        await kz.send_file(kz_room, photo, name="plate 01A123BC.jpg", mimetype="image/jpeg",
+                           msgtype="m.image", thread_root=alert_id)
+        relayed = await uz.wait_for(lambda m: about_case(m, "KZ-0001", "attachment"),
+                                    room_id=uz_room, sender=bot.user_id)
+        assert relayed.encrypted and relayed.msgtype == "m.image", relayed.describe()
+        assert relayed.content["filename"] == "plate 01A123BC.jpg", relayed.content
+        assert in_thread(relayed, uz_case.event_id), relayed.relates_to
+        assert await uz.download_attachment(relayed) == photo
+        assert hashlib.sha256(photo).hexdigest() in (relayed.body or ""), relayed.body
+
+        # The nio officer's document in its thread reaches Element in the alert's thread;
+        # Element fetches it over authenticated media, checks its hash and decrypts it.
+        document = os.urandom(12_000)
+        await uz.send_attachment(uz_room, document, filename="manifest.pdf",
+                                 mimetype="application/pdf", msgtype="m.file",
+                                 thread_root=uz_case.event_id)
+        back = await kz.wait_for(lambda m: element_attachment(m, "KZ-0001"), room_id=kz_room,
+                                 sender=bot.user_id)
+        assert back.encrypted and back.content["msgtype"] == "m.file", back.describe()
+        assert (back.shield_colour, back.shield_reason) == ("NONE", None), back.describe()
+        assert in_element_thread(back, alert_id), back.content.get("m.relates_to")
+        assert back.content["filename"] == "manifest.pdf"
+        assert "url" not in back.content, "an encrypted room's file travels only in `file`"
+        assert await kz.download_file(back) == document
     finally:
         await kz.stop()
         print(f"--- log of the Element officer ---\n{kz.log_path.read_text()[-4000:]}")
