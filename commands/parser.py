@@ -52,6 +52,10 @@ INVISIBLE = frozenset(
 _INVISIBLE_TABLE = dict.fromkeys(map(ord, INVISIBLE))
 _INVISIBLE_RE = re.compile("[" + "".join(sorted(INVISIBLE)) + "]")
 _ARABIC_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "0123456789" * 2)
+# Dashes that word processors and phone keyboards put where a hyphen was typed (KZ–0042
+# pasted from a report): in an identifier each can only have meant the hyphen.
+_DASHES = str.maketrans(dict.fromkeys(
+    "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"))
 _LOOKALIKES = str.maketrans(
     "АВСЕНІЈКМОРЅТХУаеіјорсѕхуΑΒΕΖΗΙΚΜΝΟΡΤΥΧοіԁԛԝ",
     "ABCEHIJKMOPSTXYaeijopcsxyABEZHIKMNOPTYXoidqw",
@@ -209,13 +213,17 @@ def strip_invisible(value: str) -> str:
 
 
 def clean_identifier(value: str, what: str) -> str:
-    """Strip invisibles and whitespace, read Arabic-Indic digits; the result is ASCII.
+    """Strip invisibles and whitespace, read Arabic-Indic digits and typographic dashes
+    (as `-`); the result is ASCII.
 
     Raises CommandError naming the other characters (a Cyrillic `Т` in `UZ-ТЕRMEZ`)
     and suggesting the Latin spelling when there is an obvious one. `what` is the
     message id of the noun ("the target", "the case reference").
     """
-    cleaned = strip_invisible(value).strip().translate(_ARABIC_DIGITS)
+    cleaned = strip_invisible(value).strip()
+    if cleaned.isascii():
+        return cleaned
+    cleaned = cleaned.translate(_ARABIC_DIGITS).translate(_DASHES)
     if cleaned.isascii():
         return cleaned
     others = [ch for ch in dict.fromkeys(cleaned) if not ch.isascii()]

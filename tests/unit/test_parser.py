@@ -309,6 +309,16 @@ def test_parse_ref_rejects_anything_else(typed: str, msg_id: str) -> None:
     assert caught.value.msg_id == msg_id
 
 
+@pytest.mark.parametrize("dash", ["\u2010", "\u2011", "\u2013", "\u2014", "\u2212", "\uff0d"])
+def test_a_typographic_dash_in_an_identifier_reads_as_the_hyphen(dash: str) -> None:
+    """A reference pasted from a report (`KZ–0042`) or a phone's non-breaking hyphen."""
+    assert parse_ref(f"KZ{dash}0042") == "KZ-0042"
+    draft = parse_case("alert", f"urgent to:UZ{dash}TERMEZ,TJ{dash}PANJ ref:kz{dash}0007",
+                       ["text"], now=NOW, tz=TASHKENT)
+    assert draft.targets == ("UZ-TERMEZ", "TJ-PANJ")
+    assert draft.ref == "KZ-0007"
+
+
 def test_lookalike_error_suggests_the_latin_spelling() -> None:
     with pytest.raises(CommandError) as caught:
         parse_ref("КZ-0042")
