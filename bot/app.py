@@ -14,6 +14,7 @@ from typing import TypeVar
 from aiohttp import ClientError
 from nio import AsyncClient, KeysUploadResponse
 
+from bot import fallback_keys
 from bot.chaser import Chaser
 from bot.clock import Clock
 from bot.config import Config
@@ -134,6 +135,11 @@ class Liaison:
                 signed_in, config.data_dir / CROSS_SIGNING_FILE,
                 config.bot.password.resolve() if config.bot.password else None,
             ))
+            try:
+                await retrying("publish the fallback key",
+                               lambda: fallback_keys.ensure_fresh(signed_in, db, self.clock))
+            except ApiError as exc:  # a homeserver without fallback keys: one-time keys only
+                log.warning("fallback key refused by the homeserver", extra={"error": str(exc)})
             await self._serve(client, db)
         finally:
             if client is not None:
@@ -222,6 +228,8 @@ class Liaison:
             await listener.start()  # before any task: a port in use stops start-up here
         tasks = [
             asyncio.create_task(sync.run(), name="sync"),
+            asyncio.create_task(fallback_keys.keep_fresh(client, db, self.clock),
+                                name="fallback key"),
             asyncio.create_task(sender.run(), name="outbox"),
             asyncio.create_task(undecryptable.run_timer(router.handle_event), name="decrypt"),
             asyncio.create_task(chaser.run(), name="chase"),

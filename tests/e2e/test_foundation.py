@@ -44,10 +44,11 @@ async def raw_event(officer: Officer, room_id: str, event_id: str) -> dict[str, 
     return result.body
 
 
-def verify(obj: dict[str, Any], user_id: str, public_key: str) -> None:
-    """Check a signature independently of Liaison's own code (vodozemac + canonicaljson)."""
-    key_id = f"ed25519:{public_key}"
-    signature = obj["signatures"][user_id][key_id]
+def verify(obj: dict[str, Any], user_id: str, public_key: str, *,
+           key_id: str | None = None) -> None:
+    """Check a signature independently of Liaison's own code (vodozemac + canonicaljson);
+    cross-signing keys sign as `ed25519:<public key>`, devices as `ed25519:<device id>`."""
+    signature = obj["signatures"][user_id][key_id or f"ed25519:{public_key}"]
     message = canonicaljson.encode_canonical_json(
         {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
     )

@@ -16,10 +16,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from bot.rawapi import request_json
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
 from devkit.synapse import LocalSynapse
 from tests.e2e.conftest import BotFactory, OfficerFactory
+from tests.e2e.test_foundation import verify
 
 GRACE_S = 3.0  # decryption.grace_period in the test configuration
 TIMER_SLACK_S = 2.0  # the bot checks kept events every ~0.75 s, then sends via the outbox
@@ -251,3 +253,58 @@ async def test_bot_rides_out_a_homeserver_restart(
     answer = await ask(kz, bot, room_id, timeout=ANSWER_TIMEOUT_S)
     assert "pong" in (answer.body or "").lower(), answer.describe()
     assert bot.running, bot.log_tail()
+
+
+async def claim_bot_key(officer: Officer, bot: BotProcess) -> dict[str, Any] | None:
+    """Claim one of the bot device's keys as a client about to open a session does."""
+    assert bot.device_id
+    result = await request_json(officer.client, "POST", "/_matrix/client/v3/keys/claim", {
+        "one_time_keys": {bot.user_id: {bot.device_id: "signed_curve25519"}}})
+    assert result.ok, result
+    keys = result.body.get("one_time_keys", {}).get(bot.user_id, {}).get(bot.device_id, {})
+    assert len(keys) <= 1, keys
+    return next(iter(keys.values()), None)
+
+
+async def test_a_new_device_reaches_the_bot_after_its_one_time_keys_ran_out_while_it_was_down(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    """While the bot is down nothing replenishes its one-time keys; once they are gone a
+    new device can only open an Olm session with the bot's fallback key, whose private
+    half must have survived the restart."""
+    bot = await bot_factory()
+    kz = await officer_factory("kz")
+    room_id = await open_room(kz, bot)
+    await ask(kz, bot, room_id)
+    newcomer = await officer_factory("kz-newcomer")
+    await kz.invite(room_id, newcomer.user_id)
+    await newcomer.join(room_id)
+    await newcomer.wait_until_joined(room_id, bot.user_id)
+
+    await bot.stop()
+    one_time, fallback = 0, None
+    for _ in range(200):
+        key = await claim_bot_key(kz, bot)
+        assert key is not None, f"no key left after {one_time} one-time keys: no fallback key"
+        if key.get("fallback"):
+            fallback = key
+            break
+        one_time += 1
+    assert fallback is not None and one_time >= 1, (one_time, fallback)
+    device_keys = await request_json(kz.client, "POST", "/_matrix/client/v3/keys/query",
+                                     {"device_keys": {bot.user_id: [bot.device_id]}})
+    device = device_keys.body["device_keys"][bot.user_id][bot.device_id]
+    verify(fallback, bot.user_id, device["keys"][f"ed25519:{bot.device_id}"],
+           key_id=f"ed25519:{bot.device_id}")
+    assert (await claim_bot_key(kz, bot)) == fallback  # handed out again, not used up
+
+    # The newcomer's client opens its session with the fallback key and sends the room
+    # key while the bot is away; the restarted bot reads it and answers.
+    ping = await newcomer.send_text(room_id, "!ping")
+    await bot.start()
+    answer = await newcomer.wait_for(
+        lambda m: m.sender == bot.user_id and replies_to(m, ping), room_id=room_id,
+        timeout=ANSWER_TIMEOUT_S)
+    assert answer.encrypted and (answer.body or "").startswith("pong"), answer.describe()
+    published = [r for r in bot.log_records() if r.get("msg") == "fallback key published"]
+    assert len(published) == 1, published  # the restart found it fresh and kept it

@@ -1,0 +1,146 @@
+"""The fallback key: signed as the spec says, on disk before it is published, rotated daily.
+
+A real matrix-nio client with its real (vodozemac) crypto store, no homeserver: the
+upload is captured instead of sent. The end-to-end proof — a new device reaching the
+bot with it after the one-time keys ran out, across a restart — is in
+tests/e2e/test_resilience.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import canonicaljson
+import pytest
+import vodozemac
+from nio import AsyncClient, AsyncClientConfig
+
+from bot import fallback_keys
+from bot.clock import Clock
+from bot.rawapi import ApiError, ApiResult
+from storage import state
+from storage.db import Database
+
+USER = "@liaison:example.org"
+DEVICE = "LIAISONDEV"
+PICKLE_KEY = "a pickle key for tests"
+DAY_MS = 24 * 3600 * 1000
+
+
+class FixedClock(Clock):
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def now_ms(self) -> int:
+        return self.ms
+
+
+def open_client(store: Path) -> AsyncClient:
+    client = AsyncClient("https://matrix.example.org", USER, device_id=DEVICE,
+                         store_path=str(store),
+                         config=AsyncClientConfig(store_sync_tokens=False,
+                                                  pickle_key=PICKLE_KEY))
+    client.restore_login(USER, DEVICE, "token")  # loads (or creates) the crypto store
+    return client
+
+
+def unpublished_fallback_ids(store: Path) -> list[str]:
+    """What a fresh process would load from the crypto store."""
+    client = open_client(store)
+    assert client.olm is not None
+    return sorted(client.olm.account._account.fallback_key)
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    db = await Database.open(tmp_path / "liaison.db")
+    yield db
+    await db.close()
+
+
+class Uploads:
+    """Stands in for the homeserver's keys/upload."""
+
+    def __init__(self, store: Path, status: int = 200) -> None:
+        self.store = store
+        self.status = status
+        self.bodies: list[dict[str, Any]] = []
+        self.on_disk_while_uploading: list[list[str]] = []
+
+    async def __call__(self, client: AsyncClient, method: str, path: str,
+                      body: dict[str, Any] | None = None, **_: Any) -> ApiResult:
+        assert (method, path) == ("POST", "/_matrix/client/v3/keys/upload")
+        assert body is not None
+        self.bodies.append(body)
+        self.on_disk_while_uploading.append(unpublished_fallback_ids(self.store))
+        return ApiResult(self.status, {"one_time_key_counts": {}} if self.status == 200
+                         else {"errcode": "M_UNKNOWN", "error": "no"})
+
+
+async def test_the_fallback_key_is_signed_by_the_device_and_saved_before_it_is_published(
+    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    client = open_client(store)
+    uploads = Uploads(store)
+    monkeypatch.setattr(fallback_keys, "request_json", uploads)
+
+    await fallback_keys.publish(client, database, FixedClock(1_000))
+
+    (body,) = uploads.bodies
+    assert list(body) == ["fallback_keys"]
+    ((key_id, key),) = body["fallback_keys"].items()
+    assert key_id.startswith("signed_curve25519:") and key["fallback"] is True
+    signature = key["signatures"][USER][f"ed25519:{DEVICE}"]
+    assert client.olm is not None
+    device_key = client.olm.account.identity_keys["ed25519"]
+    vodozemac.Ed25519PublicKey.from_base64(device_key).verify_signature(
+        bytes(canonicaljson.encode_canonical_json({"key": key["key"], "fallback": True})),
+        vodozemac.Ed25519Signature.from_base64(signature))
+    # On disk, unpublished, while the upload was in flight; published once it succeeded.
+    assert uploads.on_disk_while_uploading == [[key_id.split(":", 1)[1]]]
+    assert unpublished_fallback_ids(store) == []
+    async with database.read() as conn:
+        assert await state.get_value(conn, fallback_keys.PUBLISHED_KEY) == "1000"
+    await client.close()
+
+
+async def test_a_key_is_published_at_first_and_replaced_only_after_a_day(
+    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    client = open_client(store)
+    uploads = Uploads(store)
+    monkeypatch.setattr(fallback_keys, "request_json", uploads)
+    clock = FixedClock(5 * DAY_MS)
+
+    assert await fallback_keys.ensure_fresh(client, database, clock) is True
+    clock.ms += DAY_MS - 1
+    assert await fallback_keys.ensure_fresh(client, database, clock) is False
+    clock.ms += 1
+    assert await fallback_keys.ensure_fresh(client, database, clock) is True
+
+    first, second = (next(iter(b["fallback_keys"].values()))["key"] for b in uploads.bodies)
+    assert first != second
+    await client.close()
+
+
+async def test_a_refused_upload_leaves_the_key_unpublished_and_records_nothing(
+    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    client = open_client(store)
+    monkeypatch.setattr(fallback_keys, "request_json", Uploads(store, status=400))
+
+    with pytest.raises(ApiError, match="fallback key"):
+        await fallback_keys.ensure_fresh(client, database, FixedClock(1_000))
+
+    assert len(unpublished_fallback_ids(store)) == 1  # offered again at the next try
+    async with database.read() as conn:
+        assert await state.get_value(conn, fallback_keys.PUBLISHED_KEY) is None
+    await client.close()
