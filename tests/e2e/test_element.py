@@ -24,6 +24,7 @@ from tests.e2e.test_case_flow import in_thread
 from tests.e2e.test_cases import about_case, post, replies_to
 from tests.e2e.test_chasing import flash_policy
 from tests.e2e.test_chasing import post as chase_post
+from tests.e2e.test_resilience import claim_bot_key
 
 ALERT = (
     "!alert urgent to:UZ-TERMEZ tlp:amber cat:drugs\n"
@@ -263,3 +264,34 @@ async def test_an_element_supervisor_reads_the_escalation_in_the_direct_message_
     finally:
         await boss.stop()
         print(f"--- log of the Element supervisor ---\n{boss.log_path.read_text()[-4000:]}")
+
+
+async def test_element_opens_its_session_with_the_bots_fallback_key_after_the_one_time_keys_ran_out(
+    synapse: LocalSynapse, officer_factory: OfficerFactory, bot_factory: BotFactory,
+    tmp_path: Path,
+) -> None:
+    """Element's Rust crypto checks a claimed key's signature, `fallback: true` included,
+    before it opens an Olm session with it."""
+    reason = node_available()
+    assert reason is None, reason
+    bot = await bot_factory()
+    kz = await officer_factory("kz")
+    room_id = await kz.create_room("post", invite=[bot.user_id])
+    await kz.wait_until_joined(room_id, bot.user_id)
+    newcomer = await ElementOfficer.create(synapse, unique("kz-element"), tmp_path / "element",
+                                           isolation="signed")
+    try:
+        await kz.invite(room_id, newcomer.user_id)
+        assert await newcomer.accept_invite() == room_id
+        await bot.stop()
+        while not (await claim_bot_key(kz, bot) or {}).get("fallback"):
+            pass  # claim_bot_key fails the test if the keys run out with no fallback key
+
+        ping = await newcomer.send_text(room_id, "!ping")
+        await bot.start()
+        pong = await newcomer.wait_for(lambda m: answers(m, ping), room_id=room_id,
+                                       sender=bot.user_id, timeout=60)
+        assert pong.encrypted and (pong.body or "").startswith("pong"), pong.describe()
+    finally:
+        await newcomer.stop()
+        print(f"--- log of the Element officer ---\n{newcomer.log_path.read_text()[-4000:]}")

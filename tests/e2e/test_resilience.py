@@ -255,15 +255,18 @@ async def test_bot_rides_out_a_homeserver_restart(
     assert bot.running, bot.log_tail()
 
 
-async def claim_bot_key(officer: Officer, bot: BotProcess) -> dict[str, Any] | None:
-    """Claim one of the bot device's keys as a client about to open a session does."""
+async def claim_bot_key(officer: Officer, bot: BotProcess) -> dict[str, Any]:
+    """Claim one of the bot device's keys as a client about to open a session does
+    (a one-time key while there are any, then the fallback key)."""
     assert bot.device_id
     result = await request_json(officer.client, "POST", "/_matrix/client/v3/keys/claim", {
         "one_time_keys": {bot.user_id: {bot.device_id: "signed_curve25519"}}})
     assert result.ok, result
     keys = result.body.get("one_time_keys", {}).get(bot.user_id, {}).get(bot.device_id, {})
     assert len(keys) <= 1, keys
-    return next(iter(keys.values()), None)
+    key = next(iter(keys.values()), None)
+    assert key is not None, "the bot has no key left to claim: no fallback key"
+    return dict(key)
 
 
 async def test_a_new_device_reaches_the_bot_after_its_one_time_keys_ran_out_while_it_was_down(
@@ -285,7 +288,6 @@ async def test_a_new_device_reaches_the_bot_after_its_one_time_keys_ran_out_whil
     one_time, fallback = 0, None
     for _ in range(200):
         key = await claim_bot_key(kz, bot)
-        assert key is not None, f"no key left after {one_time} one-time keys: no fallback key"
         if key.get("fallback"):
             fallback = key
             break
