@@ -135,11 +135,6 @@ class Liaison:
                 signed_in, config.data_dir / CROSS_SIGNING_FILE,
                 config.bot.password.resolve() if config.bot.password else None,
             ))
-            try:
-                await retrying("publish the fallback key",
-                               lambda: fallback_keys.ensure_fresh(signed_in, db, self.clock))
-            except ApiError as exc:  # a homeserver without fallback keys: one-time keys only
-                log.warning("fallback key refused by the homeserver", extra={"error": str(exc)})
             await self._serve(client, db)
         finally:
             if client is not None:

@@ -8,19 +8,24 @@ key and could not read the officer's message until the officer's client shared i
 again. A fallback key is what the homeserver hands out when the one-time keys have run
 out (Matrix client-server API, "One-time and fallback keys"). matrix-nio 0.26 never
 uploads one; vodozemac, which it runs on, keeps one, so this generates it in the
-account nio pickles, publishes it, and rotates it once a day (a fallback key can be
-claimed by many, so it is not kept for ever; vodozemac still accepts the previous one,
-for messages that were sent just before a rotation).
+account nio pickles, publishes it, and replaces it once a week (a fallback key can be
+claimed by many, so it is not kept for ever). vodozemac keeps the current key and the
+one before it, so a key is generated only when the last one has been published:
+retrying a failed upload re-sends the same key (kept, signed, in the database) and
+never pushes the key the homeserver is still handing out out of the account.
+
+None of this holds up the bot: it runs beside the sync loop, and a homeserver that
+refuses fallback keys leaves the bot on one-time keys, with a warning a day.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import timedelta
 from typing import Any
 
-from aiohttp import ClientError
 from nio import AsyncClient
 
 from bot.clock import Clock
@@ -32,10 +37,21 @@ log = logging.getLogger(__name__)
 
 KEYS_UPLOAD = "/_matrix/client/v3/keys/upload"
 ALGORITHM = "signed_curve25519"
-PUBLISHED_KEY = "fallback_key_published_ms"
-"""kv: when this device last published a fallback key (epoch ms)."""
-ROTATE_AFTER = timedelta(days=1)
+ROTATE_AFTER = timedelta(days=7)
 CHECK_EVERY_S = 3600.0
+RETRY_FIRST_S = 30.0
+REFUSED_RETRY_S = 24 * 3600.0
+
+
+def published_key(device_id: str) -> str:
+    """kv: when this device last published a fallback key (epoch ms). Per device: a data
+    directory whose crypto store was replaced by a new device's must publish at once."""
+    return f"fallback_key_published_ms:{device_id}"
+
+
+def pending_key(device_id: str) -> str:
+    """kv: the signed key being published (JSON), until the homeserver has taken it."""
+    return f"fallback_key_pending:{device_id}"
 
 
 def _account(client: AsyncClient) -> Any:
@@ -62,45 +78,78 @@ def signed_fallback_keys(client: AsyncClient) -> dict[str, dict[str, Any]]:
     return keys
 
 
-async def publish(client: AsyncClient, db: Database, clock: Clock) -> None:
-    """Generate a new fallback key, keep it in the crypto store, then publish it.
-
-    The private half is saved before the public half leaves, so a crash in between
-    costs nothing but an unused key; a failed upload leaves the old key in force on
-    the homeserver and is retried. ApiError when the homeserver refuses."""
+async def _key_to_publish(client: AsyncClient, db: Database) -> dict[str, dict[str, Any]]:
+    """The key an earlier attempt left pending, or a new one, saved in the crypto store
+    and in the database before it can leave."""
     olm = client.olm
     assert olm is not None
-    _account(client).generate_fallback_key()
-    olm.save_account()
+    async with db.read() as conn:
+        pending = await state.get_value(conn, pending_key(client.device_id))
+    if pending:
+        keys: dict[str, dict[str, Any]] = json.loads(pending)
+        return keys
+    account = _account(client)
+    if not account.fallback_key:  # the last one was published (or there never was one)
+        account.generate_fallback_key()
+        olm.save_account()
     keys = signed_fallback_keys(client)
+    async with db.transaction() as conn:
+        await state.set_value(conn, pending_key(client.device_id), json.dumps(keys))
+    return keys
+
+
+async def publish(client: AsyncClient, db: Database, clock: Clock) -> None:
+    """Publish a fallback key: the pending one if an upload of it failed, else a new one.
+    ApiError when the homeserver refuses; the key stays pending for the next try."""
+    olm = client.olm
+    assert olm is not None
+    keys = await _key_to_publish(client, db)
     result = await request_json(client, "POST", KEYS_UPLOAD, {"fallback_keys": keys})
     if not result.ok:
         raise ApiError("keys/upload (fallback key)", result)
     olm.mark_keys_as_published()
     olm.save_account()
     async with db.transaction() as conn:
-        await state.set_value(conn, PUBLISHED_KEY, str(clock.now_ms()))
+        await state.set_value(conn, published_key(client.device_id), str(clock.now_ms()))
+        await state.set_value(conn, pending_key(client.device_id), "")
     log.info("fallback key published", extra={"key_ids": sorted(keys)})
 
 
 async def ensure_fresh(client: AsyncClient, db: Database, clock: Clock) -> bool:
-    """Publish a fallback key when this device has none yet or its key is a day old;
-    True when it did."""
+    """Publish a fallback key when this device has none yet, its key is a week old, or
+    the last upload did not go through; True when it did."""
     async with db.read() as conn:
-        stored = await state.get_value(conn, PUBLISHED_KEY)
+        stored = await state.get_value(conn, published_key(client.device_id))
+        pending = await state.get_value(conn, pending_key(client.device_id))
     rotate_after_ms = int(ROTATE_AFTER.total_seconds() * 1000)
-    if stored is not None and clock.now_ms() - int(stored) < rotate_after_ms:
+    if not pending and stored is not None and clock.now_ms() - int(stored) < rotate_after_ms:
         return False
     await publish(client, db, clock)
     return True
 
 
 async def keep_fresh(client: AsyncClient, db: Database, clock: Clock) -> None:
-    """Rotate the fallback key once a day for as long as the bot runs; a homeserver
-    that is away is tried again at the next check."""
+    """Publish at start, then check every hour, for as long as the bot runs. Nothing
+    here may stop the bot: a failure is logged and tried again, sooner while the
+    homeserver is away, a day later when it refuses fallback keys outright."""
+    delay = RETRY_FIRST_S
     while True:
-        await asyncio.sleep(CHECK_EVERY_S)
         try:
             await ensure_fresh(client, db, clock)
-        except (ApiError, ClientError, OSError, TimeoutError) as exc:
-            log.warning("fallback key not rotated; will retry", extra={"error": str(exc)})
+        except ApiError as exc:
+            status = exc.result.status
+            transient = status >= 500 or status == 429
+            wait = delay if transient else REFUSED_RETRY_S
+            delay = min(delay * 2, CHECK_EVERY_S) if transient else RETRY_FIRST_S
+            log.warning("fallback key not published; will retry",
+                        extra={"error": str(exc), "retry_in_s": wait})
+            await asyncio.sleep(wait)
+            continue
+        except Exception as exc:  # the homeserver away, a busy store: tried again
+            log.warning("fallback key not published; will retry",
+                        extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CHECK_EVERY_S)
+            continue
+        delay = RETRY_FIRST_S
+        await asyncio.sleep(CHECK_EVERY_S)

@@ -219,12 +219,16 @@ class ElementOfficer:
         return str((await self.call("send", room_id=room_id, content=content))["event_id"])
 
     async def send_file(self, room_id: str, data: bytes, *, name: str, mimetype: str,
-                        msgtype: str = "m.file", thread_root: str | None = None) -> str:
+                        msgtype: str = "m.file", thread_root: str | None = None,
+                        size: tuple[int, int] | None = None) -> str:
         """A photo or file as Element sends it: encrypted with matrix-encrypt-attachment,
-        uploaded, and announced with the name as body and no `filename`."""
+        uploaded, and announced with the name as body and no `filename`; `size` is the
+        picture's width and height, which Element sends with every m.image."""
+        width, height = size or (None, None)
         answer = await self.call("send_file", room_id=room_id,
                                  data_b64=base64.b64encode(data).decode(), mimetype=mimetype,
-                                 name=name, msgtype=msgtype, thread_root=thread_root)
+                                 name=name, msgtype=msgtype, thread_root=thread_root,
+                                 width=width, height=height)
         return str(answer["event_id"])
 
     async def download_file(self, message: ElementMessage) -> bytes:

@@ -239,7 +239,8 @@ const operations = {
     // A photo or file as Element sends it into an encrypted room (ContentMessages): encrypted
     // in the client, uploaded as octet-stream without its name, then m.image/m.file with
     // the name as body (no `filename`, no caption) and `file` = the key material + url.
-    async send_file({ room_id, data_b64, mimetype, name, msgtype, thread_root }) {
+    // An m.image carries the size Element read from the picture (info.w, info.h).
+    async send_file({ room_id, data_b64, mimetype, name, msgtype, thread_root, width, height }) {
         const plaintext = Buffer.from(data_b64, "base64");
         const bytes = plaintext.buffer.slice(plaintext.byteOffset, plaintext.byteOffset + plaintext.length);
         const encrypted = await encryptAttachment(bytes);
@@ -250,7 +251,7 @@ const operations = {
         const content = {
             msgtype: msgtype || "m.file",
             body: name,
-            info: { mimetype, size: plaintext.length },
+            info: { mimetype, size: plaintext.length, ...(width && height ? { w: width, h: height } : {}) },
             file: { ...encrypted.info, url },
             "m.mentions": {},
         };
@@ -275,6 +276,9 @@ const operations = {
             headers: { Authorization: `Bearer ${client.getAccessToken()}` },
         });
         if (!response.ok) throw new Error(`download ${file.url}: HTTP ${response.status}`);
+        // In a browser the key goes through WebCrypto's JWK import, which checks kty, alg,
+        // key_ops and ext; the package's Node path does not, so check it the browser's way.
+        await crypto.subtle.importKey("jwk", file.key, { name: "AES-CTR" }, false, ["encrypt", "decrypt"]);
         const plaintext = await decryptAttachment(await response.arrayBuffer(), file);
         return { data_b64: Buffer.from(plaintext).toString("base64") };
     },

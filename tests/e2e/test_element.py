@@ -24,7 +24,7 @@ from tests.e2e.test_case_flow import in_thread
 from tests.e2e.test_cases import about_case, post, replies_to
 from tests.e2e.test_chasing import flash_policy
 from tests.e2e.test_chasing import post as chase_post
-from tests.e2e.test_resilience import claim_bot_key
+from tests.e2e.test_resilience import FALLBACK_PUBLISHED_MSG, claim_bot_key, wait_for_log
 
 ALERT = (
     "!alert urgent to:UZ-TERMEZ tlp:amber cat:drugs\n"
@@ -188,11 +188,12 @@ async def test_photos_and_files_cross_between_element_and_nio_byte_for_byte(
         # the digest it carries is that of what Element encrypted.
         photo = os.urandom(30_000)
         await kz.send_file(kz_room, photo, name="plate 01A123BC.jpg", mimetype="image/jpeg",
-                           msgtype="m.image", thread_root=alert_id)
+                           msgtype="m.image", thread_root=alert_id, size=(1280, 960))
         relayed = await uz.wait_for(lambda m: about_case(m, "KZ-0001", "attachment"),
                                     room_id=uz_room, sender=bot.user_id)
         assert relayed.encrypted and relayed.msgtype == "m.image", relayed.describe()
         assert relayed.content["filename"] == "plate 01A123BC.jpg", relayed.content
+        assert (relayed.content["info"]["w"], relayed.content["info"]["h"]) == (1280, 960)
         assert in_thread(relayed, uz_case.event_id), relayed.relates_to
         assert await uz.download_attachment(relayed) == photo
         assert hashlib.sha256(photo).hexdigest() in (relayed.body or ""), relayed.body
@@ -278,13 +279,14 @@ async def test_element_opens_its_session_with_the_bots_fallback_key_after_the_on
     kz = await officer_factory("kz")
     room_id = await kz.create_room("post", invite=[bot.user_id])
     await kz.wait_until_joined(room_id, bot.user_id)
+    await wait_for_log(bot, lambda r: r.get("msg") == FALLBACK_PUBLISHED_MSG)
     newcomer = await ElementOfficer.create(synapse, unique("kz-element"), tmp_path / "element",
                                            isolation="signed")
     try:
         await kz.invite(room_id, newcomer.user_id)
         assert await newcomer.accept_invite() == room_id
         await bot.stop()
-        while not (await claim_bot_key(kz, bot) or {}).get("fallback"):
+        while not (await claim_bot_key(kz, bot)).get("fallback"):
             pass  # claim_bot_key fails the test if the keys run out with no fallback key
 
         ping = await newcomer.send_text(room_id, "!ping")

@@ -31,6 +31,7 @@ NOT_YET_MSG = "message not decryptable yet; waiting for its key"
 NOTIFIED_MSG = "told sender their message could not be decrypted"
 SEND_FAILED_MSG = "send failed; will retry"
 GAVE_UP_MSG = "giving up on message"
+FALLBACK_PUBLISHED_MSG = "fallback key published"
 
 
 def replies_to(message: SeenMessage, event_id: str) -> bool:
@@ -279,6 +280,7 @@ async def test_a_new_device_reaches_the_bot_after_its_one_time_keys_ran_out_whil
     kz = await officer_factory("kz")
     room_id = await open_room(kz, bot)
     await ask(kz, bot, room_id)
+    await wait_for_log(bot, lambda r: r.get("msg") == FALLBACK_PUBLISHED_MSG)
     newcomer = await officer_factory("kz-newcomer")
     await kz.invite(room_id, newcomer.user_id)
     await newcomer.join(room_id)
@@ -299,6 +301,10 @@ async def test_a_new_device_reaches_the_bot_after_its_one_time_keys_ran_out_whil
     verify(fallback, bot.user_id, device["keys"][f"ed25519:{bot.device_id}"],
            key_id=f"ed25519:{bot.device_id}")
     assert (await claim_bot_key(kz, bot)) == fallback  # handed out again, not used up
+    # The newcomer has no session with the bot: its message needs a key claimed now.
+    assert newcomer.client.olm is not None
+    bot_curve = device["keys"][f"curve25519:{bot.device_id}"]
+    assert not newcomer.client.olm.session_store.get(bot_curve)
 
     # The newcomer's client opens its session with the fallback key and sends the room
     # key while the bot is away; the restarted bot reads it and answers.
@@ -308,5 +314,5 @@ async def test_a_new_device_reaches_the_bot_after_its_one_time_keys_ran_out_whil
         lambda m: m.sender == bot.user_id and replies_to(m, ping), room_id=room_id,
         timeout=ANSWER_TIMEOUT_S)
     assert answer.encrypted and (answer.body or "").startswith("pong"), answer.describe()
-    published = [r for r in bot.log_records() if r.get("msg") == "fallback key published"]
+    published = [r for r in bot.log_records() if r.get("msg") == FALLBACK_PUBLISHED_MSG]
     assert len(published) == 1, published  # the restart found it fresh and kept it

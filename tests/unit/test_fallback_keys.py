@@ -1,4 +1,5 @@
-"""The fallback key: signed as the spec says, on disk before it is published, rotated daily.
+"""The fallback key: signed as the spec says, on disk before it is published, rotated weekly,
+and never lost to failed uploads.
 
 A real matrix-nio client with its real (vodozemac) crypto store, no homeserver: the
 upload is captured instead of sent. The end-to-end proof — a new device reaching the
@@ -27,6 +28,7 @@ USER = "@liaison:example.org"
 DEVICE = "LIAISONDEV"
 PICKLE_KEY = "a pickle key for tests"
 DAY_MS = 24 * 3600 * 1000
+WEEK_MS = 7 * DAY_MS
 
 
 class FixedClock(Clock):
@@ -104,11 +106,12 @@ async def test_the_fallback_key_is_signed_by_the_device_and_saved_before_it_is_p
     assert uploads.on_disk_while_uploading == [[key_id.split(":", 1)[1]]]
     assert unpublished_fallback_ids(store) == []
     async with database.read() as conn:
-        assert await state.get_value(conn, fallback_keys.PUBLISHED_KEY) == "1000"
+        assert await state.get_value(conn, fallback_keys.published_key(DEVICE)) == "1000"
+        assert not await state.get_value(conn, fallback_keys.pending_key(DEVICE))
     await client.close()
 
 
-async def test_a_key_is_published_at_first_and_replaced_only_after_a_day(
+async def test_a_key_is_published_at_first_and_replaced_only_after_a_week(
     tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = tmp_path / "store"
@@ -119,7 +122,7 @@ async def test_a_key_is_published_at_first_and_replaced_only_after_a_day(
     clock = FixedClock(5 * DAY_MS)
 
     assert await fallback_keys.ensure_fresh(client, database, clock) is True
-    clock.ms += DAY_MS - 1
+    clock.ms += WEEK_MS - 1
     assert await fallback_keys.ensure_fresh(client, database, clock) is False
     clock.ms += 1
     assert await fallback_keys.ensure_fresh(client, database, clock) is True
@@ -129,18 +132,113 @@ async def test_a_key_is_published_at_first_and_replaced_only_after_a_day(
     await client.close()
 
 
-async def test_a_refused_upload_leaves_the_key_unpublished_and_records_nothing(
+def bot_curve_key(client: AsyncClient) -> vodozemac.Curve25519PublicKey:
+    assert client.olm is not None
+    return vodozemac.Curve25519PublicKey.from_base64(client.olm.account.identity_keys["curve25519"])
+
+
+def published_key_of(body: dict[str, Any]) -> str:
+    ((_, key),) = body["fallback_keys"].items()
+    return str(key["key"])
+
+
+async def test_failed_uploads_resend_the_same_key_and_never_lose_the_one_in_force(
+    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """K1 is published; a week later the homeserver is away for two rotation attempts.
+    vodozemac keeps only the current and the previous key, so generating a key per
+    attempt would drop K1 while the homeserver still hands it out."""
+    store = tmp_path / "store"
+    store.mkdir()
+    client = open_client(store)
+    clock = FixedClock(1_000)
+    ok = Uploads(store)
+    monkeypatch.setattr(fallback_keys, "request_json", ok)
+    await fallback_keys.ensure_fresh(client, database, clock)
+    k1 = published_key_of(ok.bodies[0])
+
+    clock.ms += WEEK_MS
+    away = Uploads(store, status=502)
+    monkeypatch.setattr(fallback_keys, "request_json", away)
+    for _ in range(3):
+        with pytest.raises(ApiError):
+            await fallback_keys.ensure_fresh(client, database, clock)
+    k2 = published_key_of(away.bodies[0])
+    assert [published_key_of(b) for b in away.bodies] == [k2] * 3 and k2 != k1
+
+    # A device that claimed K1 while the rotation kept failing still reaches the bot,
+    # also after a restart (a fresh process loading the crypto store).
+    sender = vodozemac.Account()
+    session = sender.create_outbound_session(bot_curve_key(client),
+                                             vodozemac.Curve25519PublicKey.from_base64(k1))
+    message = session.encrypt(b"room key")
+    restarted = open_client(store)
+    assert restarted.olm is not None
+    _, plaintext = restarted.olm.account._account.create_inbound_session(
+        sender.curve25519_key, message.to_pre_key())
+    assert plaintext == b"room key"
+
+    monkeypatch.setattr(fallback_keys, "request_json", ok)
+    assert await fallback_keys.ensure_fresh(restarted, database, clock) is True
+    assert published_key_of(ok.bodies[-1]) == k2  # the pending key, not a third one
+    assert await fallback_keys.ensure_fresh(restarted, database, clock) is False
+    await client.close()
+    await restarted.close()
+
+
+class Stop(BaseException):
+    """Ends keep_fresh's loop from the patched sleep."""
+
+
+async def test_keep_fresh_retries_a_homeserver_that_is_away_and_never_stops_the_bot(
+    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    client = open_client(store)
+    answers = iter([502, 429, 200])
+    bodies: list[dict[str, Any]] = []
+
+    async def homeserver(client: AsyncClient, method: str, path: str,
+                         body: dict[str, Any] | None = None, **_: Any) -> ApiResult:
+        assert body is not None
+        bodies.append(body)
+        return ApiResult(next(answers), {})
+
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 4:
+            raise Stop
+
+    monkeypatch.setattr(fallback_keys, "request_json", homeserver)
+    monkeypatch.setattr(fallback_keys.asyncio, "sleep", sleep)
+    with pytest.raises(Stop):
+        await fallback_keys.keep_fresh(client, database, FixedClock(1_000))
+
+    assert sleeps == [30.0, 60.0, 3600.0, 3600.0]  # retried sooner, then the hourly check
+    assert len({published_key_of(b) for b in bodies}) == 1 and len(bodies) == 3
+    await client.close()
+
+
+async def test_a_homeserver_that_refuses_fallback_keys_is_asked_again_a_day_later(
     tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = tmp_path / "store"
     store.mkdir()
     client = open_client(store)
     monkeypatch.setattr(fallback_keys, "request_json", Uploads(store, status=400))
+    sleeps: list[float] = []
 
-    with pytest.raises(ApiError, match="fallback key"):
-        await fallback_keys.ensure_fresh(client, database, FixedClock(1_000))
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        raise Stop
 
-    assert len(unpublished_fallback_ids(store)) == 1  # offered again at the next try
+    monkeypatch.setattr(fallback_keys.asyncio, "sleep", sleep)
+    with pytest.raises(Stop):
+        await fallback_keys.keep_fresh(client, database, FixedClock(1_000))
+    assert sleeps == [24 * 3600.0]
     async with database.read() as conn:
-        assert await state.get_value(conn, fallback_keys.PUBLISHED_KEY) is None
+        assert await state.get_value(conn, fallback_keys.published_key(DEVICE)) is None
     await client.close()
