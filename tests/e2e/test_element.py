@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.crosssigning import ensure_cross_signed
 from commands.case_render import CASE_KEY
+from devkit.botprocess import BotProcess
 from devkit.element import ElementMessage, ElementOfficer, Isolation, node_available
+from devkit.officer import Officer
 from devkit.synapse import LocalSynapse
 from tests.e2e.conftest import BotFactory, OfficerFactory, unique
 from tests.e2e.test_case_flow import in_thread
@@ -38,6 +42,39 @@ def answers(message: ElementMessage, event_id: str) -> bool:
     return bool(relates.get("m.in_reply_to", {}).get("event_id") == event_id)
 
 
+@dataclass
+class ElementAndNio:
+    """An Element officer at KZ-ZHIBEK and a nio officer at UZ-TERMEZ, the bot in both rooms."""
+
+    bot: BotProcess
+    uz: Officer
+    kz_room: str
+    uz_room: str
+
+
+async def element_and_nio_posts(
+    kz: ElementOfficer, officer_factory: OfficerFactory, bot_factory: BotFactory,
+    tmp_path: Path, policy: str, **config: Any,
+) -> ElementAndNio:
+    uz = await officer_factory("uz")
+    if policy == "cross-signed":  # a nio officer gets keys from the bot only then
+        await ensure_cross_signed(uz.client, tmp_path / "uz-keys.json",
+                                  f"devkit-{uz.user_id[1:].split(':')[0]}")
+    kz_room = await kz.create_room("KZ post")
+    uz_room = await uz.create_room("UZ post")
+    bot = await bot_factory(config={
+        "posts": [post("KZ-ZHIBEK", kz_room, "Asia/Almaty", ["UZ-TERMEZ"]),
+                  post("UZ-TERMEZ", uz_room, "Asia/Tashkent", ["KZ-ZHIBEK"])],
+        "trust": {"policy": policy},
+        **config,
+    })
+    await kz.invite(kz_room, bot.user_id)
+    await uz.invite(uz_room, bot.user_id)
+    await kz.wait_until_joined(kz_room, bot.user_id)
+    await uz.wait_until_joined(uz_room, bot.user_id)
+    return ElementAndNio(bot, uz, kz_room, uz_room)
+
+
 @pytest.mark.parametrize(("isolation", "policy"), [("all", "tofu"), ("signed", "cross-signed")])
 async def test_an_element_officer_works_a_case_with_a_nio_officer_through_the_bot(
     synapse: LocalSynapse, officer_factory: OfficerFactory, bot_factory: BotFactory,
@@ -49,21 +86,8 @@ async def test_an_element_officer_works_a_case_with_a_nio_officer_through_the_bo
                                      isolation=isolation)
     try:
         assert kz.cross_signed, "Element bootstraps cross-signing at first login"
-        uz = await officer_factory("uz")
-        if policy == "cross-signed":  # a nio officer gets keys from the bot only then
-            await ensure_cross_signed(uz.client, tmp_path / "uz-keys.json",
-                                      f"devkit-{uz.user_id[1:].split(':')[0]}")
-        kz_room = await kz.create_room("KZ post")
-        uz_room = await uz.create_room("UZ post")
-        bot = await bot_factory(config={
-            "posts": [post("KZ-ZHIBEK", kz_room, "Asia/Almaty", ["UZ-TERMEZ"]),
-                      post("UZ-TERMEZ", uz_room, "Asia/Tashkent", ["KZ-ZHIBEK"])],
-            "trust": {"policy": policy},
-        })
-        await kz.invite(kz_room, bot.user_id)
-        await uz.invite(uz_room, bot.user_id)
-        await kz.wait_until_joined(kz_room, bot.user_id)
-        await uz.wait_until_joined(uz_room, bot.user_id)
+        posts = await element_and_nio_posts(kz, officer_factory, bot_factory, tmp_path, policy)
+        bot, uz, kz_room, uz_room = posts.bot, posts.uz, posts.kz_room, posts.uz_room
 
         # Element sees the bot's device as signed by its owner: no shield at all, and in
         # "signed" mode its room keys and messages are accepted at all.
@@ -164,21 +188,10 @@ async def test_photos_and_files_cross_between_element_and_nio_byte_for_byte(
     kz = await ElementOfficer.create(synapse, unique("kz-element"), tmp_path / "element",
                                      isolation="signed")
     try:
-        uz = await officer_factory("uz")
-        await ensure_cross_signed(uz.client, tmp_path / "uz-keys.json",
-                                  f"devkit-{uz.user_id[1:].split(':')[0]}")
-        kz_room = await kz.create_room("KZ post")
-        uz_room = await uz.create_room("UZ post")
-        bot = await bot_factory(config={
-            "posts": [post("KZ-ZHIBEK", kz_room, "Asia/Almaty", ["UZ-TERMEZ"]),
-                      post("UZ-TERMEZ", uz_room, "Asia/Tashkent", ["KZ-ZHIBEK"])],
-            "trust": {"policy": "cross-signed"},
-            "attachments": {"types": ["image/*", "application/pdf"]},
-        })
-        await kz.invite(kz_room, bot.user_id)
-        await uz.invite(uz_room, bot.user_id)
-        await kz.wait_until_joined(kz_room, bot.user_id)
-        await uz.wait_until_joined(uz_room, bot.user_id)
+        posts = await element_and_nio_posts(
+            kz, officer_factory, bot_factory, tmp_path, "cross-signed",
+            attachments={"types": ["image/*", "application/pdf"]})
+        bot, uz, kz_room, uz_room = posts.bot, posts.uz, posts.kz_room, posts.uz_room
 
         alert_id = await kz.send_text(kz_room, ALERT)
         uz_case = await uz.wait_for(lambda m: about_case(m, "KZ-0001"), room_id=uz_room,

@@ -62,6 +62,21 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
     await db.close()
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+async def client(store: Path) -> AsyncIterator[AsyncClient]:
+    """The bot's client with a new device's crypto store in `store`."""
+    opened = open_client(store)
+    yield opened
+    await opened.close()
+
+
 class Uploads:
     """Stands in for the homeserver's keys/upload."""
 
@@ -82,11 +97,8 @@ class Uploads:
 
 
 async def test_the_fallback_key_is_signed_by_the_device_and_saved_before_it_is_published(
-    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch,
+    store: Path, client: AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = tmp_path / "store"
-    store.mkdir()
-    client = open_client(store)
     uploads = Uploads(store)
     monkeypatch.setattr(fallback_keys, "request_json", uploads)
 
@@ -108,15 +120,11 @@ async def test_the_fallback_key_is_signed_by_the_device_and_saved_before_it_is_p
     async with database.read() as conn:
         assert await state.get_value(conn, fallback_keys.published_key(DEVICE)) == "1000"
         assert not await state.get_value(conn, fallback_keys.pending_key(DEVICE))
-    await client.close()
 
 
 async def test_a_key_is_published_at_first_and_replaced_only_after_a_week(
-    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch,
+    store: Path, client: AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = tmp_path / "store"
-    store.mkdir()
-    client = open_client(store)
     uploads = Uploads(store)
     monkeypatch.setattr(fallback_keys, "request_json", uploads)
     clock = FixedClock(5 * DAY_MS)
@@ -129,7 +137,6 @@ async def test_a_key_is_published_at_first_and_replaced_only_after_a_week(
 
     first, second = (next(iter(b["fallback_keys"].values()))["key"] for b in uploads.bodies)
     assert first != second
-    await client.close()
 
 
 def bot_curve_key(client: AsyncClient) -> vodozemac.Curve25519PublicKey:
@@ -143,14 +150,11 @@ def published_key_of(body: dict[str, Any]) -> str:
 
 
 async def test_failed_uploads_resend_the_same_key_and_never_lose_the_one_in_force(
-    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch,
+    store: Path, client: AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """K1 is published; a week later the homeserver is away for two rotation attempts.
+    """K1 is published; a week later the homeserver is away for three rotation attempts.
     vodozemac keeps only the current and the previous key, so generating a key per
     attempt would drop K1 while the homeserver still hands it out."""
-    store = tmp_path / "store"
-    store.mkdir()
-    client = open_client(store)
     clock = FixedClock(1_000)
     ok = Uploads(store)
     monkeypatch.setattr(fallback_keys, "request_json", ok)
@@ -182,7 +186,6 @@ async def test_failed_uploads_resend_the_same_key_and_never_lose_the_one_in_forc
     assert await fallback_keys.ensure_fresh(restarted, database, clock) is True
     assert published_key_of(ok.bodies[-1]) == k2  # the pending key, not a third one
     assert await fallback_keys.ensure_fresh(restarted, database, clock) is False
-    await client.close()
     await restarted.close()
 
 
@@ -191,11 +194,8 @@ class Stop(BaseException):
 
 
 async def test_keep_fresh_retries_a_homeserver_that_is_away_and_never_stops_the_bot(
-    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch,
+    store: Path, client: AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = tmp_path / "store"
-    store.mkdir()
-    client = open_client(store)
     answers = iter([502, 429, 200])
     bodies: list[dict[str, Any]] = []
 
@@ -219,15 +219,11 @@ async def test_keep_fresh_retries_a_homeserver_that_is_away_and_never_stops_the_
 
     assert sleeps == [30.0, 60.0, 3600.0, 3600.0]  # retried sooner, then the hourly check
     assert len({published_key_of(b) for b in bodies}) == 1 and len(bodies) == 3
-    await client.close()
 
 
 async def test_a_homeserver_that_refuses_fallback_keys_is_asked_again_a_day_later(
-    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch,
+    store: Path, client: AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = tmp_path / "store"
-    store.mkdir()
-    client = open_client(store)
     monkeypatch.setattr(fallback_keys, "request_json", Uploads(store, status=400))
     sleeps: list[float] = []
 
@@ -241,4 +237,3 @@ async def test_a_homeserver_that_refuses_fallback_keys_is_asked_again_a_day_late
     assert sleeps == [24 * 3600.0]
     async with database.read() as conn:
         assert await state.get_value(conn, fallback_keys.published_key(DEVICE)) is None
-    await client.close()
