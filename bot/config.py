@@ -361,7 +361,7 @@ class LimitsConfig(_Section):
 
     commands_per_user: RateLimit = Rate(10, timedelta(minutes=1))
     commands_per_room: RateLimit = Rate(30, timedelta(minutes=1))
-    # Replies and attachments on cases, which the bot carries into other posts' rooms.
+    # Replies, attachments and edits of alerts on cases, carried into other posts' rooms.
     case_messages_per_user: RateLimit = Rate(20, timedelta(minutes=1))
     case_messages_per_room: RateLimit = Rate(60, timedelta(minutes=1))
 

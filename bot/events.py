@@ -422,6 +422,12 @@ class EventRouter:
             case = await cases.case_opened_by(conn, room_id=room.room_id, event_id=original)
         if case is None or not await self._trusted_or_answered(room, event):
             return
+        post = self._post_for_room(room.room_id)
+        if (case.is_open and event.sender == case.origin_sender and post is not None
+                and acts_for(post, event.sender)  # an edit that would be carried
+                and await self._case_flooded(room, event, thread_of(original),
+                                             reply_to=original)):
+            return
         await self._handle_case_event(
             room, event.sender, original, thread_of(original), lambda services: (
                 case_events.carry_edit(services, room_id=room.room_id, sender=event.sender,
@@ -619,11 +625,12 @@ class EventRouter:
         return True
 
     async def _case_flooded(self, room: MatrixRoom, event: RoomMessageText | RoomEncryptedMedia,
-                            content: dict[str, Any]) -> bool:
-        """Flood control for replies and attachments on cases (`limits.case_messages_*`):
-        each one makes the bot write into other posts' rooms, so a member pasting them in
-        a loop would flood those rooms through it. True when this one is over a limit: it
-        is claimed and not carried, and the sender is told once per window. Counted by
+                            content: dict[str, Any], *, reply_to: str | None = None) -> bool:
+        """Flood control for replies, attachments and edits of alerts on cases
+        (`limits.case_messages_*`): each one makes the bot write into other posts' rooms,
+        so a member sending them in a loop would flood those rooms through it. True when
+        this one is over a limit: it is claimed and not carried, and the sender is told
+        once per window (in answer to `reply_to`, default the event itself). Counted by
         server time like commands; an event handled before a restart costs no token."""
         async with self._db.read() as conn:
             if await inbox.is_processed(conn, event.event_id):
@@ -643,8 +650,8 @@ class EventRouter:
             if verdict.notify:
                 notice = flood_notice(verdict, self._language_for_room(room.room_id),
                                       messages="flood.case")
-                await self._enqueue_reply(conn, room.room_id, event.event_id, content, notice,
-                                          kind="flood-refusal")
+                await self._enqueue_reply(conn, room.room_id, reply_to or event.event_id,
+                                          content, notice, kind="flood-refusal")
         if verdict.notify:
             self._wake_sender()
         return True

@@ -560,16 +560,16 @@ MESSAGES: Mapping[str, str] = {
         "that limit without answering each; send again then whatever still needs doing."
     ),
     "flood.case.user": (
-        "Too many replies on cases at once: I pass on at most {count} in {per} from one "
+        "Too many messages on cases at once: I pass on at most {count} in {per} from one "
         "person, so this one was not passed on. For the next {per} I do not pass on your "
-        "replies and attachments over that limit, nor answer each; send again then whatever "
-        "still needs to reach the other post."
+        "replies, attachments and edits over that limit, nor answer each; send again then "
+        "whatever still needs to reach the other post."
     ),
     "flood.case.room": (
-        "Too many replies on cases from this room at once: I pass on at most {count} in "
+        "Too many messages on cases from this room at once: I pass on at most {count} in "
         "{per} from one room, so this one was not passed on. For the next {per} I do not "
-        "pass on replies and attachments over that limit, nor answer each; send again then "
-        "whatever still needs to reach the other post."
+        "pass on replies, attachments and edits over that limit, nor answer each; send "
+        "again then whatever still needs to reach the other post."
     ),
     # the shell's own answers (bot.events, bot.undecryptable, bot.devicewatch)
     "bot.unencrypted_warning": (

@@ -23,7 +23,7 @@ from commands.case_render import CASE_KEY
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, OfficerError, SeenMessage
 from tests.e2e.conftest import BotFactory, OfficerFactory
-from tests.e2e.test_case_flow import db_rows, relayed, told
+from tests.e2e.test_case_flow import db_rows, edit, relayed, told
 from tests.e2e.test_cases import Posts, post, posts_for, replies_to
 
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
@@ -440,10 +440,37 @@ async def test_a_flood_of_replies_on_a_case_is_not_carried_past_the_limit(
                if "spam" in (m.body or "")]
     assert [body.rsplit(" ", 1)[-1] for body in carried if body] == ["0", "1", "2"], carried
     notices = [m for m in posts.uz.messages(posts.uz_room, sender=posts.bot.user_id)
-               if (m.body or "").startswith("Too many replies on cases at once")]
+               if (m.body or "").startswith("Too many messages on cases at once")]
     assert len(notices) == 1 and replies_to(notices[0], flood[3]), [m.body for m in notices]
     assert "at most 3 in 1m from one person" in (notices[0].body or ""), notices[0].body
     assert outbox_kinds(posts.bot).count("flood-refusal") == 1
+
+
+async def test_an_alert_edited_in_a_loop_reaches_the_other_posts_only_up_to_the_limit(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    """Each edit of an alert goes to every target as an update: edits count against the
+    same limit as replies and attachments."""
+    posts = await posts_for(officer_factory, bot_factory, {
+        "limits": {"case_messages_per_user": "3/1m", "case_messages_per_room": "100/1m"}})
+    alert = "!alert urgent to:UZ-TERMEZ\nvehicle: white Kamaz, plate 01A123BC"
+    alert_id = await posts.kz.send_text(posts.kz_room, alert)
+    await relayed(posts, posts.uz, posts.uz_room, "KZ-0001")
+
+    edits = [await edit(posts.kz, posts.kz_room, alert_id, alert + f"\ncolour: shade {number}")
+             for number in range(6)]
+    await wait_until_claimed(posts.bot, edits)
+    await posts.ask(posts.kz, posts.kz_room, "!ping")
+    await posts.ask(posts.uz, posts.uz_room, "!ping")  # everything queued has gone out
+
+    updates = [m.body or "" for m in posts.uz.messages(posts.uz_room, sender=posts.bot.user_id)
+               if "shade" in (m.body or "")]
+    assert [re.findall(r"shade (\d)", body)[-1] for body in updates] == ["0", "1", "2"], updates
+    notices = [m for m in posts.kz.messages(posts.kz_room, sender=posts.bot.user_id)
+               if (m.body or "").startswith("Too many messages on cases at once")]
+    assert len(notices) == 1 and replies_to(notices[0], alert_id), [m.body for m in notices]
+    revisions = db_rows(posts, "SELECT COUNT(*) FROM timeline WHERE kind = 'edited'")
+    assert revisions == [(3,)], revisions
 
 
 async def wait_until_claimed(bot: BotProcess, event_ids: list[str]) -> None:
