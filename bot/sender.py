@@ -54,6 +54,10 @@ RENDER_POLL_S = 1.0
 """While only charts are being drawn, look at the outbox again at least this often."""
 URGENT_KINDS = frozenset({"case-relay"})
 """Outbox kinds sent ahead of the rest of their batch."""
+RELAY_HEAD_START_S = 0.05
+"""How long the rest of a batch waits after its relays were accepted: the homeserver
+handles one thing at a time, and the counterpart's sync should get the relay before the
+homeserver turns to the answer to the sender."""
 
 BeforeSend = Callable[[str], Awaitable[None]]
 Renderer = Callable[[OutboxMessage], Awaitable[dict[str, Any]]]
@@ -119,8 +123,10 @@ class OutboxSender:
                     # what the counterpart is waiting for.
                     relays = [message for message in ready if message.kind in URGENT_KINDS]
                     rest = [message for message in ready if message.kind not in URGENT_KINDS]
-                    for group in (relays, rest):
-                        await asyncio.gather(*(self._send_logged(message) for message in group))
+                    await asyncio.gather(*(self._send_logged(message) for message in relays))
+                    if relays and rest:
+                        await asyncio.sleep(RELAY_HEAD_START_S)
+                    await asyncio.gather(*(self._send_logged(message) for message in rest))
                     continue
                 if self._rendering:  # only charts in hand: wait until one is done or news
                     with contextlib.suppress(TimeoutError):

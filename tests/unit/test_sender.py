@@ -7,13 +7,15 @@ this checks what a real Synapse relaxed for tests never does: answer 429.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nio import RoomSendError, RoomSendResponse
 
-from bot.sender import OutboxSender, SenderSettings
+from bot.sender import RELAY_HEAD_START_S, OutboxSender, SenderSettings
 from storage import outbox
 from storage.db import Database
 
@@ -122,3 +124,51 @@ async def test_nothing_is_sent_into_an_unencrypted_room(tmp_path: Path) -> None:
     assert refused is not None and refused.state == "failed"
     assert client.txn_ids == []
     await db.close()
+
+
+@dataclass
+class TimedClient:
+    """Records when each send started and ended; every send succeeds."""
+
+    rooms: dict[str, Room] = field(default_factory=dict)
+    sends: list[tuple[str, float, float]] = field(default_factory=list)
+
+    async def room_send(self, room_id: str, event_type: str, content: dict[str, Any], *,
+                        tx_id: str, ignore_unverified_devices: bool) -> Any:
+        started = time.monotonic()
+        await asyncio.sleep(0.01)  # the homeserver persisting it
+        self.sends.append((content["body"], started, time.monotonic()))
+        return RoomSendResponse(f"${tx_id}", room_id)
+
+
+async def test_a_relay_goes_out_first_and_the_answer_to_the_sender_waits_a_head_start(
+    tmp_path: Path,
+) -> None:
+    """The answer to the sender is queued first, the relay to the counterpart second, in
+    one transaction: the relay is sent first, and the answer only RELAY_HEAD_START_S
+    after the homeserver accepted it, so that the counterpart's sync is not kept waiting
+    behind the answer on a homeserver that handles one thing at a time."""
+    db = await Database.open(tmp_path / "db.sqlite")
+    clock = FixedClock(1_000_000)
+    counterpart = "!counterpart:example.org"
+    client = TimedClient(rooms={ROOM: Room(), counterpart: Room()})
+    sender = OutboxSender(db, client, clock, SenderSettings())  # type: ignore[arg-type]
+    async with db.transaction() as conn:
+        await outbox.enqueue(conn, room_id=ROOM, event_type="m.room.message",
+                             content={"body": "answer"}, now_ms=clock.ms)
+        await outbox.enqueue(conn, room_id=counterpart, event_type="m.room.message",
+                             content={"body": "relay"}, now_ms=clock.ms, kind="case-relay")
+    running = asyncio.create_task(sender.run())
+    try:
+        for _ in range(200):
+            if len(client.sends) == 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await db.close()
+    (first, _, relay_done), (second, answer_started, _) = client.sends
+    assert (first, second) == ("relay", "answer")
+    assert answer_started - relay_done >= RELAY_HEAD_START_S * 0.9
