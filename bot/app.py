@@ -73,7 +73,7 @@ def transient(exc: BaseException) -> bool:
     rate limit. Anything else is an answer, or a local fault (a data directory that
     cannot be written, a full disk), and retrying would not change it."""
     if isinstance(exc, ApiError):
-        return exc.result.status >= 500 or exc.result.status == 429
+        return exc.result.homeserver_away
     if isinstance(exc, (ClientError, TimeoutError, ConnectionError, socket.gaierror)):
         return True
     return isinstance(exc, OSError) and exc.filename is None and exc.errno in NETWORK_ERRNOS

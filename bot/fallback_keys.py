@@ -136,20 +136,13 @@ async def keep_fresh(client: AsyncClient, db: Database, clock: Clock) -> None:
     while True:
         try:
             await ensure_fresh(client, db, clock)
-        except ApiError as exc:
-            status = exc.result.status
-            transient = status >= 500 or status == 429
-            wait = delay if transient else REFUSED_RETRY_S
-            delay = min(delay * 2, CHECK_EVERY_S) if transient else RETRY_FIRST_S
+        except Exception as exc:  # the homeserver away or refusing, a busy store: tried again
+            refused = isinstance(exc, ApiError) and not exc.result.homeserver_away
+            wait = REFUSED_RETRY_S if refused else delay
+            delay = RETRY_FIRST_S if refused else min(delay * 2, CHECK_EVERY_S)
             log.warning("fallback key not published; will retry",
-                        extra={"error": str(exc), "retry_in_s": wait})
+                        extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": wait})
             await asyncio.sleep(wait)
-            continue
-        except Exception as exc:  # the homeserver away, a busy store: tried again
-            log.warning("fallback key not published; will retry",
-                        extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, CHECK_EVERY_S)
             continue
         delay = RETRY_FIRST_S
         await asyncio.sleep(CHECK_EVERY_S)

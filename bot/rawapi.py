@@ -24,6 +24,12 @@ class ApiResult:
         return 200 <= self.status < 300
 
     @property
+    def homeserver_away(self) -> bool:
+        """A 5xx (a proxy's page while Synapse restarts) or a rate limit: worth asking
+        again later, unlike any other answer."""
+        return self.status >= 500 or self.status == 429
+
+    @property
     def errcode(self) -> str | None:
         value = self.body.get("errcode")
         return value if isinstance(value, str) else None

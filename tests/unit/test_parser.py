@@ -319,6 +319,13 @@ def test_a_typographic_dash_in_an_identifier_reads_as_the_hyphen(dash: str) -> N
     assert draft.ref == "KZ-0007"
 
 
+def test_a_dash_does_not_let_a_look_alike_letter_through() -> None:
+    with pytest.raises(CommandError) as caught:
+        parse_ref("КZ\u20130042")  # Cyrillic К and an en dash
+    assert caught.value.msg_id == "error.identifier_lookalike"
+    assert caught.value.suggestions == ("KZ-0042",)
+
+
 def test_lookalike_error_suggests_the_latin_spelling() -> None:
     with pytest.raises(CommandError) as caught:
         parse_ref("КZ-0042")
