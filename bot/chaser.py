@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
@@ -37,6 +38,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.clock import Clock
 from bot.config import Config
 from bot.languages import RoomLanguages
+from bot.services import audience_in, case_disclosure, require_disclosure
+from commands.audience import Detail, Disclosure
 from commands.case_render import CASE_KEY, case_metadata
 from commands.chase_render import render_escalation, render_reminder, render_taken
 from commands.chasing import (
@@ -74,6 +77,8 @@ class Destinations(Protocol):
     """The Matrix side: which rooms the bot is in, and supervisors' direct rooms."""
 
     def joined_rooms(self) -> frozenset[str]: ...
+
+    def members(self, room_id: str) -> frozenset[str] | None: ...
 
     async def direct_room(self, user_id: str) -> str | None: ...
 
@@ -249,8 +254,12 @@ class Chaser:
             rooms = {message.room_id: message.reader for record in records
                      for message in record.sent}
             for index, (room_id, reader) in enumerate(rooms.items()):
+                disclosure = await self._disclosure(conn, room_id, case, escalation=True)
+                if disclosure is None:
+                    continue
                 notice = render_taken(case, reason, delivery, posts=self._posts,
                                       reader=self._posts.get(reader or ""))
+                require_disclosure("chase-taken", room_id, case.ref, disclosure)
                 await outbox.enqueue(
                     conn, room_id=room_id, event_type="m.room.message",
                     content=chase_content(notice, case, about="taken"), now_ms=now,
@@ -289,22 +298,35 @@ class Chaser:
             now = self._clock.now_ms()
             late = is_late(fresh.step.due_ms, now, self.started_ms)
             sent = []
+            withheld = []
             for index, (room_id, recipient) in enumerate(destinations):
+                disclosure = await self._disclosure(conn, room_id, case,
+                                                    escalation=recipient is not None)
+                if disclosure is None:
+                    withheld.append(room_id)
+                    continue
+                if recipient is not None:  # what the case says only to those who may read it
+                    recipient = replace(recipient,
+                                        insider=disclosure.detail >= Detail.PARTICIPANT)
                 notice, reader = self._render(fresh, case, recipient, now=now, late=late)
                 reply_to = relayed.relayed_event_id if relayed and recipient is None else None
                 txn_id = f"liaison-chase-{record.id}-{index}"
+                kind = f"chase-{step.action.value}"
+                require_disclosure(kind, room_id, case.ref, disclosure)
                 await outbox.enqueue(
                     conn, room_id=room_id, event_type="m.room.message", now_ms=now,
                     content=chase_content(notice, case, about=_about(step.action),
                                           step=step.key, reply_to=reply_to),
-                    kind=f"chase-{step.action.value}", case_ref=case.ref, txn_id=txn_id)
+                    kind=kind, case_ref=case.ref, txn_id=txn_id)
                 sent.append(SentMessage(room_id, txn_id, reader))
             await chasing.mark_fired(conn, record.id, now_ms=now, late=late, sent=sent)
             detail: dict[str, Any] = {"step": step.key, "due_ms": fresh.step.due_ms,
-                                      "late": late, "rooms": [room for room, _ in destinations]}
+                                      "late": late, "rooms": [m.room_id for m in sent]}
             if unreachable:
                 detail["unreachable"] = unreachable
-            if sent:  # the timeline says who was told; an escalation to nobody is only logged
+            if withheld:  # rooms whose readers may not see the case (TLP, audience)
+                detail["withheld"] = withheld
+            if sent or withheld:  # who was told, or kept out; to nobody: only logged
                 await chasing.add_timeline(conn, case.id, _timeline_kind(step.action), ms=now,
                                            post=delivery.post, detail=detail)
         if unreachable:
@@ -347,6 +369,15 @@ class Chaser:
             else:
                 reachable.append((room_id, recipient))
         return reachable, waiting
+
+    async def _disclosure(self, conn: aiosqlite.Connection, room_id: str, case: Case, *,
+                          escalation: bool) -> Disclosure | None:
+        """What the readers of `room_id` may see of `case` (`commands.audience`); a reminder
+        needs the case itself, an escalation at least its reference."""
+        audience = audience_in(self._config, room_id, self._destinations.members(room_id))
+        return await case_disclosure(
+            conn, self._config, audience, case, escalation=escalation,
+            needed=Detail.REFERENCE if escalation else Detail.PARTICIPANT)
 
     def _render(self, record: StepRecord, case: Case, recipient: Recipient | None, *,
                 now: int, late: bool) -> tuple[Notice, str | None]:

@@ -46,7 +46,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from bot.flood import Rate
 from commands.chase_policy import ChasingConfig, escalation_target_problems
 from commands.durations import Duration
-from commands.model import MXID_RE, Agency, CategoryRule, Group, Post
+from commands.model import MXID_RE, ROOM_ID_RE, Agency, CategoryRule, Group, Post
 from commands.report_schedule import ReportsConfig, report_problems
 
 INLINE_SECRET_MESSAGE = "secrets must not be written in the config; use {env: NAME} or {file: PATH}"
@@ -286,6 +286,16 @@ class AccessConfig(_Section):
 
     allowed_inviters: AllowedInviters = AllowedInviters()
     admins: tuple[UserId, ...] = ()
+    admins_room: str | None = Field(
+        default=None, description="Room (quoted id) where the bot tells the admins of rooms "
+                                  "it was brought into that are no post's")
+
+    @field_validator("admins_room")
+    @classmethod
+    def _check_admins_room(cls, value: str | None) -> str | None:
+        if value is not None and not ROOM_ID_RE.match(value):
+            raise ValueError("admins_room must be a Matrix room id such as !abc123:example.org")
+        return value
 
 
 TrustPolicy: TypeAlias = Literal["tofu", "cross-signed"]

@@ -30,6 +30,13 @@ CREATE_RETRY_MS = 15_000
 ROOM_NAME = "Liaison escalations"
 
 
+def room_members(client: AsyncClient, room_id: str) -> frozenset[str] | None:
+    """The joined and invited users of a room the bot is in (nio keeps both in `users`);
+    None for a room it does not know."""
+    room = client.rooms.get(room_id)
+    return None if room is None else frozenset(room.users)
+
+
 class DirectRooms:
     """The Matrix side of escalation destinations, for `bot.chaser.Chaser`."""
 
@@ -41,6 +48,9 @@ class DirectRooms:
 
     def joined_rooms(self) -> frozenset[str]:
         return frozenset(self._client.rooms)
+
+    def members(self, room_id: str) -> frozenset[str] | None:
+        return room_members(self._client, room_id)
 
     async def direct_room(self, user_id: str) -> str | None:
         """The direct room with `user_id`, ready to send into; None while it is being

@@ -30,6 +30,7 @@ from nio import (
 
 from bot.clock import Clock, from_ms
 from bot.config import Config
+from bot.direct_rooms import room_members
 from bot.flood import FloodGate, flood_notice
 from bot.invites import InvitePolicy, answer_invite
 from bot.languages import RoomLanguages
@@ -550,6 +551,10 @@ class EventRouter:
             if await self._flooded(conn, room, event, content):
                 return
             services = self._services_for(conn)
+            audience = services.audience(room.room_id)
+            if not audience.known:
+                await self._unknown_room(services, room, event, content, word)
+                return
             post = self._post_for_room(room.room_id)
             name, outcome = None, "done"
             follow_ups: list[FollowUp] = []
@@ -559,6 +564,7 @@ class EventRouter:
                 refusal = command_refusal(spec, event.sender, post=post,
                                           posts=self._config.posts,
                                           admins=self._config.access.admins,
+                                          audience=audience,
                                           language=self._language_for_room(room.room_id))
                 if refusal is not None:
                     raise refusal
@@ -569,7 +575,7 @@ class EventRouter:
                     command=spec, args=args, lines=lines, room_id=room.room_id,
                     sender=event.sender, event_id=event.event_id,
                     sent_at=from_ms(event.server_timestamp), now=now,
-                    post=post,
+                    post=post, audience=audience,
                     language=self._language_for_room(room.room_id),
                     bot_device_id=self._client.device_id or "",
                     services=services,
@@ -602,6 +608,30 @@ class EventRouter:
         # The command's name only: what follows it is the officer's text.
         log.info("command handled", extra={"command": name, "outcome": outcome})
         self.commands_handled += 1
+        self._wake_sender()
+
+    async def _unknown_room(self, services: Services, room: MatrixRoom, event: RoomMessageText,
+                            content: dict[str, Any], word: str) -> None:
+        """A command in a room that stands for nobody the bot serves (`commands.audience`):
+        the first one is answered with one explanation and the admins' room is told; every
+        later one — `!ping` and `!help` included — gets silence. Each is audited."""
+        conn, now_ms = services.conn, self._clock.now_ms()
+        log.warning("command in a room that is no post's, supervisors' or person's room",
+                    extra={"room_id": room.room_id, "event_id": event.event_id})
+        await services.record(AuditAction.COMMAND_REFUSED, actor=event.sender,
+                              room_id=room.room_id,
+                              detail={"reason": "unknown_room", "command": word})
+        if not await state.mark_unknown_room_explained(conn, room.room_id, now_ms=now_ms):
+            return
+        await self._enqueue_reply(conn, room.room_id, event.event_id, content,
+                                  self._notice(room, "bot.unknown_room"), kind="refusal")
+        admins_room = self._config.access.admins_room
+        if admins_room is not None and admins_room in self._client.rooms:
+            language = self._language_for_room(admins_room)
+            notice = render_notice(text("bot.unknown_room_admins", language, room=room.room_id,
+                                        user=event.sender), language=language)
+            await outbox.enqueue(conn, room_id=admins_room, event_type="m.room.message",
+                                 content=_content(notice), now_ms=now_ms, kind="admin-notice")
         self._wake_sender()
 
     async def _flooded(self, conn: Any, room: MatrixRoom, event: RoomMessageText,
@@ -663,6 +693,7 @@ class EventRouter:
             clock=self._clock, conn=conn, bot_user_id=self.user_id,
             joined_rooms=frozenset(rooms),
             encrypted_rooms=frozenset(r for r, room in rooms.items() if room.encrypted),
+            members_of=lambda room_id: room_members(self._client, room_id),
         )
 
     async def _answer(self, room: MatrixRoom, event: RoomMessageText | RoomEncryptedMedia,

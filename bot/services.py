@@ -8,7 +8,8 @@ stores or sends (through `send`, which writes to the outbox) and records (throug
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,28 @@ import aiosqlite
 from bot.clock import Clock
 from bot.config import Config
 from bot.logs import note_case
-from storage import audit, inbox, outbox
+from commands.audience import (
+    Audience,
+    CaseParties,
+    Detail,
+    Disclosure,
+    carries_case_content,
+    disclose,
+    room_audience,
+)
+from storage import audit, cases, inbox, outbox
+from storage.cases import Case, TimelineKind
+
+log = logging.getLogger(__name__)
+
+
+class UndisclosedCaseContent(RuntimeError):
+    """A message carrying case content was queued without a `Disclosure` for its room:
+    a programming error, never sent (the event's transaction rolls back)."""
+
+
+def _no_members(room_id: str) -> frozenset[str] | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,28 @@ class Services:
     encrypted_rooms: frozenset[str]
     follow_ups: list[FollowUp] = field(default_factory=list)
     """Messages that go out after the handler's reply (see `follow_reply`)."""
+    members_of: Callable[[str], frozenset[str] | None] = _no_members
+    """A room's joined and invited users, as the Matrix client knows them (None: unknown)."""
+
+    def audience(self, room_id: str) -> Audience:
+        """Who reads what the bot writes into `room_id` (`commands.audience`)."""
+        return audience_in(self.config, room_id, self.members_of(room_id))
+
+    async def disclosure(self, room_id: str, case: Case, *, needed: Detail = Detail.PARTICIPANT,
+                         escalation: bool = False) -> Disclosure | None:
+        """May the readers of `room_id` see `case` (at least `needed` of it)? The proof
+        `send` asks for, or None."""
+        return await case_disclosure(self.conn, self.config, self.audience(room_id), case,
+                                     needed=needed, escalation=escalation)
+
+    async def record_disclosure(self, disclosure: Disclosure, case: Case, *, asked_by: str,
+                                shown: str) -> None:
+        """Put on the case's timeline (and so on the audit log) that its content was
+        shown in a room at someone's request: who asked, where, what, how much."""
+        await cases.add_timeline(
+            self.conn, case.id, TimelineKind.DISCLOSED, ms=self.clock.now_ms(), actor=asked_by,
+            detail={"room_id": disclosure.room_id, "shown": shown,
+                    "level": disclosure.detail.name.lower()})
 
     def follow_reply(self, content: dict[str, Any], *, kind: str) -> None:
         """Queue a message right after the reply to the command, as a reply to the same
@@ -51,13 +95,29 @@ class Services:
         kind: str,
         case_ref: str | None = None,
         event_type: str = "m.room.message",
+        disclosure: Disclosure | None = None,
     ) -> None:
-        """Queue a message; it leaves once the transaction commits."""
+        """Queue a message; it leaves once the transaction commits. A message that carries
+        case content (`commands.audience.carries_case_content`) needs the `Disclosure`
+        of that case to that room."""
+        require_disclosure(kind, room_id, case_ref, disclosure)
         if case_ref is not None:
             note_case(case_ref)  # the event in hand is about this case: its log lines say so
         await outbox.enqueue(self.conn, room_id=room_id, event_type=event_type,
                              content=content, now_ms=self.clock.now_ms(), kind=kind,
                              case_ref=case_ref)
+
+    async def send_case(self, room_id: str, content: dict[str, Any], *, case: Case, kind: str,
+                        needed: Detail = Detail.PARTICIPANT, escalation: bool = False) -> bool:
+        """Queue a message about `case` into `room_id` if the room's readers may see it
+        (`disclosure`); False, and nothing queued, if they may not."""
+        disclosure = await self.disclosure(room_id, case, needed=needed, escalation=escalation)
+        if disclosure is None:
+            log.warning("case content withheld from a room whose readers may not see it",
+                        extra={"room_id": room_id, "case_ref": case.ref, "kind": kind})
+            return False
+        await self.send(room_id, content, kind=kind, case_ref=case.ref, disclosure=disclosure)
+        return True
 
     async def claim(self, event_id: str, room_id: str) -> bool:
         """Mark an incoming event processed in this transaction; True only the first time,
@@ -81,3 +141,37 @@ class Services:
             note_case(case_ref)
         await audit.append(self.conn, ts_ms=self.clock.now_ms(), actor=actor, action=action,
                            case_ref=case_ref, room_id=room_id, detail=detail)
+
+
+def require_disclosure(kind: str, room_id: str, case_ref: str | None,
+                       disclosure: Disclosure | None) -> None:
+    """Refuse to queue case content into a room without the proof that its readers may
+    see it; every path that writes a case into a room passes here."""
+    if not carries_case_content(kind):
+        return
+    if disclosure is None or not disclosure.covers(room_id, case_ref, Detail.REFERENCE):
+        raise UndisclosedCaseContent(
+            f"{kind} about {case_ref} into {room_id} without a disclosure for that room")
+
+
+def audience_in(config: Config, room_id: str, members: frozenset[str] | None) -> Audience:
+    """Who reads `room_id`, given its members as the Matrix client knows them."""
+    return room_audience(room_id, posts=config.posts, members=members,
+                         bot_user_id=config.bot.user_id, admins=config.access.admins,
+                         admins_room=config.access.admins_room)
+
+
+async def case_parties(conn: aiosqlite.Connection, case: Case) -> CaseParties:
+    """What the visibility of `case` depends on: its TLP, origin and target posts."""
+    delivered = await cases.deliveries(conn, case.id)
+    return CaseParties(ref=case.ref, tlp=case.tlp, origin=case.origin_post,
+                       targets=frozenset(delivery.post for delivery in delivered))
+
+
+async def case_disclosure(conn: aiosqlite.Connection, config: Config, audience: Audience,
+                          case: Case, *, needed: Detail = Detail.PARTICIPANT,
+                          escalation: bool = False) -> Disclosure | None:
+    """`commands.audience.disclose` for a stored case."""
+    posts = {post.id: post for post in config.posts}
+    return disclose(audience, await case_parties(conn, case), posts, needed=needed,
+                    escalation=escalation)

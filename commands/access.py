@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
+from commands.audience import Audience, AudienceKind
 from commands.errors import CommandError
 from commands.model import Post
 from commands.registry import CommandSpec, Role
@@ -25,6 +26,9 @@ AUTHORITY_REFUSALS = frozenset({
 """The refusals that say the sender may not do this here (as opposed to bad input); the
 shell records them on the audit log. `error.case_unknown` is one too when the case
 exists: the post asked about a case it may not see."""
+
+
+SUPERVISOR_ROOMS = frozenset({AudienceKind.DIRECT, AudienceKind.SUPERVISORS})
 
 
 def acts_for(post: Post, user_id: str) -> bool:
@@ -46,14 +50,22 @@ def held_role(user_id: str, *, post: Post | None, posts: Iterable[Post],
 
 def command_refusal(spec: CommandSpec, user_id: str, *, post: Post | None,
                     posts: Iterable[Post], admins: Collection[str],
+                    audience: Audience | None = None,
                     language: str = "en") -> CommandError | None:
     """Why `user_id` may not run `spec` in the room of `post`, or None when they may.
 
     An officer's command acts for the room's post, so it needs that post whatever
     else the sender is: a supervisor of one post does not act for another post that
-    lists its officers."""
+    lists its officers. The few declared with `supervisor_rooms` also serve
+    supervisors in their own rooms (`commands.audience`: a direct room, a supervisors'
+    room), where what they may see is decided by the room's readers."""
+    posts = tuple(posts)
     if spec.role is Role.OFFICER:
         if post is None:
+            if (spec.supervisor_rooms and audience is not None
+                    and audience.kind in SUPERVISOR_ROOMS
+                    and any(user_id in other.supervisors for other in posts)):
+                return None
             return CommandError.of("error.case_room_not_post")
         if not acts_for(post, user_id):
             return CommandError.of("error.not_post_officer", post=post.id)

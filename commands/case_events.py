@@ -222,10 +222,10 @@ async def _to_origin(services: Services, case: Case, said: str, *, from_post: Po
         return
     notice = render_reply_notice(case, said, from_post=from_post.id, who=who, reader=origin,
                                  posts=posts)
-    await services.send(case.origin_room,
-                        case_content(notice, case, about="reply",
-                                     thread_root=case.origin_event_id),
-                        kind="case-reply", case_ref=case.ref)
+    await services.send_case(case.origin_room,
+                             case_content(notice, case, about="reply",
+                                          thread_root=case.origin_event_id),
+                             case=case, kind="case-reply")
 
 
 async def _to_targets(services: Services, case: Case, said: str, *, from_post: Post,
@@ -292,8 +292,8 @@ async def carry_attachment(services: Services, *, link: CaseLink, sender: str, e
     if origin is not None:
         content = case_content(render(origin), case, about="attachment",
                                thread_root=case.origin_event_id)
-        await services.send(case.origin_room, {**content, **media}, kind="case-attachment",
-                            case_ref=case.ref)
+        await services.send_case(case.origin_room, {**content, **media}, case=case,
+                                 kind="case-attachment")
     return None
 
 
@@ -437,8 +437,9 @@ async def withdraw(services: Services, *, room_id: str, sender: str, event_id: s
     if cancelled:  # not in the thread: its root is gone
         notice = render_notice(text("case.withdrawn.done", post.language, ref=case.ref,
                                     posts=", ".join(told) or "-"), language=post.language)
-        await services.send(case.origin_room, case_content(notice, current, about="withdrawn"),
-                            kind="case-withdrawn", case_ref=case.ref)
+        await services.send_case(case.origin_room,
+                                 case_content(notice, current, about="withdrawn"),
+                                 case=current, kind="case-withdrawn")
 
 
 # --- shared -----------------------------------------------------------------------------

@@ -283,6 +283,8 @@ def render_status(case: Case, deliveries: Sequence[Delivery],
                  for delivery in deliveries)
     lines.append(text("case.status.timeline", language))
     for entry in history:
+        if entry.kind == "disclosed":  # the record of who looked: for the audit, not here
+            continue
         if entry.kind == "refused" and not show_refusals:
             continue
         lines.append(_timeline_line(entry, posts, language, timezone))

@@ -12,9 +12,12 @@ event, or not at all. Parsing, routing and rendering are the pure core
 (`commands.parser`, `commands.routing`, `commands.case_render`); this module reads
 and writes `storage.cases` and queues messages through the outbox.
 
-Who may do what: the command's room must be a configured post's room; a case is
-visible to its origin post, the posts it was delivered to, and the origin post's
-supervisors — to anyone else it does not exist. Only a target post acknowledges;
+Who may do what: the command's room must be a configured post's room — or, for
+`!status`, `!update`, `!close` and `!cancel`, a supervisor's own room (their direct
+room with the bot, a supervisors' room). What the answer may say is decided by who
+reads the room (`commands.audience`), never only by who asked: a post's room sees the
+cases its post sent or received, a supervisor's own room the cases of the posts they
+supervise; to anyone else a case does not exist. Only a target post acknowledges;
 only the origin post (or its supervisors) updates, closes or cancels.
 """
 
@@ -25,7 +28,9 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from bot.config import Config
-from bot.services import Services
+from bot.services import Services, require_disclosure
+from commands.access import SUPERVISOR_ROOMS
+from commands.audience import Audience, CaseParties, Detail, Disclosure, disclose
 from commands.case_render import (
     CASE_KEY,
     case_metadata,
@@ -66,6 +71,8 @@ from commands.texts import Term, text
 from storage import cases, outbox
 from storage.cases import Case, Delivery, NewCase, TimelineKind
 
+SUPERVISOR_COMMANDS = frozenset({"update", "close", "cancel", "status"})
+"""Also served in a supervisor's own room, about the cases of the posts they supervise."""
 _UNREACHABLE = frozenset({RefusalReason.NOT_JOINED, RefusalReason.NOT_ENCRYPTED})
 
 
@@ -74,7 +81,8 @@ def register_case_commands(registry: CommandRegistry) -> None:
     for name, handler in (("alert", alert), ("request", request), ("ack", ack),
                           ("update", update), ("close", close), ("cancel", cancel),
                           ("status", status), ("pending", pending)):
-        registry.register(CommandSpec.declare(name, handler))
+        registry.register(CommandSpec.declare(name, handler,
+                                              supervisor_rooms=name in SUPERVISOR_COMMANDS))
 
 
 # --- !alert and !request ----------------------------------------------------------------
@@ -95,7 +103,7 @@ async def _open_case(kind: CaseKind, invocation: Invocation) -> Reply:
                        tz=ZoneInfo(origin.timezone))
     if draft.ref is not None:
         try:
-            await _visible_case(services, draft.ref, origin, invocation.sender)
+            await _visible_case(services, draft.ref, invocation)
         except CommandError as error:
             raise invocation.command.usage_error(error, invocation.language) from None
     posts = posts_by_id(services.config)
@@ -126,8 +134,12 @@ async def _store_and_relay(invocation: Invocation, services: Services, origin: P
         origin_event_id=invocation.event_id, origin_sender=invocation.sender,
         created_ms=now_ms,
     ))
+    parties = CaseParties(ref=case.ref, tlp=case.tlp, origin=case.origin_post,
+                          targets=frozenset(decision.deliveries))
     for post_id in decision.deliveries:
         target = posts[post_id]
+        disclosure = disclose(services.audience(target.room), parties, posts)
+        require_disclosure("case-relay", target.room, case.ref, disclosure)
         notice = render_relayed_case(case, target=target, posts=posts)
         # Straight to the outbox, not services.send: the delivery keeps the txn_id.
         message = await outbox.enqueue(
@@ -167,11 +179,11 @@ async def ack(invocation: Invocation) -> Reply:
     post = room_post(invocation, services)
     language = invocation.language
     ref = parse_ack(invocation.args, invocation.lines, context_ref=invocation.context_ref)
-    case = await _visible_case(services, ref, post, invocation.sender)
+    case, _ = await _visible_case(services, ref, invocation)
     if case.origin_post == post.id:
         raise CommandError.of("error.ack_own", ref=case.ref)
     delivery = await cases.delivery_for(services.conn, case.id, post.id)
-    if delivery is None:  # visible as a supervisor of the origin, but not a target
+    if delivery is None:  # visible, but not as a target
         raise CommandError.of("error.case_unknown", ref=case.ref)
     if not case.is_open:
         return render_notice(text("case.ack.finished", language, ref=case.ref,
@@ -198,10 +210,10 @@ async def acknowledge_delivery(services: Services, case: Case, delivery: Deliver
     origin = posts.get(case.origin_post)
     if acknowledged is not None and origin is not None:
         notice = render_ack_notice(case, acknowledged, origin=origin, posts=posts)
-        await services.send(case.origin_room,
-                            case_content(notice, case, about="ack",
-                                         thread_root=case.origin_event_id),
-                            kind="case-ack", case_ref=case.ref)
+        await services.send_case(case.origin_room,
+                                 case_content(notice, case, about="ack",
+                                              thread_root=case.origin_event_id),
+                                 case=case, kind="case-ack")
     return True
 
 
@@ -210,16 +222,16 @@ async def acknowledge_delivery(services: Services, case: Case, delivery: Deliver
 
 async def update(invocation: Invocation) -> Reply:
     services = _services(invocation)
-    post = room_post(invocation, services)
+    post = case_room_post(invocation, services)
     language = invocation.language
     command = parse_update(invocation.args, invocation.lines, context_ref=invocation.context_ref)
-    case = await _visible_case(services, command.ref, post, invocation.sender)
+    case, _ = await _visible_case(services, command.ref, invocation)
     _require_origin(case, post, invocation, services.config, "error.update_not_origin")
     if not case.is_open:
         raise CommandError.of("error.update_finished", ref=case.ref,
                               state=Term(f"case.state.{case.state}"))
     await cases.add_timeline(services.conn, case.id, TimelineKind.UPDATED, ms=_ms(invocation),
-                             post=post.id, actor=invocation.sender,
+                             post=post.id if post else case.origin_post, actor=invocation.sender,
                              detail={"text": command.text})
     posts = posts_by_id(services.config)
     told = await tell_targets(services, case, posts, about="update",
@@ -245,18 +257,20 @@ async def cancel(invocation: Invocation) -> Reply:
 async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "cancelled"],
                   outcome: str) -> Reply:
     services = _services(invocation)
-    post = room_post(invocation, services)
+    post = case_room_post(invocation, services)
     language = invocation.language
-    case = await _visible_case(services, ref, post, invocation.sender)
+    case, _ = await _visible_case(services, ref, invocation)
     refused_id = "error.close_not_origin" if state == "closed" else "error.cancel_not_origin"
     _require_origin(case, post, invocation, services.config, refused_id)
-    if not await cases.finish_case(services.conn, case, state, post=post.id,
+    if not await cases.finish_case(services.conn, case, state,
+                                   post=post.id if post else case.origin_post,
                                    by=invocation.sender, now_ms=_ms(invocation),
                                    outcome=outcome or None):
         return render_notice(text(
             "case.finished.already", language, ref=case.ref,
             state=text(f"case.state.{case.state}", language),
-            time=Moment(case.closed_ms or 0, post.timezone)), language=language)
+            time=Moment(case.closed_ms or 0, reader_timezone(invocation, services))),
+            language=language)
     finished = await cases.case_by_id(services.conn, case.id)
     assert finished is not None
     posts = posts_by_id(services.config)
@@ -264,12 +278,12 @@ async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "ca
                                render=lambda reader: render_finished_notice(
                                    finished, reader=reader, posts=posts))
     origin = posts.get(case.origin_post)
-    if origin is not None and post.id != origin.id:  # a supervisor acted from elsewhere
+    if origin is not None and invocation.room_id != case.origin_room:  # a supervisor elsewhere
         notice = render_finished_notice(finished, reader=origin, posts=posts)
-        await services.send(case.origin_room,
-                            case_content(notice, finished, about=state,
-                                         thread_root=case.origin_event_id),
-                            kind=f"case-{state}", case_ref=case.ref)
+        await services.send_case(case.origin_room,
+                                 case_content(notice, finished, about=state,
+                                              thread_root=case.origin_event_id),
+                                 case=finished, kind=f"case-{state}")
     return render_notice(text(f"case.{state}.done", language, ref=case.ref,
                               posts=", ".join(told)), language=language)
 
@@ -279,14 +293,17 @@ async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "ca
 
 async def status(invocation: Invocation) -> Reply:
     services = _services(invocation)
-    post = room_post(invocation, services)
+    case_room_post(invocation, services)
     ref = parse_status(invocation.args, invocation.lines, context_ref=invocation.context_ref)
-    case = await _visible_case(services, ref, post, invocation.sender)
+    case, disclosure = await _visible_case(services, ref, invocation)
     conn = services.conn
+    await services.record_disclosure(disclosure, case, asked_by=invocation.sender,
+                                     shown="status")
     return render_status(
         case, await cases.deliveries(conn, case.id), await cases.timeline(conn, case.id),
-        posts=posts_by_id(services.config), language=invocation.language, timezone=post.timezone,
-        show_refusals=acts_for_origin(case, post, invocation.sender, services.config),
+        posts=posts_by_id(services.config), language=invocation.language,
+        timezone=reader_timezone(invocation, services),
+        show_refusals=disclosure.detail is Detail.FULL,
     )
 
 
@@ -295,10 +312,24 @@ async def pending(invocation: Invocation) -> Reply:
     post = room_post(invocation, services)
     conn = services.conn
     sent = [(case, await cases.deliveries(conn, case.id))
-            for case in await cases.open_cases_from(conn, post.id)]
-    received = await cases.open_cases_to(conn, post.id)
+            for case in await _shown(services, invocation, await cases.open_cases_from(
+                conn, post.id))]
+    received = [(case, delivery) for case, delivery in await cases.open_cases_to(conn, post.id)
+                if case in await _shown(services, invocation, [case])]
     return render_pending(post, sent, received, posts=posts_by_id(services.config),
                           language=invocation.language)
+
+
+async def _shown(services: Services, invocation: Invocation, listed: list[Case]) -> list[Case]:
+    """The cases of `listed` the room's readers may see, each disclosure recorded."""
+    shown = []
+    for case in listed:
+        disclosure = await services.disclosure(invocation.room_id, case)
+        if disclosure is not None:
+            await services.record_disclosure(disclosure, case, asked_by=invocation.sender,
+                                             shown=invocation.command.name)
+            shown.append(case)
+    return shown
 
 
 # --- shared -----------------------------------------------------------------------------
@@ -319,6 +350,28 @@ def room_post(invocation: Invocation, services: Services) -> Post:
     return post
 
 
+def case_room_post(invocation: Invocation, services: Services) -> Post | None:
+    """The post whose room the command came from, or None in a supervisor's own room
+    (`commands.audience`); any other room cannot work cases."""
+    post = services.config.post_by_room(invocation.room_id)
+    if post is None and _audience(invocation, services).kind not in SUPERVISOR_ROOMS:
+        raise CommandError.of("error.case_room_not_post")
+    return post
+
+
+def _audience(invocation: Invocation, services: Services) -> Audience:
+    return invocation.audience or services.audience(invocation.room_id)
+
+
+def reader_timezone(invocation: Invocation, services: Services) -> str:
+    """The time zone answers in this room are shown in: the room's post, else the first
+    post the sender supervises."""
+    config = services.config
+    post = config.post_by_room(invocation.room_id) or next(
+        (post for post in config.posts if invocation.sender in post.supervisors), None)
+    return post.timezone if post is not None else "UTC"
+
+
 def posts_by_id(config: Config) -> Mapping[str, Post]:
     return {post.id: post for post in config.posts}
 
@@ -332,27 +385,28 @@ def directory_for(services: Services) -> Directory:
     )
 
 
-async def _visible_case(services: Services, ref: str, post: Post, sender: str) -> Case:
-    """The case `ref` if this post (or this origin supervisor) may see it; a case it may
-    not see is answered exactly like one that does not exist."""
+async def _visible_case(services: Services, ref: str,
+                        invocation: Invocation) -> tuple[Case, Disclosure]:
+    """The case `ref` if everyone who reads the command's room may see it, with the proof;
+    a case they may not see is answered exactly like one that does not exist — whoever
+    asked (a supervisor of the origin in another post's room sees nothing there)."""
     case = await cases.case_by_ref(services.conn, ref)
-    if case is not None and (
-        acts_for_origin(case, post, sender, services.config)
-        or await cases.delivery_for(services.conn, case.id, post.id) is not None
-    ):
-        return case
+    if case is not None:
+        disclosure = await services.disclosure(invocation.room_id, case)
+        if disclosure is not None:
+            return case, disclosure
     raise CommandError.of("error.case_unknown", ref=ref)
 
 
-def acts_for_origin(case: Case, post: Post, sender: str, config: Config) -> bool:
+def acts_for_origin(case: Case, post: Post | None, sender: str, config: Config) -> bool:
     """The command comes from the origin post's room, or from one of its supervisors."""
-    if case.origin_post == post.id:
+    if post is not None and case.origin_post == post.id:
         return True
     origin = config.post_by_id(case.origin_post)
     return origin is not None and sender in origin.supervisors
 
 
-def _require_origin(case: Case, post: Post, invocation: Invocation, config: Config,
+def _require_origin(case: Case, post: Post | None, invocation: Invocation, config: Config,
                     msg_id: str) -> None:
     if not acts_for_origin(case, post, invocation.sender, config):
         raise CommandError.of(msg_id, ref=case.ref, origin=post_label(
@@ -374,9 +428,9 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
             continue
         notice = render(target)
         content = case_content(notice, case, about=about, thread_root=delivery.relayed_event_id)
-        await services.send(delivery.room_id, {**content, **(extra or {})},
-                            kind=f"case-{about}", case_ref=case.ref)
-        told.append(delivery.post)
+        if await services.send_case(delivery.room_id, {**content, **(extra or {})}, case=case,
+                                    kind=f"case-{about}"):
+            told.append(delivery.post)
     return told
 
 

@@ -9,7 +9,10 @@ Like the case commands they run inside the command event's transaction (see
 `commands.report`; this module reads and writes `storage.chasing`.
 
 Supervisors are the users listed under any post's `supervisors`; they see their own
-posts (as target or origin). Administrators (`access.admins`) see every post.
+posts (as target or origin). Administrators (`access.admins`) see every post's figures.
+What the answer shows is also limited by who reads the room (`commands.audience`): in a
+post's room only the escalations of cases that post works and only its own figures; all
+of them only in the supervisor's direct room with the bot or their supervisors' room.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import aiosqlite
 
 from bot.config import Config
 from bot.services import Services
+from commands.access import SUPERVISOR_ROOMS
+from commands.audience import post_figures_visible
 from commands.chase_render import render_escalations, render_report, render_snoozed
 from commands.chasing import Phase, phase_live, plan_delivery, snooze_allowed, snoozed
 from commands.durations import format_duration, parse_duration
@@ -30,8 +35,10 @@ from commands.model import Post, Priority
 from commands.parser import parse_ref
 from commands.quiet_hours import QuietHours
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
+from commands.render import Notice, render_notice
 from commands.report import MAX_REPORT_DAYS
 from commands.report_chart import CHART_KIND, chart_request
+from commands.texts import text
 from storage import cases, chasing
 from storage.cases import Case
 
@@ -124,12 +131,17 @@ async def escalations(invocation: Invocation) -> Reply:
     items: list[tuple[Case, Phase, str, list[int]]] = []
     for (_, phase), records in grouped.items():
         case = await cases.case_by_id(conn, records[0].delivery.case_id)
-        if case is not None:
+        disclosure = None if case is None else await services.disclosure(invocation.room_id,
+                                                                         case)
+        if case is not None and disclosure is not None:
+            await services.record_disclosure(disclosure, case, asked_by=invocation.sender,
+                                             shown="escalations")
             items.append((case, phase, records[0].delivery.post,
                           [record.done_ms or 0 for record in records]))
     language, timezone = _reader(invocation, services.config, supervised)
-    return render_escalations(items, posts=_posts(services.config), language=language,
-                              timezone=timezone)
+    notice = render_escalations(items, posts=_posts(services.config), language=language,
+                                timezone=timezone)
+    return _with_audience_hint(notice, invocation, services)
 
 
 # --- !report ----------------------------------------------------------------------------
@@ -138,6 +150,10 @@ async def escalations(invocation: Invocation) -> Reply:
 async def report(invocation: Invocation) -> Reply:
     services = _services(invocation)
     supervised = _supervised_posts(invocation, services.config)
+    audience = services.audience(invocation.room_id)
+    posts = _posts(services.config)
+    supervised = [post for post in supervised if post_figures_visible(
+        audience, post.id, posts, services.config.access.admins)]
     period, length = _period(invocation)
     now_ms = _ms(invocation)
     since_ms = now_ms - int(length.total_seconds() * 1000)
@@ -148,11 +164,24 @@ async def report(invocation: Invocation) -> Reply:
     language, timezone = _reader(invocation, services.config, supervised)
     # The same figures as a picture, right after the table: queued as a request the
     # sender draws just before sending it (`commands.report_chart`, `bot.reports`).
-    request = chart_request(since_ms=since_ms, now_ms=now_ms, posts=ids, language=language,
-                            period=period)
-    services.follow_reply(request.content(), kind=CHART_KIND)
-    return render_report(reports, period=period, since_ms=since_ms, now_ms=now_ms,
-                         posts=_posts(services.config), language=language, timezone=timezone)
+    if ids:
+        request = chart_request(since_ms=since_ms, now_ms=now_ms, posts=ids,
+                                language=language, period=period)
+        services.follow_reply(request.content(), kind=CHART_KIND)
+    notice = render_report(reports, period=period, since_ms=since_ms, now_ms=now_ms,
+                           posts=posts, language=language, timezone=timezone)
+    return _with_audience_hint(notice, invocation, services)
+
+
+def _with_audience_hint(notice: Notice, invocation: Invocation, services: Services) -> Notice:
+    """In a room that is not the supervisor's own, say that the answer is cut to what
+    everyone there may see (said whatever was left out, so it reveals nothing)."""
+    if services.audience(invocation.room_id).kind in SUPERVISOR_ROOMS:
+        return notice
+    hint = render_notice(text("chase.audience.hint", invocation.language),
+                         language=invocation.language)
+    return Notice(text=f"{notice.text}\n{hint.text}", html=f"{notice.html}<br>{hint.html}",
+                  mentions=notice.mentions)
 
 
 def _period(invocation: Invocation) -> tuple[str, timedelta]:

@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from commands.audience import Audience
 from commands.errors import CommandError
 from commands.model import Post
 from commands.parser import strip_invisible
@@ -64,6 +65,8 @@ class Invocation:
     now: datetime
     """When the bot handles it, aware UTC."""
     post: Post | None
+    audience: Audience | None
+    """Who reads the answer (`commands.audience`): what it may say about a case."""
     language: str
     bot_device_id: str
     services: Any
@@ -88,6 +91,9 @@ class CommandSpec:
     handler: Handler = field(compare=False)
     aliases: tuple[str, ...] = ()
     role: Role = Role.OFFICER
+    supervisor_rooms: bool = False
+    """An officer's command that supervisors may also use in their own rooms (their direct
+    room with the bot, a supervisors' room), about the cases their posts work."""
     usage_id: str = ""
     summary_id: str = ""
     help_id: str = ""
@@ -111,10 +117,12 @@ class CommandSpec:
         *,
         role: Role = Role.OFFICER,
         aliases: Sequence[str] | None = None,
+        supervisor_rooms: bool = False,
     ) -> CommandSpec:
         """A spec whose aliases and texts come from the catalogue in `commands.texts`."""
         chosen = COMMAND_ALIASES.get(name, ()) if aliases is None else tuple(aliases)
-        return cls(name=name, handler=handler, aliases=tuple(chosen), role=role)
+        return cls(name=name, handler=handler, aliases=tuple(chosen), role=role,
+                   supervisor_rooms=supervisor_rooms)
 
     @property
     def words(self) -> tuple[str, ...]:

@@ -512,6 +512,10 @@ MESSAGES: Mapping[str, str] = {
     "chase.error.period": "{value} is not a period; write it like 7d or 30d (at most {days}d).",
     "chase.escalations.title": "Open escalations for your posts:",
     "chase.escalations.none": "No open escalations for your posts.",
+    "chase.audience.hint": (
+        "Everyone in this room reads this answer, so it shows only what they all may see; "
+        "for everything about your posts, ask in your direct room with me."
+    ),
     "chase.escalations.item": "{title} from {origin} to {target}: {state}; escalated {when}",
     "chase.escalations.state.ack": "not acknowledged",
     "chase.escalations.state.answer": "not answered",
@@ -580,6 +584,17 @@ MESSAGES: Mapping[str, str] = {
         "I did not act on this: it was sent from a device that is not cross-signed by its "
         "owner, and this Liaison accepts commands only from verified (cross-signed) devices. "
         "Verify this session from one of your other sessions, then send it again."
+    ),
+    "bot.unknown_room": (
+        "I do not serve this room: it is no post's room, no supervisors' room and no direct "
+        "room with a person in my configuration, so I act on nothing said here and will not "
+        "answer again. Ask the operator to configure it, or to make me leave it."
+    ),
+    "bot.unknown_room_admins": (
+        "I am in {room}, which is no post's room, no supervisors' room and no direct room "
+        "with a configured person; {user} sent me a command there. I explained once and "
+        "ignore it from now on. `liaison rooms` lists my rooms; `liaison rooms leave {room}` "
+        "makes me leave it."
     ),
     "bot.incident": (
         "Sorry, something went wrong on my side and I could not do this. "

@@ -50,6 +50,9 @@ class TimelineKind(StrEnum):
     REDACTED = "redacted"
     ATTACHED = "attached"
     """A photo or file was attached (see `commands.attachments`); never its content."""
+    DISCLOSED = "disclosed"
+    """Its content was shown in a room at someone's request (`!status`, `!pending`,
+    `!escalations`): who asked, where, how much (see `commands.audience`)."""
     PURGED = "purged"
     """Its content was removed under the retention policy (see `storage.retention`)."""
 
@@ -433,7 +436,7 @@ async def add_timeline(
 RECORDED_KEYS = frozenset({"target", "reason", "detail", "event_id", "changes", "step",
                            "due_ms", "late", "rooms", "unreachable", "until_ms", "for",
                            "messages", "timeline_details", "sha256", "size", "mimetype",
-                           "msgtype"})
+                           "msgtype", "room_id", "shown", "level"})
 """The timeline detail keys that hold ids, reasons and times, never what officers wrote
 (an update's `text`, a closure's `outcome`): the audit log keeps only these, and so does
 a case's timeline once the case is purged."""

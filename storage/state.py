@@ -64,6 +64,18 @@ async def mark_unencrypted_warned(conn: aiosqlite.Connection, room_id: str, *, n
     return False
 
 
+async def mark_unknown_room_explained(conn: aiosqlite.Connection, room_id: str, *,
+                                     now_ms: int) -> bool:
+    """True only the first time, so a room the bot serves no one in is told why once."""
+    changed = await changes(
+        conn,
+        "UPDATE rooms SET unknown_explained_ms = ?"
+        " WHERE room_id = ? AND unknown_explained_ms IS NULL",
+        (now_ms, room_id),
+    )
+    return changed == 1
+
+
 async def _execute(conn: aiosqlite.Connection, sql: str, parameters: tuple[Any, ...]) -> None:
     cursor = await conn.execute(sql, parameters)
     await cursor.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from bot.clock import Clock
@@ -18,7 +19,7 @@ BOT_USER = "@liaison:liaison.example"
 async def run_command(
     db: Database, config: Config, clock: Clock, registry: CommandRegistry, *,
     room_id: str, sender: str, body: str, event_id: str, at: datetime,
-    joined: frozenset[str],
+    joined: frozenset[str], members: Mapping[str, frozenset[str]] | None = None,
 ) -> Notice:
     """One command in its own transaction; a CommandError is answered as the router does."""
     parsed = split_command(body)
@@ -26,13 +27,15 @@ async def run_command(
     word, args, lines = parsed
     async with db.transaction() as conn:
         services = Services(config=config, clock=clock, conn=conn, bot_user_id=BOT_USER,
-                            joined_rooms=joined, encrypted_rooms=joined)
+                            joined_rooms=joined, encrypted_rooms=joined,
+                            members_of=lambda room: (members or {}).get(room))
         try:
             spec = registry.resolve(word)
             invocation = Invocation(
                 command=spec, args=args, lines=lines, room_id=room_id, sender=sender,
                 event_id=event_id, sent_at=at, now=at, post=config.post_by_room(room_id),
-                language="en", bot_device_id="DEVICE", services=services)
+                audience=services.audience(room_id), language="en", bot_device_id="DEVICE",
+                services=services)
             return await spec.handler(invocation)
         except CommandError as error:
             return render_command_error(error)

@@ -38,6 +38,11 @@ TJ_ROOM = "!tj-panj:liaison.example"
 TJ_SUP_ROOM = "!tj-supervisors:liaison.example"
 OTHER_ROOM = "!somewhere:liaison.example"
 
+
+def dm(user_id: str) -> str:
+    """The direct room of `user_id` with the bot (as `FakeDestinations` opens them)."""
+    return f"!dm-{user_id[1:].split(':')[0]}:liaison.example"
+
 KZ = "@aigerim:liaison.example"
 KZ_BOSS = "@kz-boss:liaison.example"
 UZ = "@bekzod:liaison.example"
@@ -98,6 +103,13 @@ class FakeDestinations:
     def joined_rooms(self) -> frozenset[str]:
         return self.joined
 
+    def members(self, room_id: str) -> frozenset[str] | None:
+        """A direct room holds the bot and the supervisor it was opened for."""
+        for user_id, opened in self.opened.items():
+            if opened == room_id:
+                return frozenset({user_id, "@liaison:liaison.example"})
+        return None
+
     async def direct_room(self, user_id: str) -> str | None:
         if user_id in self.ready:
             return self.opened[user_id]
@@ -128,7 +140,10 @@ class Bot:
         self.events += 1
         return await run_command(
             self.db, self.config, self.clock, self.registry, room_id=room_id, sender=sender,
-            body=body, event_id=f"$event{self.events}", at=self.clock.at, joined=JOINED)
+            body=body, event_id=f"$event{self.events}", at=self.clock.at,
+            joined=JOINED | {dm(user) for user in (UZ_BOSS, TJ_BOSS, KZ_BOSS, ADMIN)},
+            members={dm(user): frozenset({user, "@liaison:liaison.example"})
+                     for user in (UZ_BOSS, TJ_BOSS, KZ_BOSS, ADMIN)})
 
     async def tick(self) -> int | None:
         assert self.chaser is not None
@@ -414,17 +429,17 @@ async def test_escalations_lists_open_escalations_for_the_supervisors_posts(bot:
     await bot.say(KZ_ROOM, KZ, FLASH)
     await bot.at(15)
     await bot.at(15.1)
-    listed = await bot.say(OTHER_ROOM, UZ_BOSS, "!escalations")
+    listed = await bot.say(dm(UZ_BOSS), UZ_BOSS, "!escalations")
     assert listed.text.splitlines() == [
         "Open escalations for your posts:",
         "• TLP:GREEN KZ-0001 Flash alert from Zhibek (KZ-ZHIBEK) to Termez (UZ-TERMEZ): not "
         "acknowledged; escalated 2026-05-01 15:15 +05:00"]
-    assert (await bot.say(OTHER_ROOM, TJ_BOSS, "!escalations")).text == (
+    assert (await bot.say(dm(TJ_BOSS), TJ_BOSS, "!escalations")).text == (
         "No open escalations for your posts.")
     refused = await bot.say(UZ_ROOM, UZ, "!escalations")
     assert refused.text == "!escalations is only for supervisors."
     await bot.say(UZ_ROOM, UZ, "!ack KZ-0001")
-    assert (await bot.say(OTHER_ROOM, UZ_BOSS, "!escalations")).text == (
+    assert (await bot.say(dm(UZ_BOSS), UZ_BOSS, "!escalations")).text == (
         "No open escalations for your posts.")
 
 
@@ -443,7 +458,7 @@ async def test_report_counts_cases_and_response_times_per_post(bot: Bot) -> None
     await bot.say(UZ_ROOM, UZ, "!ack KZ-0002")
     await bot.at(20)
     await bot.at(20.1)
-    report = await bot.say(OTHER_ROOM, UZ_BOSS, "!report")
+    report = await bot.say(dm(UZ_BOSS), UZ_BOSS, "!report")
     assert report.text.splitlines() == [
         "Report for the last 7d (2026-04-24 15:20 +05:00 to 2026-05-01 15:20 +05:00):",
         "Termez (UZ-TERMEZ)",
@@ -452,12 +467,12 @@ async def test_report_counts_cases_and_response_times_per_post(bot: Bot) -> None
         "• Answered 0 of 1 requests: median none, 90% within none.",
         "• Overdue now 1; escalations 1.",
     ]
-    kz = await bot.say(OTHER_ROOM, KZ_BOSS, "!report 30d")
+    kz = await bot.say(dm(KZ_BOSS), KZ_BOSS, "!report 30d")
     assert "Zhibek (KZ-ZHIBEK)" in kz.text and "• Cases sent 4, received 0." in kz.text
-    everything = await bot.say(OTHER_ROOM, ADMIN, "!report 1d")
+    everything = await bot.say(dm(ADMIN), ADMIN, "!report 1d")
     assert everything.text.count("• Cases sent") == 4
     assert (await bot.say(UZ_ROOM, UZ, "!report")).text == "!report is only for supervisors."
-    bad = await bot.say(OTHER_ROOM, UZ_BOSS, "!report forever")
+    bad = await bot.say(dm(UZ_BOSS), UZ_BOSS, "!report forever")
     assert bad.text.startswith("forever is not a period; write it like 7d or 30d")
 
 

@@ -331,7 +331,8 @@ class Bot:
                 return await spec.handler(Invocation(
                     command=spec, args=args, lines=lines, room_id=room_id, sender=sender,
                     event_id=f"$event{self.events}", sent_at=self.clock.at, now=self.clock.at,
-                    post=self.languages.post_for_room(room_id), language=language,
+                    post=self.languages.post_for_room(room_id),
+                    audience=services.audience(room_id), language=language,
                     bot_device_id="DEVICE", services=services))
             except CommandError as error:
                 return render_command_error(error, language)

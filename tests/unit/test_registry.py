@@ -40,7 +40,7 @@ def invocation(registry: CommandRegistry, word: str, args: str = "", *,
     return Invocation(
         command=registry.resolve(word), args=args, lines=(), room_id="!room:example.org",
         sender="@officer:example.org", event_id="$event", sent_at=sent_at, now=now,
-        post=None, language="en", bot_device_id="ABCDEFG", services=None,
+        post=None, audience=None, language="en", bot_device_id="ABCDEFG", services=None,
     )
 
 
