@@ -181,6 +181,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_rooms(args: argparse.Namespace) -> int:
+    """List the bot's rooms and what each stands for, or leave one."""
+    from bot.rooms import RoomsError, describe, joined_rooms, leave_room
+
+    config = _offline_config(args.config)
+    try:
+        if args.rooms_command == "leave":
+            asyncio.run(leave_room(config, args.room))
+            print(f"left {args.room}")
+            return EXIT_OK
+        for room in asyncio.run(joined_rooms(config)):
+            print(f"{room.room_id}\t{describe(room.audience)}\t{room.members} members")
+    except RoomsError as exc:
+        print(f"liaison: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 def report_period(value: str) -> tuple[str, timedelta]:
     """`--period`: a duration like `!report`'s (`7d`, `30d`, `12h`), at most a year."""
     from commands.durations import format_duration, parse_duration
@@ -368,6 +386,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="text (default): an aligned table; json: every figure, times "
                             "in milliseconds")
     stats.set_defaults(func=cmd_stats)
+
+    rooms = command(
+        "rooms", "the rooms the bot is in and what each stands for; leave one",
+        "Without a subcommand: one line per room: its id, what it stands for (a post, a\n"
+        "supervisors' room, a direct room with a configured person, the admins' room, or\n"
+        "unknown: the bot answers there once and then stays silent) and its members.\n"
+        "Uses the bot's access token from the data directory; safe while the bot runs.")
+    with_config(rooms)
+    rooms.set_defaults(func=cmd_rooms, rooms_command="list")
+    rooms_sub = rooms.add_subparsers(dest="rooms_command", metavar="COMMAND")
+    leave = command("leave", "make the bot leave ROOM", parent=rooms_sub)
+    leave.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS,
+                       help="configuration file (default: ./config.yaml)")
+    leave.add_argument("room", metavar="ROOM", help="room id, e.g. '!abc:example.org'")
+    leave.set_defaults(func=cmd_rooms)
 
     version = command(
         "version", "versions of Liaison, Python, matrix-nio, vodozemac and the schema",

@@ -474,6 +474,8 @@ async def record_case_event(
     if kind == TimelineKind.CREATED:
         recorded.update(kind=row[1], priority=row[2], tlp=row[3], category=row[4])
     room_id = row[7] if row[7] is not None else (row[6] if post == row[5] else None)
+    if kind == TimelineKind.DISCLOSED:  # the room it was shown in
+        room_id = recorded.get("room_id")
     await audit.append(conn, ts_ms=ms, actor=actor or audit.LIAISON, action=str(kind),
                        case_ref=row[0], room_id=room_id, detail=recorded)
 

@@ -115,3 +115,17 @@ async def assert_audit_chain_intact(bot: BotProcess) -> None:
     async with read_only(database) as conn:
         check = await audit.verify(conn)
     assert check.ok, f"audit log of {bot.user_id}: {describe(check)}"
+
+
+def known_to_the_bot(*officers: Officer) -> dict[str, Any]:
+    """Bot configuration naming `officers` as people the bot serves (admins), so a room
+    with one of them and the bot is that person's direct room: the bot answers there.
+    (A room the configuration does not account for gets one explanation, then silence.)"""
+    return {"access": {"admins": [officer.user_id for officer in officers]}}
+
+
+def post_rooms(*rooms: str, **extra: Any) -> dict[str, Any]:
+    """Bot configuration serving each room as a post (`XX-POST1`, `XX-POST2`, …)."""
+    return {"posts": [{"id": f"XX-POST{number}", "names": {"en": f"Post {number}"},
+                       "country": "XX", "agency": "border", "room": room_id, **extra}
+                      for number, room_id in enumerate(rooms, start=1)]}

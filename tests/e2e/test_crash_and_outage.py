@@ -17,7 +17,7 @@ from commands.case_render import CASE_KEY
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
 from devkit.synapse import LocalSynapse
-from tests.e2e.conftest import BotFactory, OfficerFactory
+from tests.e2e.conftest import BotFactory, OfficerFactory, known_to_the_bot
 from tests.e2e.test_case_flow import db_rows
 from tests.e2e.test_cases import post, replies_to
 from tests.e2e.test_hostile_input import bot_rows, posts_for
@@ -160,9 +160,10 @@ async def test_an_officers_new_device_is_obeyed_under_tofu_and_refused_under_cro
     synapse: LocalSynapse, officer_factory: OfficerFactory, bot_factory: BotFactory,
     tmp_path: Path
 ) -> None:
-    tofu = await bot_factory()
-    strict = await bot_factory(config={"trust": {"policy": "cross-signed"}})
     kz = await officer_factory("kz")
+    tofu = await bot_factory(config=known_to_the_bot(kz))
+    strict = await bot_factory(config={"trust": {"policy": "cross-signed"},
+                                       **known_to_the_bot(kz)})
     localpart = kz.user_id[1:].split(":")[0]
     await ensure_cross_signed(kz.client, tmp_path / "kz-keys.json", f"devkit-{localpart}")
     rooms = {}

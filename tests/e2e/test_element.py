@@ -23,7 +23,7 @@ from devkit.botprocess import BotProcess
 from devkit.element import ElementMessage, ElementOfficer, Isolation, node_available
 from devkit.officer import Officer
 from devkit.synapse import LocalSynapse
-from tests.e2e.conftest import BotFactory, OfficerFactory, unique
+from tests.e2e.conftest import BotFactory, OfficerFactory, post_rooms, unique
 from tests.e2e.test_case_flow import in_thread
 from tests.e2e.test_cases import about_case, post, replies_to
 from tests.e2e.test_chasing import flash_policy
@@ -288,9 +288,10 @@ async def test_element_opens_its_session_with_the_bots_fallback_key_after_the_on
     before it opens an Olm session with it."""
     reason = node_available()
     assert reason is None, reason
-    bot = await bot_factory()
     kz = await officer_factory("kz")
-    room_id = await kz.create_room("post", invite=[bot.user_id])
+    room_id = await kz.create_room("post")  # a post's room: the newcomer joins it too
+    bot = await bot_factory(config=post_rooms(room_id))
+    await kz.invite(room_id, bot.user_id)
     await kz.wait_until_joined(room_id, bot.user_id)
     await wait_for_log(bot, lambda r: r.get("msg") == FALLBACK_PUBLISHED_MSG)
     newcomer = await ElementOfficer.create(synapse, unique("kz-element"), tmp_path / "element",

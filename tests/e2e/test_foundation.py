@@ -16,7 +16,7 @@ from bot.rawapi import request_json
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
 from devkit.synapse import LocalSynapse
-from tests.e2e.conftest import BotFactory, OfficerFactory, unique
+from tests.e2e.conftest import BotFactory, OfficerFactory, known_to_the_bot, unique
 
 
 def replies_to(message: SeenMessage, event_id: str) -> bool:
@@ -60,8 +60,8 @@ def verify(obj: dict[str, Any], user_id: str, public_key: str, *,
 async def test_ping_in_an_encrypted_room_gets_an_encrypted_answer(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory()
     kz = await officer_factory("kz")
+    bot = await bot_factory(config=known_to_the_bot(kz))
     room_id = await open_room(kz, bot)
 
     answer = await ask(kz, bot, room_id, "!ping")
@@ -78,8 +78,8 @@ async def test_ping_in_an_encrypted_room_gets_an_encrypted_answer(
 async def test_restart_keeps_the_device_and_never_answers_an_event_twice(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory()
     kz = await officer_factory("kz")
+    bot = await bot_factory(config=known_to_the_bot(kz))
     room_id = await open_room(kz, bot)
     first = await kz.send_text(room_id, "!ping")
     await kz.wait_for(lambda m: m.sender == bot.user_id and replies_to(m, first), room_id=room_id)
@@ -161,8 +161,8 @@ async def test_invite_from_a_user_who_is_not_allowed_is_declined(
 async def test_a_command_in_an_unencrypted_room_is_not_executed(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory()
     kz = await officer_factory("kz")
+    bot = await bot_factory(config=known_to_the_bot(kz))
     plain = await open_room(kz, bot, encrypted=False)
     secure = await open_room(kz, bot)
 
@@ -182,7 +182,8 @@ async def test_a_command_in_an_unencrypted_room_is_not_executed(
 async def test_start_is_refused_when_the_crypto_store_or_identity_keys_are_lost(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory()
+    kz = await officer_factory("kz")
+    bot = await bot_factory(config=known_to_the_bot(kz))
     device = bot.device_id
     await bot.stop()
 
@@ -203,7 +204,6 @@ async def test_start_is_refused_when_the_crypto_store_or_identity_keys_are_lost(
 
     await bot.start()
     assert bot.device_id == device
-    kz = await officer_factory("kz")
     room_id = await open_room(kz, bot)
     await ask(kz, bot, room_id, "!ping")
 
@@ -212,8 +212,8 @@ async def test_a_command_without_the_deprecated_megolm_fields_is_still_answered(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
     """Newer clients may omit sender_key and device_id from encrypted events (Matrix 1.3)."""
-    bot = await bot_factory()
     kz = await officer_factory("kz")
+    bot = await bot_factory(config=known_to_the_bot(kz))
     room_id = await open_room(kz, bot)
     await ask(kz, bot, room_id, "!ping")  # the bot now holds this session's room key
 
@@ -235,8 +235,8 @@ async def test_a_command_without_the_deprecated_megolm_fields_is_still_answered(
 async def test_messages_from_before_the_bot_joined_are_not_answered(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory()
     kz = await officer_factory("kz")
+    bot = await bot_factory(config=known_to_the_bot(kz))
     room_id = await kz.create_room("post")  # shared history: the bot could read this later
     early = await kz.send_text(room_id, "!ping")
     await kz.invite(room_id, bot.user_id)
@@ -299,8 +299,8 @@ async def test_a_deleted_device_is_replaced_by_a_new_one_signed_by_the_same_iden
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
     """docs/deployment.md, "Starting a new device without a backup"."""
-    bot = await bot_factory()  # bot.password is set: the new device logs in with it
     kz = await officer_factory("kz")
+    bot = await bot_factory(config=known_to_the_bot(kz))  # with bot.password: a new device
     query = {"device_keys": {bot.user_id: []}}
     before = await request_json(kz.client, "POST", "/_matrix/client/v3/keys/query", query)
     old_device = bot.device_id

@@ -20,7 +20,7 @@ from bot.rawapi import request_json
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
 from devkit.synapse import LocalSynapse
-from tests.e2e.conftest import BotFactory, OfficerFactory
+from tests.e2e.conftest import BotFactory, OfficerFactory, known_to_the_bot, post_rooms
 from tests.e2e.test_foundation import verify
 
 GRACE_S = 3.0  # decryption.grace_period in the test configuration
@@ -142,8 +142,8 @@ def outbox_rows(bot: BotProcess, kind: str) -> list[dict[str, Any]]:
 async def test_message_sent_before_the_bot_had_its_key_is_answered_when_the_key_arrives(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory()
     kz = await officer_factory("kz")
+    bot = await bot_factory(config=known_to_the_bot(kz))
     room_id = await open_room(kz, bot)
 
     sent_at = time.monotonic()
@@ -171,8 +171,8 @@ async def test_message_sent_before_the_bot_had_its_key_is_answered_when_the_key_
 async def test_message_whose_key_never_arrives_gets_one_notice_after_the_grace_period(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory()
     kz = await officer_factory("kz")
+    bot = await bot_factory(config=known_to_the_bot(kz))
     room_id = await open_room(kz, bot)
 
     sent_at = time.monotonic()
@@ -203,8 +203,9 @@ async def test_queued_notice_survives_a_bot_crash_and_homeserver_outage_and_is_d
 ) -> None:
     # A longer grace than usual so stopping Synapse surely comes before it ends.
     grace_s = 8.0
-    bot = await bot_factory(config={"decryption": {"grace_period": f"{grace_s:g}s"}})
     kz = await officer_factory("kz")
+    bot = await bot_factory(config={"decryption": {"grace_period": f"{grace_s:g}s"},
+                                    **known_to_the_bot(kz)})
     room_id = await open_room(kz, bot)
 
     async with left_running(synapse):
@@ -243,8 +244,8 @@ async def test_queued_notice_survives_a_bot_crash_and_homeserver_outage_and_is_d
 async def test_bot_rides_out_a_homeserver_restart(
     synapse: LocalSynapse, officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory()
     kz = await officer_factory("kz")
+    bot = await bot_factory(config=known_to_the_bot(kz))
     room_id = await open_room(kz, bot)
     await ask(kz, bot, room_id)
 
@@ -276,9 +277,11 @@ async def test_a_new_device_reaches_the_bot_after_its_one_time_keys_ran_out_whil
     """While the bot is down nothing replenishes its one-time keys; once they are gone a
     new device can only open an Olm session with the bot's fallback key, whose private
     half must have survived the restart."""
-    bot = await bot_factory()
     kz = await officer_factory("kz")
-    room_id = await open_room(kz, bot)
+    room_id = await kz.create_room("post")  # a post's room: the newcomer joins it too
+    bot = await bot_factory(config=post_rooms(room_id))
+    await kz.invite(room_id, bot.user_id)
+    await kz.wait_until_joined(room_id, bot.user_id)
     await ask(kz, bot, room_id)
     await wait_for_log(bot, lambda r: r.get("msg") == FALLBACK_PUBLISHED_MSG)
     newcomer = await officer_factory("kz-newcomer")

@@ -7,21 +7,22 @@ from pathlib import Path
 from bot.crosssigning import ensure_cross_signed
 from devkit.officer import Officer
 from devkit.synapse import LocalSynapse
-from tests.e2e.conftest import BotFactory, OfficerFactory
+from tests.e2e.conftest import BotFactory, OfficerFactory, known_to_the_bot, post_rooms
 from tests.e2e.test_foundation import replies_to
 
 
 async def test_cross_signed_policy_serves_cross_signed_devices_and_refuses_others(
     officer_factory: OfficerFactory, bot_factory: BotFactory, tmp_path: Path
 ) -> None:
-    bot = await bot_factory(config={"trust": {"policy": "cross-signed"}})
     verified = await officer_factory("verified")
     unverified = await officer_factory("unverified")
     localpart = verified.user_id[1:].split(":")[0]
     await ensure_cross_signed(verified.client, tmp_path / "officer-keys.json",
                               f"devkit-{localpart}")
-
-    room_id = await verified.create_room("post", invite=[bot.user_id, unverified.user_id])
+    room_id = await verified.create_room("post", invite=[unverified.user_id])
+    bot = await bot_factory(config={"trust": {"policy": "cross-signed"},
+                                    **post_rooms(room_id)})
+    await verified.invite(room_id, bot.user_id)
     await unverified.join(room_id)
     await verified.wait_until_joined(room_id, bot.user_id)
     await verified.wait_until_joined(room_id, unverified.user_id)
@@ -49,8 +50,8 @@ async def test_tofu_tells_the_room_when_a_member_adds_a_device(
     synapse: LocalSynapse, officer_factory: OfficerFactory, bot_factory: BotFactory,
     tmp_path: Path
 ) -> None:
-    bot = await bot_factory()
     kz = await officer_factory("kz")
+    bot = await bot_factory(config=known_to_the_bot(kz))
     room_id = await kz.create_room("post", invite=[bot.user_id])
     await kz.wait_until_joined(room_id, bot.user_id)
     await kz.send_text(room_id, "!ping")

@@ -649,3 +649,13 @@ def test_secret_error_reads_cleanly_on_its_own(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ConfigError) as caught:
         SecretRef(env="TEST_LIAISON_TOKEN").resolve()
     assert str(caught.value) == "environment variable TEST_LIAISON_TOKEN is not set"
+
+
+def test_the_admins_room_must_be_a_room_id() -> None:
+    text = VALID.replace("trust:\n", "access:\n  admins_room: ops-room\ntrust:\n")
+    assert only_problem(text) == ConfigProblem(
+        "access.admins_room", line_of(text, "admins_room:"),
+        "admins_room must be a Matrix room id such as !abc123:example.org")
+    fine = parse_config(VALID.replace("trust:\n", 'access:\n  admins_room: "!ops:x.example"\n'
+                                                   "trust:\n"))
+    assert fine.access.admins_room == "!ops:x.example"
