@@ -120,6 +120,8 @@ async def test_a_room_of_nobody_gets_one_explanation_then_silence(
         "posts": [post("KZ-ZHIBEK", kz_room)],
         "access": {"allowed_inviters": {"users": [], "servers": [kz.user_id.split(":", 1)[1]]},
                    "admins": [admin.user_id], "admins_room": admins_room}})
+    await kz.invite(kz_room, bot.user_id)
+    await kz.wait_until_joined(kz_room, bot.user_id)
     await admin.invite(admins_room, bot.user_id)
     await admin.wait_until_joined(admins_room, bot.user_id)
     nowhere = await stranger.create_room("somewhere")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from tests.e2e.conftest import BotFactory, OfficerFactory
+from tests.e2e.conftest import BotFactory, OfficerFactory, known_to_the_bot
 from tests.e2e.test_foundation import open_room, replies_to
 
 
 async def test_commands_beyond_the_sync_timeline_limit_are_all_answered_once(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory(config={
-        "limits": {"commands_per_user": None, "commands_per_room": None}})
     kz = await officer_factory("kz")
+    bot = await bot_factory(config={
+        "limits": {"commands_per_user": None, "commands_per_room": None},
+        **known_to_the_bot(kz)})
     room_id = await open_room(kz, bot)
     await bot.stop()
 

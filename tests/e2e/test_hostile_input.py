@@ -22,7 +22,7 @@ from bot.rawapi import request_json
 from commands.case_render import CASE_KEY
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, OfficerError, SeenMessage
-from tests.e2e.conftest import BotFactory, OfficerFactory
+from tests.e2e.conftest import BotFactory, OfficerFactory, post_rooms
 from tests.e2e.test_case_flow import db_rows, edit, relayed, told
 from tests.e2e.test_cases import Posts, post, posts_for, replies_to
 
@@ -327,10 +327,12 @@ async def test_strangers_foreign_rooms_plaintext_rooms_and_other_posts_are_refus
     await kz.wait_until_joined(lounge, bot.user_id)
     await stranger_invite_declined(stranger, strange_room, bot)
 
-    # A room that is no post's room cannot send or see cases.
-    for command in ("!alert urgent to:UZ-TERMEZ\nLook out", "!status KZ-0001"):
-        refused = await posts.ask(kz, lounge, command)
-        assert "This room is not a post's room" in (refused.body or ""), refused.body
+    # A room that is no post's room cannot send or see cases: it is told why once, and
+    # then gets silence (checked at the end, once later commands have been answered).
+    refused_in_lounge = await posts.ask(kz, lounge, "!alert urgent to:UZ-TERMEZ\nLook out")
+    assert (refused_in_lounge.body or "").startswith("I do not serve this room"), \
+        refused_in_lounge.body
+    await kz.send_text(lounge, "!status KZ-0001")
 
     # A post whose room is not encrypted gets nothing; the refusal is on the case's record.
     sent = await posts.ask(kz, posts.kz_room, "!alert urgent to:UZ-TERMEZ,TM-PLAIN\nLook out")
@@ -352,6 +354,8 @@ async def test_strangers_foreign_rooms_plaintext_rooms_and_other_posts_are_refus
 
     said = [m for m in tm.messages(plain, sender=bot.user_id) if m.type == "m.room.message"]
     assert len(said) == 1 and "not end-to-end encrypted" in (said[0].body or ""), said
+    in_lounge = [m.event_id for m in kz.messages(lounge, sender=bot.user_id) if m.body]
+    assert in_lounge == [refused_in_lounge.event_id], in_lounge
     assert db_rows(posts, "SELECT ref, state FROM cases") == [("KZ-0001", "open")]
     assert db_rows(posts, "SELECT post, state FROM deliveries") == [("UZ-TERMEZ", "routed")]
     assert db_rows(posts, "SELECT kind, post, json_extract(detail, '$.reason') FROM timeline "
@@ -377,10 +381,12 @@ async def test_a_flood_of_commands_gets_one_refusal_and_commands_work_after_the_
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
     window_s = 6.0
-    bot = await bot_factory(config={"limits": {"commands_per_user": f"10/{window_s:g}s",
-                                               "commands_per_room": "100/1m"}})
     kz, uz = await officer_factory("kz"), await officer_factory("uz")
-    room_id = await kz.create_room("post", invite=[bot.user_id, uz.user_id])
+    room_id = await kz.create_room("post", invite=[uz.user_id])
+    bot = await bot_factory(config={"limits": {"commands_per_user": f"10/{window_s:g}s",
+                                               "commands_per_room": "100/1m"},
+                                    **post_rooms(room_id)})
+    await kz.invite(room_id, bot.user_id)
     await uz.join(room_id)
     await kz.wait_until_joined(room_id, bot.user_id)
     await kz.wait_until_joined(room_id, uz.user_id)
