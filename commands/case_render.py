@@ -86,9 +86,11 @@ def case_metadata(case: Case) -> dict[str, str]:
 # --- the relayed case -------------------------------------------------------------------
 
 
-def render_relayed_case(case: Case, *, target: Post, posts: Mapping[str, Post]) -> Notice:
+def render_relayed_case(case: Case, *, target: Post, posts: Mapping[str, Post],
+                        related_visible: bool = True) -> Notice:
     """The case as the target post reads it: TLP first, then who sent it, the details,
-    the fields and text as typed, and how to acknowledge."""
+    the fields and text as typed, and how to acknowledge. The related case (`ref:`) is
+    named only to a post that may see it (`related_visible`)."""
     language, timezone = target.language, target.timezone
     lines: list[Line] = [
         [tlp_label(case.tlp), " ", Strong(case_title(case, language)), " ", Code(case.ref)],
@@ -101,7 +103,7 @@ def render_relayed_case(case: Case, *, target: Post, posts: Mapping[str, Post]) 
         details.append(text("case.category", language, category=case.category))
     if case.grading is not None:
         details.append(text("case.grading", language, grading=case.grading))
-    if case.related_ref is not None:
+    if case.related_ref is not None and related_visible:
         details.append(text("case.related", language, ref=case.related_ref))
     if details:
         lines.append(" · ".join(details))

@@ -136,11 +136,15 @@ async def _store_and_relay(invocation: Invocation, services: Services, origin: P
     ))
     parties = CaseParties(ref=case.ref, tlp=case.tlp, origin=case.origin_post,
                           targets=frozenset(decision.deliveries))
+    related = None if draft.ref is None else await cases.case_by_ref(conn, draft.ref)
     for post_id in decision.deliveries:
         target = posts[post_id]
         disclosure = disclose(services.audience(target.room), parties, posts)
         require_disclosure("case-relay", target.room, case.ref, disclosure)
-        notice = render_relayed_case(case, target=target, posts=posts)
+        related_visible = related is not None and await services.disclosure(
+            target.room, related) is not None
+        notice = render_relayed_case(case, target=target, posts=posts,
+                                     related_visible=related_visible)
         # Straight to the outbox, not services.send: the delivery keeps the txn_id.
         message = await outbox.enqueue(
             conn, room_id=target.room, event_type="m.room.message",

@@ -301,6 +301,15 @@ async def test_a_related_reference_must_be_a_case_the_post_can_see(bot: Bot) -> 
     assert "Follows up UZ-0001" in relayed.content["body"]
 
 
+async def test_a_related_case_is_named_only_to_targets_that_may_see_it(bot: Bot) -> None:
+    await bot.say(KZ_ROOM, KZ, "!alert urgent to:UZ-TERMEZ tlp:amber\nFirst")
+    await bot.say(KZ_ROOM, KZ, "!alert urgent to:UZ-TERMEZ,TJ-PANJ ref:KZ-0001\nFollow-up")
+    to_uz = [m for m in await bot.queued(UZ_ROOM) if m.case_ref == "KZ-0002"]
+    to_tj = [m for m in await bot.queued(TJ_ROOM) if m.case_ref == "KZ-0002"]
+    assert "Follows up KZ-0001" in to_uz[0].content["body"]
+    assert "KZ-0001" not in to_tj[0].content["body"]
+
+
 async def test_request_carries_its_deadline_in_the_target_time_zone(bot: Bot) -> None:
     answer = await bot.say(KZ_ROOM, KZ, "!request urgent to:UZ-TERMEZ due:4h\nWho owns it?")
     assert answer.text.startswith("KZ-0001: Urgent request sent to:")

@@ -397,7 +397,7 @@ def test_help_lists_every_command_and_the_exit_codes(
     out = capsys.readouterr().out
     listed = re.findall(r"^    ([a-z-]+)", out, flags=re.MULTILINE)
     assert listed == ["run", "check-config", "reset-identity", "backup", "audit", "export",
-                      "stats", "version", "demo"]
+                      "stats", "rooms", "version", "demo"]
     for code, meaning in ((0, "success"), (1, "runtime failure"),
                           (2, "usage or configuration error"), (3, "refused"),
                           (4, "the audit log does not verify")):
