@@ -1,7 +1,7 @@
 """The `liaison` command line: run the bot, check a config, reset identity, back up,
 verify the audit log, export cases and the audit log, list or leave the bot's rooms, show
-response-time figures and versions, run the demo. Every command explains itself with `--help`; docs/cli.md has
-them all.
+response-time figures and versions, run the demo. Every command explains itself with
+`--help`; docs/cli.md has them all.
 
 Exit codes:
   0  success
