@@ -25,7 +25,7 @@ import aiosqlite
 
 from storage import audit, export
 from storage.audit import AuditAction, ChainCheck
-from storage.db import Database, read_only, require_current_schema
+from storage.db import Database, has_table, read_only, require_current_schema
 
 
 class NoAuditLog(RuntimeError):
@@ -44,12 +44,9 @@ def parse_since(value: str) -> datetime:
 
 
 async def _require_audit_log(conn: aiosqlite.Connection) -> None:
-    async with conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
-    ) as cursor:
-        if await cursor.fetchone() is None:
-            raise NoAuditLog("this database has no audit log yet: start this version of "
-                             "Liaison once to upgrade it")
+    if not await has_table(conn, "audit_log"):
+        raise NoAuditLog("this database has no audit log yet: start this version of "
+                         "Liaison once to upgrade it")
 
 
 # --- liaison audit verify ---------------------------------------------------------------

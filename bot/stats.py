@@ -17,7 +17,13 @@ from commands.chase_policy import ChasePolicies
 from commands.chase_render import elapsed
 from commands.report import PostReport
 from storage.chasing import post_reports
-from storage.db import latest_version, load_migrations, read_only, refuse_newer_schema
+from storage.db import (
+    latest_version,
+    load_migrations,
+    read_only,
+    refuse_newer_schema,
+    schema_version_of,
+)
 from storage.export import iso
 
 NONE = "-"
@@ -46,9 +52,7 @@ async def read_stats(database: Path, posts: Sequence[str], *, policies: ChasePol
     migrations = load_migrations()
     latest = latest_version(migrations)
     async with read_only(database) as conn:
-        async with conn.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        found = int(row[0]) if row is not None else 0
+        found = await schema_version_of(conn)
         refuse_newer_schema(found, migrations)
         if found < latest:
             raise SchemaTooOld(

@@ -375,9 +375,23 @@ async def require_current_schema(path: Path) -> None:
 async def stored_schema_version(path: Path) -> int:
     """The schema version of the existing database at `path`, read without changing it."""
     async with read_only(path) as connection:
-        async with connection.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
+        return await schema_version_of(connection)
+
+
+async def schema_version_of(connection: aiosqlite.Connection) -> int:
+    """The schema version of the database open on `connection`."""
+    async with connection.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
     return int(row[0]) if row is not None else 0
+
+
+async def has_table(connection: aiosqlite.Connection, name: str) -> bool:
+    """Whether the database open on `connection` has the table `name` (an older schema
+    may not)."""
+    async with connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ) as cursor:
+        return await cursor.fetchone() is not None
 
 
 def _create_private_file(path: Path) -> None:
