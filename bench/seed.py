@@ -16,8 +16,8 @@ from commands.cases import case_content
 from commands.chasing import ChaseSubject, plan_delivery
 from commands.model import Post, Priority, Tlp
 from commands.parser import CaseKind
+from commands.records import NewCase
 from storage import cases, chasing, outbox
-from storage.cases import NewCase
 from storage.db import Database
 
 DATABASE_FILE = "liaison.db"

@@ -54,9 +54,9 @@ from commands.chasing import (
     taken_reason,
 )
 from commands.model import Post
+from commands.records import Case
 from commands.render import Notice, notice_content
 from storage import cases, chasing, outbox
-from storage.cases import Case
 from storage.chasing import SentMessage, StepRecord
 from storage.db import Database
 

@@ -44,6 +44,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from bot.flood import Rate
+from commands.attachments import AttachmentsConfig
 from commands.chase_policy import ChasingConfig, escalation_target_problems
 from commands.durations import Duration
 from commands.model import MXID_RE, ROOM_ID_RE, Agency, CategoryRule, Group, Post
@@ -374,36 +375,6 @@ class LimitsConfig(_Section):
     # Replies, attachments and edits of alerts on cases, carried into other posts' rooms.
     case_messages_per_user: RateLimit = Rate(20, timedelta(minutes=1))
     case_messages_per_room: RateLimit = Rate(60, timedelta(minutes=1))
-
-
-MIB = 1024 * 1024
-
-
-class AttachmentsConfig(_Section):
-    """Photos and files on cases (see `commands.attachments`): which are taken, how big,
-    and how long after an alert a bare attachment from its author still belongs to it."""
-
-    max_bytes: Annotated[StrictInt, Field(ge=1)] = Field(
-        default=20 * MIB, description="Refuse attachments larger than this (decrypted size)")
-    types: list[str] = Field(
-        default_factory=lambda: ["image/*", "video/*", "audio/*", "application/pdf"],
-        description="Accepted MIME types; `image/*` accepts every image type")
-    window: Duration = Field(
-        default=timedelta(minutes=2),
-        description="A bare attachment this soon after its sender's alert, in the alert's "
-                    "room, is attached to that alert")
-    fetch_timeout: Duration = timedelta(seconds=30)
-
-    @field_validator("types")
-    @classmethod
-    def _check_types(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            major, _, minor = pattern.partition("/")
-            if not major or not minor or major == "*" or ("*" in minor and minor != "*"):
-                raise PydanticCustomError(
-                    "mime_type", "write a MIME type like image/jpeg or image/*, not {pattern}",
-                    {"pattern": pattern})
-        return [pattern.lower() for pattern in value]
 
 
 class RetentionConfig(_Section):

@@ -27,8 +27,8 @@ from commands.audience import (
     disclose,
     room_audience,
 )
+from commands.records import Case, TimelineKind
 from storage import audit, cases, inbox, outbox
-from storage.cases import Case, TimelineKind
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,47 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Annotated, Any
 
-from bot.config import AttachmentsConfig
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic_core import PydanticCustomError
+
+from commands.durations import Duration
 
 MEDIA_MSGTYPES = frozenset({"m.image", "m.file", "m.video", "m.audio"})
 DEFAULT_TYPE = "application/octet-stream"
+MIB = 1024 * 1024
+
+
+class AttachmentsConfig(BaseModel):
+    """The `attachments:` section: which photos and files are taken on cases, how big,
+    and how long after an alert a bare attachment from its author still belongs to it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_bytes: Annotated[StrictInt, Field(ge=1)] = Field(
+        default=20 * MIB, description="Refuse attachments larger than this (decrypted size)")
+    types: list[str] = Field(
+        default_factory=lambda: ["image/*", "video/*", "audio/*", "application/pdf"],
+        description="Accepted MIME types; `image/*` accepts every image type")
+    window: Duration = Field(
+        default=timedelta(minutes=2),
+        description="A bare attachment this soon after its sender's alert, in the alert's "
+                    "room, is attached to that alert")
+    fetch_timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("types")
+    @classmethod
+    def _check_types(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            major, _, minor = pattern.partition("/")
+            if not major or not minor or major == "*" or ("*" in minor and minor != "*"):
+                raise PydanticCustomError(
+                    "mime_type", "write a MIME type like image/jpeg or image/*, not {pattern}",
+                    {"pattern": pattern})
+        return [pattern.lower() for pattern in value]
+
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from commands.parser import CaseDraft
-from storage.cases import Case, Revision
+from commands.records import Case, Revision
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from commands.cases import (
 from commands.errors import CommandError
 from commands.model import Post
 from commands.parser import CaseKind, parse_case
+from commands.records import Case, Delivery, TimelineKind
 from commands.registry import Reply, split_command
 from commands.relations import Relation, acknowledges, reply_text
 from commands.render import Line, Notice, render_notice
@@ -66,7 +67,6 @@ from commands.routing import Refusal, RefusalReason, still_reaches
 from commands.texts import COMMAND_ALIASES, fold_word, text
 from storage import cases
 from storage.audit import AuditAction
-from storage.cases import Case, Delivery, TimelineKind
 
 _CASE_WORDS: dict[str, CaseKind] = {
     fold_word(word): kind

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from commands.case_edits import CaseEdit
 from commands.localtime import Moment, field_time_ms, format_time, is_time_field
 from commands.model import Post, Tlp
+from commands.records import Case, Delivery, TimelineEntry
 from commands.render import Code, Line, Notice, Relayed, Span, Strong, render_notice
 from commands.routing import Refusal, RefusalReason
 from commands.texts import text
-from storage.cases import Case, Delivery, TimelineEntry
 
 MAX_RELAYED_TEXT_IN_STATUS = 300
 """Updates and outcomes are cut to this many characters in `!status`."""

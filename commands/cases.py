@@ -57,6 +57,7 @@ from commands.parser import (
     parse_status,
     parse_update,
 )
+from commands.records import Case, Delivery, NewCase, TimelineKind
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
 from commands.render import Notice, notice_content, render_notice
 from commands.routing import (
@@ -69,7 +70,6 @@ from commands.routing import (
 )
 from commands.texts import Term, text
 from storage import cases, outbox
-from storage.cases import Case, Delivery, NewCase, TimelineKind
 
 SUPERVISOR_COMMANDS = frozenset({"update", "close", "cancel", "status"})
 """Also served in a supervisor's own room, about the cases of the posts they supervise."""

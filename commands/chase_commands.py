@@ -34,13 +34,13 @@ from commands.localtime import Elapsed
 from commands.model import Post, Priority
 from commands.parser import parse_ref
 from commands.quiet_hours import QuietHours
+from commands.records import Case
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
 from commands.render import Notice, render_notice
 from commands.report import MAX_REPORT_DAYS
 from commands.report_chart import CHART_KIND, chart_request
 from commands.texts import text
 from storage import cases, chasing
-from storage.cases import Case
 
 DEFAULT_REPORT_PERIOD = "7d"
 

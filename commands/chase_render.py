@@ -18,10 +18,10 @@ from commands.chasing import Phase, Recipient, TakenReason
 from commands.durations import format_duration
 from commands.localtime import Elapsed, Moment, format_elapsed, format_time
 from commands.model import Post
+from commands.records import Case, Delivery
 from commands.render import Code, Line, Mention, Notice, Relayed, Span, Strong, render_notice
 from commands.report import PostReport
 from commands.texts import text
-from storage.cases import Case, Delivery
 
 SUMMARY_CHARS = 160
 """A reminder or escalation quotes this much of the case."""

@@ -16,127 +16,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Literal
 
 import aiosqlite
 
 from commands.model import Priority, Tlp
-from commands.parser import CaseKind
+from commands.records import Case as Case
+from commands.records import CaseState as CaseState
+from commands.records import Delivery as Delivery
+from commands.records import DeliveryState as DeliveryState
+from commands.records import NewCase as NewCase
+from commands.records import Revision as Revision
+from commands.records import TimelineEntry as TimelineEntry
+from commands.records import TimelineKind as TimelineKind
 from storage import audit
 from storage.db import changes
 
-CaseState = Literal["open", "closed", "cancelled"]
-DeliveryState = Literal["routed", "acknowledged", "answered"]
-
 REF_DIGITS = 4
 """References are zero-padded to four digits (KZ-0042) and grow beyond 9999 as needed."""
-
-
-class TimelineKind(StrEnum):
-    """What a timeline entry records."""
-
-    CREATED = "created"
-    ROUTED = "routed"
-    REFUSED = "refused"
-    ACKNOWLEDGED = "acknowledged"
-    ANSWERED = "answered"
-    UPDATED = "updated"
-    CLOSED = "closed"
-    CANCELLED = "cancelled"
-    REPLIED = "replied"
-    EDITED = "edited"
-    REDACTED = "redacted"
-    ATTACHED = "attached"
-    """A photo or file was attached (see `commands.attachments`); never its content."""
-    DISCLOSED = "disclosed"
-    """Its content was shown in a room at someone's request (`!status`, `!pending`,
-    `!escalations`): who asked, where, how much (see `commands.audience`)."""
-    PURGED = "purged"
-    """Its content was removed under the retention policy (see `storage.retention`)."""
-
-
-@dataclass(frozen=True)
-class NewCase:
-    """A routed draft about to be stored; the reference is allocated on insert."""
-
-    kind: CaseKind
-    origin_post: str
-    origin_country: str
-    priority: Priority
-    tlp: Tlp
-    category: str | None
-    grading: str | None
-    related_ref: str | None
-    fields: tuple[tuple[str, str], ...]
-    text: str
-    due_ms: int | None
-    forwardable: bool
-    origin_room: str
-    origin_event_id: str
-    origin_sender: str
-    created_ms: int
-
-
-@dataclass(frozen=True)
-class Case:
-    id: int
-    ref: str
-    kind: CaseKind
-    origin_post: str
-    priority: Priority
-    tlp: Tlp
-    category: str | None
-    grading: str | None
-    related_ref: str | None
-    fields: tuple[tuple[str, str], ...]
-    text: str
-    due_ms: int | None
-    state: CaseState
-    forwardable: bool
-    origin_room: str
-    origin_event_id: str
-    origin_sender: str
-    created_ms: int
-    closed_ms: int | None
-    closed_by: str | None
-    outcome: str | None
-
-    @property
-    def is_open(self) -> bool:
-        return self.state == "open"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One case at one target post. `relayed_event_id` and `sent_ms` come from the outbox
-    row of the relayed message and stay None until the homeserver accepted it."""
-
-    id: int
-    case_id: int
-    post: str
-    room_id: str
-    relay_txn_id: str
-    state: DeliveryState
-    routed_ms: int
-    acknowledged_ms: int | None
-    acknowledged_by: str | None
-    answered_ms: int | None
-    answered_by: str | None
-    relayed_event_id: str | None
-    sent_ms: int | None
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    id: int
-    case_id: int
-    kind: str
-    post: str | None
-    actor: str | None
-    ms: int
-    detail: Mapping[str, Any]
 
 
 _CASE_COLUMNS = (
@@ -271,16 +168,6 @@ async def case_for_event(
     ) as cursor:
         row = await cursor.fetchone()
     return None if row is None else _case(row)
-
-
-@dataclass(frozen=True)
-class Revision:
-    """What an edit of the opening command may change in a routed case."""
-
-    fields: tuple[tuple[str, str], ...]
-    text: str
-    grading: str | None
-    due_ms: int | None
 
 
 async def revise_case(

@@ -22,9 +22,10 @@ import json
 
 import aiosqlite
 
+from commands.records import TimelineKind
 from storage import audit
 from storage.audit import AuditAction
-from storage.cases import TimelineKind, add_timeline, recordable
+from storage.cases import add_timeline, recordable
 from storage.db import changes
 
 PURGED_CONTENT = "{}"

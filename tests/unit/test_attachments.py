@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bot.config import AttachmentsConfig
 from commands.attachments import (
+    AttachmentsConfig,
     Fetched,
     attachment_of,
     in_window,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from commands.case_edits import FieldChange, compare_edit, field_changes
 from commands.model import Priority, Tlp
 from commands.parser import CaseDraft
-from storage.cases import Case
+from commands.records import Case
 
 CASE = Case(
     id=1, ref="KZ-0001", kind="alert", origin_post="KZ-ZHIBEK", priority=Priority.URGENT,

@@ -1,0 +1,131 @@
+"""The records the core reasons about: a case, its deliveries, its timeline, and the
+drafts that become them. Plain frozen dataclasses, filled by `storage.cases` from
+SQLite and read by the renderers, routing and chasing; no I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+from commands.model import Priority, Tlp
+from commands.parser import CaseKind
+
+CaseState = Literal["open", "closed", "cancelled"]
+DeliveryState = Literal["routed", "acknowledged", "answered"]
+
+
+class TimelineKind(StrEnum):
+    """What a timeline entry records."""
+
+    CREATED = "created"
+    ROUTED = "routed"
+    REFUSED = "refused"
+    ACKNOWLEDGED = "acknowledged"
+    ANSWERED = "answered"
+    UPDATED = "updated"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+    REPLIED = "replied"
+    EDITED = "edited"
+    REDACTED = "redacted"
+    ATTACHED = "attached"
+    """A photo or file was attached (see `commands.attachments`); never its content."""
+    DISCLOSED = "disclosed"
+    """Its content was shown in a room at someone's request (`!status`, `!pending`,
+    `!escalations`): who asked, where, how much (see `commands.audience`)."""
+    PURGED = "purged"
+    """Its content was removed under the retention policy (see `storage.retention`)."""
+
+
+@dataclass(frozen=True)
+class NewCase:
+    """A routed draft about to be stored; the reference is allocated on insert."""
+
+    kind: CaseKind
+    origin_post: str
+    origin_country: str
+    priority: Priority
+    tlp: Tlp
+    category: str | None
+    grading: str | None
+    related_ref: str | None
+    fields: tuple[tuple[str, str], ...]
+    text: str
+    due_ms: int | None
+    forwardable: bool
+    origin_room: str
+    origin_event_id: str
+    origin_sender: str
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class Case:
+    id: int
+    ref: str
+    kind: CaseKind
+    origin_post: str
+    priority: Priority
+    tlp: Tlp
+    category: str | None
+    grading: str | None
+    related_ref: str | None
+    fields: tuple[tuple[str, str], ...]
+    text: str
+    due_ms: int | None
+    state: CaseState
+    forwardable: bool
+    origin_room: str
+    origin_event_id: str
+    origin_sender: str
+    created_ms: int
+    closed_ms: int | None
+    closed_by: str | None
+    outcome: str | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One case at one target post. `relayed_event_id` and `sent_ms` come from the outbox
+    row of the relayed message and stay None until the homeserver accepted it."""
+
+    id: int
+    case_id: int
+    post: str
+    room_id: str
+    relay_txn_id: str
+    state: DeliveryState
+    routed_ms: int
+    acknowledged_ms: int | None
+    acknowledged_by: str | None
+    answered_ms: int | None
+    answered_by: str | None
+    relayed_event_id: str | None
+    sent_ms: int | None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    id: int
+    case_id: int
+    kind: str
+    post: str | None
+    actor: str | None
+    ms: int
+    detail: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Revision:
+    """What an edit of the opening command may change in a routed case."""
+
+    fields: tuple[tuple[str, str], ...]
+    text: str
+    grading: str | None
+    due_ms: int | None
