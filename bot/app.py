@@ -35,6 +35,7 @@ from bot.trust import TrustPolicy
 from bot.undecryptable import UndecryptableTracker
 from commands.builtin import default_registry
 from commands.model import Post
+from commands.notify import MsgType, OutboxKind, msgtype_for
 from storage import audit
 from storage.audit import AuditAction
 from storage.db import Database
@@ -65,6 +66,13 @@ NETWORK_ERRNOS = frozenset({
     errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE, errno.ETIMEDOUT,
     errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTUNREACH, errno.EHOSTDOWN,
 })
+
+
+def undecryptable_msgtype(config: Config, room_id: str) -> MsgType:
+    """How the "could not read your message" notice goes into `room_id` (commands.notify)."""
+    post = config.post_by_room(room_id)
+    return msgtype_for(OutboxKind.UNDECRYPTABLE, post=post.id if post is not None else None,
+                       settings=config.notifications)
 
 
 def transient(exc: BaseException) -> bool:
@@ -185,6 +193,7 @@ class Liaison:
             client, db, self.clock,
             grace_ms=int(config.decryption.grace_period.total_seconds() * 1000),
             wake_sender=sender.wake, language_for_room=languages.language_for_room,
+            msgtype_for_room=lambda room_id: undecryptable_msgtype(config, room_id),
         )
         chaser = Chaser(db, self.clock, config, destinations=DirectRooms(client, db, self.clock),
                         wake_sender=sender.wake, ready=synced, languages=languages)

@@ -47,6 +47,7 @@ from bot.flood import Rate
 from commands.chase_policy import ChasingConfig, escalation_target_problems
 from commands.durations import Duration
 from commands.model import MXID_RE, Agency, CategoryRule, Group, Post
+from commands.notify import NotificationSettings, quiet_post_problems
 from commands.report_schedule import ReportsConfig, report_problems
 
 INLINE_SECRET_MESSAGE = "secrets must not be written in the config; use {env: NAME} or {file: PATH}"
@@ -497,6 +498,7 @@ class Config(_Section):
     decryption: DecryptionConfig = DecryptionConfig()
     outbox: OutboxConfig = OutboxConfig()
     chasing: ChasingConfig = ChasingConfig()
+    notifications: NotificationSettings = NotificationSettings()
     reports: ReportsConfig = ReportsConfig()
     limits: LimitsConfig = LimitsConfig()
     retention: RetentionConfig = RetentionConfig()
@@ -862,6 +864,7 @@ def _cross_check(data: dict[str, Any]) -> tuple[list[Finding], list[Finding]]:
     problems.extend(_check_groups(groups, posts, known_ids))
     problems.extend(_check_rules(rules, known_ids))
     problems.extend(escalation_target_problems(data))
+    problems.extend(quiet_post_problems(data))
     problems.extend(report_problems(data))
     return problems, warnings
 

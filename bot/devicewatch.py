@@ -15,6 +15,7 @@ from collections.abc import Callable
 from nio import AsyncClient
 
 from bot.clock import Clock
+from commands.notify import OutboxKind
 from commands.render import Code, notice_content, render_notice
 from commands.texts import text
 from storage import outbox, state
@@ -84,7 +85,7 @@ class DeviceWatch:
                                                    self._language_for_room(room_id))
                     await outbox.enqueue(conn, room_id=room_id, event_type="m.room.message",
                                          content=notice_content(body, html),
-                                         now_ms=self._clock.now_ms(), kind="device-notice")
+                                         now_ms=self._clock.now_ms(), kind=OutboxKind.DEVICE_NOTICE)
                 announced = True
                 log.warning("member added a device", extra={"user_id": user_id,
                                                              "devices": added})

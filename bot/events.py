@@ -49,6 +49,7 @@ from commands.attachments import (
     refusal_of,
 )
 from commands.errors import CommandError
+from commands.notify import OutboxKind
 from commands.registry import CommandRegistry, Invocation, Reply, split_command
 from commands.relations import Relation, acknowledges, edited_body, relation_of, reply_text
 from commands.render import notice_content, render_command_error, render_notice
@@ -276,7 +277,7 @@ class EventRouter:
         device_id = self._sender_device(event)
         if not await self._trust.sender_allowed(event.sender, device_id):
             await self._answer(room, event, self._notice(room, UNTRUSTED_DEVICE_REPLY),
-                               kind="refusal", refused="untrusted_device")
+                               kind=OutboxKind.REFUSAL, refused="untrusted_device")
             return
         await self._run_command(room, event, parsed, content, relation)
 
@@ -447,8 +448,8 @@ class EventRouter:
         told (once) why nothing happened."""
         if await self._trust.sender_allowed(event.sender, self._sender_device(event)):
             return True
-        await self._answer(room, event, self._notice(room, UNTRUSTED_DEVICE_REPLY), kind="refusal",
-                           refused="untrusted_device")
+        await self._answer(room, event, self._notice(room, UNTRUSTED_DEVICE_REPLY),
+                           kind=OutboxKind.REFUSAL, refused="untrusted_device")
         return False
 
     async def _handle_case_event(self, room: MatrixRoom, sender: str, answer_to: str,
@@ -507,7 +508,7 @@ class EventRouter:
                                            now_ms=self._clock.now_ms()):
                 return
             await self._enqueue_reply(conn, room.room_id, event.event_id, {}, notice,
-                                      kind="refusal")
+                                      kind=OutboxKind.REFUSAL)
         self._wake_sender()
 
     async def _refuse_unencrypted(self, room: MatrixRoom, event: RoomMessageText) -> None:
@@ -528,7 +529,7 @@ class EventRouter:
             await outbox.enqueue(
                 conn, room_id=room.room_id, event_type="m.room.message",
                 content=_content(self._notice(room, UNENCRYPTED_WARNING)),
-                now_ms=self._clock.now_ms(), kind="plaintext-warning",
+                now_ms=self._clock.now_ms(), kind=OutboxKind.PLAINTEXT_WARNING,
             )
         self._wake_sender()
 
@@ -620,7 +621,7 @@ class EventRouter:
         if verdict.notify:
             notice = flood_notice(verdict, self._language_for_room(room.room_id))
             await self._enqueue_reply(conn, room.room_id, event.event_id, content, notice,
-                                      kind="flood-refusal")
+                                      kind=OutboxKind.FLOOD_REFUSAL)
             self._wake_sender()  # it reads the outbox only once this transaction commits
         return True
 
@@ -651,7 +652,7 @@ class EventRouter:
                 notice = flood_notice(verdict, self._language_for_room(room.room_id),
                                       messages="flood.case")
                 await self._enqueue_reply(conn, room.room_id, reply_to or event.event_id,
-                                          content, notice, kind="flood-refusal")
+                                          content, notice, kind=OutboxKind.FLOOD_REFUSAL)
         if verdict.notify:
             self._wake_sender()
         return True
@@ -667,7 +668,7 @@ class EventRouter:
 
     async def _answer(self, room: MatrixRoom, event: RoomMessageText | RoomEncryptedMedia,
                       reply: Reply,
-                      *, kind: str, refused: str | None = None) -> None:
+                      *, kind: OutboxKind, refused: str | None = None) -> None:
         """Answer the event once; `refused` (a reason) also records it on the audit log."""
         content = event.source.get("content", {})
         async with self._db.transaction() as conn:
@@ -684,7 +685,8 @@ class EventRouter:
 
     async def _enqueue_reply(self, conn: Any, room_id: str, event_id: str,
                              content: dict[str, Any], reply: Reply, *,
-                             kind: str = "reply", case_ref: str | None = None) -> None:
+                             kind: OutboxKind = OutboxKind.REPLY,
+                             case_ref: str | None = None) -> None:
         """Queue `reply` as an answer to `event_id`; with `case_ref` (the answer to the
         command that opened a case) a reply to the answer is a reply on the case."""
         message = _content(reply, {"m.relates_to": reply_relation(event_id, content)})

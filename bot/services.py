@@ -17,13 +17,14 @@ import aiosqlite
 from bot.clock import Clock
 from bot.config import Config
 from bot.logs import note_case
+from commands.notify import OutboxKind
 from storage import audit, inbox, outbox
 
 
 @dataclass(frozen=True)
 class FollowUp:
     content: dict[str, Any]
-    kind: str
+    kind: OutboxKind
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Services:
     follow_ups: list[FollowUp] = field(default_factory=list)
     """Messages that go out after the handler's reply (see `follow_reply`)."""
 
-    def follow_reply(self, content: dict[str, Any], *, kind: str) -> None:
+    def follow_reply(self, content: dict[str, Any], *, kind: OutboxKind) -> None:
         """Queue a message right after the reply to the command, as a reply to the same
         event and in the same transaction (`!report`'s chart after its table); dropped if
         the handler fails. Commands only: the router's command path sends these."""
@@ -48,7 +49,7 @@ class Services:
         room_id: str,
         content: dict[str, Any],
         *,
-        kind: str,
+        kind: OutboxKind,
         case_ref: str | None = None,
         event_type: str = "m.room.message",
     ) -> None:

@@ -58,6 +58,7 @@ from commands.cases import (
 )
 from commands.errors import CommandError
 from commands.model import Post
+from commands.notify import OutboxKind
 from commands.parser import CaseKind, parse_case
 from commands.registry import Reply, split_command
 from commands.relations import Relation, acknowledges, reply_text
@@ -225,7 +226,7 @@ async def _to_origin(services: Services, case: Case, said: str, *, from_post: Po
     await services.send(case.origin_room,
                         case_content(notice, case, about="reply",
                                      thread_root=case.origin_event_id),
-                        kind="case-reply", case_ref=case.ref)
+                        kind=OutboxKind.CASE_REPLY, case_ref=case.ref)
 
 
 async def _to_targets(services: Services, case: Case, said: str, *, from_post: Post,
@@ -292,7 +293,7 @@ async def carry_attachment(services: Services, *, link: CaseLink, sender: str, e
     if origin is not None:
         content = case_content(render(origin), case, about="attachment",
                                thread_root=case.origin_event_id)
-        await services.send(case.origin_room, {**content, **media}, kind="case-attachment",
+        await services.send(case.origin_room, {**content, **media}, kind=OutboxKind.CASE_ATTACHMENT,
                             case_ref=case.ref)
     return None
 
@@ -438,7 +439,7 @@ async def withdraw(services: Services, *, room_id: str, sender: str, event_id: s
         notice = render_notice(text("case.withdrawn.done", post.language, ref=case.ref,
                                     posts=", ".join(told) or "-"), language=post.language)
         await services.send(case.origin_room, case_content(notice, current, about="withdrawn"),
-                            kind="case-withdrawn", case_ref=case.ref)
+                            kind=OutboxKind.CASE_WITHDRAWN, case_ref=case.ref)
 
 
 # --- shared -----------------------------------------------------------------------------

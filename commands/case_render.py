@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from commands.case_edits import CaseEdit
 from commands.localtime import Moment, field_time_ms, format_time, is_time_field
 from commands.model import Post, Tlp
-from commands.render import Code, Line, Notice, Relayed, Span, Strong, render_notice
+from commands.render import Code, Line, Mention, Notice, Relayed, Span, Strong, render_notice
 from commands.routing import Refusal, RefusalReason
 from commands.texts import text
 from storage.cases import Case, Delivery, TimelineEntry
@@ -111,6 +111,11 @@ def render_relayed_case(case: Case, *, target: Post, posts: Mapping[str, Post]) 
     lines.extend(field_line(key, value, case, target, posts) for key, value in case.fields)
     if case.text:
         lines.append(Relayed(case.text))
+    if target.duty_officers:  # the people who must act now (commands.notify)
+        duty: list[Span] = [text("chase.remind.duty", language)]
+        for user in target.duty_officers:
+            duty += [" ", Mention(user)]
+        lines.append(duty)
     lines.append([text("case.ack_hint", language) + " ", Code(f"!ack {case.ref}")])
     return render_notice(*lines, language=language)
 
@@ -170,14 +175,18 @@ def render_not_sent(refusals: Sequence[Refusal], *, tlp: Tlp, category: str | No
 
 
 def render_ack_notice(case: Case, delivery: Delivery, *, origin: Post,
-                      posts: Mapping[str, Post]) -> Notice:
-    """What the origin room reads when a target acknowledges."""
+                      posts: Mapping[str, Post], mention: str | None = None) -> Notice:
+    """What the origin room reads when a target acknowledges; `mention`: the officer who
+    sent the case, when the notice must ring (`commands.notify`)."""
     language = origin.language
     assert delivery.acknowledged_by is not None and delivery.acknowledged_ms is not None
-    return render_notice([tlp_label(case.tlp), " ", text(
+    line: list[Span] = [tlp_label(case.tlp), " ", text(
         "case.ack.notice", language, post=post_label(delivery.post, posts, language),
         ref=case.ref, who=delivery.acknowledged_by,
-        time=Moment(delivery.acknowledged_ms, origin.timezone))], language=language)
+        time=Moment(delivery.acknowledged_ms, origin.timezone))]
+    if mention is not None:
+        line += [" ", Mention(mention)]
+    return render_notice(line, language=language)
 
 
 def render_update_notice(case: Case, update: str, *, reader: Post,

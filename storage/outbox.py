@@ -17,6 +17,7 @@ from typing import Any
 
 import aiosqlite
 
+from commands.notify import OutboxKind, check_quiet
 from storage.db import changes
 
 _COLUMNS = (
@@ -89,18 +90,21 @@ async def enqueue(
     event_type: str,
     content: dict[str, Any],
     now_ms: int,
-    kind: str = "reply",
+    kind: OutboxKind = OutboxKind.REPLY,
     case_ref: str | None = None,
     txn_id: str | None = None,
 ) -> OutboxMessage:
-    """Queue an event for `room_id`, due at once; a duplicate `txn_id` raises IntegrityError."""
+    """Queue an event for `room_id`, due at once; a duplicate `txn_id` raises IntegrityError,
+    a quiet `kind` sent as `m.text` ValueError (`commands.notify`)."""
+    kind = OutboxKind(kind)
+    check_quiet(kind, content)
     message_txn_id = txn_id if txn_id is not None else f"liaison-{uuid.uuid4().hex}"
     stored = _dump(content)
     cursor = await conn.execute(
         "INSERT INTO outbox (room_id, event_type, content, txn_id, state, attempts,"
         " next_attempt_ms, created_ms, kind, case_ref)"
         " VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
-        (room_id, event_type, stored, message_txn_id, now_ms, now_ms, kind, case_ref),
+        (room_id, event_type, stored, message_txn_id, now_ms, now_ms, kind.value, case_ref),
     )
     message_id = cursor.lastrowid
     await cursor.close()
@@ -119,7 +123,7 @@ async def enqueue(
         sent_ms=None,
         event_id=None,
         last_error=None,
-        kind=kind,
+        kind=kind.value,
         case_ref=case_ref,
     )
 

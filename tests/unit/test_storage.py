@@ -529,7 +529,7 @@ async def test_content_is_stored_as_compact_unescaped_json(db: Database) -> None
             event_type="m.room.message",
             content={"body": "Проверка — تنبيه", "org.liaison.case": {"ref": "KZ-0042"}},
             now_ms=1,
-            kind="relay",
+            kind="case-relay",
             case_ref="KZ-0042",
             txn_id="liaison-fixed",
         )
@@ -544,7 +544,8 @@ async def test_content_is_stored_as_compact_unescaped_json(db: Database) -> None
             )
         stored = await outbox.get(conn, queued.id)
     assert stored == queued
-    assert (stored.kind, stored.case_ref, stored.txn_id) == ("relay", "KZ-0042", "liaison-fixed")
+    assert (stored.kind, stored.case_ref, stored.txn_id) == (
+        "case-relay", "KZ-0042", "liaison-fixed")
     assert await raw_query(db.path, "SELECT content FROM outbox") == [
         ('{"body":"Проверка — تنبيه","org.liaison.case":{"ref":"KZ-0042"}}',)
     ]
