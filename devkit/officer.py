@@ -37,6 +37,7 @@ from nio import (
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 from nio.events import Event
 
+from devkit.push_rules import Reader, Verdict, evaluate, fetch_ruleset
 from devkit.synapse import LocalSynapse, SynapseAdminError
 
 log = logging.getLogger(__name__)
@@ -332,6 +333,23 @@ class Officer:
                 raise RuntimeError(f"{self.user_id} is not syncing; call start() first")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), remaining)
+
+    async def push_verdict(self, message: SeenMessage) -> Verdict:
+        """Whether this officer's phone would ring for `message`: the push rules the
+        homeserver serves this officer, evaluated over the event as decrypted
+        (`devkit.push_rules`), as a client does for an encrypted room."""
+        room = self.client.rooms.get(message.room_id)
+        if room is None:
+            raise OfficerError(f"{self.user_id} is not in {message.room_id}")
+        ruleset = await fetch_ruleset(self.client.homeserver, self.client.access_token)
+        event = {"type": message.type, "content": message.content, "sender": message.sender,
+                 "room_id": message.room_id, "event_id": message.event_id}
+        levels = room.power_levels
+        reader = Reader(user_id=self.user_id, display_name=room.user_name(self.user_id),
+                        member_count=room.joined_count,
+                        sender_power=levels.get_user_level(message.sender),
+                        notification_levels=levels.defaults.notifications)
+        return evaluate(ruleset, event, reader)
 
     def messages(self, room_id: str, *, sender: str | None = None) -> list[SeenMessage]:
         """Everything seen in a room so far, oldest first, optionally from one sender."""
