@@ -48,6 +48,7 @@ from commands.chasing import (
     is_late,
     phase_live,
     plan_delivery,
+    suggested_snooze,
     taken_reason,
 )
 from commands.model import Post
@@ -366,7 +367,7 @@ class Chaser:
             target = self._posts.get(delivery.post)
             return render_reminder(case, step.phase, due_ms=step.due_ms,
                                    answer_due_ms=answer_due, target=target, posts=self._posts,
-                                   late=late), delivery.post
+                                   late=late, snooze=suggested_snooze(policy)), delivery.post
         notice = render_escalation(case, step.phase, recipient, target_post=delivery.post,
                                    routed_ms=delivery.subject.routed_ms, due_ms=step.due_ms,
                                    answer_due_ms=answer_due, now_ms=now, posts=self._posts,

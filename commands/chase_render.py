@@ -63,8 +63,11 @@ def _late_line(due_ms: int, reader: Post | None) -> str:
 
 
 def render_reminder(case: Case, phase: Phase, *, due_ms: int, answer_due_ms: int | None,
-                    target: Post | None, posts: Mapping[str, Post], late: bool) -> Notice:
-    """The reminder in the target room: the case, its duty officers mentioned, what to do."""
+                    target: Post | None, posts: Mapping[str, Post], late: bool,
+                    snooze: timedelta = timedelta(minutes=30)) -> Notice:
+    """The reminder in the target room: the case, its duty officers mentioned, what to do
+    (`snooze`: the `!snooze` it suggests, one the policy accepts)."""
+    hold_off = Code(f"!snooze {case.ref} {format_duration(snooze)}")
     language, timezone = _language(target), _timezone(target)
     origin = post_label(case.origin_post, posts, language)
     title = case_title(case, language)
@@ -84,11 +87,9 @@ def render_reminder(case: Case, phase: Phase, *, due_ms: int, answer_due_ms: int
         lines.append(_mentions(text("chase.remind.duty", language), duty))
     if phase is Phase.ACK:
         lines.append([text("chase.remind.ack_hint", language) + " ", Code(f"!ack {case.ref}"),
-                      " " + text("chase.remind.snooze_hint", language) + " ",
-                      Code(f"!snooze {case.ref} 30m")])
+                      " " + text("chase.remind.snooze_hint", language) + " ", hold_off])
     else:
-        lines.append([text("chase.remind.answer_hint", language) + " ",
-                      Code(f"!snooze {case.ref} 30m")])
+        lines.append([text("chase.remind.answer_hint", language) + " ", hold_off])
     if late:
         lines.append(_late_line(due_ms, target))
     return render_notice(*lines, language=language)
