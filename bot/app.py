@@ -36,7 +36,7 @@ from bot.undecryptable import UndecryptableTracker
 from commands.builtin import default_registry
 from commands.model import Post
 from commands.notify import MsgType, OutboxKind, msgtype_for
-from storage import audit
+from storage import audit, chasing, outbox
 from storage.audit import AuditAction
 from storage.db import Database
 
@@ -119,6 +119,8 @@ class Liaison:
     def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or Clock()
+        self.stopping_on: str | None = None
+        """The signal that stops this run (set by `run_until_signalled`), for its log line."""
         self._posts_by_room: dict[str, Post] = {p.room: p for p in config.posts}
 
     def post_for_room(self, room_id: str) -> Post | None:
@@ -145,9 +147,28 @@ class Liaison:
             ))
             await self._serve(client, db)
         finally:
+            if self.stopping_on is not None:
+                await self._log_stop(db, self.stopping_on)
             if client is not None:
                 await client.close()  # never logout: that would delete the device and its keys
             await db.close()
+
+    async def _log_stop(self, db: Database, signal_name: str) -> None:
+        """One line on the way out: what is still queued, so an operator knows what the
+        next start will send (nothing queued is lost: the outbox and the chase live in the
+        database)."""
+        try:
+            async with db.read() as conn:
+                queued = await outbox.stats(conn, now_ms=self.clock.now_ms())
+                steps = await chasing.pending_count(conn)
+        except Exception:  # the database itself may be why we stop
+            log.exception("stopping; what is still queued could not be read",
+                          extra={"signal": signal_name})
+            return
+        log.info(f"stopping on {signal_name}: {queued.pending} messages still queued, "
+                 f"{steps} reminders and escalations pending; they go out after the next start",
+                 extra={"signal": signal_name, "outbox_pending": queued.pending,
+                        "outbox_failed": queued.failed, "chase_steps_pending": steps})
 
     async def _record_start(self, db: Database) -> None:
         """The audit log says which configuration this run serves: a digest of the file
@@ -262,7 +283,12 @@ class Liaison:
         await sync.synced_once.wait()
         marker = self.config.data_dir / READY_FILE
         marker.write_text(f"{client.user_id} {client.device_id}\n", encoding="utf-8")
-        log.info("ready", extra={"user_id": client.user_id, "device_id": client.device_id})
+        rooms = {post.room for post in self.config.posts}
+        joined = len(rooms & set(client.rooms))
+        log.info(f"ready: serving {joined} of {len(rooms)} post rooms as {client.user_id} "
+                 f"({client.device_id})",
+                 extra={"user_id": client.user_id, "device_id": client.device_id,
+                        "post_rooms": len(rooms), "post_rooms_joined": joined})
 
 
 def run_until_signalled(config: Config) -> int:
@@ -272,8 +298,12 @@ def run_until_signalled(config: Config) -> int:
         app = Liaison(config)
         runner = asyncio.create_task(app.run())
         loop = asyncio.get_running_loop()
+        def stop(signum: signal.Signals) -> None:
+            app.stopping_on = signum.name
+            runner.cancel()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, runner.cancel)
+            loop.add_signal_handler(signum, stop, signum)
         with contextlib.suppress(asyncio.CancelledError):
             await runner
 
