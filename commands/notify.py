@@ -108,6 +108,11 @@ NOTIFICATIONS: Mapping[OutboxKind, Notification] = {
 
 PRESSING = frozenset({Priority.FLASH, Priority.URGENT})
 
+INFORMATIONAL = frozenset({OutboxKind.DEVICE_NOTICE})
+"""Notices nobody asked for and nobody must act on: in their room's queue, the answers
+to commands and everything else go before them (`storage.outbox`), so a new device's
+notice never holds up the `!ping` that device sent."""
+
 
 class NotificationSettings(BaseModel):
     """The `notifications` section: where messages that would ring are sent quietly."""
