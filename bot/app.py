@@ -26,6 +26,7 @@ from bot.invites import InvitePolicy
 from bot.languages import RoomLanguages
 from bot.metrics import MonitoringListener
 from bot.rawapi import ApiError
+from bot.receipts import ReadReceipts
 from bot.reports import ReportCharts, WeeklyReports
 from bot.retention import Retention
 from bot.sender import OutboxSender, SenderSettings
@@ -234,6 +235,7 @@ class Liaison:
             config=config,
             language_for_room=languages.language_for_room,
             post_for_room=languages.post_for_room, languages=languages,
+            receipts=ReadReceipts(client),
         )
         sync = SyncLoop(
             client, db, router.handle_batch,

@@ -35,6 +35,7 @@ from bot.invites import InvitePolicy, answer_invite
 from bot.languages import RoomLanguages
 from bot.logs import current_case, log_context, note_case
 from bot.media import MediaInvalid, MediaTooLarge, MediaUnavailable, fetch, upload
+from bot.receipts import ReadReceipts
 from bot.services import FollowUp, Services
 from bot.trust import TOFU, TrustPolicy
 from bot.undecryptable import UndecryptableTracker
@@ -142,8 +143,11 @@ class EventRouter:
         language_for_room: Callable[[str], str],
         post_for_room: Callable[[str], Any],
         languages: RoomLanguages | None = None,
+        receipts: ReadReceipts | None = None,
     ) -> None:
         self._client = client
+        self._receipts = receipts
+        """Marks each processed command read (`bot.receipts`); None in unit tests."""
         self._db = db
         self._clock = clock
         self._registry = registry
@@ -549,6 +553,7 @@ class EventRouter:
                 log.info("event already processed", extra={"event_id": event.event_id})
                 return
             if await self._flooded(conn, room, event, content):
+                self._mark_read(room, event, relation)
                 return
             services = self._services_for(conn)
             post = self._post_for_room(room.room_id)
@@ -604,6 +609,13 @@ class EventRouter:
         log.info("command handled", extra={"command": name, "outcome": outcome})
         self.commands_handled += 1
         self._wake_sender()
+        self._mark_read(room, event, relation)
+
+    def _mark_read(self, room: MatrixRoom, event: RoomMessageText, relation: Relation) -> None:
+        """The officer's client shows the command was read, in its thread if it has one."""
+        if self._receipts is not None:
+            self._receipts.mark_read(room.room_id, event.event_id,
+                                     thread_root=relation.thread_root)
 
     async def _flooded(self, conn: Any, room: MatrixRoom, event: RoomMessageText,
                        content: dict[str, Any]) -> bool:

@@ -334,6 +334,27 @@ class Officer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), remaining)
 
+    def read_receipt(self, room_id: str, user_id: str, thread_id: str = "main") -> str | None:
+        """The event `user_id` last marked read (`m.read`) in `thread_id` ("main": outside
+        threads), as this officer's client learnt it from sync."""
+        room = self.client.rooms.get(room_id)
+        receipt = (room.threaded_read_receipts.get(user_id, {}).get(thread_id)
+                   if room is not None else None)
+        return receipt.event_id if receipt is not None else None
+
+    async def wait_for_receipt(self, room_id: str, user_id: str, event_id: str, *,
+                               thread_id: str = "main", timeout: float = 30.0) -> None:
+        """Until `user_id`'s read receipt in `thread_id` is on `event_id`."""
+        def marked() -> bool | None:
+            return True if self.read_receipt(room_id, user_id, thread_id) == event_id else None
+
+        def explain() -> str:
+            room = self.client.rooms.get(room_id)
+            found = room.threaded_read_receipts.get(user_id) if room is not None else None
+            return f"no m.read by {user_id} on {event_id} in {thread_id}; receipts: {found}"
+
+        await self._wait_until(marked, timeout, explain)
+
     async def push_verdict(self, message: SeenMessage) -> Verdict:
         """Whether this officer's phone would ring for `message`: the push rules the
         homeserver serves this officer, evaluated over the event as decrypted
