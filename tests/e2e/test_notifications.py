@@ -6,7 +6,11 @@ routine alerts quiet."""
 
 from __future__ import annotations
 
+import json
+from urllib.parse import quote
+
 from devkit.officer import Officer, SeenMessage
+from devkit.synapse import LocalSynapse
 from tests.e2e.conftest import BotFactory, OfficerFactory
 from tests.e2e.test_chasing import ANSWER_TIMEOUT_S, about, flash_policy, post
 
@@ -19,7 +23,7 @@ async def ask(officer: Officer, room_id: str, bot_user: str, body: str) -> SeenM
 
 
 async def test_alerts_reminders_and_escalations_ring_and_answers_stay_silent(
-    officer_factory: OfficerFactory, bot_factory: BotFactory
+    synapse: LocalSynapse, officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
     kz, uz, uz_boss = [await officer_factory(name) for name in ("kz", "uz", "uzboss")]
     kz_room, uz_room = await kz.create_room("post"), await uz.create_room("post")
@@ -61,6 +65,12 @@ async def test_alerts_reminders_and_escalations_ring_and_answers_stay_silent(
     verdict = await uz_boss.push_verdict(escalation)
     assert (verdict.notify, verdict.highlight, verdict.sound, verdict.rule_id) == (
         True, True, "default", ".m.rule.is_user_mention"), verdict
+    # The direct room the bot opened is listed in its m.direct, under the supervisor.
+    token = json.loads((bot.data_dir / "credentials.json").read_text())["access_token"]
+    direct = await synapse.request(
+        "GET", f"/_matrix/client/v3/user/{quote(bot.user_id, safe='')}/account_data/m.direct",
+        token=token)
+    assert direct == {uz_boss.user_id: [dm]}, direct
 
     status = await ask(kz, kz_room, bot.user_id, "!status KZ-0001")
     assert "KZ-0001" in (status.body or "")
