@@ -16,7 +16,7 @@ from commands.localtime import Moment, field_time_ms, format_time, is_time_field
 from commands.model import Post, Tlp
 from commands.render import Code, Line, Mention, Notice, Relayed, Span, Strong, render_notice
 from commands.routing import Refusal, RefusalReason
-from commands.texts import text
+from commands.texts import field_key, text
 from storage.cases import Case, Delivery, TimelineEntry
 
 MAX_RELAYED_TEXT_IN_STATUS = 300
@@ -49,14 +49,16 @@ def case_moment(ms: int, case: Case, reader_timezone: str,
 
 def field_line(key: str, value: str, case: Case, reader: Post,
                posts: Mapping[str, Post]) -> list[Span]:
-    """`key: value` as typed; a time field (`eta: 18:30`) shown in the reader's zone with
-    the sender's time beside it, and as typed when it names no time."""
+    """`key: value`, a known key in the reader's language (`прибытие` reads `eta` in
+    English) and any other as typed; a time field (`eta: 18:30`) shown in the reader's
+    zone with the sender's time beside it, and as typed when it names no time."""
     origin = origin_timezone(case, posts)
     ms = (field_time_ms(value, created_ms=case.created_ms, timezone=origin)
           if origin is not None and is_time_field(key) else None)
+    shown = field_key(key, reader.language)
     if ms is None:
-        return [Strong(f"{key}: "), Relayed(value)]
-    return [Strong(f"{key}: "),
+        return [Strong(f"{shown}: "), Relayed(value)]
+    return [Strong(f"{shown}: "),
             case_moment(ms, case, reader.timezone, posts).localized(reader.language)]
 
 
@@ -251,7 +253,7 @@ def render_edit_notice(case: Case, edit: CaseEdit, *, reader: Post,
         "case.edit.notice", language, ref=case.ref,
         post=post_label(case.origin_post, posts, language)))]]
     for change in edit.fields:
-        lines.append([Strong(f"{change.key}: "),
+        lines.append([Strong(f"{field_key(change.key, language)}: "),
                       removed if change.new is None else Relayed(change.new)])
     revision = edit.revision
     if edit.grading_changed:

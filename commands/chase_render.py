@@ -20,7 +20,7 @@ from commands.localtime import Elapsed, Moment, format_elapsed, format_time
 from commands.model import Post
 from commands.render import Code, Line, Mention, Notice, Relayed, Span, Strong, render_notice
 from commands.report import PostReport
-from commands.texts import text
+from commands.texts import field_key, text
 from storage.cases import Case, Delivery
 
 SUMMARY_CHARS = 160
@@ -35,11 +35,12 @@ def _timezone(reader: Post | None) -> str:
     return reader.timezone if reader is not None else "UTC"
 
 
-def case_summary(case: Case) -> Relayed | None:
-    """The case's first field, or the first line of its text, cut short."""
+def case_summary(case: Case, language: str = "en") -> Relayed | None:
+    """The case's first field (a known key in `language`), or the first line of its text,
+    cut short."""
     if case.fields:
         key, value = case.fields[0]
-        return Relayed(f"{key}: {value}", max_chars=SUMMARY_CHARS)
+        return Relayed(f"{field_key(key, language)}: {value}", max_chars=SUMMARY_CHARS)
     first = case.text.strip().split("\n", 1)[0] if case.text.strip() else ""
     return Relayed(first, max_chars=SUMMARY_CHARS) if first else None
 
@@ -79,7 +80,7 @@ def render_reminder(case: Case, phase: Phase, *, due_ms: int, answer_due_ms: int
                         origin=origin,
                         due=case_moment(answer_due_ms or due_ms, case, timezone, posts))
     lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(headline)]]
-    summary = case_summary(case)
+    summary = case_summary(case, language)
     if summary is not None:
         lines.append(summary)
     duty = target.duty_officers if target is not None else ()
@@ -122,7 +123,7 @@ def render_escalation(case: Case, phase: Phase, recipient: Recipient, *, target_
         headline = text("chase.escalate.answer", language,
                         due=case_moment(answer_due_ms or due_ms, case, timezone, posts), **params)
     lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(headline)]]
-    summary = case_summary(case) if recipient.insider else None
+    summary = case_summary(case, language) if recipient.insider else None
     if summary is not None:
         lines.append(summary)
     if recipient.mentions:

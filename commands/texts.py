@@ -89,7 +89,20 @@ DAY_WORDS: Mapping[int, tuple[str, ...]] = {
 }
 """Words before a clock time (`due: tomorrow 09:00`): days after today in the sender's zone."""
 
-TIME_FIELD_KEYS: tuple[str, ...] = ("eta", "прибытие", "الوصول", "وصول")
+FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
+    "vehicle": ("vehicle", "транспорт", "автомобиль", "المركبة", "مركبة", "السيارة"),
+    "plate": ("plate", "госномер", "اللوحة", "لوحة"),
+    "route": ("route", "маршрут", "المسار", "مسار", "الطريق"),
+    "eta": ("eta", "arrival", "прибытие", "الوصول", "وصول"),
+    "driver": ("driver", "водитель", "السائق", "سائق"),
+    "cargo": ("cargo", "груз", "الحمولة", "حمولة", "الشحنة"),
+    "container": ("container", "контейнер", "الحاوية", "حاوية"),
+}
+"""Case field keys the bot knows, by the key each is shown as (`field.<key>` in the
+reader's language), with what officers type for them in English, Russian and Arabic.
+Any other key is shown as typed."""
+
+TIME_FIELD_KEYS: tuple[str, ...] = FIELD_KEYS["eta"]
 """Case field keys whose value is a time of day (`eta: 18:30`), shown in each reader's zone."""
 
 _ARABIC_MARKS = {chr(c) for c in range(0x064B, 0x0653)} | {"\u0640", "\u0670"}
@@ -598,6 +611,14 @@ MESSAGES: Mapping[str, str] = {
     ),
     # rendering
     "render.truncated": "[truncated]",
+    # case field keys (FIELD_KEYS), as each reader reads them
+    "field.vehicle": "vehicle",
+    "field.plate": "plate",
+    "field.route": "route",
+    "field.eta": "eta",
+    "field.driver": "driver",
+    "field.cargo": "cargo",
+    "field.container": "container",
 }
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -674,6 +695,16 @@ def text(msg_id: str, language: str = "en", /, **params: object) -> str:
     if not params:
         return template
     return template.format(**{key: _value(value, language) for key, value in params.items()})
+
+
+_FIELD_KEY_OF = {fold_word(typed): key for key, words in FIELD_KEYS.items() for typed in words}
+
+
+def field_key(key: str, language: str = "en") -> str:
+    """A case field's key as the reader reads it: a known key (`прибытие`, `vehicle`) in
+    the reader's language, any other key exactly as the officer typed it."""
+    known = _FIELD_KEY_OF.get(fold_word(key.strip()))
+    return key if known is None else text(f"field.{known}", language)
 
 
 def has_text(msg_id: str) -> bool:

@@ -365,9 +365,10 @@ async def test_a_russian_alert_reaches_kabul_in_arabic_and_termez_in_russian(bot
     assert lines[2] == (f"من جيبيك جولي ({LRI}KZ-ZHIBEK{PDI})، {LRI}1{PDI} مايو {LRI}2026{PDI}، "
                         f"{LRI}16:30 UTC+04:30{PDI} (بتوقيت الجهة المرسِلة: "
                         f"{LRI}17:00 UTC+05:00{PDI})")
-    assert lines[3] == f"транспорт: {FSI}белый КамАЗ, номер {LRI}01A123BC{PDI}{PDI}"
-    assert lines[4] == f"маршрут: {FSI}Хайратан -> مزار شریف{PDI}"
-    assert lines[5] == (f"прибытие: {LRI}1{PDI} مايو {LRI}2026{PDI}، {LRI}18:00 UTC+04:30{PDI} "
+    # Known field keys typed in Russian are read in Arabic; the values stay as typed.
+    assert lines[3] == f"المركبة: {FSI}белый КамАЗ, номер {LRI}01A123BC{PDI}{PDI}"
+    assert lines[4] == f"المسار: {FSI}Хайратан -> مزار شریف{PDI}"
+    assert lines[5] == (f"الوصول: {LRI}1{PDI} مايو {LRI}2026{PDI}، {LRI}18:00 UTC+04:30{PDI} "
                         f"(بتوقيت الجهة المرسِلة: {LRI}18:30 UTC+05:00{PDI})")
     [uz] = await bot.relayed(UZ_ROOM)
     assert "dir=" not in uz["formatted_body"]
@@ -378,6 +379,18 @@ async def test_a_russian_alert_reaches_kabul_in_arabic_and_termez_in_russian(bot
         "транспорт: белый КамАЗ, номер 01A123BC",
     ]
     assert "прибытие: 01.05.2026 18:30 UTC+05:00" in uz["body"]
+
+
+async def test_known_field_keys_are_translated_and_unknown_ones_kept_verbatim(
+        bot: Bot) -> None:
+    await bot.say(UZ_ROOM, UZ, "!lang en")
+    await bot.say(KZ_ROOM, KZ, "!тревога срочно кому:UZ-TERMEZ\n"
+                               "прибытие: 18:30\nгруз: цемент\nпломба: 77-12\nHeroin.")
+    [uz] = await bot.relayed(UZ_ROOM)
+    assert uz["body"].split("\n")[3:6] == [
+        "eta: 2026-05-01 18:30 +05:00", "cargo: цемент",
+        "пломба: 77-12",  # not a key the bot knows: as typed
+    ]
 
 
 async def test_lang_changes_the_rooms_language_stored_and_audited(bot: Bot) -> None:
