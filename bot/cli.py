@@ -72,7 +72,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)  # also reads every secret; a missing one names its line
     for gap in config.name_gaps():
         print(f"warning: {gap}", file=sys.stderr)
-    print(f"{args.config}: OK — {len(config.posts)} posts, {len(config.groups)} groups, "
+    from commands.texts import text
+
+    print(f"{args.config}: OK — {text('count.posts', count=len(config.posts))}, "
+          f"{text('count.groups', count=len(config.groups))}, "
           f"bot {config.bot.user_id} on {config.homeserver.url}")
     return EXIT_OK
 
