@@ -208,6 +208,7 @@ class Liaison:
                 max_attempts=config.outbox.max_attempts,
             ),
             before_send=trust.prepare_room,
+            after_send=trust.tell_withheld,
             ready=synced,
             renderer=ReportCharts(db, client, config),  # `!report`'s chart, drawn at sending
         )

@@ -78,8 +78,11 @@ class OutboxSender:
         before_send: BeforeSend | None = None,
         ready: asyncio.Event | None = None,
         renderer: Renderer | None = None,
+        after_send: BeforeSend | None = None,
     ) -> None:
         self._db = db
+        self._after_send = after_send
+        """Called with the room id once a message was accepted (`TrustPolicy.tell_withheld`)."""
         self._renderer = renderer
         self._client = client
         self._clock = clock
@@ -214,6 +217,11 @@ class OutboxSender:
             self.sent_count += 1
             log.debug("sent", extra={"room_id": message.room_id, "event_id": response.event_id,
                                      "case_ref": message.case_ref})
+            if self._after_send is not None:
+                try:
+                    await self._after_send(message.room_id)
+                except Exception:  # the message is sent; what follows it must not undo that
+                    log.exception("after sending: failed", extra={"room_id": message.room_id})
             return
         assert isinstance(response, RoomSendError)
         code = response.status_code or ""

@@ -178,6 +178,9 @@ class Officer:
         self.user_id: str = client.user_id
         self.device_id: str = client.device_id
         self.seen: list[SeenMessage] = []
+        self.withheld: list[dict[str, Any]] = []
+        """Every `m.room_key.withheld` to-device event this device received (its content,
+        with `sender`): nio ignores them, a client would tell its user why it cannot read."""
         self._sync_timeout_ms = sync_timeout_ms
         self._undecrypted: dict[str, tuple[int, MegolmEvent]] = {}
         self._changed = asyncio.Event()
@@ -286,6 +289,11 @@ class Officer:
 
     def _record_sync(self, response: SyncResponse) -> None:
         now = time.monotonic()
+        for to_device in response.to_device_events:
+            source = getattr(to_device, "source", None) or {}
+            if source.get("type") == "m.room_key.withheld":
+                self.withheld.append({**(source.get("content") or {}),
+                                      "sender": source.get("sender")})
         for room_id, info in response.rooms.join.items():
             for event in info.timeline.events:
                 self._record(seen_message(room_id, event, now), event)
@@ -333,6 +341,15 @@ class Officer:
                 raise RuntimeError(f"{self.user_id} is not syncing; call start() first")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), remaining)
+
+    async def wait_for_withheld(self, session_id: str, *,
+                                timeout: float = 30.0) -> dict[str, Any]:
+        """The `m.room_key.withheld` this device got for Megolm session `session_id`."""
+        def found() -> dict[str, Any] | None:
+            return next((w for w in self.withheld if w.get("session_id") == session_id), None)
+
+        return await self._wait_until(found, timeout, lambda: f"no withheld notice for "
+                                                              f"{session_id}: {self.withheld}")
 
     def read_receipt(self, room_id: str, user_id: str, thread_id: str = "main") -> str | None:
         """The event `user_id` last marked read (`m.read`) in `thread_id` ("main": outside

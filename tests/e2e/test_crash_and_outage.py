@@ -20,6 +20,7 @@ from devkit.synapse import LocalSynapse
 from tests.e2e.conftest import BotFactory, OfficerFactory
 from tests.e2e.test_case_flow import db_rows
 from tests.e2e.test_cases import post, replies_to
+from tests.e2e.test_foundation import raw_event
 from tests.e2e.test_hostile_input import bot_rows, posts_for
 from tests.e2e.test_resilience import ask, left_running, wait_for_log
 
@@ -200,5 +201,11 @@ async def test_an_officers_new_device_is_obeyed_under_tofu_and_refused_under_cro
         seen = await phone.wait_for(lambda m: m.event_id == refusal.event_id,
                                     room_id=rooms[strict.user_id])
         assert seen.undecrypted
+        # ... and was told why: the room key was withheld from it as unverified.
+        raw = await raw_event(phone, rooms[strict.user_id], refusal.event_id)
+        withheld = await phone.wait_for_withheld(raw["content"]["session_id"])
+        assert (withheld["code"], withheld["room_id"], withheld["sender"]) == (
+            "m.unverified", rooms[strict.user_id], strict.user_id), withheld
+        assert not [w for w in phone.withheld if w.get("room_id") == rooms[tofu.user_id]]
     finally:
         await phone.stop()

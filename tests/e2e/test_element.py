@@ -9,6 +9,7 @@ so the bot is only usable there because it cross-signs its own device.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from dataclasses import dataclass
@@ -310,3 +311,50 @@ async def test_element_opens_its_session_with_the_bots_fallback_key_after_the_on
     finally:
         await newcomer.stop()
         print(f"--- log of the Element officer ---\n{newcomer.log_path.read_text()[-4000:]}")
+
+
+async def test_an_unverified_element_session_is_told_the_key_was_withheld_as_unverified(
+    synapse: LocalSynapse, bot_factory: BotFactory, tmp_path: Path,
+) -> None:
+    """Under `cross-signed` the bot gives no room key to an officer's session they never
+    verified, and says so (`m.room_key.withheld`, `m.unverified`): Element shows "not
+    verified" instead of a bare "unable to decrypt", and the answer still reaches the
+    officer's verified session."""
+    reason = node_available()
+    assert reason is None, reason
+    localpart = unique("kz-element")
+    kz = await ElementOfficer.create(synapse, localpart, tmp_path / "element",
+                                     isolation="all")
+    unverified: ElementOfficer | None = None
+    try:
+        room_id = await kz.create_room("KZ post")
+        bot = await bot_factory(config={
+            "posts": [post("KZ-ZHIBEK", room_id, "Asia/Almaty", [])],
+            "trust": {"policy": "cross-signed"}})
+        await kz.invite(room_id, bot.user_id)
+        await kz.wait_until_joined(room_id, bot.user_id)
+        unverified = await ElementOfficer.create(synapse, localpart, tmp_path / "element",
+                                                 isolation="all", cross_sign=False)
+        assert kz.cross_signed and not unverified.cross_signed
+
+        ping = await kz.send_text(room_id, "!ping")
+        pong = await kz.wait_for(lambda m: answers(m, ping), room_id=room_id,
+                                 sender=bot.user_id, timeout=60)
+        assert (pong.body or "").startswith("pong"), pong.describe()
+
+        async def withheld() -> ElementMessage | None:
+            seen = [m for m in await unverified.messages(room_id) if m.event_id == pong.event_id]
+            return seen[0] if seen and seen[0].decryption_failure_reason else None
+
+        for _ in range(300):  # until the withheld notice has been taken into account
+            seen = await withheld()
+            if seen is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert seen is not None, [m.describe() for m in await unverified.messages(room_id)]
+        assert seen.decryption_failure
+        assert seen.decryption_failure_reason == "MEGOLM_KEY_WITHHELD_FOR_UNVERIFIED_DEVICE"
+    finally:
+        if unverified is not None:
+            await unverified.stop()
+        await kz.stop()
