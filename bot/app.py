@@ -17,6 +17,7 @@ from nio import AsyncClient, KeysUploadResponse
 from bot import fallback_keys
 from bot.chaser import Chaser
 from bot.clock import Clock
+from bot.command_state import CommandDescriptions
 from bot.config import Config
 from bot.crosssigning import ensure_cross_signed
 from bot.devicewatch import DeviceWatch
@@ -228,8 +229,11 @@ class Liaison:
             asyncio.get_running_loop().call_later(CHASE_AFTER_COMMAND_S, chaser.wake)
 
         access = config.access.allowed_inviters
+        registry = default_registry()
+        descriptions = CommandDescriptions(client, db, config, registry,
+                                           languages.language_for_room)
         router = EventRouter(
-            client=client, db=db, clock=self.clock, registry=default_registry(),
+            client=client, db=db, clock=self.clock, registry=registry,
             invite_policy=InvitePolicy(frozenset(access.users) | frozenset(config.access.admins),
                                        frozenset(access.servers)),
             trust=trust, undecryptable=undecryptable, wake_sender=wake_after_command,
@@ -261,6 +265,7 @@ class Liaison:
             asyncio.create_task(sender.run(), name="outbox"),
             asyncio.create_task(undecryptable.run_timer(router.handle_event), name="decrypt"),
             asyncio.create_task(chaser.run(), name="chase"),
+            asyncio.create_task(descriptions.run(synced), name="command descriptions"),
             asyncio.create_task(
                 Retention(db, self.clock, config.retention.closed_cases).run(), name="retention"),
             asyncio.create_task(WeeklyReports(db, self.clock, config, languages=languages,

@@ -49,6 +49,7 @@ from commands.attachments import (
     media_fields,
     refusal_of,
 )
+from commands.command_descriptions import MSC4391_COMMAND, command_text
 from commands.errors import CommandError
 from commands.notify import OutboxKind
 from commands.registry import CommandRegistry, Invocation, Reply, split_command
@@ -270,7 +271,7 @@ class EventRouter:
         if relation.replaces is not None:
             await self._on_edit(room, event, relation.replaces, edited_body(content))
             return
-        parsed = split_command(event.body)
+        parsed = split_command(self._typed_form(content, event.body))
         if parsed is None:
             if relation.candidates:
                 await self._on_reply(room, event, relation, content)
@@ -284,6 +285,16 @@ class EventRouter:
                                kind=OutboxKind.REFUSAL, refused="untrusted_device")
             return
         await self._run_command(room, event, parsed, content, relation)
+
+    def _typed_form(self, content: dict[str, Any], body: str) -> str:
+        """The command as an officer would type it: a client that knows the bot's command
+        descriptions (MSC4391) sends the command and its arguments, and a body of its own
+        choosing; anything else is read from the body."""
+        invocation = content.get(MSC4391_COMMAND)
+        if invocation is None:
+            return body
+        typed = command_text(self._registry, invocation)
+        return body if typed is None else typed
 
     # --- events that work a case without a command --------------------------------------
 

@@ -611,6 +611,8 @@ MESSAGES: Mapping[str, str] = {
     ),
     # rendering
     "render.truncated": "[truncated]",
+    # command descriptions for clients (commands.command_descriptions)
+    "command.param.details": "key: value lines and text, below the first line",
     # case field keys (FIELD_KEYS), as each reader reads them
     "field.vehicle": "vehicle",
     "field.plate": "plate",
