@@ -73,6 +73,9 @@ class ElementMessage:
     decryption_failure_reason: str | None = None
     """matrix-js-sdk's DecryptionFailureCode when undecrypted, e.g.
     `MEGOLM_KEY_WITHHELD_FOR_UNVERIFIED_DEVICE` (what Element words for its user)."""
+    push: dict[str, Any] | None = None
+    """matrix-js-sdk's PushProcessor verdict on the decrypted event: `{notify, highlight,
+    sound}` (Element's notification, as its push rules decide it)."""
 
     @property
     def body(self) -> str | None:
@@ -96,6 +99,7 @@ class ElementMessage:
             shield_colour=entry.get("shield_colour"),
             shield_reason=entry.get("shield_reason"),
             decryption_failure_reason=entry.get("decryption_failure_reason"),
+            push=entry.get("push"),
         )
 
 

@@ -71,6 +71,23 @@ async function shieldOf(event) {
     }
 }
 
+// What Element's push rules decide for the event as decrypted (matrix-js-sdk's
+// PushProcessor over the rules the homeserver serves): would it notify, highlight, ring?
+function pushOf(event) {
+    try {
+        const actions = client.getPushActionsForEvent(event, true);
+        if (!actions) return null;
+        return {
+            notify: Boolean(actions.notify),
+            highlight: Boolean(actions.tweaks && actions.tweaks.highlight),
+            sound: (actions.tweaks && actions.tweaks.sound) || null,
+        };
+    } catch (error) {
+        console.warn("no push actions for", event.getId(), error);
+        return null;
+    }
+}
+
 async function record(event) {
     const roomId = event.getRoomId();
     if (!roomId) return;
@@ -91,6 +108,7 @@ async function record(event) {
         decryption_failure: event.isDecryptionFailure(),
         // Why Element cannot show it (DecryptionFailureCode), e.g. a key withheld as unverified.
         decryption_failure_reason: event.decryptionFailureReason ?? null,
+        push: event.isDecryptionFailure() ? null : pushOf(event),
         shield_colour: null,
         shield_reason: null,
     };
@@ -117,6 +135,7 @@ function watchRetries(event) {
             content: event.getContent(),
             decryption_failure: false,
             decryption_failure_reason: null,
+            push: pushOf(event),
         });
     });
 }

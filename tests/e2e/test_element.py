@@ -105,6 +105,8 @@ async def test_an_element_officer_works_a_case_with_a_nio_officer_through_the_bo
         sent = await kz.wait_for(lambda m: answers(m, sent_id), room_id=kz_room,
                                  sender=bot.user_id)
         assert (sent.body or "").startswith("KZ-0001: Urgent alert sent to:"), sent.describe()
+        # Element's PushProcessor: the answer to a command is quiet (an m.notice).
+        assert sent.push is not None and not sent.push["notify"], sent.push
         relayed = await uz.wait_for(lambda m: about_case(m, "KZ-0001"), room_id=uz_room,
                                     sender=bot.user_id)
         assert relayed.encrypted
@@ -116,6 +118,8 @@ async def test_an_element_officer_works_a_case_with_a_nio_officer_through_the_bo
         told = await kz.wait_for(lambda m: "acknowledged KZ-0001" in (m.body or ""),
                                  room_id=kz_room, sender=bot.user_id)
         assert told.encrypted and "Termez (UZ-TERMEZ)" in (told.body or ""), told.describe()
+        # ... while the acknowledgement of an urgent case rings its sender, highlighted.
+        assert told.push == {"notify": True, "highlight": True, "sound": "default"}, told.push
 
         # An alert the other way arrives in Element, and Element's thread reply goes back.
         await uz.send_text(uz_room, "!alert flash to:KZ-ZHIBEK\nconvoy of three trucks, "
@@ -124,6 +128,7 @@ async def test_an_element_officer_works_a_case_with_a_nio_officer_through_the_bo
                                      room_id=kz_room, sender=bot.user_id)
         assert incoming.encrypted and "UZ-0001" in (incoming.body or ""), incoming.describe()
         assert incoming.shield_colour == "NONE", incoming.describe()
+        assert incoming.push is not None and incoming.push["notify"], incoming.push  # rings
         # Element sends reactions in the clear. Under tofu its 👍 acknowledges; under
         # cross-signed nothing vouches for it, and the officer is told so, once per case.
         await kz.react(kz_room, incoming.event_id, "👍")
@@ -271,11 +276,15 @@ async def test_an_element_supervisor_reads_the_escalation_in_the_direct_message_
         assert escalation.encrypted and escalation.shield_colour == "NONE", escalation.describe()
         assert "vehicle: white Kamaz" in (escalation.body or ""), escalation.describe()
         assert escalation.content.get("m.mentions") == {"user_ids": [boss.user_id]}
+        # Element's own PushProcessor: the escalation rings the supervisor, highlighted.
+        assert escalation.push == {"notify": True, "highlight": True, "sound": "default"}, (
+            escalation.push)
 
         await uz.send_text(uz_room, "!ack KZ-0001")
         taken = await boss.wait_for(lambda m: "Termez (UZ-TERMEZ) acknowledged it"
                                     in (m.body or ""), room_id=dm, sender=bot.user_id)
         assert taken.encrypted, taken.describe()
+        assert taken.push is not None and taken.push["notify"], taken.push  # a flash case
     finally:
         await boss.stop()
         print(f"--- log of the Element supervisor ---\n{boss.log_path.read_text()[-4000:]}")
