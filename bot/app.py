@@ -23,6 +23,7 @@ from bot.crosssigning import ensure_cross_signed
 from bot.devicewatch import DeviceWatch
 from bot.direct_rooms import DirectRooms
 from bot.events import EventRouter
+from bot.health import HomeserverReach
 from bot.invites import InvitePolicy
 from bot.languages import RoomLanguages
 from bot.metrics import MonitoringListener
@@ -89,32 +90,51 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.filename is None and exc.errno in NETWORK_ERRNOS
 
 
+ERROR_AFTER_TRIES = 3
+"""Start-up failures in a row after which the homeserver being away is logged as an error
+(once; then it keeps trying, the reason shown by `/healthz`)."""
+
+
 async def retrying(what: str, step: Callable[[], Awaitable[T]], *,
-                   attempts: int | None = None) -> T:
+                   attempts: int | None = None, reach: HomeserverReach | None = None) -> T:
     """Run a start-up step until the homeserver answers it, backing off to 30 s; a
     service that gave up here would leave posts without their bot until someone
-    noticed (`attempts` bounds it for one-shot commands)."""
+    noticed (`attempts` bounds it for one-shot commands). After `ERROR_AFTER_TRIES`
+    failures in a row it says so at error level, once, naming the URL and the reason;
+    `reach` keeps the count and the reason for `/healthz`."""
     tries = 0
     while True:
         tries += 1
         try:
-            return await step()
+            result = await step()
         except Exception as exc:
             if not transient(exc):
                 raise
+            if reach is not None:
+                reach.failed(what, f"{type(exc).__name__}: {exc}".rstrip(": "))
             if attempts is not None and tries >= attempts:
                 raise StartupError(f"cannot reach the homeserver: {exc}") from exc
             delay = min(30.0, 0.5 * 2 ** min(tries, 6))
-            log.warning("homeserver not reachable; retrying",
-                        extra={"step": what, "error": str(exc), "retry_in_s": delay})
+            extra = {"step": what, "error": str(exc), "retry_in_s": delay}
+            if tries == ERROR_AFTER_TRIES:
+                url = reach.url if reach is not None else "the homeserver"
+                log.error(f"cannot reach {url} after {tries} tries (to {what}); still "
+                          "trying: check homeserver.url and the network", extra=extra)
+            else:
+                log.warning("homeserver not reachable; retrying", extra=extra)
             await asyncio.sleep(delay)
+            continue
+        if reach is not None:
+            reach.succeeded()
+        return result
 
 
-async def connect(config: Config, *, attempts: int | None = None) -> AsyncClient:
+async def connect(config: Config, *, attempts: int | None = None,
+                  reach: HomeserverReach | None = None) -> AsyncClient:
     """Open the bot's one device, waiting for the homeserver if it is not up yet."""
     settings = session_settings(config)
     return await retrying("open the session", lambda: open_session(settings),
-                          attempts=attempts)
+                          attempts=attempts, reach=reach)
 
 
 class Liaison:
@@ -137,20 +157,30 @@ class Liaison:
         config = self.config
         db = await Database.open(config.data_dir / DATABASE_FILE)
         client: AsyncClient | None = None
+        reach = HomeserverReach(config.homeserver.url)
+        # Listening from the start: while the homeserver cannot be reached, /healthz says why.
+        listener = (MonitoringListener(config.metrics, database=db.path, clock=self.clock,
+                                       reach=reach)
+                    if config.metrics.enabled else None)
         try:
+            if listener is not None:
+                await listener.start()  # a port in use stops start-up here
             await self._record_start(db)
-            client = await connect(config)
+            client = await connect(config, reach=reach)
             connected = client
-            await retrying("upload the device keys", lambda: self._prepare_keys(connected))
+            await retrying("upload the device keys", lambda: self._prepare_keys(connected),
+                           reach=reach)
             signed_in = client
             await retrying("check cross-signing", lambda: ensure_cross_signed(
                 signed_in, config.data_dir / CROSS_SIGNING_FILE,
                 config.bot.password.resolve() if config.bot.password else None,
-            ))
-            await self._serve(client, db)
+            ), reach=reach)
+            await self._serve(client, db, listener)
         finally:
             if self.stopping_on is not None:
                 await self._log_stop(db, self.stopping_on)
+            if listener is not None:
+                await listener.stop()
             if client is not None:
                 await client.close()  # never logout: that would delete the device and its keys
             await db.close()
@@ -195,7 +225,8 @@ class Liaison:
                 raise refused_or_unreachable(response, "uploading the device keys failed")
             log.info("device keys uploaded")
 
-    async def _serve(self, client: AsyncClient, db: Database) -> None:
+    async def _serve(self, client: AsyncClient, db: Database,
+                     listener: MonitoringListener | None) -> None:
         config = self.config
         languages = RoomLanguages(config)  # `!lang` choices over the configured languages
         await languages.refresh(db)
@@ -253,11 +284,8 @@ class Liaison:
                 enabled=config.trust.policy == "tofu" and config.trust.notify_device_changes,
             ).check,
         )
-        listener = (MonitoringListener(config.metrics, database=db.path, clock=self.clock,
-                                       sync=sync, sender=sender)
-                    if config.metrics.enabled else None)
         if listener is not None:
-            await listener.start()  # before any task: a port in use stops start-up here
+            listener.attach(sync=sync, sender=sender)
         tasks = [
             asyncio.create_task(sync.run(), name="sync"),
             asyncio.create_task(fallback_keys.keep_fresh(client, db, self.clock),
@@ -284,8 +312,6 @@ class Liaison:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            if listener is not None:
-                await listener.stop()
 
     async def _announce_ready(self, sync: SyncLoop, client: AsyncClient) -> None:
         await sync.synced_once.wait()
