@@ -12,7 +12,12 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import ClientError
-from nio import AsyncClient, KeysUploadResponse
+from nio import (
+    AsyncClient,
+    KeysUploadResponse,
+    ProfileGetDisplayNameResponse,
+    ProfileSetDisplayNameError,
+)
 
 from bot import fallback_keys
 from bot.chaser import Chaser
@@ -175,6 +180,7 @@ class Liaison:
                 signed_in, config.data_dir / CROSS_SIGNING_FILE,
                 config.bot.password.resolve() if config.bot.password else None,
             ), reach=reach)
+            await retrying("set the display name", lambda: self._name(signed_in), reach=reach)
             await self._serve(client, db, listener)
         finally:
             if self.stopping_on is not None:
@@ -215,6 +221,22 @@ class Liaison:
                                    "trust": config.trust.policy,
                                    "schema": db.schema_version,
                                })
+
+    async def _name(self, client: AsyncClient) -> None:
+        """The profile's display name as configured; written only when it differs, since a
+        change shows in every room as a membership event (noise in Element's timeline)."""
+        wanted = self.config.bot.display_name
+        current = await client.get_displayname()
+        if isinstance(current, ProfileGetDisplayNameResponse) and current.displayname == wanted:
+            return
+        response = await client.set_displayname(wanted)
+        if isinstance(response, ProfileSetDisplayNameError):
+            problem = refused_or_unreachable(response, "setting the display name failed")
+            if isinstance(problem, StartupError):  # refused (a server that fixes names)
+                log.warning("display name not set", extra={"error": str(problem)})
+                return
+            raise problem  # the homeserver is away: retried
+        log.info("display name set", extra={"display_name": wanted})
 
     async def _prepare_keys(self, client: AsyncClient) -> None:
         """Publish the device's keys and one-time keys if the homeserver lacks them

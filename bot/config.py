@@ -254,6 +254,9 @@ class BotConfig(_Section):
 
     user_id: UserId
     device_name: str = Field(default="Liaison", min_length=1)
+    display_name: str = Field(default="Liaison", min_length=1, max_length=100,
+                              description="The name clients show for the bot; set at start "
+                                          "only when the profile differs")
     password: SecretRef | None = None
     access_token: SecretRef | None = None
     pickle_key: SecretRef

@@ -1,5 +1,6 @@
-"""Read receipts: the bot marks each command it processed as read, in the command's thread,
-so an officer's client shows that the bot took it in."""
+"""Presence of mind: the bot marks each command it processed as read, in the command's
+thread, so an officer's client shows that the bot took it in; and it keeps its display
+name without rewriting it (a membership event in every room) at each start."""
 
 from __future__ import annotations
 
@@ -40,3 +41,30 @@ async def test_each_command_is_marked_read_in_its_own_thread(
     ping = await kz.send_text(kz_room, "!ping")
     await kz.wait_for_receipt(kz_room, bot.user_id, ping, timeout=ANSWER_TIMEOUT_S)
     assert kz.read_receipt(kz_room, bot.user_id) != chatter
+
+
+async def test_the_display_name_is_set_once_and_a_restart_adds_no_noise(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    kz = await officer_factory("kz")
+    room_id = await kz.create_room("post")
+    bot = await bot_factory(config={"bot": {"display_name": "Liaison (Almaty)"},
+                                    "posts": [post("KZ-ZHIBEK", room_id)]})
+    await kz.invite(room_id, bot.user_id)
+    await kz.wait_until_joined(room_id, bot.user_id)
+    ping = await kz.send_text(room_id, "!ping")
+    await kz.wait_for(lambda m: m.relates_to.get("m.in_reply_to", {}).get("event_id") == ping,
+                      room_id=room_id, sender=bot.user_id, timeout=ANSWER_TIMEOUT_S)
+    assert kz.client.rooms[room_id].user_name(bot.user_id) == "Liaison (Almaty)"
+
+    def member_events() -> list[str]:
+        return [m.event_id for m in kz.messages(room_id, sender=bot.user_id)
+                if m.type == "m.room.member"]
+
+    before = member_events()
+    await bot.stop()
+    await bot.start()
+    again = await kz.send_text(room_id, "!ping")
+    await kz.wait_for(lambda m: m.relates_to.get("m.in_reply_to", {}).get("event_id") == again,
+                      room_id=room_id, sender=bot.user_id, timeout=ANSWER_TIMEOUT_S)
+    assert member_events() == before  # the name was right: nothing rewritten, no noise
