@@ -15,6 +15,7 @@ from commands.case_render import render_relayed_case
 from commands.cases import case_content
 from commands.chasing import ChaseSubject, plan_delivery
 from commands.model import Post, Priority, Tlp
+from commands.notify import OutboxKind
 from commands.parser import CaseKind
 from commands.records import NewCase
 from storage import cases, chasing, outbox
@@ -65,7 +66,7 @@ async def seed_open_deliveries(data_dir: Path, config: Config, *, deliveries: in
                         message = await outbox.enqueue(
                             conn, room_id=target.room, event_type="m.room.message",
                             content=case_content(notice, case), now_ms=routed_ms,
-                            kind="case-relay", case_ref=case.ref)
+                            kind=OutboxKind.CASE_RELAY, case_ref=case.ref)
                         await outbox.mark_sent(conn, message.id, now_ms=routed_ms,
                                                event_id=f"$seed-{stored}-{target.id}")
                         delivery = await cases.add_delivery(

@@ -12,20 +12,28 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import ClientError
-from nio import AsyncClient, KeysUploadResponse
+from nio import (
+    AsyncClient,
+    KeysUploadResponse,
+    ProfileGetDisplayNameResponse,
+    ProfileSetDisplayNameError,
+)
 
 from bot import fallback_keys
 from bot.chaser import Chaser
 from bot.clock import Clock
+from bot.command_state import CommandDescriptions
 from bot.config import Config
 from bot.crosssigning import ensure_cross_signed
 from bot.devicewatch import DeviceWatch
 from bot.direct_rooms import DirectRooms
 from bot.events import EventRouter
+from bot.health import HomeserverReach
 from bot.invites import InvitePolicy
 from bot.languages import RoomLanguages
 from bot.metrics import MonitoringListener
 from bot.rawapi import ApiError
+from bot.receipts import ReadReceipts
 from bot.reports import ReportCharts, WeeklyReports
 from bot.retention import Retention
 from bot.sender import OutboxSender, SenderSettings
@@ -35,7 +43,8 @@ from bot.trust import TrustPolicy
 from bot.undecryptable import UndecryptableTracker
 from commands.builtin import default_registry
 from commands.model import Post
-from storage import audit
+from commands.notify import MsgType, OutboxKind, msgtype_for
+from storage import audit, chasing, outbox
 from storage.audit import AuditAction
 from storage.db import Database
 
@@ -67,6 +76,13 @@ NETWORK_ERRNOS = frozenset({
 })
 
 
+def undecryptable_msgtype(config: Config, room_id: str) -> MsgType:
+    """How the "could not read your message" notice goes into `room_id` (commands.notify)."""
+    post = config.post_by_room(room_id)
+    return msgtype_for(OutboxKind.UNDECRYPTABLE, post=post.id if post is not None else None,
+                       settings=config.notifications)
+
+
 def transient(exc: BaseException) -> bool:
     """Whether a start-up step failed because the homeserver is not there (yet): no
     connection or name resolution, a timeout, a proxy's 5xx while Synapse restarts, a
@@ -79,38 +95,59 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.filename is None and exc.errno in NETWORK_ERRNOS
 
 
+ERROR_AFTER_TRIES = 3
+"""Start-up failures in a row after which the homeserver being away is logged as an error
+(once; then it keeps trying, the reason shown by `/healthz`)."""
+
+
 async def retrying(what: str, step: Callable[[], Awaitable[T]], *,
-                   attempts: int | None = None) -> T:
+                   attempts: int | None = None, reach: HomeserverReach | None = None) -> T:
     """Run a start-up step until the homeserver answers it, backing off to 30 s; a
     service that gave up here would leave posts without their bot until someone
-    noticed (`attempts` bounds it for one-shot commands)."""
+    noticed (`attempts` bounds it for one-shot commands). After `ERROR_AFTER_TRIES`
+    failures in a row it says so at error level, once, naming the URL and the reason;
+    `reach` keeps the count and the reason for `/healthz`."""
     tries = 0
     while True:
         tries += 1
         try:
-            return await step()
+            result = await step()
         except Exception as exc:
             if not transient(exc):
                 raise
+            if reach is not None:
+                reach.failed(what, f"{type(exc).__name__}: {exc}".rstrip(": "))
             if attempts is not None and tries >= attempts:
                 raise StartupError(f"cannot reach the homeserver: {exc}") from exc
             delay = min(30.0, 0.5 * 2 ** min(tries, 6))
-            log.warning("homeserver not reachable; retrying",
-                        extra={"step": what, "error": str(exc), "retry_in_s": delay})
+            extra = {"step": what, "error": str(exc), "retry_in_s": delay}
+            if tries == ERROR_AFTER_TRIES:
+                url = reach.url if reach is not None else "the homeserver"
+                log.error(f"cannot reach {url} after {tries} tries (to {what}); still "
+                          "trying: check homeserver.url and the network", extra=extra)
+            else:
+                log.warning("homeserver not reachable; retrying", extra=extra)
             await asyncio.sleep(delay)
+            continue
+        if reach is not None:
+            reach.succeeded()
+        return result
 
 
-async def connect(config: Config, *, attempts: int | None = None) -> AsyncClient:
+async def connect(config: Config, *, attempts: int | None = None,
+                  reach: HomeserverReach | None = None) -> AsyncClient:
     """Open the bot's one device, waiting for the homeserver if it is not up yet."""
     settings = session_settings(config)
     return await retrying("open the session", lambda: open_session(settings),
-                          attempts=attempts)
+                          attempts=attempts, reach=reach)
 
 
 class Liaison:
     def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or Clock()
+        self.stopping_on: str | None = None
+        """The signal that stops this run (set by `run_until_signalled`), for its log line."""
         self._posts_by_room: dict[str, Post] = {p.room: p for p in config.posts}
 
     def post_for_room(self, room_id: str) -> Post | None:
@@ -125,21 +162,51 @@ class Liaison:
         config = self.config
         db = await Database.open(config.data_dir / DATABASE_FILE)
         client: AsyncClient | None = None
+        reach = HomeserverReach(config.homeserver.url)
+        # Listening from the start: while the homeserver cannot be reached, /healthz says why.
+        listener = (MonitoringListener(config.metrics, database=db.path, clock=self.clock,
+                                       reach=reach)
+                    if config.metrics.enabled else None)
         try:
+            if listener is not None:
+                await listener.start()  # a port in use stops start-up here
             await self._record_start(db)
-            client = await connect(config)
+            client = await connect(config, reach=reach)
             connected = client
-            await retrying("upload the device keys", lambda: self._prepare_keys(connected))
+            await retrying("upload the device keys", lambda: self._prepare_keys(connected),
+                           reach=reach)
             signed_in = client
             await retrying("check cross-signing", lambda: ensure_cross_signed(
                 signed_in, config.data_dir / CROSS_SIGNING_FILE,
                 config.bot.password.resolve() if config.bot.password else None,
-            ))
-            await self._serve(client, db)
+            ), reach=reach)
+            await retrying("set the display name", lambda: self._name(signed_in), reach=reach)
+            await self._serve(client, db, listener)
         finally:
+            if self.stopping_on is not None:
+                await self._log_stop(db, self.stopping_on)
+            if listener is not None:
+                await listener.stop()
             if client is not None:
                 await client.close()  # never logout: that would delete the device and its keys
             await db.close()
+
+    async def _log_stop(self, db: Database, signal_name: str) -> None:
+        """One line on the way out: what is still queued, so an operator knows what the
+        next start will send (nothing queued is lost: the outbox and the chase live in the
+        database)."""
+        try:
+            async with db.read() as conn:
+                queued = await outbox.stats(conn, now_ms=self.clock.now_ms())
+                steps = await chasing.pending_count(conn)
+        except Exception:  # the database itself may be why we stop
+            log.exception("stopping; what is still queued could not be read",
+                          extra={"signal": signal_name})
+            return
+        log.info(f"stopping on {signal_name}: {queued.pending} messages still queued, "
+                 f"{steps} reminders and escalations pending; they go out after the next start",
+                 extra={"signal": signal_name, "outbox_pending": queued.pending,
+                        "outbox_failed": queued.failed, "chase_steps_pending": steps})
 
     async def _record_start(self, db: Database) -> None:
         """The audit log says which configuration this run serves: a digest of the file
@@ -155,6 +222,22 @@ class Liaison:
                                    "schema": db.schema_version,
                                })
 
+    async def _name(self, client: AsyncClient) -> None:
+        """The profile's display name as configured; written only when it differs, since a
+        change shows in every room as a membership event (noise in Element's timeline)."""
+        wanted = self.config.bot.display_name
+        current = await client.get_displayname()
+        if isinstance(current, ProfileGetDisplayNameResponse) and current.displayname == wanted:
+            return
+        response = await client.set_displayname(wanted)
+        if isinstance(response, ProfileSetDisplayNameError):
+            problem = refused_or_unreachable(response, "setting the display name failed")
+            if isinstance(problem, StartupError):  # refused (a server that fixes names)
+                log.warning("display name not set", extra={"error": str(problem)})
+                return
+            raise problem  # the homeserver is away: retried
+        log.info("display name set", extra={"display_name": wanted})
+
     async def _prepare_keys(self, client: AsyncClient) -> None:
         """Publish the device's keys and one-time keys if the homeserver lacks them
         (before the cross-signing check, which signs the published device keys)."""
@@ -164,7 +247,8 @@ class Liaison:
                 raise refused_or_unreachable(response, "uploading the device keys failed")
             log.info("device keys uploaded")
 
-    async def _serve(self, client: AsyncClient, db: Database) -> None:
+    async def _serve(self, client: AsyncClient, db: Database,
+                     listener: MonitoringListener | None) -> None:
         config = self.config
         languages = RoomLanguages(config)  # `!lang` choices over the configured languages
         await languages.refresh(db)
@@ -178,6 +262,7 @@ class Liaison:
                 max_attempts=config.outbox.max_attempts,
             ),
             before_send=trust.prepare_room,
+            after_send=trust.tell_withheld,
             ready=synced,
             renderer=ReportCharts(db, client, config),  # `!report`'s chart, drawn at sending
         )
@@ -185,6 +270,7 @@ class Liaison:
             client, db, self.clock,
             grace_ms=int(config.decryption.grace_period.total_seconds() * 1000),
             wake_sender=sender.wake, language_for_room=languages.language_for_room,
+            msgtype_for_room=lambda room_id: undecryptable_msgtype(config, room_id),
         )
         chaser = Chaser(db, self.clock, config, destinations=DirectRooms(client, db, self.clock),
                         wake_sender=sender.wake, ready=synced, languages=languages)
@@ -196,14 +282,18 @@ class Liaison:
             asyncio.get_running_loop().call_later(CHASE_AFTER_COMMAND_S, chaser.wake)
 
         access = config.access.allowed_inviters
+        registry = default_registry()
+        descriptions = CommandDescriptions(client, db, config, registry,
+                                           languages.language_for_room)
         router = EventRouter(
-            client=client, db=db, clock=self.clock, registry=default_registry(),
+            client=client, db=db, clock=self.clock, registry=registry,
             invite_policy=InvitePolicy(frozenset(access.users) | frozenset(config.access.admins),
                                        frozenset(access.servers)),
             trust=trust, undecryptable=undecryptable, wake_sender=wake_after_command,
             config=config,
             language_for_room=languages.language_for_room,
             post_for_room=languages.post_for_room, languages=languages,
+            receipts=ReadReceipts(client),
         )
         sync = SyncLoop(
             client, db, router.handle_batch,
@@ -216,11 +306,8 @@ class Liaison:
                 enabled=config.trust.policy == "tofu" and config.trust.notify_device_changes,
             ).check,
         )
-        listener = (MonitoringListener(config.metrics, database=db.path, clock=self.clock,
-                                       sync=sync, sender=sender)
-                    if config.metrics.enabled else None)
         if listener is not None:
-            await listener.start()  # before any task: a port in use stops start-up here
+            listener.attach(sync=sync, sender=sender)
         tasks = [
             asyncio.create_task(sync.run(), name="sync"),
             asyncio.create_task(fallback_keys.keep_fresh(client, db, self.clock),
@@ -228,6 +315,7 @@ class Liaison:
             asyncio.create_task(sender.run(), name="outbox"),
             asyncio.create_task(undecryptable.run_timer(router.handle_event), name="decrypt"),
             asyncio.create_task(chaser.run(), name="chase"),
+            asyncio.create_task(descriptions.run(synced), name="command descriptions"),
             asyncio.create_task(
                 Retention(db, self.clock, config.retention.closed_cases).run(), name="retention"),
             asyncio.create_task(WeeklyReports(db, self.clock, config, languages=languages,
@@ -246,14 +334,17 @@ class Liaison:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            if listener is not None:
-                await listener.stop()
 
     async def _announce_ready(self, sync: SyncLoop, client: AsyncClient) -> None:
         await sync.synced_once.wait()
         marker = self.config.data_dir / READY_FILE
         marker.write_text(f"{client.user_id} {client.device_id}\n", encoding="utf-8")
-        log.info("ready", extra={"user_id": client.user_id, "device_id": client.device_id})
+        rooms = {post.room for post in self.config.posts}
+        joined = len(rooms & set(client.rooms))
+        log.info(f"ready: serving {joined} of {len(rooms)} post rooms as {client.user_id} "
+                 f"({client.device_id})",
+                 extra={"user_id": client.user_id, "device_id": client.device_id,
+                        "post_rooms": len(rooms), "post_rooms_joined": joined})
 
 
 def run_until_signalled(config: Config) -> int:
@@ -263,8 +354,12 @@ def run_until_signalled(config: Config) -> int:
         app = Liaison(config)
         runner = asyncio.create_task(app.run())
         loop = asyncio.get_running_loop()
+        def stop(signum: signal.Signals) -> None:
+            app.stopping_on = signum.name
+            runner.cancel()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, runner.cancel)
+            loop.add_signal_handler(signum, stop, signum)
         with contextlib.suppress(asyncio.CancelledError):
             await runner
 

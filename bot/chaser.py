@@ -51,9 +51,11 @@ from commands.chasing import (
     is_late,
     phase_live,
     plan_delivery,
+    suggested_snooze,
     taken_reason,
 )
 from commands.model import Post
+from commands.notify import OutboxKind, msgtype_for
 from commands.records import Case
 from commands.render import Notice, notice_content
 from storage import cases, chasing, outbox
@@ -91,16 +93,18 @@ class Fired(Enum):
 
 
 def chase_content(notice: Notice, case: Case, *, about: str, step: str | None = None,
-                  reply_to: str | None = None) -> dict[str, Any]:
-    """An m.notice with the case's machine-readable key (`about`: reminder, escalation,
-    taken; `step`: which step), replying to the relayed case when given."""
+                  reply_to: str | None = None, msgtype: str = "m.notice") -> dict[str, Any]:
+    """An m.notice (m.text when it must ring: `commands.notify`) with the case's
+    machine-readable key (`about`: reminder, escalation, taken; `step`: which step),
+    replying to the relayed case when given."""
     metadata: dict[str, Any] = {**case_metadata(case), "about": about}
     if step is not None:
         metadata["step"] = step
     extra: dict[str, Any] = {CASE_KEY: metadata}
     if reply_to is not None:
         extra["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
-    return notice_content(notice.text, notice.html, mentions=notice.mentions, extra=extra)
+    return notice_content(notice.text, notice.html, mentions=notice.mentions, extra=extra,
+                          msgtype=msgtype)
 
 
 class Chaser:
@@ -259,11 +263,13 @@ class Chaser:
                     continue
                 notice = render_taken(case, reason, delivery, posts=self._posts,
                                       reader=self._posts.get(reader or ""))
-                require_disclosure("chase-taken", room_id, case.ref, disclosure)
+                require_disclosure(OutboxKind.CHASE_TAKEN, room_id, case.ref, disclosure)
+                msgtype = msgtype_for(OutboxKind.CHASE_TAKEN, priority=case.priority,
+                                      post=reader, settings=self._config.notifications)
                 await outbox.enqueue(
                     conn, room_id=room_id, event_type="m.room.message",
-                    content=chase_content(notice, case, about="taken"), now_ms=now,
-                    kind="chase-taken", case_ref=case.ref,
+                    content=chase_content(notice, case, about="taken", msgtype=msgtype),
+                    now_ms=now, kind=OutboxKind.CHASE_TAKEN, case_ref=case.ref,
                     txn_id=f"liaison-chase-taken-{first.id}-{index}")
                 queued += 1
             await chasing.mark_taken_notified(conn, [record.id for record in records],
@@ -311,12 +317,14 @@ class Chaser:
                 notice, reader = self._render(fresh, case, recipient, now=now, late=late)
                 reply_to = relayed.relayed_event_id if relayed and recipient is None else None
                 txn_id = f"liaison-chase-{record.id}-{index}"
-                kind = f"chase-{step.action.value}"
+                kind = _outbox_kind(step.action)
                 require_disclosure(kind, room_id, case.ref, disclosure)
+                msgtype = msgtype_for(kind, priority=case.priority, post=reader,
+                                      settings=self._config.notifications)
                 await outbox.enqueue(
                     conn, room_id=room_id, event_type="m.room.message", now_ms=now,
                     content=chase_content(notice, case, about=_about(step.action),
-                                          step=step.key, reply_to=reply_to),
+                                          step=step.key, reply_to=reply_to, msgtype=msgtype),
                     kind=kind, case_ref=case.ref, txn_id=txn_id)
                 sent.append(SentMessage(room_id, txn_id, reader))
             await chasing.mark_fired(conn, record.id, now_ms=now, late=late, sent=sent)
@@ -389,7 +397,7 @@ class Chaser:
             target = self._posts.get(delivery.post)
             return render_reminder(case, step.phase, due_ms=step.due_ms,
                                    answer_due_ms=answer_due, target=target, posts=self._posts,
-                                   late=late), delivery.post
+                                   late=late, snooze=suggested_snooze(policy)), delivery.post
         notice = render_escalation(case, step.phase, recipient, target_post=delivery.post,
                                    routed_ms=delivery.subject.routed_ms, due_ms=step.due_ms,
                                    answer_due_ms=answer_due, now_ms=now, posts=self._posts,
@@ -399,6 +407,10 @@ class Chaser:
 
 def _about(action: Action) -> str:
     return "reminder" if action is Action.REMIND else "escalation"
+
+
+def _outbox_kind(action: Action) -> OutboxKind:
+    return OutboxKind.CHASE_REMIND if action is Action.REMIND else OutboxKind.CHASE_ESCALATE
 
 
 def _timeline_kind(action: Action) -> str:

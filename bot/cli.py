@@ -70,7 +70,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)  # also reads every secret; a missing one names its line
-    print(f"{args.config}: OK — {len(config.posts)} posts, {len(config.groups)} groups, "
+    for gap in config.name_gaps():
+        print(f"warning: {gap}", file=sys.stderr)
+    from commands.texts import text
+
+    print(f"{args.config}: OK — {text('count.posts', count=len(config.posts))}, "
+          f"{text('count.groups', count=len(config.groups))}, "
           f"bot {config.bot.user_id} on {config.homeserver.url}")
     return EXIT_OK
 
@@ -296,6 +301,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liaison", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version",
+                        version=f"liaison {_installed('liaison')}",
+                        help="print Liaison's version and exit (`liaison version`: more)")
     sub = parser.add_subparsers(title="commands", dest="command", required=True,
                                 metavar="COMMAND")
 

@@ -48,6 +48,7 @@ from commands.attachments import AttachmentsConfig
 from commands.chase_policy import ChasingConfig, escalation_target_problems
 from commands.durations import Duration
 from commands.model import MXID_RE, ROOM_ID_RE, Agency, CategoryRule, Group, Post
+from commands.notify import NotificationSettings, quiet_post_problems
 from commands.report_schedule import ReportsConfig, report_problems
 
 INLINE_SECRET_MESSAGE = "secrets must not be written in the config; use {env: NAME} or {file: PATH}"
@@ -231,6 +232,10 @@ class HomeserverConfig(_Section):
     """The Matrix homeserver the bot logs in to."""
 
     url: str = Field(description="Client-server API base URL, http:// or https://")
+    allow_insecure_http: bool = Field(
+        default=False, description="Accept http:// to a host other than this machine: "
+                                   "the access token and every event would cross the "
+                                   "network unencrypted")
 
     @field_validator("url")
     @classmethod
@@ -250,6 +255,9 @@ class BotConfig(_Section):
 
     user_id: UserId
     device_name: str = Field(default="Liaison", min_length=1)
+    display_name: str = Field(default="Liaison", min_length=1, max_length=100,
+                              description="The name clients show for the bot; set at start "
+                                          "only when the profile differs")
     password: SecretRef | None = None
     access_token: SecretRef | None = None
     pickle_key: SecretRef
@@ -413,6 +421,24 @@ def _check_listen_host(value: Any) -> Any:
     return value
 
 
+def _insecure_homeserver(data: Mapping[str, Any]) -> list[Finding]:
+    """`homeserver.url` with http:// to a host other than this machine, unless the operator
+    said `allow_insecure_http: true`: the access token would cross the network in clear."""
+    section = data.get("homeserver")
+    if not isinstance(section, dict) or section.get("allow_insecure_http") is True:
+        return []
+    url = section.get("url")
+    if not isinstance(url, str):
+        return []
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or _is_loopback(parts.hostname):
+        return []
+    return [(("homeserver", "url"),
+             f"http:// to {parts.hostname} sends the bot's access token and every message "
+             "unencrypted over the network; use https://, or set "
+             "homeserver.allow_insecure_http: true if this network is trusted")]
+
+
 def _is_loopback(host: str) -> bool:
     """Whether only this machine can reach `host` (`127.0.0.1`, `::1`, `localhost`)."""
     if host.lower() == "localhost":
@@ -478,6 +504,7 @@ class Config(_Section):
     decryption: DecryptionConfig = DecryptionConfig()
     outbox: OutboxConfig = OutboxConfig()
     chasing: ChasingConfig = ChasingConfig()
+    notifications: NotificationSettings = NotificationSettings()
     reports: ReportsConfig = ReportsConfig()
     limits: LimitsConfig = LimitsConfig()
     retention: RetentionConfig = RetentionConfig()
@@ -544,6 +571,18 @@ class Config(_Section):
 
     def group(self, name: str) -> Group | None:
         return self._groups_by_name.get(name)
+
+    def name_gaps(self) -> list[str]:
+        """One line per language some posts have no name in (they are shown by their
+        English name in rooms reading it): what `check-config` warns about, once each."""
+        gaps = []
+        for language in ("ru", "ar"):
+            missing = [post.id for post in self.posts if not post.names.get(language)]
+            if missing:
+                gaps.append(f"{len(missing)} of {len(self.posts)} posts have no names.{language}"
+                            f" and are shown in English in rooms reading {language}: "
+                            + ", ".join(missing))
+        return gaps
 
 
 # --------------------------------------------------------------------------- loading
@@ -843,6 +882,8 @@ def _cross_check(data: dict[str, Any]) -> tuple[list[Finding], list[Finding]]:
     problems.extend(_check_groups(groups, posts, known_ids))
     problems.extend(_check_rules(rules, known_ids))
     problems.extend(escalation_target_problems(data))
+    problems.extend(quiet_post_problems(data))
+    problems.extend(_insecure_homeserver(data))
     problems.extend(report_problems(data))
     return problems, warnings
 

@@ -15,12 +15,18 @@ from collections.abc import Callable
 from nio import AsyncClient
 
 from bot.clock import Clock
+from commands.notify import OutboxKind
 from commands.render import Code, notice_content, render_notice
 from commands.texts import text
 from storage import outbox, state
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+
+NOTICE_DELAY_MS = 3_000
+"""A new device's notice waits this long: a new device usually speaks at once (`!ping`),
+and the answer goes first (informational notices yield to it in the room's queue,
+`storage.outbox`); the notice is not urgent."""
 
 KEY_PREFIX = "devices:"
 
@@ -84,7 +90,9 @@ class DeviceWatch:
                                                    self._language_for_room(room_id))
                     await outbox.enqueue(conn, room_id=room_id, event_type="m.room.message",
                                          content=notice_content(body, html),
-                                         now_ms=self._clock.now_ms(), kind="device-notice")
+                                         now_ms=self._clock.now_ms(),
+                                         kind=OutboxKind.DEVICE_NOTICE,
+                                         delay_ms=NOTICE_DELAY_MS)
                 announced = True
                 log.warning("member added a device", extra={"user_id": user_id,
                                                              "devices": added})

@@ -7,16 +7,23 @@ left it, the next escalation opens a new one. nio knows a new room only after th
 next sync (and may learn its state over more than one), so a room just created is
 not offered until it is encrypted with the supervisor in it: the escalation waits
 (see `bot.chaser`) rather than failing in the outbox.
+
+Every room opened is also listed in the bot's `m.direct` account data (user id → rooms),
+as the spec asks of a client that creates a direct chat, so clients of the bot's account
+list it as a direct chat; a failed update is tried again the next time the room is used.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
+from urllib.parse import quote
 
 from aiohttp import ClientError
 from nio import AsyncClient, RoomCreateError, RoomPreset
 
 from bot.clock import Clock
+from bot.rawapi import ApiError, request_json
 from storage import chasing
 from storage.db import Database
 
@@ -45,6 +52,8 @@ class DirectRooms:
         self._db = db
         self._clock = clock
         self._retry_at: dict[str, int] = {}
+        self._unlisted: dict[str, str] = {}
+        """Rooms (by user id) opened but not yet in `m.direct`: listed at their next use."""
 
     def joined_rooms(self) -> frozenset[str]:
         return frozenset(self._client.rooms)
@@ -61,6 +70,8 @@ class DirectRooms:
         if known is not None:
             room = self._client.rooms.get(known.room_id)
             if room is not None and room.encrypted and user_id in room.users:
+                if self._unlisted.get(user_id) == known.room_id:
+                    await self._list_direct(user_id, known.room_id)
                 return known.room_id
             if now - known.created_ms < SYNC_WAIT_MS:
                 return None  # created, not (fully) synced yet: sync brings it in pieces
@@ -92,3 +103,28 @@ class DirectRooms:
             await chasing.save_direct_room(conn, user_id, response.room_id, now_ms=now)
         log.info("opened a direct room for escalations",
                  extra={"user_id": user_id, "room_id": response.room_id})
+        await self._list_direct(user_id, response.room_id)
+
+    async def _list_direct(self, user_id: str, room_id: str) -> None:
+        """Add `room_id` to the bot's `m.direct` under `user_id` (read, add, write back)."""
+        path = (f"/_matrix/client/v3/user/{quote(self._client.user_id, safe='')}"
+                "/account_data/m.direct")
+        try:
+            current = await request_json(self._client, "GET", path)
+            if not current.ok and current.errcode != "M_NOT_FOUND":
+                raise ApiError("reading m.direct", current)
+            direct: dict[str, Any] = current.body if current.ok else {}
+            rooms = direct.get(user_id)
+            rooms = [room for room in rooms if isinstance(room, str)] \
+                if isinstance(rooms, list) else []
+            if room_id not in rooms:
+                written = await request_json(self._client, "PUT", path,
+                                             {**direct, user_id: [*rooms, room_id]})
+                if not written.ok:
+                    raise ApiError("writing m.direct", written)
+        except (ApiError, ClientError, TimeoutError, OSError) as exc:
+            self._unlisted[user_id] = room_id
+            log.warning("direct room not listed in m.direct; will retry",
+                        extra={"user_id": user_id, "room_id": room_id, "error": str(exc)})
+            return
+        self._unlisted.pop(user_id, None)

@@ -36,6 +36,7 @@ from bot.invites import InvitePolicy, answer_invite
 from bot.languages import RoomLanguages
 from bot.logs import current_case, log_context, note_case
 from bot.media import MediaInvalid, MediaTooLarge, MediaUnavailable, fetch, upload
+from bot.receipts import ReadReceipts
 from bot.services import FollowUp, Services
 from bot.trust import TOFU, TrustPolicy
 from bot.undecryptable import UndecryptableTracker
@@ -49,7 +50,9 @@ from commands.attachments import (
     media_fields,
     refusal_of,
 )
+from commands.command_descriptions import MSC4391_COMMAND, command_text
 from commands.errors import CommandError
+from commands.notify import OutboxKind
 from commands.registry import CommandRegistry, Invocation, Reply, split_command
 from commands.relations import Relation, acknowledges, edited_body, relation_of, reply_text
 from commands.render import notice_content, render_command_error, render_notice
@@ -142,8 +145,11 @@ class EventRouter:
         language_for_room: Callable[[str], str],
         post_for_room: Callable[[str], Any],
         languages: RoomLanguages | None = None,
+        receipts: ReadReceipts | None = None,
     ) -> None:
         self._client = client
+        self._receipts = receipts
+        """Marks each processed command read (`bot.receipts`); None in unit tests."""
         self._db = db
         self._clock = clock
         self._registry = registry
@@ -266,7 +272,7 @@ class EventRouter:
         if relation.replaces is not None:
             await self._on_edit(room, event, relation.replaces, edited_body(content))
             return
-        parsed = split_command(event.body)
+        parsed = split_command(self._typed_form(content, event.body))
         if parsed is None:
             if relation.candidates:
                 await self._on_reply(room, event, relation, content)
@@ -277,9 +283,19 @@ class EventRouter:
         device_id = self._sender_device(event)
         if not await self._trust.sender_allowed(event.sender, device_id):
             await self._answer(room, event, self._notice(room, UNTRUSTED_DEVICE_REPLY),
-                               kind="refusal", refused="untrusted_device")
+                               kind=OutboxKind.REFUSAL, refused="untrusted_device")
             return
         await self._run_command(room, event, parsed, content, relation)
+
+    def _typed_form(self, content: dict[str, Any], body: str) -> str:
+        """The command as an officer would type it: a client that knows the bot's command
+        descriptions (MSC4391) sends the command and its arguments, and a body of its own
+        choosing; anything else is read from the body."""
+        invocation = content.get(MSC4391_COMMAND)
+        if invocation is None:
+            return body
+        typed = command_text(self._registry, invocation)
+        return body if typed is None else typed
 
     # --- events that work a case without a command --------------------------------------
 
@@ -448,8 +464,8 @@ class EventRouter:
         told (once) why nothing happened."""
         if await self._trust.sender_allowed(event.sender, self._sender_device(event)):
             return True
-        await self._answer(room, event, self._notice(room, UNTRUSTED_DEVICE_REPLY), kind="refusal",
-                           refused="untrusted_device")
+        await self._answer(room, event, self._notice(room, UNTRUSTED_DEVICE_REPLY),
+                           kind=OutboxKind.REFUSAL, refused="untrusted_device")
         return False
 
     async def _handle_case_event(self, room: MatrixRoom, sender: str, answer_to: str,
@@ -508,7 +524,7 @@ class EventRouter:
                                            now_ms=self._clock.now_ms()):
                 return
             await self._enqueue_reply(conn, room.room_id, event.event_id, {}, notice,
-                                      kind="refusal")
+                                      kind=OutboxKind.REFUSAL)
         self._wake_sender()
 
     async def _refuse_unencrypted(self, room: MatrixRoom, event: RoomMessageText) -> None:
@@ -529,7 +545,7 @@ class EventRouter:
             await outbox.enqueue(
                 conn, room_id=room.room_id, event_type="m.room.message",
                 content=_content(self._notice(room, UNENCRYPTED_WARNING)),
-                now_ms=self._clock.now_ms(), kind="plaintext-warning",
+                now_ms=self._clock.now_ms(), kind=OutboxKind.PLAINTEXT_WARNING,
             )
         self._wake_sender()
 
@@ -549,6 +565,7 @@ class EventRouter:
                 log.info("event already processed", extra={"event_id": event.event_id})
                 return
             if await self._flooded(conn, room, event, content):
+                self._mark_read(room, event, relation)
                 return
             services = self._services_for(conn)
             audience = services.audience(room.room_id)
@@ -609,6 +626,13 @@ class EventRouter:
         log.info("command handled", extra={"command": name, "outcome": outcome})
         self.commands_handled += 1
         self._wake_sender()
+        self._mark_read(room, event, relation)
+
+    def _mark_read(self, room: MatrixRoom, event: RoomMessageText, relation: Relation) -> None:
+        """The officer's client shows the command was read, in its thread if it has one."""
+        if self._receipts is not None:
+            self._receipts.mark_read(room.room_id, event.event_id,
+                                     thread_root=relation.thread_root)
 
     async def _unknown_room(self, services: Services, room: MatrixRoom, event: RoomMessageText,
                             content: dict[str, Any], word: str) -> None:
@@ -624,14 +648,16 @@ class EventRouter:
         if not await state.mark_unknown_room_explained(conn, room.room_id, now_ms=now_ms):
             return
         await self._enqueue_reply(conn, room.room_id, event.event_id, content,
-                                  self._notice(room, "bot.unknown_room"), kind="refusal")
+                                  self._notice(room, "bot.unknown_room"),
+                                  kind=OutboxKind.REFUSAL)
         admins_room = self._config.access.admins_room
         if admins_room is not None and admins_room in self._client.rooms:
             language = self._language_for_room(admins_room)
             notice = render_notice(text("bot.unknown_room_admins", language, room=room.room_id,
                                         user=event.sender), language=language)
             await outbox.enqueue(conn, room_id=admins_room, event_type="m.room.message",
-                                 content=_content(notice), now_ms=now_ms, kind="admin-notice")
+                                 content=_content(notice), now_ms=now_ms,
+                                 kind=OutboxKind.ADMIN_NOTICE)
         self._wake_sender()
 
     async def _flooded(self, conn: Any, room: MatrixRoom, event: RoomMessageText,
@@ -650,7 +676,7 @@ class EventRouter:
         if verdict.notify:
             notice = flood_notice(verdict, self._language_for_room(room.room_id))
             await self._enqueue_reply(conn, room.room_id, event.event_id, content, notice,
-                                      kind="flood-refusal")
+                                      kind=OutboxKind.FLOOD_REFUSAL)
             self._wake_sender()  # it reads the outbox only once this transaction commits
         return True
 
@@ -681,7 +707,7 @@ class EventRouter:
                 notice = flood_notice(verdict, self._language_for_room(room.room_id),
                                       messages="flood.case")
                 await self._enqueue_reply(conn, room.room_id, reply_to or event.event_id,
-                                          content, notice, kind="flood-refusal")
+                                          content, notice, kind=OutboxKind.FLOOD_REFUSAL)
         if verdict.notify:
             self._wake_sender()
         return True
@@ -698,7 +724,7 @@ class EventRouter:
 
     async def _answer(self, room: MatrixRoom, event: RoomMessageText | RoomEncryptedMedia,
                       reply: Reply,
-                      *, kind: str, refused: str | None = None) -> None:
+                      *, kind: OutboxKind, refused: str | None = None) -> None:
         """Answer the event once; `refused` (a reason) also records it on the audit log."""
         content = event.source.get("content", {})
         async with self._db.transaction() as conn:
@@ -715,7 +741,8 @@ class EventRouter:
 
     async def _enqueue_reply(self, conn: Any, room_id: str, event_id: str,
                              content: dict[str, Any], reply: Reply, *,
-                             kind: str = "reply", case_ref: str | None = None) -> None:
+                             kind: OutboxKind = OutboxKind.REPLY,
+                             case_ref: str | None = None) -> None:
         """Queue `reply` as an answer to `event_id`; with `case_ref` (the answer to the
         command that opened a case) a reply to the answer is a reply on the case."""
         message = _content(reply, {"m.relates_to": reply_relation(event_id, content)})

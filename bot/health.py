@@ -4,7 +4,9 @@
 Two things make the bot unhealthy: no sync has succeeded for `sync_stalled_after` (nor,
 before the first one, since the bot started), or the oldest message in the outbox has
 waited longer than `outbox_stuck_after`. Either recovers by itself: the next successful
-sync, or the outbox draining, makes the bot healthy again.
+sync, or the outbox draining, makes the bot healthy again. While start-up cannot reach
+the homeserver, a third check says so at once, with the reason (a wrong URL, a refused
+connection), rather than only after `sync_stalled_after`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,32 @@ class HealthLimits:
     outbox_stuck_after_s: float
 
 
+@dataclass
+class HomeserverReach:
+    """Start-up's view of the homeserver, kept by `bot.app.retrying`: how many tries in a
+    row failed, the last error and at which step; `reached` once a step succeeded."""
+
+    url: str
+    failures: int = 0
+    error: str | None = None
+    step: str | None = None
+    reached: bool = False
+
+    def failed(self, step: str, error: str) -> None:
+        self.failures += 1
+        self.step, self.error = step, error
+
+    def succeeded(self) -> None:
+        self.failures, self.error, self.step, self.reached = 0, None, None, True
+
+    def check(self) -> dict[str, Any]:
+        if not self.failures:
+            return {"ok": True}
+        return {"ok": False, "failures": self.failures,
+                "reason": f"cannot reach the homeserver at {self.url} to {self.step} "
+                          f"({self.failures} tries so far): {self.error}"}
+
+
 @dataclass(frozen=True)
 class Health:
     ok: bool
@@ -35,11 +63,15 @@ class Health:
 
 
 def assess(*, now_s: float, started_s: float, last_sync_s: float | None,
-           outbox: OutboxStats | None, limits: HealthLimits) -> Health:
+           outbox: OutboxStats | None, limits: HealthLimits,
+           homeserver: HomeserverReach | None = None) -> Health:
     """Health at `now_s` (monotonic seconds, like `started_s` and `last_sync_s`, the end
-    of the last successful sync or None); `outbox` is None when it could not be read."""
+    of the last successful sync or None); `outbox` is None when it could not be read;
+    `homeserver`: start-up's tries to reach it."""
     checks = {"sync": _sync(now_s, started_s, last_sync_s, limits.sync_stalled_after_s),
               "outbox": _outbox(outbox, limits.outbox_stuck_after_s, up_s=now_s - started_s)}
+    if homeserver is not None:
+        checks["homeserver"] = homeserver.check()
     return Health(ok=all(check["ok"] for check in checks.values()), checks=checks)
 
 

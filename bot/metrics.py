@@ -32,7 +32,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from bot.clock import Clock
 from bot.config import MetricsConfig
-from bot.health import HealthLimits, assess
+from bot.health import HealthLimits, HomeserverReach, assess
 from bot.session import StartupError
 from storage import outbox
 from storage.db import read_only
@@ -147,12 +147,15 @@ class MonitoringListener:
     `stop()`."""
 
     def __init__(self, settings: MetricsConfig, *, database: Path, clock: Clock,
-                 sync: SyncProgress, sender: SendCounters) -> None:
+                 sync: SyncProgress | None = None, sender: SendCounters | None = None,
+                 reach: HomeserverReach | None = None) -> None:
         self._settings = settings
         self._database = database
         self._clock = clock
         self._sync = sync
         self._sender = sender
+        self._reach = reach
+        """Start-up's tries to reach the homeserver (the listener starts before them)."""
         self._reading = asyncio.Lock()
         """One scrape or health check reads the database at a time, however many ask."""
         self._limits = HealthLimits(
@@ -185,6 +188,10 @@ class MonitoringListener:
         log.info("metrics listening", extra={"metrics": f"{self.address}/metrics",
                                              "healthz": f"{self.address}/healthz"})
 
+    def attach(self, *, sync: SyncProgress, sender: SendCounters) -> None:
+        """The sync loop and the outbox worker, once start-up made them."""
+        self._sync, self._sender = sync, sender
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -204,16 +211,20 @@ class MonitoringListener:
             log.warning("health check could not read the outbox", exc_info=True)
             stats = None
         health = assess(now_s=asyncio.get_running_loop().time(), started_s=self._started_s,
-                        last_sync_s=self._sync.last_success_monotonic, outbox=stats,
-                        limits=self._limits)
+                        last_sync_s=self._last_sync(), outbox=stats,
+                        limits=self._limits, homeserver=self._reach)
         return web.json_response(health.body(), status=200 if health.ok else 503)
+
+    def _last_sync(self) -> float | None:
+        return None if self._sync is None else self._sync.last_success_monotonic
 
     def _process_figures(self) -> ProcessFigures:
         now_s = asyncio.get_running_loop().time()
-        last = self._sync.last_success_monotonic
+        last = self._last_sync()
+        sender = self._sender
         return ProcessFigures(
-            send_retries=self._sender.retries,
-            send_permanent_failures=self._sender.permanent_failures,
+            send_retries=0 if sender is None else sender.retries,
+            send_permanent_failures=0 if sender is None else sender.permanent_failures,
             sync_lag_s=now_s - (self._started_s if last is None else last),
             sync_last_success_unix_s=(None if last is None
                                       else self._clock.now_ms() / 1000 - (now_s - last)))

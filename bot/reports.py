@@ -34,6 +34,7 @@ from bot.languages import RoomLanguages
 from bot.media import MediaUnavailable, upload
 from commands.chase_render import render_report
 from commands.chasing import is_late
+from commands.notify import OutboxKind
 from commands.render import notice_content
 from commands.report_chart import (
     CHART_KIND,
@@ -57,7 +58,7 @@ UPLOAD_ATTEMPTS = 5
 UPLOAD_TIMEOUT_S = 120.0
 DRAW_TIMEOUT_S = 120.0
 """A chart not drawn by then becomes a notice (the table already went out)."""
-WEEKLY_KIND = "report-weekly"
+WEEKLY_KIND = OutboxKind.REPORT_WEEKLY
 """The outbox kind of a weekly report's table."""
 RETRY_MS = 5_000
 """After a failed round, look again this soon."""

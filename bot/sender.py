@@ -24,6 +24,7 @@ from nio import AsyncClient, LocalProtocolError, RoomSendError, RoomSendResponse
 
 from bot.clock import Clock
 from bot.logs import log_context
+from commands.notify import OutboxKind
 from commands.report_chart import RENDER_KEY
 from storage import audit, outbox
 from storage.audit import AuditAction
@@ -37,9 +38,9 @@ PERMANENT_ERRORS = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN", "M_BAD_
                               "M_NOT_JSON", "M_TOO_LARGE"})
 PERMANENT_AFTER_ATTEMPTS = 5
 # The one message allowed into an unencrypted room: why the bot will not work there.
-PLAINTEXT_KIND = "plaintext-warning"
+PLAINTEXT_KIND = OutboxKind.PLAINTEXT_WARNING
 # The outbox kind of a case relayed to a target post (see commands.cases).
-RELAY_KIND = "case-relay"
+RELAY_KIND = OutboxKind.CASE_RELAY
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class SenderSettings:
 
 RENDER_POLL_S = 1.0
 """While only charts are being drawn, look at the outbox again at least this often."""
-URGENT_KINDS = frozenset({"case-relay"})
+URGENT_KINDS = frozenset({OutboxKind.CASE_RELAY})
 """Outbox kinds sent ahead of the rest of their batch."""
 RELAY_HEAD_START_S = 0.05
 """How long the rest of a batch waits after its relays were accepted: the homeserver
@@ -77,8 +78,11 @@ class OutboxSender:
         before_send: BeforeSend | None = None,
         ready: asyncio.Event | None = None,
         renderer: Renderer | None = None,
+        after_send: BeforeSend | None = None,
     ) -> None:
         self._db = db
+        self._after_send = after_send
+        """Called with the room id once a message was accepted (`TrustPolicy.tell_withheld`)."""
         self._renderer = renderer
         self._client = client
         self._clock = clock
@@ -213,6 +217,11 @@ class OutboxSender:
             self.sent_count += 1
             log.debug("sent", extra={"room_id": message.room_id, "event_id": response.event_id,
                                      "case_ref": message.case_ref})
+            if self._after_send is not None:
+                try:
+                    await self._after_send(message.room_id)
+                except Exception:  # the message is sent; what follows it must not undo that
+                    log.exception("after sending: failed", extra={"room_id": message.room_id})
             return
         assert isinstance(response, RoomSendError)
         code = response.status_code or ""

@@ -27,6 +27,7 @@ from commands.audience import (
     disclose,
     room_audience,
 )
+from commands.notify import OutboxKind
 from commands.records import Case, TimelineKind
 from storage import audit, cases, inbox, outbox
 
@@ -45,7 +46,7 @@ def _no_members(room_id: str) -> frozenset[str] | None:
 @dataclass(frozen=True)
 class FollowUp:
     content: dict[str, Any]
-    kind: str
+    kind: OutboxKind
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Services:
             detail={"room_id": disclosure.room_id, "shown": shown,
                     "level": disclosure.detail.name.lower()})
 
-    def follow_reply(self, content: dict[str, Any], *, kind: str) -> None:
+    def follow_reply(self, content: dict[str, Any], *, kind: OutboxKind) -> None:
         """Queue a message right after the reply to the command, as a reply to the same
         event and in the same transaction (`!report`'s chart after its table); dropped if
         the handler fails. Commands only: the router's command path sends these."""
@@ -92,7 +93,7 @@ class Services:
         room_id: str,
         content: dict[str, Any],
         *,
-        kind: str,
+        kind: OutboxKind,
         case_ref: str | None = None,
         event_type: str = "m.room.message",
         disclosure: Disclosure | None = None,
@@ -107,7 +108,8 @@ class Services:
                              content=content, now_ms=self.clock.now_ms(), kind=kind,
                              case_ref=case_ref)
 
-    async def send_case(self, room_id: str, content: dict[str, Any], *, case: Case, kind: str,
+    async def send_case(self, room_id: str, content: dict[str, Any], *, case: Case,
+                        kind: OutboxKind,
                         needed: Detail = Detail.PARTICIPANT, escalation: bool = False) -> bool:
         """Queue a message about `case` into `room_id` if the room's readers may see it
         (`disclosure`); False, and nothing queued, if they may not."""

@@ -3,7 +3,9 @@
 `tofu` encrypts to every device of every room member (trust on first use).
 `cross-signed` encrypts only to devices whose device → self-signing key →
 master key chain verifies, as MSC4153 clients do, and refuses commands sent
-from any other device.
+from any other device. Each device left out is told so once per room key
+(`m.room_key.withheld`, code `m.unverified`), so its client shows "not verified"
+instead of a bare "unable to decrypt".
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,11 @@ log = logging.getLogger(__name__)
 TOFU = "tofu"
 CROSS_SIGNED = "cross-signed"
 CACHE_SECONDS = 60.0
+MEGOLM = "m.megolm.v1.aes-sha2"
+WITHHELD = "m.room_key.withheld"
+UNVERIFIED = "m.unverified"
+WITHHELD_REASON = ("This device is not cross-signed by its owner; the bot sends room keys "
+                   "only to cross-signed devices.")
 
 
 @dataclass
@@ -47,6 +55,9 @@ class TrustPolicy:
         self.policy = policy
         self._cache: dict[str, _UserKeys] = {}
         self._lock = asyncio.Lock()
+        self._withheld: set[tuple[str, str, str]] = set()
+        """(session id, user, device) already told that a room key was withheld."""
+        self.withheld_sent = 0
 
     def invalidate(self, user_ids: set[str]) -> None:
         for user_id in user_ids:
@@ -89,6 +100,42 @@ class TrustPolicy:
                 log.warning("could not check sender's device", extra={"error": str(exc)})
                 return False
             return self._cache[user_id].cross_signed(user_id, device_id)
+
+    async def tell_withheld(self, room_id: str) -> None:
+        """After sending into `room_id`: tell each device the policy left out that the
+        room key of the room's current session was withheld (once per session and device;
+        spec `m.room_key.withheld`, unencrypted to-device)."""
+        if self.policy == TOFU or self._client.olm is None:
+            return
+        session = self._client.olm.outbound_group_sessions.get(room_id)
+        room = self._client.rooms.get(room_id)
+        if session is None or room is None:
+            return
+        messages: dict[str, dict[str, Any]] = {}
+        told = []
+        content = {"algorithm": MEGOLM, "room_id": room_id, "session_id": session.id,
+                   "sender_key": self._client.olm.account.identity_keys["curve25519"],
+                   "code": UNVERIFIED, "reason": WITHHELD_REASON}
+        for user_id in room.users:
+            for device in self._client.device_store.active_user_devices(user_id):
+                key = (session.id, user_id, device.id)
+                if device.blacklisted and key not in self._withheld:
+                    messages.setdefault(user_id, {})[device.id] = content
+                    told.append(key)
+        if not messages:
+            return
+        result = await request_json(
+            self._client, "PUT",
+            f"/_matrix/client/v3/sendToDevice/{WITHHELD}/liaison-{uuid.uuid4().hex}",
+            {"messages": messages})
+        if not result.ok:
+            log.warning("could not tell devices their room key was withheld",
+                        extra={"room_id": room_id, "status": result.status})
+            return
+        self._withheld.update(told)
+        self.withheld_sent += len(told)
+        log.info("told devices that are not cross-signed their room key was withheld",
+                 extra={"room_id": room_id, "devices": len(told)})
 
     async def prepare_room(self, room_id: str) -> None:
         """Before encrypting into a room: withhold keys from devices the policy excludes."""

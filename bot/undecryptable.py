@@ -18,6 +18,7 @@ from nio import AsyncClient, EncryptionError, LocalProtocolError, MatrixRoom, Me
 
 from bot.clock import Clock
 from bot.megolm_compat import LiaisonClient
+from commands.notify import MsgType, msgtype_for
 from commands.render import notice_content, render_notice
 from commands.texts import text
 from storage import inbox, outbox
@@ -47,8 +48,12 @@ class UndecryptableTracker:
         grace_ms: int,
         wake_sender: Callable[[], None],
         language_for_room: Callable[[str], str] = lambda room_id: "en",
+        msgtype_for_room: Callable[[str], MsgType] = lambda room_id: msgtype_for(
+            UNDECRYPTABLE_KIND),
     ) -> None:
         self._client = client
+        self._msgtype_for_room = msgtype_for_room
+        """The notice to the sender rings unless the room's post was made quiet."""
         self._language_for_room = language_for_room
         self._db = db
         self._clock = clock
@@ -136,8 +141,9 @@ class UndecryptableTracker:
             await inbox.mark_notified(conn, item.event_id, now_ms=self._clock.now_ms())
             language = self._language_for_room(item.room_id)
             notice = render_notice(text(UNREADABLE_NOTICE, language), language=language)
+            msgtype = self._msgtype_for_room(item.room_id)
             content = notice_content(
-                notice.text, notice.html, mentions=(item.sender,),
+                notice.text, notice.html, mentions=(item.sender,), msgtype=msgtype,
                 extra={"m.relates_to": {"m.in_reply_to": {"event_id": item.event_id}}},
             )
             await outbox.enqueue(conn, room_id=item.room_id, event_type="m.room.message",

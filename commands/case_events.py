@@ -58,6 +58,7 @@ from commands.cases import (
 )
 from commands.errors import CommandError
 from commands.model import Post
+from commands.notify import OutboxKind
 from commands.parser import CaseKind, parse_case
 from commands.records import Case, Delivery, TimelineKind
 from commands.registry import Reply, split_command
@@ -225,7 +226,7 @@ async def _to_origin(services: Services, case: Case, said: str, *, from_post: Po
     await services.send_case(case.origin_room,
                              case_content(notice, case, about="reply",
                                           thread_root=case.origin_event_id),
-                             case=case, kind="case-reply")
+                             case=case, kind=OutboxKind.CASE_REPLY)
 
 
 async def _to_targets(services: Services, case: Case, said: str, *, from_post: Post,
@@ -293,7 +294,7 @@ async def carry_attachment(services: Services, *, link: CaseLink, sender: str, e
         content = case_content(render(origin), case, about="attachment",
                                thread_root=case.origin_event_id)
         await services.send_case(case.origin_room, {**content, **media}, case=case,
-                                 kind="case-attachment")
+                                 kind=OutboxKind.CASE_ATTACHMENT)
     return None
 
 
@@ -439,7 +440,7 @@ async def withdraw(services: Services, *, room_id: str, sender: str, event_id: s
                                     posts=", ".join(told) or "-"), language=post.language)
         await services.send_case(case.origin_room,
                                  case_content(notice, current, about="withdrawn"),
-                                 case=current, kind="case-withdrawn")
+                                 case=current, kind=OutboxKind.CASE_WITHDRAWN)
 
 
 # --- shared -----------------------------------------------------------------------------

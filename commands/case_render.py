@@ -15,9 +15,9 @@ from commands.case_edits import CaseEdit
 from commands.localtime import Moment, field_time_ms, format_time, is_time_field
 from commands.model import Post, Tlp
 from commands.records import Case, Delivery, TimelineEntry
-from commands.render import Code, Line, Notice, Relayed, Span, Strong, render_notice
+from commands.render import Code, Line, Mention, Notice, Relayed, Span, Strong, render_notice
 from commands.routing import Refusal, RefusalReason
-from commands.texts import text
+from commands.texts import field_key, text
 
 MAX_RELAYED_TEXT_IN_STATUS = 300
 """Updates and outcomes are cut to this many characters in `!status`."""
@@ -49,14 +49,16 @@ def case_moment(ms: int, case: Case, reader_timezone: str,
 
 def field_line(key: str, value: str, case: Case, reader: Post,
                posts: Mapping[str, Post]) -> list[Span]:
-    """`key: value` as typed; a time field (`eta: 18:30`) shown in the reader's zone with
-    the sender's time beside it, and as typed when it names no time."""
+    """`key: value`, a known key in the reader's language (`прибытие` reads `eta` in
+    English) and any other as typed; a time field (`eta: 18:30`) shown in the reader's
+    zone with the sender's time beside it, and as typed when it names no time."""
     origin = origin_timezone(case, posts)
     ms = (field_time_ms(value, created_ms=case.created_ms, timezone=origin)
           if origin is not None and is_time_field(key) else None)
+    shown = field_key(key, reader.language)
     if ms is None:
-        return [Strong(f"{key}: "), Relayed(value)]
-    return [Strong(f"{key}: "),
+        return [Strong(f"{shown}: "), Relayed(value)]
+    return [Strong(f"{shown}: "),
             case_moment(ms, case, reader.timezone, posts).localized(reader.language)]
 
 
@@ -113,6 +115,11 @@ def render_relayed_case(case: Case, *, target: Post, posts: Mapping[str, Post],
     lines.extend(field_line(key, value, case, target, posts) for key, value in case.fields)
     if case.text:
         lines.append(Relayed(case.text))
+    if target.duty_officers:  # the people who must act now (commands.notify)
+        duty: list[Span] = [text("chase.remind.duty", language)]
+        for user in target.duty_officers:
+            duty += [" ", Mention(user)]
+        lines.append(duty)
     lines.append([text("case.ack_hint", language) + " ", Code(f"!ack {case.ref}")])
     return render_notice(*lines, language=language)
 
@@ -172,14 +179,18 @@ def render_not_sent(refusals: Sequence[Refusal], *, tlp: Tlp, category: str | No
 
 
 def render_ack_notice(case: Case, delivery: Delivery, *, origin: Post,
-                      posts: Mapping[str, Post]) -> Notice:
-    """What the origin room reads when a target acknowledges."""
+                      posts: Mapping[str, Post], mention: str | None = None) -> Notice:
+    """What the origin room reads when a target acknowledges; `mention`: the officer who
+    sent the case, when the notice must ring (`commands.notify`)."""
     language = origin.language
     assert delivery.acknowledged_by is not None and delivery.acknowledged_ms is not None
-    return render_notice([tlp_label(case.tlp), " ", text(
+    line: list[Span] = [tlp_label(case.tlp), " ", text(
         "case.ack.notice", language, post=post_label(delivery.post, posts, language),
         ref=case.ref, who=delivery.acknowledged_by,
-        time=Moment(delivery.acknowledged_ms, origin.timezone))], language=language)
+        time=Moment(delivery.acknowledged_ms, origin.timezone))]
+    if mention is not None:
+        line += [" ", Mention(mention)]
+    return render_notice(line, language=language)
 
 
 def render_update_notice(case: Case, update: str, *, reader: Post,
@@ -244,7 +255,7 @@ def render_edit_notice(case: Case, edit: CaseEdit, *, reader: Post,
         "case.edit.notice", language, ref=case.ref,
         post=post_label(case.origin_post, posts, language)))]]
     for change in edit.fields:
-        lines.append([Strong(f"{change.key}: "),
+        lines.append([Strong(f"{field_key(change.key, language)}: "),
                       removed if change.new is None else Relayed(change.new)])
     revision = edit.revision
     if edit.grading_changed:

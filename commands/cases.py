@@ -47,6 +47,7 @@ from commands.case_render import (
 from commands.errors import CommandError
 from commands.localtime import Moment
 from commands.model import Post
+from commands.notify import OutboxKind, case_notice_kind, msgtype_for
 from commands.parser import (
     CaseDraft,
     CaseKind,
@@ -140,16 +141,18 @@ async def _store_and_relay(invocation: Invocation, services: Services, origin: P
     for post_id in decision.deliveries:
         target = posts[post_id]
         disclosure = disclose(services.audience(target.room), parties, posts)
-        require_disclosure("case-relay", target.room, case.ref, disclosure)
+        require_disclosure(OutboxKind.CASE_RELAY, target.room, case.ref, disclosure)
         related_visible = related is not None and await services.disclosure(
             target.room, related) is not None
         notice = render_relayed_case(case, target=target, posts=posts,
                                      related_visible=related_visible)
+        msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority, post=post_id,
+                              settings=services.config.notifications)
         # Straight to the outbox, not services.send: the delivery keeps the txn_id.
         message = await outbox.enqueue(
             conn, room_id=target.room, event_type="m.room.message",
-            content=case_content(notice, case), now_ms=now_ms, kind="case-relay",
-            case_ref=case.ref,
+            content=case_content(notice, case, msgtype=msgtype), now_ms=now_ms,
+            kind=OutboxKind.CASE_RELAY, case_ref=case.ref,
         )
         await cases.add_delivery(conn, case.id, post=post_id, room_id=target.room,
                                  relay_txn_id=message.txn_id, now_ms=now_ms)
@@ -213,11 +216,14 @@ async def acknowledge_delivery(services: Services, case: Case, delivery: Deliver
     acknowledged = await cases.delivery_for(services.conn, case.id, delivery.post)
     origin = posts.get(case.origin_post)
     if acknowledged is not None and origin is not None:
-        notice = render_ack_notice(case, acknowledged, origin=origin, posts=posts)
+        msgtype = msgtype_for(OutboxKind.CASE_ACK, priority=case.priority, post=origin.id,
+                              settings=services.config.notifications)
+        notice = render_ack_notice(case, acknowledged, origin=origin, posts=posts,
+                                   mention=case.origin_sender if msgtype == "m.text" else None)
         await services.send_case(case.origin_room,
                                  case_content(notice, case, about="ack",
-                                              thread_root=case.origin_event_id),
-                                 case=case, kind="case-ack")
+                                              thread_root=case.origin_event_id, msgtype=msgtype),
+                                 case=case, kind=OutboxKind.CASE_ACK)
     return True
 
 
@@ -287,7 +293,7 @@ async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "ca
         await services.send_case(case.origin_room,
                                  case_content(notice, finished, about=state,
                                               thread_root=case.origin_event_id),
-                                 case=finished, kind=f"case-{state}")
+                                 case=finished, kind=case_notice_kind(state))
     return render_notice(text(f"case.{state}.done", language, ref=case.ref,
                               posts=", ".join(told)), language=language)
 
@@ -433,14 +439,15 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
         notice = render(target)
         content = case_content(notice, case, about=about, thread_root=delivery.relayed_event_id)
         if await services.send_case(delivery.room_id, {**content, **(extra or {})}, case=case,
-                                    kind=f"case-{about}"):
+                                    kind=case_notice_kind(about)):
             told.append(delivery.post)
     return told
 
 
 def case_content(notice: Notice, case: Case, *, about: str | None = None,
-                 thread_root: str | None = None) -> dict[str, Any]:
-    """An m.notice carrying the case's machine-readable key; in the case's thread if known."""
+                 thread_root: str | None = None, msgtype: str = "m.notice") -> dict[str, Any]:
+    """An m.notice (m.text when it must ring) carrying the case's machine-readable key; in
+    the case's thread if known."""
     metadata: dict[str, Any] = case_metadata(case)
     if about is not None:
         metadata["about"] = about
@@ -449,7 +456,8 @@ def case_content(notice: Notice, case: Case, *, about: str | None = None,
         extra["m.relates_to"] = {"rel_type": "m.thread", "event_id": thread_root,
                                  "is_falling_back": True,
                                  "m.in_reply_to": {"event_id": thread_root}}
-    return notice_content(notice.text, notice.html, mentions=notice.mentions, extra=extra)
+    return notice_content(notice.text, notice.html, mentions=notice.mentions, extra=extra,
+                          msgtype=msgtype)
 
 
 def _ms(invocation: Invocation) -> int:

@@ -21,7 +21,7 @@ from commands.model import Post
 from commands.records import Case, Delivery
 from commands.render import Code, Line, Mention, Notice, Relayed, Span, Strong, render_notice
 from commands.report import PostReport
-from commands.texts import text
+from commands.texts import field_key, text
 
 SUMMARY_CHARS = 160
 """A reminder or escalation quotes this much of the case."""
@@ -35,11 +35,12 @@ def _timezone(reader: Post | None) -> str:
     return reader.timezone if reader is not None else "UTC"
 
 
-def case_summary(case: Case) -> Relayed | None:
-    """The case's first field, or the first line of its text, cut short."""
+def case_summary(case: Case, language: str = "en") -> Relayed | None:
+    """The case's first field (a known key in `language`), or the first line of its text,
+    cut short."""
     if case.fields:
         key, value = case.fields[0]
-        return Relayed(f"{key}: {value}", max_chars=SUMMARY_CHARS)
+        return Relayed(f"{field_key(key, language)}: {value}", max_chars=SUMMARY_CHARS)
     first = case.text.strip().split("\n", 1)[0] if case.text.strip() else ""
     return Relayed(first, max_chars=SUMMARY_CHARS) if first else None
 
@@ -63,8 +64,11 @@ def _late_line(due_ms: int, reader: Post | None) -> str:
 
 
 def render_reminder(case: Case, phase: Phase, *, due_ms: int, answer_due_ms: int | None,
-                    target: Post | None, posts: Mapping[str, Post], late: bool) -> Notice:
-    """The reminder in the target room: the case, its duty officers mentioned, what to do."""
+                    target: Post | None, posts: Mapping[str, Post], late: bool,
+                    snooze: timedelta = timedelta(minutes=30)) -> Notice:
+    """The reminder in the target room: the case, its duty officers mentioned, what to do
+    (`snooze`: the `!snooze` it suggests, one the policy accepts)."""
+    hold_off = Code(f"!snooze {case.ref} {format_duration(snooze)}")
     language, timezone = _language(target), _timezone(target)
     origin = post_label(case.origin_post, posts, language)
     title = case_title(case, language)
@@ -76,7 +80,7 @@ def render_reminder(case: Case, phase: Phase, *, due_ms: int, answer_due_ms: int
                         origin=origin,
                         due=case_moment(answer_due_ms or due_ms, case, timezone, posts))
     lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(headline)]]
-    summary = case_summary(case)
+    summary = case_summary(case, language)
     if summary is not None:
         lines.append(summary)
     duty = target.duty_officers if target is not None else ()
@@ -84,11 +88,9 @@ def render_reminder(case: Case, phase: Phase, *, due_ms: int, answer_due_ms: int
         lines.append(_mentions(text("chase.remind.duty", language), duty))
     if phase is Phase.ACK:
         lines.append([text("chase.remind.ack_hint", language) + " ", Code(f"!ack {case.ref}"),
-                      " " + text("chase.remind.snooze_hint", language) + " ",
-                      Code(f"!snooze {case.ref} 30m")])
+                      " " + text("chase.remind.snooze_hint", language) + " ", hold_off])
     else:
-        lines.append([text("chase.remind.answer_hint", language) + " ",
-                      Code(f"!snooze {case.ref} 30m")])
+        lines.append([text("chase.remind.answer_hint", language) + " ", hold_off])
     if late:
         lines.append(_late_line(due_ms, target))
     return render_notice(*lines, language=language)
@@ -121,7 +123,7 @@ def render_escalation(case: Case, phase: Phase, recipient: Recipient, *, target_
         headline = text("chase.escalate.answer", language,
                         due=case_moment(answer_due_ms or due_ms, case, timezone, posts), **params)
     lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(headline)]]
-    summary = case_summary(case) if recipient.insider else None
+    summary = case_summary(case, language) if recipient.insider else None
     if summary is not None:
         lines.append(summary)
     if recipient.mentions:

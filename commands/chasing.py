@@ -203,6 +203,16 @@ def snoozed(
     return moved
 
 
+SUGGESTED_SNOOZE = timedelta(minutes=30)
+"""What a reminder suggests for `!snooze`, when the policy allows that long."""
+
+
+def suggested_snooze(policy: ChasePolicy) -> timedelta:
+    """The snooze a reminder suggests: 30 minutes, or the policy's `snooze_max` when that
+    is shorter, so the suggestion is always one `!snooze` accepts."""
+    return min(SUGGESTED_SNOOZE, policy.snooze_max)
+
+
 def snooze_allowed(duration: timedelta, policy: ChasePolicy) -> bool:
     """A snooze is bounded by the policy's `snooze_max`."""
     return timedelta(0) < duration <= policy.snooze_max

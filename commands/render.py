@@ -172,8 +172,10 @@ def notice_content(
     *,
     mentions: Iterable[str] = (),
     extra: Mapping[str, Any] | None = None,
+    msgtype: str = "m.notice",
 ) -> dict[str, Any]:
-    """The content of an `m.notice` with HTML and an explicit `m.mentions`.
+    """The content of an `m.notice` (or, for a message that must ring, an `m.text`: see
+    `commands.notify`) with HTML and an explicit `m.mentions`.
 
     `m.mentions` lists exactly `mentions` and never sets `room`; `@room` in either
     body is broken as a last line of defence. `extra` adds keys such as
@@ -183,8 +185,10 @@ def notice_content(
     for user in users:
         if not MXID_RE.match(user):
             raise ValueError(f"{user!r} is not a Matrix user id")
+    if msgtype not in ("m.notice", "m.text"):
+        raise ValueError(f"a bot message is m.notice or m.text, not {msgtype!r}")
     content: dict[str, Any] = {
-        "msgtype": "m.notice",
+        "msgtype": msgtype,
         "body": _ROOM_MENTION_RE.sub("@" + WORD_JOINER, text),
         "format": "org.matrix.custom.html",
         "formatted_body": _ROOM_MENTION_RE.sub("@" + WORD_JOINER, html),

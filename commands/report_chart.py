@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from commands.chase_render import elapsed
+from commands.notify import OutboxKind
 from commands.render import notice_content, render_notice
 from commands.report import PostReport
 from commands.texts import text
@@ -32,7 +33,7 @@ RENDER_KEY = "org.liaison.render"
 """An outbox entry whose content holds this key is a render request, not an event: the
 sender replaces it with what it renders to before sending (see `storage.outbox`)."""
 ACK_TIMES = "ack_times"
-CHART_KIND = "report-chart"
+CHART_KIND = OutboxKind.REPORT_CHART
 """The outbox kind of a report's chart."""
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

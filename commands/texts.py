@@ -25,13 +25,16 @@ formatted with the reader's locale.
 from __future__ import annotations
 
 import functools
+import gettext
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import read_mo
+from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
@@ -89,7 +92,20 @@ DAY_WORDS: Mapping[int, tuple[str, ...]] = {
 }
 """Words before a clock time (`due: tomorrow 09:00`): days after today in the sender's zone."""
 
-TIME_FIELD_KEYS: tuple[str, ...] = ("eta", "прибытие", "الوصول", "وصول")
+FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
+    "vehicle": ("vehicle", "транспорт", "автомобиль", "المركبة", "مركبة", "السيارة"),
+    "plate": ("plate", "госномер", "اللوحة", "لوحة"),
+    "route": ("route", "маршрут", "المسار", "مسار", "الطريق"),
+    "eta": ("eta", "arrival", "прибытие", "الوصول", "وصول"),
+    "driver": ("driver", "водитель", "السائق", "سائق"),
+    "cargo": ("cargo", "груз", "الحمولة", "حمولة", "الشحنة"),
+    "container": ("container", "контейнер", "الحاوية", "حاوية"),
+}
+"""Case field keys the bot knows, by the key each is shown as (`field.<key>` in the
+reader's language), with what officers type for them in English, Russian and Arabic.
+Any other key is shown as typed."""
+
+TIME_FIELD_KEYS: tuple[str, ...] = FIELD_KEYS["eta"]
 """Case field keys whose value is a time of day (`eta: 18:30`), shown in each reader's zone."""
 
 _ARABIC_MARKS = {chr(c) for c in range(0x064B, 0x0653)} | {"\u0640", "\u0670"}
@@ -251,7 +267,6 @@ MESSAGES: Mapping[str, str] = {
     "error.target_bad": (
         "{value} is not a post id, country code, group name or neighbours."
     ),
-    "error.targets_too_many": "{count} targets; the limit is {limit}.",
     "error.due_on_alert": (
         "due: is only for requests; an alert has no deadline. "
         "Use !request to ask for an answer by a time."
@@ -276,7 +291,6 @@ MESSAGES: Mapping[str, str] = {
         "{key}: is an option and goes on the first line, e.g. {example}."
     ),
     "error.field_too_long": "The line {key}: is {length} characters long; the limit is {limit}.",
-    "error.fields_too_many": "{count} key: value lines; the limit is {limit}.",
     # errors: references
     "error.ref_missing": "Which case? Give its reference, e.g. KZ-0042.",
     "error.ref_bad": "{value} is not a case reference; a reference looks like KZ-0042.",
@@ -540,7 +554,6 @@ MESSAGES: Mapping[str, str] = {
     "chart.ack.figures": "median {median} · 90% {p90} · {count}",
     "chart.ack.no_cases": "no cases received",
     "chart.ack.empty": "Nothing was acknowledged in this period.",
-    "chart.ack.more": "{count} more posts are in the table only.",
     "chart.failed": (
         "The chart of this report could not be drawn; the figures above are complete."
     ),
@@ -613,7 +626,31 @@ MESSAGES: Mapping[str, str] = {
     ),
     # rendering
     "render.truncated": "[truncated]",
+    # command descriptions for clients (commands.command_descriptions)
+    "command.param.details": "key: value lines and text, below the first line",
+    # case field keys (FIELD_KEYS), as each reader reads them
+    "field.vehicle": "vehicle",
+    "field.plate": "plate",
+    "field.route": "route",
+    "field.eta": "eta",
+    "field.driver": "driver",
+    "field.cargo": "cargo",
+    "field.container": "container",
 }
+
+PLURAL_MESSAGES: dict[str, tuple[str, str]] = {
+    "error.targets_too_many": ("{count} target; the limit is {limit}.",
+                               "{count} targets; the limit is {limit}."),
+    "error.fields_too_many": ("{count} key: value line; the limit is {limit}.",
+                              "{count} key: value lines; the limit is {limit}."),
+    "chart.ack.more": ("{count} more post is in the table only.",
+                       "{count} more posts are in the table only."),
+    "count.posts": ("{count} post", "{count} posts"),
+    "count.groups": ("{count} group", "{count} groups"),
+}
+"""Messages that depend on a number, `{count}`: English singular and plural here; each
+catalogue has as many forms as its language needs (gettext plural forms: three in
+Russian, six in Arabic), chosen by `count` when `text()` renders the message."""
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 DOMAIN = "liaison"
@@ -626,24 +663,66 @@ def catalogue_path(language: str, suffix: str = ".po") -> Path:
 
 
 @functools.cache
-def catalogue(language: str) -> Mapping[str, str]:
-    """The messages of one language by message id: English from `MESSAGES`, the others
-    from their compiled `.mo` when it is at least as new as the `.po`, else from the `.po`.
-    Fuzzy and empty entries count as missing (and fall back to English)."""
-    if language == "en" or language not in LANGUAGES:
-        return MESSAGES
+def _loaded(language: str) -> Catalog | None:
+    """A translated language's catalogue: its compiled `.mo` when it is at least as new as
+    the `.po`, else the `.po`; None when there is none."""
     po, mo = catalogue_path(language), catalogue_path(language, ".mo")
     if not po.exists():
-        return {}
+        return None
     if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
         with mo.open("rb") as handle:
-            loaded = read_mo(handle)
-    else:
-        with po.open("rb") as handle:
-            loaded = read_po(handle, locale=language, domain=DOMAIN)
+            return read_mo(handle)
+    with po.open("rb") as handle:
+        return read_po(handle, locale=language, domain=DOMAIN)
+
+
+@functools.cache
+def catalogue(language: str) -> Mapping[str, str]:
+    """The messages of one language by message id: English from `MESSAGES`, the others
+    from their catalogue (`_loaded`). Fuzzy and empty entries count as missing (and fall
+    back to English)."""
+    if language == "en" or language not in LANGUAGES:
+        return MESSAGES
+    loaded = _loaded(language)
+    if loaded is None:
+        return {}
     return {str(message.id): str(message.string) for message in loaded
             if message.id and isinstance(message.id, str) and isinstance(message.string, str)
             and message.string and not message.fuzzy}
+
+
+@functools.cache
+def plural_catalogue(language: str) -> Mapping[str, tuple[str, ...]]:
+    """The plural messages of one language: each form by message id (English from
+    `PLURAL_MESSAGES`); an entry with any form empty, or fuzzy, counts as missing."""
+    if language == "en" or language not in LANGUAGES:
+        return PLURAL_MESSAGES
+    loaded = _loaded(language)
+    if loaded is None:
+        return {}
+    return {str(message.id[0]): tuple(str(form) for form in message.string)
+            for message in loaded
+            if isinstance(message.id, tuple | list)  # a .po gives tuples, a .mo lists
+            and isinstance(message.string, tuple | list)
+            and all(message.string) and not message.fuzzy}
+
+
+@functools.cache
+def plural_form(language: str) -> Callable[[int], int]:
+    """Which of a language's plural forms a number takes: gettext's Plural-Forms rule for
+    the language, from CLDR (`n != 1` in English)."""
+    return gettext.c2py(get_plural(language if language in LANGUAGES else "en").plural_expr)
+
+
+def plural_template(msg_id: str, count: int, language: str) -> str:
+    """The form of plural message `msg_id` for `count`, in `language` (else English)."""
+    forms = plural_catalogue(language).get(msg_id)
+    if forms is not None:
+        index = plural_form(language)(count)
+        if 0 <= index < len(forms):
+            return forms[index]
+    english = PLURAL_MESSAGES[msg_id]
+    return english[plural_form("en")(count)]
 
 
 @runtime_checkable
@@ -685,14 +764,30 @@ def text(msg_id: str, language: str = "en", /, **params: object) -> str:
 
     Raises KeyError for an unknown id: a typo in a message id is a bug, not input.
     """
-    template = catalogue(language).get(msg_id) or MESSAGES[msg_id]
+    if msg_id in PLURAL_MESSAGES:
+        count = params.get("count")
+        if not isinstance(count, int):
+            raise TypeError(f"{msg_id} is a plural message: pass count=<int>")
+        template = plural_template(msg_id, count, language)
+    else:
+        template = catalogue(language).get(msg_id) or MESSAGES[msg_id]
     if not params:
         return template
     return template.format(**{key: _value(value, language) for key, value in params.items()})
 
 
+_FIELD_KEY_OF = {fold_word(typed): key for key, words in FIELD_KEYS.items() for typed in words}
+
+
+def field_key(key: str, language: str = "en") -> str:
+    """A case field's key as the reader reads it: a known key (`прибытие`, `vehicle`) in
+    the reader's language, any other key exactly as the officer typed it."""
+    known = _FIELD_KEY_OF.get(fold_word(key.strip()))
+    return key if known is None else text(f"field.{known}", language)
+
+
 def has_text(msg_id: str) -> bool:
-    return msg_id in MESSAGES
+    return msg_id in MESSAGES or msg_id in PLURAL_MESSAGES
 
 
 def is_rtl(language: str) -> bool:

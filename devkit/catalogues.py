@@ -11,6 +11,10 @@ translator sees it and a changed English is caught:
   without a `.mo` the bot reads the `.po` itself);
 - `check` lists what is missing, stale or has other placeholders than the English,
   and exits 1 if anything is (the unit tests run the same check).
+
+Plural messages (`commands.texts.PLURAL_MESSAGES`) are gettext plural entries
+(`msgid`/`msgid_plural` both the message id, one `msgstr[i]` per plural form of the
+language); their extracted comment is `en: SINGULAR | PLURAL`.
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from babel.messages.catalog import Catalog
+from babel.messages.catalog import Catalog, Message
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 
 from commands.model import LANGUAGES
-from commands.texts import DOMAIN, LOCALE_DIR, MESSAGES, catalogue_path
+from commands.texts import DOMAIN, LOCALE_DIR, MESSAGES, PLURAL_MESSAGES, catalogue_path
 
 TRANSLATED = tuple(language for language in LANGUAGES if language != "en")
 TEMPLATE = LOCALE_DIR / f"{DOMAIN}.pot"
@@ -43,11 +47,21 @@ def english_comment(english: str) -> str:
     return ENGLISH_PREFIX + english
 
 
-def template(messages: Mapping[str, str] = MESSAGES) -> Catalog:
+def plural_english(forms: tuple[str, str]) -> str:
+    """How a plural message's English is written in its extracted comment."""
+    return f"{forms[0]} | {forms[1]}"
+
+
+def template(messages: Mapping[str, str] = MESSAGES,
+             plurals: Mapping[str, tuple[str, str]] = PLURAL_MESSAGES) -> Catalog:
     catalog = new_catalog()
     for msg_id, english in messages.items():
         catalog.add(msg_id, "", auto_comments=[english_comment(english)],
                     flags=("python-brace-format",) if placeholders(english) else ())
+    for msg_id, forms in plurals.items():
+        catalog.add((msg_id, msg_id), ("", ""),
+                    auto_comments=[english_comment(plural_english(forms))],
+                    flags=("python-brace-format",))
     return catalog
 
 
@@ -82,7 +96,8 @@ def same_words(english: str) -> str:
     return " ".join(english.split())
 
 
-def update(language: str, messages: Mapping[str, str] = MESSAGES) -> Catalog:
+def update(language: str, messages: Mapping[str, str] = MESSAGES,
+           plurals: Mapping[str, tuple[str, str]] = PLURAL_MESSAGES) -> Catalog:
     """The language's catalogue merged with the current English: translations kept where
     the English is unchanged, fuzzy where it changed, new ids empty, removed ids gone."""
     path = catalogue_path(language)
@@ -97,6 +112,22 @@ def update(language: str, messages: Mapping[str, str] = MESSAGES) -> Catalog:
         if translation and (changed or (previous is not None and previous.fuzzy)):
             flags.add("fuzzy")
         merged.add(msg_id, translation, auto_comments=[english_comment(english)], flags=flags,
+                   user_comments=list(previous.user_comments) if previous is not None else [])
+    for msg_id, forms in plurals.items():
+        english = plural_english(forms)
+        previous = old.get(msg_id)
+        old_forms = (tuple(str(form) for form in previous.string)
+                     if previous is not None and isinstance(previous.string, tuple | list)
+                     else ())
+        translated = len(old_forms) == merged.num_plurals and any(old_forms)
+        flags = {"python-brace-format"}
+        changed = (previous is not None
+                   and source_of(previous.auto_comments) != same_words(english))
+        if translated and (changed or (previous is not None and previous.fuzzy)):
+            flags.add("fuzzy")
+        merged.add((msg_id, msg_id),
+                   old_forms if translated else ("",) * merged.num_plurals,
+                   auto_comments=[english_comment(english)], flags=flags,
                    user_comments=list(previous.user_comments) if previous is not None else [])
     return merged
 
@@ -116,7 +147,8 @@ def compile_all() -> list[Path]:
 
 
 def problems(language: str, messages: Mapping[str, str] = MESSAGES,
-             catalog: Catalog | None = None) -> list[str]:
+             catalog: Catalog | None = None,
+             plurals: Mapping[str, tuple[str, str]] = PLURAL_MESSAGES) -> list[str]:
     """Everything wrong with one language's catalogue against the English."""
     path = catalogue_path(language)
     if catalog is None:
@@ -127,6 +159,10 @@ def problems(language: str, messages: Mapping[str, str] = MESSAGES,
     seen = set()
     for message in catalog:
         msg_id = message.id
+        if isinstance(msg_id, tuple | list):
+            seen.add(str(msg_id[0]))
+            found.extend(plural_problems(language, message, plurals, catalog.num_plurals))
+            continue
         if not msg_id or not isinstance(msg_id, str):
             continue
         seen.add(msg_id)
@@ -145,8 +181,31 @@ def problems(language: str, messages: Mapping[str, str] = MESSAGES,
             found.append(f"{language}: {msg_id}: placeholders "
                          f"{sorted(placeholders(translation))}, the English has "
                          f"{sorted(placeholders(english))}")
-    found.extend(f"{language}: {msg_id}: missing" for msg_id in messages if msg_id not in seen)
+    found.extend(f"{language}: {msg_id}: missing" for msg_id in [*messages, *plurals]
+                 if msg_id not in seen)
     return found
+
+
+def plural_problems(language: str, message: Message,
+                    plurals: Mapping[str, tuple[str, str]], num_plurals: int) -> list[str]:
+    """What is wrong with one plural entry: every form the language has must be there,
+    translated from the current English, with no placeholder the English lacks and
+    `{count}` or the same placeholders as the English otherwise."""
+    msg_id = str(message.id[0])
+    forms = plurals.get(msg_id)
+    if forms is None:
+        return [f"{language}: {msg_id}: stale, no such message id any more"]
+    strings = message.string if isinstance(message.string, tuple | list) else ()
+    english = placeholders(forms[1])
+    if len(strings) != num_plurals or not all(strings):
+        return [f"{language}: {msg_id}: not translated (needs {num_plurals} plural forms)"]
+    if message.fuzzy:
+        return [f"{language}: {msg_id}: fuzzy, check the translation"]
+    if source_of(message.auto_comments) != same_words(plural_english(forms)):
+        return [f"{language}: {msg_id}: stale, translated from other English"]
+    return [f"{language}: {msg_id}: form {index}: placeholders {sorted(placeholders(form))}, "
+            f"the English has {sorted(english)}"
+            for index, form in enumerate(strings) if placeholders(str(form)) != english]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

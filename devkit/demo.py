@@ -24,6 +24,7 @@ import aiohttp
 
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
+from devkit.push_rules import Verdict
 from devkit.synapse import LocalSynapse, free_port
 
 
@@ -67,11 +68,16 @@ class Narrator:
     def said(self, post: str, who: str, body: str) -> None:
         print(f"[{post}] {self._style('36', who)} → {body}", flush=True)
 
-    def saw(self, post: str, reader: str, message: SeenMessage) -> None:
+    def saw(self, post: str, reader: str, message: SeenMessage,
+            verdict: Verdict | None = None) -> None:
         lock = "🔒" if message.encrypted else "⚠ unencrypted"
         header = f"[{post}] {self._style('33', 'liaison')} ({lock}, as {reader} decrypted it):"
         body = textwrap.indent(message.body or "", "    ")
         print(f"{header}\n{body}", flush=True)
+        if verdict is not None:
+            bell = "🔔" if verdict.notify else "🔕"
+            print(self._style("35", f"    {bell} {message.msgtype}; push rules on {reader}'s "
+                                    f"client: {verdict.describe()}"), flush=True)
 
 
 def demo_config(synapse: LocalSynapse, rooms: dict[str, str], officers: dict[str, str]
@@ -155,7 +161,7 @@ async def ask(narrator: Narrator, officer: Officer, post_id: str, room_id: str, 
         == event_id,
         room_id=room_id, timeout=60,
     )
-    narrator.saw(post_id, officer.user_id, answer)
+    narrator.saw(post_id, officer.user_id, answer, await officer.push_verdict(answer))
     return answer
 
 
@@ -189,7 +195,7 @@ async def relayed(narrator: Narrator, officer: Officer, post_id: str, room_id: s
                 and key.get("about") == about)
 
     message = await officer.wait_for(matches, room_id=room_id, timeout=60)
-    narrator.saw(post_id, officer.user_id, message)
+    narrator.saw(post_id, officer.user_id, message, await officer.push_verdict(message))
     return message
 
 

@@ -70,6 +70,12 @@ class ElementMessage:
     decryption_failure: bool
     shield_colour: str | None
     shield_reason: str | None
+    decryption_failure_reason: str | None = None
+    """matrix-js-sdk's DecryptionFailureCode when undecrypted, e.g.
+    `MEGOLM_KEY_WITHHELD_FOR_UNVERIFIED_DEVICE` (what Element words for its user)."""
+    push: dict[str, Any] | None = None
+    """matrix-js-sdk's PushProcessor verdict on the decrypted event: `{notify, highlight,
+    sound}` (Element's notification, as its push rules decide it)."""
 
     @property
     def body(self) -> str | None:
@@ -92,6 +98,8 @@ class ElementMessage:
             decryption_failure=bool(entry.get("decryption_failure")),
             shield_colour=entry.get("shield_colour"),
             shield_reason=entry.get("shield_reason"),
+            decryption_failure_reason=entry.get("decryption_failure_reason"),
+            push=entry.get("push"),
         )
 
 
@@ -116,8 +124,11 @@ class ElementOfficer:
         workdir: Path,
         *,
         isolation: Isolation,
+        cross_sign: bool = True,
     ) -> ElementOfficer:
-        """Register the account, start Node, log in as Element does and sync once."""
+        """Register the account, start Node, log in as Element does and sync once;
+        `cross_sign=False`: a further session of the account that was never verified
+        (Element's "unverified session"), its device not signed."""
         reason = node_available()
         if reason is not None:
             raise ElementError(reason)
@@ -125,7 +136,7 @@ class ElementOfficer:
         with contextlib.suppress(SynapseAdminError):
             await synapse.register(localpart, password)
         workdir.mkdir(parents=True, exist_ok=True)
-        log_path = workdir / f"element-{localpart}.log"
+        log_path = workdir / f"element-{localpart}{'' if cross_sign else '-unverified'}.log"
         log_file = log_path.open("wb")
         try:
             process = await asyncio.create_subprocess_exec(
@@ -144,6 +155,7 @@ class ElementOfficer:
             session = await officer.call(
                 "login", base_url=synapse.url, user=localpart, password=password,
                 isolation=isolation, device_name=f"Element {localpart}",
+                cross_sign=cross_sign,
             )
         except BaseException:
             await officer.stop()

@@ -37,6 +37,7 @@ from nio import (
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 from nio.events import Event
 
+from devkit.push_rules import Reader, Verdict, evaluate, fetch_ruleset
 from devkit.synapse import LocalSynapse, SynapseAdminError
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,9 @@ class Officer:
         self.user_id: str = client.user_id
         self.device_id: str = client.device_id
         self.seen: list[SeenMessage] = []
+        self.withheld: list[dict[str, Any]] = []
+        """Every `m.room_key.withheld` to-device event this device received (its content,
+        with `sender`): nio ignores them, a client would tell its user why it cannot read."""
         self._sync_timeout_ms = sync_timeout_ms
         self._undecrypted: dict[str, tuple[int, MegolmEvent]] = {}
         self._changed = asyncio.Event()
@@ -285,6 +289,11 @@ class Officer:
 
     def _record_sync(self, response: SyncResponse) -> None:
         now = time.monotonic()
+        for to_device in response.to_device_events:
+            source = getattr(to_device, "source", None) or {}
+            if source.get("type") == "m.room_key.withheld":
+                self.withheld.append({**(source.get("content") or {}),
+                                      "sender": source.get("sender")})
         for room_id, info in response.rooms.join.items():
             for event in info.timeline.events:
                 self._record(seen_message(room_id, event, now), event)
@@ -332,6 +341,53 @@ class Officer:
                 raise RuntimeError(f"{self.user_id} is not syncing; call start() first")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), remaining)
+
+    async def wait_for_withheld(self, session_id: str, *,
+                                timeout: float = 30.0) -> dict[str, Any]:
+        """The `m.room_key.withheld` this device got for Megolm session `session_id`."""
+        def found() -> dict[str, Any] | None:
+            return next((w for w in self.withheld if w.get("session_id") == session_id), None)
+
+        return await self._wait_until(found, timeout, lambda: f"no withheld notice for "
+                                                              f"{session_id}: {self.withheld}")
+
+    def read_receipt(self, room_id: str, user_id: str, thread_id: str = "main") -> str | None:
+        """The event `user_id` last marked read (`m.read`) in `thread_id` ("main": outside
+        threads), as this officer's client learnt it from sync."""
+        room = self.client.rooms.get(room_id)
+        receipt = (room.threaded_read_receipts.get(user_id, {}).get(thread_id)
+                   if room is not None else None)
+        return receipt.event_id if receipt is not None else None
+
+    async def wait_for_receipt(self, room_id: str, user_id: str, event_id: str, *,
+                               thread_id: str = "main", timeout: float = 30.0) -> None:
+        """Until `user_id`'s read receipt in `thread_id` is on `event_id`."""
+        def marked() -> bool | None:
+            return True if self.read_receipt(room_id, user_id, thread_id) == event_id else None
+
+        def explain() -> str:
+            room = self.client.rooms.get(room_id)
+            found = room.threaded_read_receipts.get(user_id) if room is not None else None
+            return f"no m.read by {user_id} on {event_id} in {thread_id}; receipts: {found}"
+
+        await self._wait_until(marked, timeout, explain)
+
+    async def push_verdict(self, message: SeenMessage) -> Verdict:
+        """Whether this officer's phone would ring for `message`: the push rules the
+        homeserver serves this officer, evaluated over the event as decrypted
+        (`devkit.push_rules`), as a client does for an encrypted room."""
+        room = self.client.rooms.get(message.room_id)
+        if room is None:
+            raise OfficerError(f"{self.user_id} is not in {message.room_id}")
+        ruleset = await fetch_ruleset(self.client.homeserver, self.client.access_token)
+        event = {"type": message.type, "content": message.content, "sender": message.sender,
+                 "room_id": message.room_id, "event_id": message.event_id}
+        levels = room.power_levels
+        reader = Reader(user_id=self.user_id, display_name=room.user_name(self.user_id),
+                        member_count=room.joined_count,
+                        sender_power=levels.get_user_level(message.sender),
+                        notification_levels=levels.defaults.notifications)
+        return evaluate(ruleset, event, reader)
 
     def messages(self, room_id: str, *, sender: str | None = None) -> list[SeenMessage]:
         """Everything seen in a room so far, oldest first, optionally from one sender."""

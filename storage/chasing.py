@@ -215,6 +215,13 @@ async def step_by_id(conn: aiosqlite.Connection, step_id: int) -> StepRecord | N
     return None if row is None else _step(row)
 
 
+async def pending_count(conn: aiosqlite.Connection) -> int:
+    """How many reminders and escalations are still to fire (one log line at shutdown)."""
+    async with conn.execute("SELECT COUNT(*) FROM chase_steps WHERE state = 'pending'") as cursor:
+        row = await cursor.fetchone()
+    return 0 if row is None else int(row[0])
+
+
 async def next_due_ms(conn: aiosqlite.Connection, *, after_ms: int | None = None) -> int | None:
     """When the earliest pending step (due after `after_ms`, when given) falls due; None
     when there is none."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from commands.model import Priority
+from commands.notify import OutboxKind
 from storage import outbox
 from storage.outbox import OutboxStats
 
@@ -24,7 +25,7 @@ ACK_BUCKETS_S = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 864
 """Upper bounds of the time-to-acknowledge histogram, in seconds: from a flash alert
 taken at once to a routine request taken the next day (`+Inf` comes on top)."""
 
-UNDECRYPTABLE_KIND = "undecryptable"
+UNDECRYPTABLE_KIND = OutboxKind.UNDECRYPTABLE
 """The outbox kind of the notice telling a sender the bot could not read their message
 (`bot.undecryptable`)."""
 

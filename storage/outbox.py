@@ -3,7 +3,10 @@
 A message keeps the transaction id it got at enqueue time, so resending it after
 a crash or a homeserver outage never duplicates it. Messages to one room leave
 in the order they were enqueued: a later message never overtakes an earlier
-pending one, even while that one waits out a backoff. `attempts` counts failed
+pending one, even while that one waits out a backoff — except informational
+notices (`commands.notify.INFORMATIONAL`, a new device's notice), which wait until
+nothing else is pending in their room, so an answer to a command never waits behind
+one. `attempts` counts failed
 send attempts. The functions take a connection inside the caller's transaction
 (`Database.transaction()`, or `Database.read()` for the read-only ones).
 """
@@ -17,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from commands.notify import INFORMATIONAL, OutboxKind, check_quiet
 from storage.db import changes
 
 _COLUMNS = (
@@ -24,8 +28,15 @@ _COLUMNS = (
     " sent_ms, event_id, last_error, kind, case_ref, failed_ms"
 )
 
-# The oldest pending message of each room (its queue head); later ones wait behind it.
-_ROOM_HEADS = "SELECT MIN(id) FROM outbox WHERE state = 'pending' GROUP BY room_id"
+_LATER = ", ".join(f"'{kind.value}'" for kind in sorted(INFORMATIONAL))
+# The head of each room's queue: its oldest pending message, informational notices
+# (`commands.notify.INFORMATIONAL`) only once nothing else is pending there; every other
+# message waits behind the head.
+_ROOM_HEADS = (
+    "SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY room_id"
+    f" ORDER BY kind IN ({_LATER}), id) AS place FROM outbox WHERE state = 'pending')"
+    " WHERE place = 1"
+)
 
 
 @dataclass(frozen=True)
@@ -89,18 +100,23 @@ async def enqueue(
     event_type: str,
     content: dict[str, Any],
     now_ms: int,
-    kind: str = "reply",
+    kind: OutboxKind = OutboxKind.REPLY,
     case_ref: str | None = None,
     txn_id: str | None = None,
+    delay_ms: int = 0,
 ) -> OutboxMessage:
-    """Queue an event for `room_id`, due at once; a duplicate `txn_id` raises IntegrityError."""
+    """Queue an event for `room_id`, due at once (or `delay_ms` later); a duplicate `txn_id`
+    raises IntegrityError, a quiet `kind` sent as `m.text` ValueError (`commands.notify`)."""
+    kind = OutboxKind(kind)
+    check_quiet(kind, content)
     message_txn_id = txn_id if txn_id is not None else f"liaison-{uuid.uuid4().hex}"
     stored = _dump(content)
     cursor = await conn.execute(
         "INSERT INTO outbox (room_id, event_type, content, txn_id, state, attempts,"
         " next_attempt_ms, created_ms, kind, case_ref)"
         " VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
-        (room_id, event_type, stored, message_txn_id, now_ms, now_ms, kind, case_ref),
+        (room_id, event_type, stored, message_txn_id, now_ms + delay_ms, now_ms, kind.value,
+         case_ref),
     )
     message_id = cursor.lastrowid
     await cursor.close()
@@ -114,12 +130,12 @@ async def enqueue(
         txn_id=message_txn_id,
         state="pending",
         attempts=0,
-        next_attempt_ms=now_ms,
+        next_attempt_ms=now_ms + delay_ms,
         created_ms=now_ms,
         sent_ms=None,
         event_id=None,
         last_error=None,
-        kind=kind,
+        kind=kind.value,
         case_ref=case_ref,
     )
 

@@ -71,6 +71,23 @@ async function shieldOf(event) {
     }
 }
 
+// What Element's push rules decide for the event as decrypted (matrix-js-sdk's
+// PushProcessor over the rules the homeserver serves): would it notify, highlight, ring?
+function pushOf(event) {
+    try {
+        const actions = client.getPushActionsForEvent(event, true);
+        if (!actions) return null;
+        return {
+            notify: Boolean(actions.notify),
+            highlight: Boolean(actions.tweaks && actions.tweaks.highlight),
+            sound: (actions.tweaks && actions.tweaks.sound) || null,
+        };
+    } catch (error) {
+        console.warn("no push actions for", event.getId(), error);
+        return null;
+    }
+}
+
 async function record(event) {
     const roomId = event.getRoomId();
     if (!roomId) return;
@@ -89,6 +106,9 @@ async function record(event) {
         origin_server_ts: event.getTs(),
         content: event.getContent(),
         decryption_failure: event.isDecryptionFailure(),
+        // Why Element cannot show it (DecryptionFailureCode), e.g. a key withheld as unverified.
+        decryption_failure_reason: event.decryptionFailureReason ?? null,
+        push: event.isDecryptionFailure() ? null : pushOf(event),
         shield_colour: null,
         shield_reason: null,
     };
@@ -103,12 +123,19 @@ async function record(event) {
 function watchRetries(event) {
     event.on("Event.decrypted", async () => {
         const entry = byId.get(event.getId());
-        if (!entry || !entry.decryption_failure || event.isDecryptionFailure()) return;
+        if (!entry || !entry.decryption_failure) return;
+        if (event.isDecryptionFailure()) {
+            // Still unreadable, maybe for a reason learnt since (a withheld notice).
+            entry.decryption_failure_reason = event.decryptionFailureReason ?? null;
+            return;
+        }
         const shield = await shieldOf(event);
         Object.assign(entry, shield, {
             type: event.getType(),
             content: event.getContent(),
             decryption_failure: false,
+            decryption_failure_reason: null,
+            push: pushOf(event),
         });
     });
 }
@@ -134,7 +161,7 @@ function waitForSync(target) {
 }
 
 const operations = {
-    async login({ base_url, user, password: secret, isolation, device_name }) {
+    async login({ base_url, user, password: secret, isolation, device_name, cross_sign = true }) {
         const anonymous = sdk.createClient({ baseUrl: base_url });
         const session = await anonymous.loginRequest({
             type: "m.login.password",
@@ -153,7 +180,8 @@ const operations = {
         const crypto = client.getCrypto();
         crypto.setDeviceIsolationMode(isolationMode(isolation));
         // What Element does at first login: publish cross-signing keys and sign this device.
-        await crypto.bootstrapCrossSigning({
+        // cross_sign: false is a second session the officer never verified (no signature).
+        if (cross_sign) await crypto.bootstrapCrossSigning({
             authUploadDeviceSigningKeys: async (makeRequest) => {
                 await makeRequest({
                     type: "m.login.password",
@@ -172,7 +200,7 @@ const operations = {
         await synced;
         // The device's own signature shows once the SDK has queried its own keys back.
         let status = null;
-        const deadline = Date.now() + 15000;
+        const deadline = Date.now() + (cross_sign ? 15000 : 0);
         while (Date.now() < deadline) {
             status = await crypto.getDeviceVerificationStatus(session.user_id, session.device_id);
             if (status && status.signedByOwner) break;

@@ -98,7 +98,7 @@ async def test_alert_reaches_both_targets_is_acknowledged_and_refusals_are_expla
     for officer, room_id in ((posts.uz, posts.uz_room), (posts.tj, posts.tj_room)):
         relayed = await officer.wait_for(lambda m: about_case(m, "KZ-0001"), room_id=room_id,
                                          sender=bot_id)
-        assert relayed.encrypted and relayed.msgtype == "m.notice"
+        assert relayed.encrypted and relayed.msgtype == "m.text"  # it must ring
         assert (relayed.body or "").startswith("TLP:AMBER Urgent alert KZ-0001"), relayed.body
         assert "vehicle: white Kamaz, plate 01A123BC" in (relayed.body or "")
         assert "Acknowledge with !ack KZ-0001" in (relayed.body or "")

@@ -20,6 +20,7 @@ from devkit.synapse import LocalSynapse
 from tests.e2e.conftest import BotFactory, OfficerFactory, known_to_the_bot
 from tests.e2e.test_case_flow import db_rows
 from tests.e2e.test_cases import post, replies_to
+from tests.e2e.test_foundation import raw_event
 from tests.e2e.test_hostile_input import bot_rows, posts_for
 from tests.e2e.test_resilience import ask, left_running, wait_for_log
 
@@ -179,12 +180,14 @@ async def test_an_officers_new_device_is_obeyed_under_tofu_and_refused_under_cro
     await phone.start()
     try:
         assert phone.device_id != kz.device_id
+        answers: dict[str, str] = {}
         for bot, expected in ((tofu, "pong"), (strict, "not cross-signed")):
             room_id = rooms[bot.user_id]
             ping = await phone.send_text(room_id, "!ping")
             answer = await kz.wait_for(lambda m, p=ping, b=bot: m.sender == b.user_id
                                        and replies_to(m, p), room_id=room_id, timeout=60)
             assert answer.encrypted and expected in (answer.body or ""), answer.describe()
+            answers[bot.user_id] = answer.event_id
         refusal = answer
         assert "pong" not in (refusal.body or "")
         # Under tofu the room was told of the new device.
@@ -192,9 +195,18 @@ async def test_an_officers_new_device_is_obeyed_under_tofu_and_refused_under_cro
                                    and phone.device_id in (m.body or ""),
                                    room_id=rooms[tofu.user_id], timeout=60)
         assert "new device" in (notice.body or "")
+        # ... after the answer to the new device's !ping: answers go before notices.
+        order = [m.event_id for m in kz.messages(rooms[tofu.user_id], sender=tofu.user_id)]
+        assert order.index(answers[tofu.user_id]) < order.index(notice.event_id), order
         # Under cross-signed the new device was given no key for the refusal.
         seen = await phone.wait_for(lambda m: m.event_id == refusal.event_id,
                                     room_id=rooms[strict.user_id])
         assert seen.undecrypted
+        # ... and was told why: the room key was withheld from it as unverified.
+        raw = await raw_event(phone, rooms[strict.user_id], refusal.event_id)
+        withheld = await phone.wait_for_withheld(raw["content"]["session_id"])
+        assert (withheld["code"], withheld["room_id"], withheld["sender"]) == (
+            "m.unverified", rooms[strict.user_id], strict.user_id), withheld
+        assert not [w for w in phone.withheld if w.get("room_id") == rooms[tofu.user_id]]
     finally:
         await phone.stop()

@@ -9,6 +9,7 @@ so the bot is only usable there because it cross-signs its own device.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from dataclasses import dataclass
@@ -104,6 +105,8 @@ async def test_an_element_officer_works_a_case_with_a_nio_officer_through_the_bo
         sent = await kz.wait_for(lambda m: answers(m, sent_id), room_id=kz_room,
                                  sender=bot.user_id)
         assert (sent.body or "").startswith("KZ-0001: Urgent alert sent to:"), sent.describe()
+        # Element's PushProcessor: the answer to a command is quiet (an m.notice).
+        assert sent.push is not None and not sent.push["notify"], sent.push
         relayed = await uz.wait_for(lambda m: about_case(m, "KZ-0001"), room_id=uz_room,
                                     sender=bot.user_id)
         assert relayed.encrypted
@@ -115,6 +118,8 @@ async def test_an_element_officer_works_a_case_with_a_nio_officer_through_the_bo
         told = await kz.wait_for(lambda m: "acknowledged KZ-0001" in (m.body or ""),
                                  room_id=kz_room, sender=bot.user_id)
         assert told.encrypted and "Termez (UZ-TERMEZ)" in (told.body or ""), told.describe()
+        # ... while the acknowledgement of an urgent case rings its sender, highlighted.
+        assert told.push == {"notify": True, "highlight": True, "sound": "default"}, told.push
 
         # An alert the other way arrives in Element, and Element's thread reply goes back.
         await uz.send_text(uz_room, "!alert flash to:KZ-ZHIBEK\nconvoy of three trucks, "
@@ -123,6 +128,7 @@ async def test_an_element_officer_works_a_case_with_a_nio_officer_through_the_bo
                                      room_id=kz_room, sender=bot.user_id)
         assert incoming.encrypted and "UZ-0001" in (incoming.body or ""), incoming.describe()
         assert incoming.shield_colour == "NONE", incoming.describe()
+        assert incoming.push is not None and incoming.push["notify"], incoming.push  # rings
         # Element sends reactions in the clear. Under tofu its 👍 acknowledges; under
         # cross-signed nothing vouches for it, and the officer is told so, once per case.
         await kz.react(kz_room, incoming.event_id, "👍")
@@ -270,11 +276,15 @@ async def test_an_element_supervisor_reads_the_escalation_in_the_direct_message_
         assert escalation.encrypted and escalation.shield_colour == "NONE", escalation.describe()
         assert "vehicle: white Kamaz" in (escalation.body or ""), escalation.describe()
         assert escalation.content.get("m.mentions") == {"user_ids": [boss.user_id]}
+        # Element's own PushProcessor: the escalation rings the supervisor, highlighted.
+        assert escalation.push == {"notify": True, "highlight": True, "sound": "default"}, (
+            escalation.push)
 
         await uz.send_text(uz_room, "!ack KZ-0001")
         taken = await boss.wait_for(lambda m: "Termez (UZ-TERMEZ) acknowledged it"
                                     in (m.body or ""), room_id=dm, sender=bot.user_id)
         assert taken.encrypted, taken.describe()
+        assert taken.push is not None and taken.push["notify"], taken.push  # a flash case
     finally:
         await boss.stop()
         print(f"--- log of the Element supervisor ---\n{boss.log_path.read_text()[-4000:]}")
@@ -311,3 +321,50 @@ async def test_element_opens_its_session_with_the_bots_fallback_key_after_the_on
     finally:
         await newcomer.stop()
         print(f"--- log of the Element officer ---\n{newcomer.log_path.read_text()[-4000:]}")
+
+
+async def test_an_unverified_element_session_is_told_the_key_was_withheld_as_unverified(
+    synapse: LocalSynapse, bot_factory: BotFactory, tmp_path: Path,
+) -> None:
+    """Under `cross-signed` the bot gives no room key to an officer's session they never
+    verified, and says so (`m.room_key.withheld`, `m.unverified`): Element shows "not
+    verified" instead of a bare "unable to decrypt", and the answer still reaches the
+    officer's verified session."""
+    reason = node_available()
+    assert reason is None, reason
+    localpart = unique("kz-element")
+    kz = await ElementOfficer.create(synapse, localpart, tmp_path / "element",
+                                     isolation="all")
+    unverified: ElementOfficer | None = None
+    try:
+        room_id = await kz.create_room("KZ post")
+        bot = await bot_factory(config={
+            "posts": [post("KZ-ZHIBEK", room_id, "Asia/Almaty", [])],
+            "trust": {"policy": "cross-signed"}})
+        await kz.invite(room_id, bot.user_id)
+        await kz.wait_until_joined(room_id, bot.user_id)
+        unverified = await ElementOfficer.create(synapse, localpart, tmp_path / "element",
+                                                 isolation="all", cross_sign=False)
+        assert kz.cross_signed and not unverified.cross_signed
+
+        ping = await kz.send_text(room_id, "!ping")
+        pong = await kz.wait_for(lambda m: answers(m, ping), room_id=room_id,
+                                 sender=bot.user_id, timeout=60)
+        assert (pong.body or "").startswith("pong"), pong.describe()
+
+        async def withheld() -> ElementMessage | None:
+            seen = [m for m in await unverified.messages(room_id) if m.event_id == pong.event_id]
+            return seen[0] if seen and seen[0].decryption_failure_reason else None
+
+        for _ in range(300):  # until the withheld notice has been taken into account
+            seen = await withheld()
+            if seen is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert seen is not None, [m.describe() for m in await unverified.messages(room_id)]
+        assert seen.decryption_failure
+        assert seen.decryption_failure_reason == "MEGOLM_KEY_WITHHELD_FOR_UNVERIFIED_DEVICE"
+    finally:
+        if unverified is not None:
+            await unverified.stop()
+        await kz.stop()

@@ -86,6 +86,14 @@ async def test_restart_keeps_the_device_and_never_answers_an_event_twice(
     device_before = bot.device_id
 
     await bot.stop()
+    # One line when it was ready, one on SIGTERM saying what is still queued.
+    ready = [r for r in bot.log_records() if str(r.get("msg", "")).startswith("ready: ")]
+    assert len(ready) == 1 and ready[0]["device_id"] == device_before, ready
+    stopping = [r for r in bot.log_records()
+                if str(r.get("msg", "")).startswith("stopping on SIGTERM: ")]
+    assert len(stopping) == 1, bot.log_tail()
+    assert stopping[0]["outbox_pending"] == 0 and stopping[0]["chase_steps_pending"] == 0
+    assert "0 messages still queued" in stopping[0]["msg"]
     await bot.start()
     assert bot.device_id == device_before
     await ask(kz, bot, room_id, "!ping")  # decrypted and answered by the restored device

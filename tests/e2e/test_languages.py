@@ -60,9 +60,10 @@ async def test_a_russian_alert_is_read_in_arabic_at_kabul_and_russian_at_termez(
     assert re.fullmatch(
         f"من جيبيك جولي \\({LRI}KZ-ZHIBEK{PDI}\\)، .* {LRI}\\d\\d:\\d\\d UTC\\+04:30{PDI} "
         f"\\(بتوقيت الجهة المرسِلة: .*{LRI}\\d\\d:\\d\\d UTC\\+05:00{PDI}\\)", lines[2]), lines[2]
-    assert f"транспорт: {FSI}белый КамАЗ, номер {LRI}01A123BC{PDI}{PDI}" in lines
-    assert f"маршрут: {FSI}Хайратан -> مزار شریف{PDI}" in lines
-    eta = next(line for line in lines if line.startswith("прибытие: "))
+    # Field keys typed in Russian are read in Arabic (the values as typed).
+    assert f"المركبة: {FSI}белый КамАЗ, номер {LRI}01A123BC{PDI}{PDI}" in lines
+    assert f"المسار: {FSI}Хайратан -> مزار شریف{PDI}" in lines
+    eta = next(line for line in lines if line.startswith("الوصول: "))
     assert f"{LRI}18:00 UTC+04:30{PDI} (بتوقيت الجهة المرسِلة: " in eta, eta
     assert f"{LRI}18:30 UTC+05:00{PDI})" in eta, eta
     assert f"{LRI}!ack KZ-0001{PDI}" in lines[-1]

@@ -134,3 +134,35 @@ async def test_a_metrics_port_in_use_refuses_start_up_naming_the_address(
     assert (f"liaison: start-up refused: metrics: cannot listen on http://127.0.0.1:{port}: "
             in bot.log_tail()), bot.log_tail()
     assert not bot.ready_file.exists()
+
+
+async def test_a_wrong_homeserver_url_is_logged_as_an_error_and_healthz_says_why(
+    bot_factory: BotFactory,
+) -> None:
+    """Nothing listens at the configured URL: the bot keeps trying, says so at error level
+    after three tries, and `/healthz` fails at once with the URL and the reason."""
+    port, nowhere = free_port(), free_port()
+    wrong = f"http://127.0.0.1:{nowhere}"
+    bot = await bot_factory(config={"homeserver": {"url": wrong},
+                                     "metrics": {"enabled": True, "port": port}}, start=False)
+    await bot.start(wait_ready=False)
+    try:
+        for _ in range(600):  # until the process listens (it is importing, then opening)
+            try:
+                await fetch(f"http://127.0.0.1:{port}/healthz")
+                break
+            except aiohttp.ClientConnectorError:
+                assert bot.running, bot.log_tail()
+                await asyncio.sleep(0.1)
+        body = await health_becomes(port, 503)
+        while body["checks"].get("homeserver", {}).get("ok", True):
+            body = await health_becomes(port, 503)
+        reason = body["checks"]["homeserver"]["reason"]
+        assert reason.startswith(f"cannot reach the homeserver at {wrong} to open the session")
+        record = await wait_for_log(bot, lambda r: r.get("level") == "error"
+                                    and str(r.get("msg", "")).startswith("cannot reach"))
+        assert record["msg"] == (f"cannot reach {wrong} after 3 tries (to open the session); "
+                                 "still trying: check homeserver.url and the network")
+        assert bot.running  # it keeps trying
+    finally:
+        await bot.stop()

@@ -17,6 +17,7 @@ from commands.audience import (
     CaseParties,
     Detail,
     Disclosure,
+    carries_case_content,
     case_detail,
     disclose,
     escalation_detail,
@@ -25,6 +26,7 @@ from commands.audience import (
 )
 from commands.case_render import CASE_KEY
 from commands.model import Post, Tlp
+from commands.notify import OutboxKind
 from storage import cases, outbox
 from tests.unit.test_chaser import (
     ADMIN,
@@ -156,13 +158,20 @@ def test_a_disclosure_comes_only_from_the_check() -> None:
     assert disclose(ROOMS["other post room"](), parties(Tlp.AMBER), POSTS) is None
 
 
-CASE_KINDS = ["case-relay", "case-ack", "case-update", "case-closed", "case-cancelled",
-              "case-reply", "case-attachment", "case-edit", "case-withdrawn",
-              "chase-remind", "chase-escalate", "chase-taken"]
+CASE_KINDS = [kind for kind in OutboxKind if kind.name.startswith(("CASE_", "CHASE_"))]
+"""Every outbox kind that says something about a case (`commands.notify.OutboxKind`)."""
+
+
+def test_the_case_kinds_are_all_the_kinds_about_cases() -> None:
+    assert {kind.value for kind in CASE_KINDS} == {
+        "case-relay", "case-ack", "case-update", "case-closed", "case-cancelled",
+        "case-reply", "case-attachment", "case-edit", "case-withdrawn",
+        "chase-remind", "chase-escalate", "chase-taken"}
+    assert [kind for kind in OutboxKind if carries_case_content(kind)] == CASE_KINDS
 
 
 @pytest.mark.parametrize("kind", CASE_KINDS)
-def test_no_case_message_is_queued_without_a_disclosure_for_its_room(kind: str) -> None:
+def test_no_case_message_is_queued_without_a_disclosure_for_its_room(kind: OutboxKind) -> None:
     granted = disclose(ROOMS["target post room"](), parties(Tlp.AMBER), POSTS)
     assert granted is not None
     require_disclosure(kind, "!tj-c:x.example", "KZ-0024", granted)
@@ -174,9 +183,8 @@ def test_no_case_message_is_queued_without_a_disclosure_for_its_room(kind: str) 
         require_disclosure(kind, "!tj-c:x.example", "KZ-0025", granted)
 
 
-@pytest.mark.parametrize("kind", ["reply", "refusal", "flood-refusal", "device-notice",
-                                  "plaintext-warning", "report-chart", "undecryptable"])
-def test_messages_about_no_case_need_no_disclosure(kind: str) -> None:
+@pytest.mark.parametrize("kind", [kind for kind in OutboxKind if kind not in CASE_KINDS])
+def test_messages_about_no_case_need_no_disclosure(kind: OutboxKind) -> None:
     require_disclosure(kind, "!uz-b:x.example", None, None)
 
 

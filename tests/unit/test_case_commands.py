@@ -168,7 +168,7 @@ async def test_alert_is_stored_and_relayed_to_each_target_with_ref_and_tlp(bot: 
     assert len(uz) == len(tj) == 1
     assert case_key(uz[0]) == {"ref": "KZ-0001", "kind": "alert", "origin": "KZ-ZHIBEK"}
     assert uz[0].kind == "case-relay" and uz[0].case_ref == "KZ-0001"
-    assert uz[0].content["msgtype"] == "m.notice"
+    assert uz[0].content["msgtype"] == "m.text"  # a relayed alert rings
     assert uz[0].content["body"] == (
         "TLP:AMBER Urgent alert KZ-0001\n"
         "Share only within your organisation, on a need-to-know basis.\n"
@@ -335,7 +335,11 @@ async def test_ack_by_a_target_tells_the_origin_once(bot: Bot) -> None:
                           "2026-05-01 15:03 +05:00.")
     (notice,) = await bot.queued(KZ_ROOM)
     assert notice.content["body"] == ("TLP:AMBER Termez post (UZ-TERMEZ) acknowledged KZ-0001 "
-                                      "(@bekzod:liaison.example, 2026-05-01 10:03 +00:00).")
+                                      "(@bekzod:liaison.example, 2026-05-01 10:03 +00:00). "
+                                      "@aigerim:liaison.example")
+    # An urgent case: the officer who sent it is told with a ring (commands.notify).
+    assert notice.content["msgtype"] == "m.text"
+    assert notice.content["m.mentions"] == {"user_ids": ["@aigerim:liaison.example"]}
     assert notice.content["m.relates_to"]["event_id"] == "$event1"  # the !alert's thread
     assert notice.content["m.relates_to"]["rel_type"] == "m.thread"
     assert case_key(notice) == {"ref": "KZ-0001", "kind": "alert", "origin": "KZ-ZHIBEK",

@@ -169,7 +169,8 @@ async def test_a_thumbs_up_on_the_relayed_case_acknowledges_it_and_the_origin_he
 
     (notice,) = await room.sent(KZ_ROOM, "case-ack")
     assert notice.content["body"] == ("TLP:AMBER Termez post (UZ-TERMEZ) acknowledged KZ-0001 "
-                                      "(@bekzod:liaison.example, 2026-05-01 10:04 +00:00).")
+                                      "(@bekzod:liaison.example, 2026-05-01 10:04 +00:00). "
+                                      "@aigerim:liaison.example")
     assert notice.content["m.relates_to"]["event_id"] == "$event1"
     delivery = await room.delivery("UZ-TERMEZ")
     assert (delivery.state, delivery.acknowledged_by, delivery.acknowledged_ms) == (

@@ -242,6 +242,19 @@ async def test_unacknowledged_flash_alert_is_reminded_then_escalated_to_supervis
     assert kinds.count("reminded") == 4 and kinds.count("escalated") == 2
 
 
+async def test_a_reminder_suggests_a_snooze_the_policy_accepts_and_rings(bot: Bot) -> None:
+    await bot.say(KZ_ROOM, KZ, FLASH)
+    await bot.send_all()
+    await bot.at(10)
+    [reminder] = await bot.chased()
+    # The default flash policy allows at most 10m: the reminder must not suggest 30m.
+    assert "!snooze KZ-0001 10m" in reminder.content["body"], reminder.content["body"]
+    assert "30m" not in reminder.content["body"]
+    assert reminder.content["msgtype"] == "m.text"  # it rings the duty officers
+    answer = await bot.say(UZ_ROOM, UZ, "!snooze KZ-0001 10m")
+    assert answer.text == "Reminders for KZ-0001 wait until 2026-05-01 15:20 +05:00."
+
+
 async def test_acknowledging_stops_everything_left_and_tells_the_supervisors(bot: Bot) -> None:
     await bot.say(KZ_ROOM, KZ, FLASH)
     await bot.at(15)

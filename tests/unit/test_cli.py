@@ -56,6 +56,28 @@ def test_check_config_accepts_a_good_file(tmp_path: Path, monkeypatch: pytest.Mo
     assert "OK" in capsys.readouterr().out
 
 
+def test_check_config_warns_once_per_language_posts_have_no_name_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TEST_LIAISON_PASSWORD", "secret")
+    monkeypatch.setenv("TEST_LIAISON_PICKLE", "pickle")
+    path = tmp_path / "config.yaml"
+    posts = "posts:\n" + "".join(
+        f"  - {{id: {post_id}, names: {names}, country: {post_id[:2]}, agency: border,"
+        f" room: \"!{post_id.lower()}:example.org\"}}\n"
+        for post_id, names in (("UZ-TERMEZ", "{en: Termez}"), ("AF-HAIRATAN", "{en: Hairatan}"),
+                               ("TJ-PANJ", "{en: Panj, ru: Пяндж, ar: بنج}")))
+    path.write_text(GOOD + posts)
+    assert main(["check-config", "-c", str(path)]) == EXIT_OK
+    warnings = [line for line in capsys.readouterr().err.splitlines()
+                if line.startswith("warning:")]
+    assert warnings == [
+        "warning: 2 of 3 posts have no names.ru and are shown in English in rooms reading "
+        "ru: UZ-TERMEZ, AF-HAIRATAN",
+        "warning: 2 of 3 posts have no names.ar and are shown in English in rooms reading "
+        "ar: UZ-TERMEZ, AF-HAIRATAN"]
+
+
 def test_check_config_names_the_field_and_line_of_an_inline_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -305,6 +327,24 @@ def test_version_names_the_build_and_the_schema_it_migrates_to(
     out = capsys.readouterr().out
     assert out.splitlines() == version_lines()
     assert re.match(r"liaison \d+\.\d+\.\d+\nPython 3\.11\.\d+\nmatrix-nio 0\.26\.", out), out
+
+
+def test_dash_dash_version_prints_the_first_line_of_version(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert exit_code(["--version"]) == EXIT_OK
+    assert capsys.readouterr().out.splitlines() == version_lines()[:1]
+
+
+def test_the_version_sample_in_docs_cli_md_is_what_version_prints() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    section = docs.split("### `version`", 1)[1]
+    sample = section.split("```", 2)[1].strip().splitlines()
+    real = version_lines()
+    # Python, matrix-nio and vodozemac differ between machines: their names must match;
+    # Liaison's own version and the schema line must match exactly.
+    assert [line.split()[0] for line in sample] == [line.split()[0] for line in real]
+    assert (sample[0], sample[-1]) == (real[0], real[-1]), sample
 
 
 def test_version_with_a_config_shows_its_database_schema(

@@ -274,6 +274,22 @@ def test_homeserver_url_must_be_http_or_https() -> None:
     assert (problem.path, problem.line) == ("homeserver.url", 2)
 
 
+def test_plain_http_to_another_host_is_refused_at_its_line_unless_allowed() -> None:
+    text = VALID.replace("https://matrix.liaison.example/", "http://matrix.liaison.example")
+    problem = only_problem(text)
+    assert (problem.path, problem.line) == ("homeserver.url", 2)
+    assert "unencrypted" in problem.message and "allow_insecure_http: true" in problem.message
+    assert problem.render("config.yaml").startswith(
+        "config.yaml:2: homeserver.url: http:// to matrix.liaison.example sends")
+
+    allowed = text.replace("  url: http://matrix.liaison.example",
+                           "  url: http://matrix.liaison.example\n  allow_insecure_http: true")
+    assert parse_config(allowed, source="config.yaml").homeserver.allow_insecure_http
+    for local in ("http://localhost:8008", "http://127.0.0.1:8008", "http://[::1]:8008"):
+        loopback = VALID.replace("https://matrix.liaison.example/", local)
+        assert parse_config(loopback, source="config.yaml").homeserver.url == local
+
+
 def test_bad_duration_carries_the_parser_message_and_line() -> None:
     text = VALID + "decryption:\n  grace_period: 30 seconds\n"
     assert only_problem(text) == ConfigProblem(

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from babel import Locale
 from babel.messages.mofile import read_mo, write_mo
 
 from bot.config import Config, parse_config
@@ -73,19 +74,51 @@ def test_every_message_is_translated_current_and_has_the_english_placeholders(
 
 def test_the_check_finds_missing_stale_and_misplaced_entries() -> None:
     english = {"a.one": "One {ref}.", "a.two": "Two.", "a.three": "Three {post}."}
-    catalog = catalogues.template(english)
+    plurals = {"p.ok": ("{count} post", "{count} posts"), "p.few": ("{count} day", "{count} days"),
+               "p.bad": ("{count} line", "{count} lines")}
+    catalog = catalogues.template(english, plurals)
+    catalog.locale = Locale("ru")  # three plural forms
     catalog["a.one"].string = "Один {ref}."
     catalog["a.three"].string = "Три {пост}."
+    catalog["p.ok"].string = ("{count} пост", "{count} поста", "{count} постов")
+    catalog["p.few"].string = ("{count} день", "{count} дня")  # Russian needs three
+    catalog["p.bad"].string = ("{count} строка", "{count} строки", "{n} строк")
     catalog.add("a.gone", "Ушло", auto_comments=[catalogues.english_comment("Gone.")])
     changed = {**english, "a.one": "One {ref}, changed.", "a.four": "Four."}
-    found = catalogues.problems("ru", changed, catalog)
+    found = catalogues.problems("ru", changed, catalog, {**plurals, "p.new": ("a", "b")})
     assert found == [
         "ru: a.one: stale, translated from other English",
         "ru: a.two: not translated",
         "ru: a.three: placeholders ['пост'], the English has ['post']",
+        "ru: p.few: not translated (needs 3 plural forms)",
+        "ru: p.bad: form 2: placeholders ['n'], the English has ['count']",
         "ru: a.gone: stale, no such message id any more",
         "ru: a.four: missing",
+        "ru: p.new: missing",
     ]
+
+
+@pytest.mark.parametrize(("language", "count", "expected"), [
+    ("en", 1, "1 more post is in the table only."),
+    ("en", 2, "2 more posts are in the table only."),
+    ("ru", 1, "Ещё 1 пост есть только в таблице."),
+    ("ru", 3, "Ещё 3 поста есть только в таблице."),
+    ("ru", 5, "Ещё 5 постов есть только в таблице."),
+    ("ru", 21, "Ещё 21 пост есть только в таблице."),
+    ("ru", 12, "Ещё 12 постов есть только в таблице."),
+    ("ar", 2, "مركزان آخران (2) في الجدول فقط."),
+    ("ar", 3, "3 مراكز أخرى في الجدول فقط."),
+    ("ar", 11, "11 مركزًا آخر في الجدول فقط."),
+    ("ar", 100, "100 مركز آخر في الجدول فقط."),
+])
+def test_plural_messages_take_the_form_each_language_needs(language: str, count: int,
+                                                          expected: str) -> None:
+    assert text("chart.ack.more", language, count=count) == expected
+
+
+def test_a_plural_message_needs_its_count() -> None:
+    with pytest.raises(TypeError, match="count"):
+        text("count.posts", "en")
 
 
 def test_update_keeps_translations_and_marks_changed_english_fuzzy() -> None:
@@ -105,7 +138,7 @@ def test_compiled_catalogue_says_what_the_po_says() -> None:
         compiled = io.BytesIO()
         write_mo(compiled, catalogues.read(catalogues.catalogue_path(language), language))
         compiled.seek(0)
-        from_mo = {m.id: m.string for m in read_mo(compiled) if m.id}
+        from_mo = {m.id: m.string for m in read_mo(compiled) if m.id and isinstance(m.id, str)}
         assert from_mo == dict(catalogue(language))
 
 
@@ -113,7 +146,7 @@ def test_text_renders_terms_times_and_numbers_in_the_readers_language() -> None:
     assert text("error.targets_too_many", "en", count=1200, limit=32) == (
         "1,200 targets; the limit is 32.")
     assert text("error.targets_too_many", "ru", count=1200, limit=32) == (
-        "Адресатов: 1\xa0200; допускается не более 32.")
+        "1\xa0200 адресатов; допускается не более 32.")
     assert text("error.update_finished", "ar", ref="KZ-0042", state=Term("case.state.closed")) \
         == "القضية KZ-0042 مغلقة؛ لا تقبل مزيدًا من التحديثات."
     assert text("noun.ref", "xx") == "The case reference"  # unknown language: English
@@ -366,9 +399,10 @@ async def test_a_russian_alert_reaches_kabul_in_arabic_and_termez_in_russian(bot
     assert lines[2] == (f"من جيبيك جولي ({LRI}KZ-ZHIBEK{PDI})، {LRI}1{PDI} مايو {LRI}2026{PDI}، "
                         f"{LRI}16:30 UTC+04:30{PDI} (بتوقيت الجهة المرسِلة: "
                         f"{LRI}17:00 UTC+05:00{PDI})")
-    assert lines[3] == f"транспорт: {FSI}белый КамАЗ, номер {LRI}01A123BC{PDI}{PDI}"
-    assert lines[4] == f"маршрут: {FSI}Хайратан -> مزار شریف{PDI}"
-    assert lines[5] == (f"прибытие: {LRI}1{PDI} مايو {LRI}2026{PDI}، {LRI}18:00 UTC+04:30{PDI} "
+    # Known field keys typed in Russian are read in Arabic; the values stay as typed.
+    assert lines[3] == f"المركبة: {FSI}белый КамАЗ, номер {LRI}01A123BC{PDI}{PDI}"
+    assert lines[4] == f"المسار: {FSI}Хайратан -> مزار شریف{PDI}"
+    assert lines[5] == (f"الوصول: {LRI}1{PDI} مايو {LRI}2026{PDI}، {LRI}18:00 UTC+04:30{PDI} "
                         f"(بتوقيت الجهة المرسِلة: {LRI}18:30 UTC+05:00{PDI})")
     [uz] = await bot.relayed(UZ_ROOM)
     assert "dir=" not in uz["formatted_body"]
@@ -379,6 +413,18 @@ async def test_a_russian_alert_reaches_kabul_in_arabic_and_termez_in_russian(bot
         "транспорт: белый КамАЗ, номер 01A123BC",
     ]
     assert "прибытие: 01.05.2026 18:30 UTC+05:00" in uz["body"]
+
+
+async def test_known_field_keys_are_translated_and_unknown_ones_kept_verbatim(
+        bot: Bot) -> None:
+    await bot.say(UZ_ROOM, UZ, "!lang en")
+    await bot.say(KZ_ROOM, KZ, "!тревога срочно кому:UZ-TERMEZ\n"
+                               "прибытие: 18:30\nгруз: цемент\nпломба: 77-12\nHeroin.")
+    [uz] = await bot.relayed(UZ_ROOM)
+    assert uz["body"].split("\n")[3:6] == [
+        "eta: 2026-05-01 18:30 +05:00", "cargo: цемент",
+        "пломба: 77-12",  # not a key the bot knows: as typed
+    ]
 
 
 async def test_lang_changes_the_rooms_language_stored_and_audited(bot: Bot) -> None:

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from commands.notify import OutboxKind
 from storage import inbox, outbox, state
 from storage.db import (
     Database,
@@ -529,7 +530,7 @@ async def test_content_is_stored_as_compact_unescaped_json(db: Database) -> None
             event_type="m.room.message",
             content={"body": "Проверка — تنبيه", "org.liaison.case": {"ref": "KZ-0042"}},
             now_ms=1,
-            kind="relay",
+            kind="case-relay",
             case_ref="KZ-0042",
             txn_id="liaison-fixed",
         )
@@ -544,7 +545,8 @@ async def test_content_is_stored_as_compact_unescaped_json(db: Database) -> None
             )
         stored = await outbox.get(conn, queued.id)
     assert stored == queued
-    assert (stored.kind, stored.case_ref, stored.txn_id) == ("relay", "KZ-0042", "liaison-fixed")
+    assert (stored.kind, stored.case_ref, stored.txn_id) == (
+        "case-relay", "KZ-0042", "liaison-fixed")
     assert await raw_query(db.path, "SELECT content FROM outbox") == [
         ('{"body":"Проверка — تنبيه","org.liaison.case":{"ref":"KZ-0042"}}',)
     ]
@@ -624,6 +626,34 @@ async def _run_worker(
                 else:
                     await outbox.mark_failed(conn, message.id, error="gone", now_ms=now_ms)
     raise AssertionError("outbox never drained")
+
+
+async def test_an_answer_to_a_command_goes_before_an_informational_notice_queued_earlier(
+    db: Database,
+) -> None:
+    """A new device's notice was queued first (due in 3 s); the `!ping` answer queued next
+    in the same room is the room's head at once, and the notice follows it."""
+    async with db.transaction() as conn:
+        notice = await outbox.enqueue(conn, room_id=ROOM_A, event_type="m.room.message",
+                                      content={"body": "new device"}, now_ms=0,
+                                      kind=OutboxKind.DEVICE_NOTICE, delay_ms=3000)
+        answer = await outbox.enqueue(conn, room_id=ROOM_A, event_type="m.room.message",
+                                      content={"body": "pong"}, now_ms=10)
+        relay = await outbox.enqueue(conn, room_id=ROOM_B, event_type="m.room.message",
+                                     content={"body": "relay"}, now_ms=10,
+                                     kind=OutboxKind.CASE_RELAY)
+        assert notice.next_attempt_ms == 3000
+        assert [m.id for m in await outbox.next_batch(conn, now_ms=10, limit=5)] == [
+            answer.id, relay.id]
+        # Due or not, the notice never goes ahead of a pending answer in its room.
+        assert [m.id for m in await outbox.next_batch(conn, now_ms=5000, limit=5)] == [
+            answer.id, relay.id]
+        await outbox.mark_sent(conn, answer.id, event_id="$pong", now_ms=20)
+        await outbox.mark_sent(conn, relay.id, event_id="$relay", now_ms=20)
+        assert await outbox.next_batch(conn, now_ms=20, limit=5) == []
+        assert await outbox.next_wakeup_ms(conn) == 3000
+        assert [m.id for m in await outbox.next_batch(conn, now_ms=3000, limit=5)] == [
+            notice.id]
 
 
 # --- inbox ----------------------------------------------------------------------------
