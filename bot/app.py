@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import ClientError
-from nio import AsyncClient, KeysUploadResponse
+from nio import AsyncClient
 
 from bot import fallback_keys
 from bot.chaser import Chaser
@@ -23,13 +23,16 @@ from bot.devicewatch import DeviceWatch
 from bot.direct_rooms import DirectRooms
 from bot.events import EventRouter
 from bot.invites import InvitePolicy
+from bot.key_claims import KeyClaims
+from bot.key_health import KeyHealth
 from bot.languages import RoomLanguages
 from bot.metrics import MonitoringListener
 from bot.rawapi import ApiError
 from bot.reports import ReportCharts, WeeklyReports
 from bot.retention import Retention
 from bot.sender import OutboxSender, SenderSettings
-from bot.session import SessionSettings, StartupError, open_session, refused_or_unreachable
+from bot.session import SessionSettings, StartupError, open_session
+from bot.stale_store import check_and_upload
 from bot.sync import SyncLoop
 from bot.trust import TrustPolicy
 from bot.undecryptable import UndecryptableTracker
@@ -129,13 +132,15 @@ class Liaison:
             await self._record_start(db)
             client = await connect(config)
             connected = client
-            await retrying("upload the device keys", lambda: self._prepare_keys(connected))
+            keys = KeyHealth()
+            await retrying("upload the device keys",
+                           lambda: check_and_upload(connected, db, keys))
             signed_in = client
             await retrying("check cross-signing", lambda: ensure_cross_signed(
                 signed_in, config.data_dir / CROSS_SIGNING_FILE,
                 config.bot.password.resolve() if config.bot.password else None,
             ))
-            await self._serve(client, db)
+            await self._serve(client, db, keys)
         finally:
             if client is not None:
                 await client.close()  # never logout: that would delete the device and its keys
@@ -155,21 +160,18 @@ class Liaison:
                                    "schema": db.schema_version,
                                })
 
-    async def _prepare_keys(self, client: AsyncClient) -> None:
-        """Publish the device's keys and one-time keys if the homeserver lacks them
-        (before the cross-signing check, which signs the published device keys)."""
-        if client.should_upload_keys:
-            response = await client.keys_upload()
-            if not isinstance(response, KeysUploadResponse):
-                raise refused_or_unreachable(response, "uploading the device keys failed")
-            log.info("device keys uploaded")
-
-    async def _serve(self, client: AsyncClient, db: Database) -> None:
+    async def _serve(self, client: AsyncClient, db: Database, keys: KeyHealth) -> None:
         config = self.config
         languages = RoomLanguages(config)  # `!lang` choices over the configured languages
         await languages.refresh(db)
         trust = TrustPolicy(client, config.trust.policy)
         synced = asyncio.Event()
+        claims = KeyClaims(client, keys)
+
+        async def before_send(room_id: str) -> None:
+            await trust.prepare_room(room_id)  # first: no keys claimed for withheld devices
+            await claims.prepare_room(room_id)
+
         sender = OutboxSender(
             db, client, self.clock,
             SenderSettings(
@@ -177,7 +179,7 @@ class Liaison:
                 backoff_max_ms=int(config.outbox.backoff_max.total_seconds() * 1000),
                 max_attempts=config.outbox.max_attempts,
             ),
-            before_send=trust.prepare_room,
+            before_send=before_send,
             ready=synced,
             renderer=ReportCharts(db, client, config),  # `!report`'s chart, drawn at sending
         )
@@ -215,9 +217,10 @@ class Liaison:
                 language_for_room=languages.language_for_room,
                 enabled=config.trust.policy == "tofu" and config.trust.notify_device_changes,
             ).check,
+            key_health=keys,
         )
         listener = (MonitoringListener(config.metrics, database=db.path, clock=self.clock,
-                                       sync=sync, sender=sender)
+                                       sync=sync, sender=sender, keys=keys)
                     if config.metrics.enabled else None)
         if listener is not None:
             await listener.start()  # before any task: a port in use stops start-up here

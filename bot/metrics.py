@@ -33,6 +33,7 @@ from prometheus_client.process_collector import ProcessCollector
 from bot.clock import Clock
 from bot.config import MetricsConfig
 from bot.health import HealthLimits, assess
+from bot.key_health import KeyHealth
 from bot.session import StartupError
 from storage import outbox
 from storage.db import read_only
@@ -66,6 +67,7 @@ class ProcessFigures:
     sync_lag_s: float
     """Since the last successful sync ended, or since the start while there was none."""
     sync_last_success_unix_s: float | None
+    keys: KeyHealth | None = None
 
 
 class FiguresCollector:
@@ -131,6 +133,26 @@ class FiguresCollector:
             "liaison_sync_last_success_timestamp_seconds",
             "When the last successful sync ended, Unix time (0: none since the start)",
             value=process.sync_last_success_unix_s or 0)
+        keys = process.keys
+        if keys is None:
+            return
+        yield CounterMetricFamily(
+            "liaison_key_upload_failures_total",
+            "One-time key uploads that failed since this process started (refused or "
+            "unanswered)", value=keys.upload_failures)
+        yield GaugeMetricFamily(
+            "liaison_key_upload_refused",
+            "1 while the homeserver refuses the bot's one-time keys (a stale crypto store)",
+            value=0 if keys.upload_rejected is None else 1)
+        yield CounterMetricFamily(
+            "liaison_key_claim_failures_total",
+            "Claims of officers' one-time keys that failed since this process started",
+            value=keys.claim_failures)
+        if keys.one_time_keys_on_server is not None:
+            yield GaugeMetricFamily(
+                "liaison_one_time_keys_on_server",
+                "The bot device's unclaimed one-time keys on the homeserver",
+                value=keys.one_time_keys_on_server)
 
 
 def exposition(work: WorkFigures, process: ProcessFigures) -> bytes:
@@ -147,12 +169,14 @@ class MonitoringListener:
     `stop()`."""
 
     def __init__(self, settings: MetricsConfig, *, database: Path, clock: Clock,
-                 sync: SyncProgress, sender: SendCounters) -> None:
+                 sync: SyncProgress, sender: SendCounters,
+                 keys: KeyHealth | None = None) -> None:
         self._settings = settings
         self._database = database
         self._clock = clock
         self._sync = sync
         self._sender = sender
+        self._keys = keys
         self._reading = asyncio.Lock()
         """One scrape or health check reads the database at a time, however many ask."""
         self._limits = HealthLimits(
@@ -205,7 +229,7 @@ class MonitoringListener:
             stats = None
         health = assess(now_s=asyncio.get_running_loop().time(), started_s=self._started_s,
                         last_sync_s=self._sync.last_success_monotonic, outbox=stats,
-                        limits=self._limits)
+                        limits=self._limits, keys=self._keys)
         return web.json_response(health.body(), status=200 if health.ok else 503)
 
     def _process_figures(self) -> ProcessFigures:
@@ -216,4 +240,5 @@ class MonitoringListener:
             send_permanent_failures=self._sender.permanent_failures,
             sync_lag_s=now_s - (self._started_s if last is None else last),
             sync_last_success_unix_s=(None if last is None
-                                      else self._clock.now_ms() / 1000 - (now_s - last)))
+                                      else self._clock.now_ms() / 1000 - (now_s - last)),
+            keys=self._keys)

@@ -13,8 +13,10 @@ import random
 from collections.abc import Awaitable, Callable
 
 from aiohttp import ClientError
-from nio import AsyncClient, RoomMessagesResponse, SyncError, SyncResponse
+from nio import AsyncClient, KeysClaimResponse, RoomMessagesResponse, SyncError, SyncResponse
 
+from bot.key_health import KeyHealth, note_server_count, upload_keys
+from bot.stale_store import remember_counter
 from storage import state
 from storage.db import Database
 
@@ -59,6 +61,7 @@ class SyncLoop:
         backoff_max_s: float = 60.0,
         synced: asyncio.Event | None = None,
         after_key_query: Callable[[], Awaitable[None]] | None = None,
+        key_health: KeyHealth | None = None,
     ) -> None:
         self._client = client
         self._db = db
@@ -69,6 +72,7 @@ class SyncLoop:
         self.consecutive_failures = 0
         self.synced_once = synced or asyncio.Event()
         self._after_key_query = after_key_query
+        self.key_health = key_health or KeyHealth()
 
     async def run(self) -> None:
         async with self._db.read() as conn:
@@ -174,14 +178,20 @@ class SyncLoop:
         """
         client = self._client
         queried = False
+        note_server_count(client, self.key_health)
         try:
             if client.should_upload_keys:
-                await client.keys_upload()
+                if await upload_keys(client, self.key_health):  # a failure is logged there
+                    await remember_counter(self._db, client)
             if client.should_query_keys:
                 await client.keys_query()
                 queried = True
-            if client.should_claim_keys:
-                await client.keys_claim(client.get_users_for_key_claiming())
+            if client.should_claim_keys:  # devices whose Olm session broke (wedged)
+                claimed = await client.keys_claim(client.get_users_for_key_claiming())
+                if not isinstance(claimed, KeysClaimResponse):
+                    self.key_health.claim_failed(str(claimed))
+                    log.warning("claiming one-time keys to repair broken Olm sessions "
+                                "failed; will retry", extra={"error": str(claimed)})
             await client.send_to_device_messages()
         except (ClientError, TimeoutError, OSError) as exc:
             log.warning("key maintenance failed; will retry", extra={"error": str(exc)})
