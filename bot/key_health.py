@@ -22,6 +22,11 @@ ALREADY_EXISTS = "already exists"
 local account is older than the keys the homeserver holds for this device."""
 
 
+def _first_sentence(error: str) -> str:
+    """Synapse's refusal without the keys it quotes after the first sentence."""
+    return error.split(". ", 1)[0].rstrip(".")
+
+
 def stale_store_reason(error: str) -> str:
     return (f"the homeserver refuses the bot's one-time keys ({error}): it already holds "
             "keys this crypto store does not know, so the store is older than the device "
@@ -74,11 +79,15 @@ async def upload_keys(client: AsyncClient, health: KeyHealth) -> KeysUploadRespo
     if isinstance(response, KeysUploadResponse):
         health.upload_succeeded(response.signed_curve25519_count)
         return response
-    error = str(response)
     status = _status(response)
+    message = getattr(response, "message", None) or str(response)
+    error = f"HTTP {status or 'no status'} {_first_sentence(message)}"
     refused = status is not None and 400 <= status < 500 and status != 429
+    repeated = refused and health.upload_rejected == error
     health.upload_failed(error, refused=refused)
-    if refused and ALREADY_EXISTS in error:
+    if repeated:  # said once; nio tries again with every sync
+        log.debug("one-time keys refused again", extra={"error": error})
+    elif refused and ALREADY_EXISTS in error:
         log.error(stale_store_reason(error), extra={"status": status})
     elif refused:
         log.error("the homeserver refused the bot's one-time keys; new officers' devices "

@@ -12,7 +12,9 @@ Two checks catch it before the bot answers anything:
 * the database (restored separately, or never restored at all) remembers how far the
   device's one-time key counter had got after each upload; a crypto store whose
   counter is behind that is older than the device;
-* the start-up upload of fresh one-time keys is refused with "already exists".
+* the start-up upload of one-time keys (at least one fresh key, see `_probe_count`) is
+  refused with "already exists": the homeserver holds a key under an id this account
+  gives out again.
 
 Either stops the start (exit 3) with what to do.
 """
@@ -26,7 +28,7 @@ import secrets
 from nio import AsyncClient
 
 from bot.key_health import ALREADY_EXISTS, KeyHealth, upload_keys
-from bot.rawapi import request_json
+from bot.rawapi import ApiError, request_json
 from bot.session import StartupError
 from storage import state
 from storage.db import Database
@@ -80,6 +82,25 @@ def refusal(detail: str) -> StaleCryptoStore:
     return StaleCryptoStore(message)
 
 
+async def _probe_count(client: AsyncClient) -> int:
+    """How many one-time keys the homeserver holds for the device (an empty upload
+    tells), lowered by one when it holds the full set: the upload that follows then
+    publishes one fresh key under the next id, which the homeserver refuses ("already
+    exists") when an older copy of the account is running. At most one key above the
+    full set is ever added this way."""
+    result = await request_json(client, "POST", KEYS_UPLOAD, {})
+    if not result.ok:
+        error = ApiError("keys/upload (count)", result)
+        if result.homeserver_away:
+            raise error  # waited out by the start-up retries
+        raise StartupError(str(error))
+    count = int(result.body.get("one_time_key_counts", {}).get("signed_curve25519", 0))
+    olm = client.olm
+    assert olm is not None
+    full = int(olm.account.max_one_time_keys)
+    return full - 1 if count == full else count
+
+
 async def check_and_upload(client: AsyncClient, db: Database, health: KeyHealth) -> None:
     """Start-up: refuse a stale crypto store; publish the device and one-time keys the
     homeserver lacks; remember how far the one-time key counter has got."""
@@ -91,11 +112,8 @@ async def check_and_upload(client: AsyncClient, db: Database, health: KeyHealth)
     if stored is not None and counter < int(stored):
         raise refusal(f"its one-time key counter is at {counter}, but the device had "
                       f"published keys up to {int(stored) - 1}")
-    if olm.account.shared:  # how many keys the homeserver still holds: an empty upload
-        result = await request_json(client, "POST", KEYS_UPLOAD, {})
-        if result.ok:
-            count = result.body.get("one_time_key_counts", {}).get("signed_curve25519", 0)
-            olm.uploaded_key_count = int(count)
+    if olm.account.shared:
+        olm.uploaded_key_count = await _probe_count(client)
     if client.should_upload_keys:
         response = await upload_keys(client, health)
         rejected = health.upload_rejected
