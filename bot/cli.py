@@ -117,6 +117,57 @@ def cmd_reset_identity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_recover_device(args: argparse.Namespace) -> int:
+    from bot.app import CROSS_SIGNING_FILE, DATABASE_FILE, session_settings
+    from bot.crosssigning import IdentityConflict
+    from bot.recovery import Recovery, recover_device
+    from bot.session import StartupError
+    from storage.db import Database, require_current_schema
+
+    config = _load(args.config)
+    if config.bot.password is None:
+        print("recover-device needs bot.password: it logs in as a new device and deletes "
+              "the old one", file=sys.stderr)
+        return EXIT_CONFIG
+    if not args.yes:
+        print(
+            "Stop the bot first. This moves the current device's credentials and crypto\n"
+            "store aside, logs the bot in as a new device signed with its own cross-signing\n"
+            "identity, and deletes the old device. Officers see no identity change; messages\n"
+            "they sent to the old device that the bot has not read stay unread.\n"
+            "Run again with --yes to proceed.", file=sys.stderr)
+        return EXIT_REFUSED
+    os.umask(0o077)
+    database = config.data_dir / DATABASE_FILE
+    if database.is_file():
+        asyncio.run(require_current_schema(database))
+
+    async def recover() -> Recovery:
+        db = await Database.open(database)
+        try:
+            return await recover_device(
+                session_settings(config), db, config.data_dir / CROSS_SIGNING_FILE,
+                now_ms=int(datetime.now(UTC).timestamp() * 1000))
+        finally:
+            await db.close()
+
+    try:
+        done = asyncio.run(recover())
+    except (StartupError, IdentityConflict) as exc:
+        print(f"liaison: recover-device refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"new device: {done.new_device} (signed with the bot's cross-signing identity)")
+    if done.old_device is not None:
+        state = "deleted" if done.old_device_deleted else "NOT deleted"
+        print(f"old device: {done.old_device} ({state}); its files are in {done.retired_to}")
+    print(f"outbox: {done.already_sent} pending messages had been sent by the old device "
+          f"(marked sent); {done.still_pending} will be sent by the new device")
+    if done.delete_instructions:
+        print(done.delete_instructions, file=sys.stderr)
+        return EXIT_REFUSED
+    return EXIT_OK
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     """Copy the database with SQLite's online backup, safe while the bot runs. Needs no
     secrets and never creates, migrates or changes the database."""
@@ -315,6 +366,19 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(reset)
     reset.add_argument("--yes", action="store_true", help="really do it")
     reset.set_defaults(func=cmd_reset_identity)
+
+    recover = command(
+        "recover-device",
+        "become a new device under the same identity, retiring the old one (needs the "
+        "password)",
+        "For a crypto store that is stale (restored from an older copy) or lost, with\n"
+        "cross-signing.json intact. Stop the bot first. Pending outbox messages the old\n"
+        "device already sent are marked sent, never sent twice. Without --yes it only\n"
+        "explains and exits 3; exits 3 too when the old device could not be deleted\n"
+        "(the request to make is printed).")
+    with_config(recover)
+    recover.add_argument("--yes", action="store_true", help="really do it")
+    recover.set_defaults(func=cmd_recover_device)
 
     backup = command("backup", "online copy of the database to FILE (0600)",
                      "Safe while the bot runs (SQLite's online backup).")

@@ -31,8 +31,8 @@ def stale_store_reason(error: str) -> str:
     return (f"the homeserver refuses the bot's one-time keys ({error}): it already holds "
             "keys this crypto store does not know, so the store is older than the device "
             "it belongs to (restored from an old copy?). Officers' new sessions with the "
-            "bot will fail. Stop the bot and recover the device (docs/deployment.md, "
-            "'When the crypto store is stale').")
+            "bot will fail. Stop the bot and run `liaison recover-device --yes` "
+            "(docs/deployment.md, 'When the crypto store is stale').")
 
 
 @dataclass

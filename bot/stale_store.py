@@ -74,9 +74,8 @@ def refusal(detail: str) -> StaleCryptoStore:
         f"the crypto store is older than its device ({detail}). Officers' clients hold "
         "sessions and one-time keys it does not know: running on it, the bot could not "
         "read their messages. Put back the newest copy of the crypto store if you have "
-        "one; otherwise move credentials.json and crypto/ aside (keep cross-signing.json "
-        "and liaison.db) and start again: the bot logs in as a new device and signs it "
-        "with its existing identity; then delete the old device (docs/deployment.md, "
+        "one; otherwise run `liaison recover-device --yes`: the bot becomes a new device "
+        "signed with its existing identity and deletes the old one (docs/deployment.md, "
         "'When the crypto store is stale').")
     log.error("stale crypto store: start-up refused", extra={"reason": message})
     return StaleCryptoStore(message)
@@ -123,5 +122,5 @@ async def check_and_upload(client: AsyncClient, db: Database, health: KeyHealth)
             raise StartupError(f"the homeserver refused the device keys: {rejected}")
         if response is None:
             raise ConnectionError("uploading the device keys failed")  # retried at start-up
-        log.info("device keys uploaded")
+        log.info("keys uploaded", extra={"one_time_keys_on_server": health.one_time_keys_on_server})
     await remember_counter(db, client)

@@ -3,15 +3,25 @@ instead of running deaf."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import sys
+import time
 from pathlib import Path
+from urllib.parse import quote
+
+from nio import AsyncClient
 
 from bot.rawapi import request_json
+from bot.session import Credentials
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer
 from devkit.synapse import free_port
+from storage import outbox
+from storage.db import Database
 from tests.e2e.conftest import BotFactory, OfficerFactory
-from tests.e2e.test_foundation import ask, open_room
+from tests.e2e.test_foundation import ask, open_room, verify
 from tests.e2e.test_metrics import health_becomes, scrape
 
 KEYS_CLAIM = "/_matrix/client/v3/keys/claim"
@@ -49,7 +59,7 @@ async def test_an_old_copy_of_the_crypto_store_is_refused_at_start_up(
     assert not bot.ready_file.exists()
     output = bot.log_tail(30)
     assert "liaison: start-up refused: the crypto store is older than its device" in output
-    assert "move credentials.json and crypto/ aside" in output
+    assert "run `liaison recover-device --yes`" in output
     refused = [record for record in bot.log_records()
                if record.get("msg") == "stale crypto store: start-up refused"]
     assert refused and refused[0]["level"] == "error"
@@ -94,3 +104,109 @@ async def test_health_turns_unhealthy_when_the_homeserver_refuses_the_bots_keys(
     said = [record for record in bot.log_records() if record.get("level") == "error"
             and "the homeserver refuses the bot's one-time keys" in str(record.get("msg"))]
     assert said, bot.log_tail()
+
+
+async def liaison(bot: BotProcess, *args: str) -> tuple[int, str, str]:
+    """Run a `liaison` command the way an operator would, with the bot's secrets."""
+    env = dict(os.environ, LIAISON_BOT_PASSWORD=bot.password, LIAISON_PICKLE_KEY=bot.pickle_key)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args, "-c", str(bot.config_path), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def queue(bot: BotProcess, room_id: str, body: str) -> str:
+    """A message the bot had queued before it stopped (written as the bot writes it)."""
+    db = await Database.open(bot.data_dir / "liaison.db")
+    try:
+        async with db.transaction() as conn:
+            message = await outbox.enqueue(
+                conn, room_id=room_id, event_type="m.room.message",
+                content={"msgtype": "m.notice", "body": body, "m.mentions": {}},
+                now_ms=int(time.time() * 1000))
+    finally:
+        await db.close()
+    return message.txn_id
+
+
+async def knows_device(officer: Officer, user_id: str, device_id: str) -> None:
+    """Until the officer's client has fetched the device (it learns of it by syncing)."""
+    deadline = time.monotonic() + 30
+    while device_id not in officer.client.device_store[user_id]:
+        assert time.monotonic() < deadline, f"{officer.user_id} never saw {device_id}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_restored_bot_becomes_a_new_device_and_reads_its_officers_again(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    bot = await bot_factory()
+    kz = await officer_factory("kz")
+    uz = await officer_factory("uz")
+    room_id = await open_room(kz, bot)
+    await kz.invite(room_id, uz.user_id)
+    await uz.join(room_id)
+    await uz.wait_until_joined(room_id, bot.user_id)
+    for officer in (kz, uz):
+        await ask(officer, bot, room_id, "!ping")
+    await bot.stop()
+    shutil.copytree(bot.data_dir / "crypto", bot.workdir / "crypto-copy")  # T1
+    await bot.start()
+    await claim_bot_keys(kz, bot, 5)  # key churn
+    for officer in (kz, uz):
+        await ask(officer, bot, room_id, "!ping")
+    await bot.stop()
+    old_device = bot.device_id
+    assert old_device is not None
+
+    # What the database (T2) holds as unsent: one the old device did send after all
+    # (its transaction id is on the homeserver), and one it never sent.
+    sent_txn = await queue(bot, room_id, "relay queued, sent by the old device")
+    await queue(bot, room_id, "relay queued, never sent")
+    old = Credentials.load(bot.data_dir / "credentials.json")
+    assert old is not None
+    client = AsyncClient(old.homeserver, old.user_id, device_id=old.device_id)
+    client.access_token = old.access_token
+    try:
+        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{sent_txn}"
+        result = await request_json(client, "PUT", path, {
+            "msgtype": "m.notice", "body": "relay queued, sent by the old device"})
+        assert result.ok, result
+    finally:
+        await client.close()
+
+    shutil.rmtree(bot.data_dir / "crypto")  # the restore: the old crypto store comes back
+    shutil.copytree(bot.workdir / "crypto-copy", bot.data_dir / "crypto")
+    await bot.start(wait_ready=False)
+    assert await bot.wait_exit() == 3  # refused, not running deaf
+
+    code, out, err = await liaison(bot, "recover-device")
+    assert code == 3 and "--yes" in err  # explains first
+    code, out, err = await liaison(bot, "recover-device", "--yes")
+    assert code == 0, out + err
+    new_device = bot.device_id
+    assert new_device is not None and new_device != old_device
+    assert f"new device: {new_device}" in out
+    assert f"old device: {old_device} (deleted)" in out
+    assert "1 pending messages had been sent by the old device" in out
+
+    await bot.start()
+    keys = await request_json(kz.client, "POST", "/_matrix/client/v3/keys/query",
+                              {"device_keys": {bot.user_id: []}})
+    assert list(keys.body["device_keys"][bot.user_id]) == [new_device]  # the old one is gone
+    (_, ssk_public), = keys.body["self_signing_keys"][bot.user_id]["keys"].items()
+    verify(keys.body["device_keys"][bot.user_id][new_device], bot.user_id, ssk_public)
+    for officer in (kz, uz):
+        await knows_device(officer, bot.user_id, new_device)
+        answer = await ask(officer, bot, room_id, "!ping")  # the first try, no resend
+        assert answer.encrypted and new_device in (answer.body or "")
+        assert answer.event_id not in officer.arrived_undecryptable
+
+    for body in ("relay queued, sent by the old device", "relay queued, never sent"):
+        await kz.wait_for(lambda m, body=body: m.body == body, room_id=room_id)
+    await ask(kz, bot, room_id, "!ping")  # one more round trip: no second copy follows
+    bodies = [m.body for m in kz.messages(room_id, sender=bot.user_id)]
+    assert bodies.count("relay queued, sent by the old device") == 1
+    assert bodies.count("relay queued, never sent") == 1
