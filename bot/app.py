@@ -15,6 +15,7 @@ from aiohttp import ClientError
 from nio import AsyncClient
 
 from bot import fallback_keys
+from bot.backup import RESTORED_MARK
 from bot.chaser import Chaser
 from bot.clock import Clock
 from bot.config import Config
@@ -129,6 +130,12 @@ class Liaison:
         db = await Database.open(config.data_dir / DATABASE_FILE)
         client: AsyncClient | None = None
         try:
+            if (config.data_dir / RESTORED_MARK).exists():
+                raise StartupError(
+                    f"{config.data_dir} was restored from a backup and its crypto store is "
+                    "older than the device it belongs to. Run `liaison recover-device --yes` "
+                    "first: the bot becomes a new device under the same identity and the old "
+                    "device is deleted.")
             await self._record_start(db)
             client = await connect(config)
             connected = client

@@ -169,18 +169,38 @@ def cmd_recover_device(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    """Copy the database with SQLite's online backup, safe while the bot runs. Needs no
+    """One archive of the data directory: online copies of the database and the crypto
+    store, credentials, cross-signing seeds, a manifest. Safe while the bot runs; needs no
     secrets and never creates, migrates or changes the database."""
-    from storage.db import backup_file
+    from bot.backup import BackupError, backup
 
-    database = _database(args.config)
+    config = _offline_config(args.config)
     try:
-        asyncio.run(backup_file(database, args.target))
-    except (FileNotFoundError, ValueError) as exc:
+        manifest = asyncio.run(backup(config.data_dir, args.target))
+    except BackupError as exc:
         print(f"liaison: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    print(f"database backed up to {args.target}; also keep a copy of "
-          f"{database.parent} (credentials, crypto store, cross-signing keys)")
+    print(f"backed up to {args.target}: database schema {manifest.schema}, device "
+          f"{manifest.device_id}, {len(manifest.members)} files (checked after writing). "
+          "It holds the access token and the cross-signing seeds: keep it encrypted, and the "
+          "pickle key apart from it.")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from bot.backup import BackupError, restore
+
+    os.umask(0o077)
+    try:
+        manifest = asyncio.run(restore(args.archive, args.data_dir))
+    except BackupError as exc:
+        print(f"liaison: restore refused: {exc}; nothing was changed", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"restored {args.archive} (created {manifest.body.get('created_at')}, device "
+          f"{manifest.device_id}, schema {manifest.schema}) into {args.data_dir}.\n"
+          f"Next, with data_dir: {args.data_dir} in the configuration and the bot stopped: "
+          "liaison recover-device --yes -c CONFIG. The bot then becomes a new device under "
+          "the same identity and deletes the old one; it will not start before that.")
     return EXIT_OK
 
 
@@ -380,11 +400,24 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument("--yes", action="store_true", help="really do it")
     recover.set_defaults(func=cmd_recover_device)
 
-    backup = command("backup", "online copy of the database to FILE (0600)",
-                     "Safe while the bot runs (SQLite's online backup).")
+    backup = command(
+        "backup", "one archive of the data directory to FILE (0600)",
+        "Online copies (SQLite's backup API) of the database and the crypto store, the\n"
+        "device credentials, the cross-signing seeds and a manifest (versions, schema,\n"
+        "device, SHA-256 of each file). Safe while the bot runs; needs no secrets. The\n"
+        "archive is read back and checked before it replaces FILE.")
     with_config(backup)
-    backup.add_argument("target", type=Path, help="where to write the copy")
+    backup.add_argument("target", type=Path, help="where to write the archive")
     backup.set_defaults(func=cmd_backup)
+
+    restore = command(
+        "restore", "unpack a backup archive into a new data directory",
+        "Checks the whole archive first (every file against the manifest, a schema this\n"
+        "Liaison runs) and changes nothing when it does not check out (exit 3). Then\n"
+        "run recover-device: the bot will not start on a restored crypto store.")
+    restore.add_argument("archive", type=Path, help="the archive `liaison backup` wrote")
+    restore.add_argument("data_dir", type=Path, help="the data directory to create")
+    restore.set_defaults(func=cmd_restore)
 
     audit = command("audit", "the tamper-evident audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 from nio import AsyncClient, AsyncClientConfig
 
+from bot.backup import RESTORED_MARK
 from bot.crosssigning import ensure_cross_signed, load_seeds
 from bot.files import ensure_private_dir
 from bot.key_health import KeyHealth
@@ -91,6 +92,7 @@ async def recover_device(settings: SessionSettings, db: Database, seeds_path: Pa
         await ensure_cross_signed(client, seeds_path, settings.password)
         deleted, instructions = (True, None) if old is None else await _delete_device(
             client, old, settings.password)
+        (data_dir / RESTORED_MARK).unlink(missing_ok=True)  # a new device: safe to run
         async with db.transaction() as conn:
             still_pending = len(await outbox.pending(conn))
             await audit.append(conn, ts_ms=now_ms, actor=audit.OPERATOR,

@@ -167,15 +167,7 @@ async def test_a_restored_bot_becomes_a_new_device_and_reads_its_officers_again(
     await queue(bot, room_id, "relay queued, never sent")
     old = Credentials.load(bot.data_dir / "credentials.json")
     assert old is not None
-    client = AsyncClient(old.homeserver, old.user_id, device_id=old.device_id)
-    client.access_token = old.access_token
-    try:
-        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{sent_txn}"
-        result = await request_json(client, "PUT", path, {
-            "msgtype": "m.notice", "body": "relay queued, sent by the old device"})
-        assert result.ok, result
-    finally:
-        await client.close()
+    await send_as_old_device(old, room_id, sent_txn, "relay queued, sent by the old device")
 
     shutil.rmtree(bot.data_dir / "crypto")  # the restore: the old crypto store comes back
     shutil.copytree(bot.workdir / "crypto-copy", bot.data_dir / "crypto")
@@ -210,3 +202,87 @@ async def test_a_restored_bot_becomes_a_new_device_and_reads_its_officers_again(
     bodies = [m.body for m in kz.messages(room_id, sender=bot.user_id)]
     assert bodies.count("relay queued, sent by the old device") == 1
     assert bodies.count("relay queued, never sent") == 1
+
+
+async def test_backup_and_restore_bring_the_bot_back_as_a_new_device_that_reads_everyone(
+    officer_factory: OfficerFactory, bot_factory: BotFactory
+) -> None:
+    bot = await bot_factory()
+    kz = await officer_factory("kz")
+    uz = await officer_factory("uz")
+    room_id = await open_room(kz, bot)
+    await kz.invite(room_id, uz.user_id)
+    await uz.join(room_id)
+    await uz.wait_until_joined(room_id, bot.user_id)
+    for officer in (kz, uz):
+        await ask(officer, bot, room_id, "!ping")
+    await claim_bot_keys(kz, bot, 5)  # key churn
+    for officer in (kz, uz):
+        await ask(officer, bot, room_id, "!ping")
+    await bot.stop()
+    sent_txn = await queue(bot, room_id, "queued before the backup, sent after it")
+    await queue(bot, room_id, "queued before the backup, never sent")
+    archive = bot.workdir / "liaison-backup.tar"
+    code, out, err = await liaison(bot, "backup", str(archive))  # T2
+    assert code == 0, err
+    assert "2 pending" not in out and "device " + str(bot.device_id) in out
+    old_device = bot.device_id
+    assert old_device is not None
+    old = Credentials.load(bot.data_dir / "credentials.json")
+    assert old is not None
+    # The old device goes on after the backup and sends one of the two (under its
+    # transaction id, as its outbox worker does), then its host is lost.
+    await send_as_old_device(old, room_id, sent_txn, "queued before the backup, sent after it")
+    shutil.move(bot.data_dir, bot.workdir / "lost")  # the host is gone
+
+    damaged = bot.workdir / "damaged.tar"
+    whole = archive.read_bytes()
+    damaged.write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    code, out, err = await liaison_restore(bot, damaged)
+    assert code == 3 and "nothing was changed" in err and not bot.data_dir.exists()
+    code, out, err = await liaison_restore(bot, archive)
+    assert code == 0, err
+    await bot.start(wait_ready=False)
+    assert await bot.wait_exit() == 3  # never on the backup's crypto store
+    assert "Run `liaison recover-device --yes` first" in bot.log_tail(5)
+    code, out, err = await liaison(bot, "recover-device", "--yes")
+    assert code == 0, out + err
+    assert f"old device: {old_device} (deleted)" in out
+    new_device = bot.device_id
+    assert new_device is not None and new_device != old_device
+
+    await bot.start()
+    keys = await request_json(kz.client, "POST", "/_matrix/client/v3/keys/query",
+                              {"device_keys": {bot.user_id: []}})
+    assert list(keys.body["device_keys"][bot.user_id]) == [new_device]
+    for officer in (kz, uz):
+        await knows_device(officer, bot.user_id, new_device)
+        answer = await ask(officer, bot, room_id, "!ping")
+        assert answer.encrypted and new_device in (answer.body or "")
+        assert answer.event_id not in officer.arrived_undecryptable
+    await kz.wait_for(lambda m: m.body == "queued before the backup, never sent",
+                      room_id=room_id)
+    await ask(kz, bot, room_id, "!ping")
+    bodies = [m.body for m in kz.messages(room_id, sender=bot.user_id)]
+    assert bodies.count("queued before the backup, sent after it") == 1
+    assert bodies.count("queued before the backup, never sent") == 1
+
+
+async def send_as_old_device(old: Credentials, room_id: str, txn_id: str, body: str) -> None:
+    client = AsyncClient(old.homeserver, old.user_id, device_id=old.device_id)
+    client.access_token = old.access_token
+    try:
+        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/send/m.room.message/{txn_id}"
+        result = await request_json(client, "PUT", path, {"msgtype": "m.notice", "body": body})
+        assert result.ok, result
+    finally:
+        await client.close()
+
+
+async def liaison_restore(bot: BotProcess, archive: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "restore", str(archive), str(bot.data_dir),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
