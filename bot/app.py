@@ -15,7 +15,7 @@ from aiohttp import ClientError
 from nio import AsyncClient
 
 from bot import fallback_keys
-from bot.backup import RESTORED_MARK
+from bot.backup import RESTORED_MARK, ScheduledBackups
 from bot.chaser import Chaser
 from bot.clock import Clock
 from bot.config import Config
@@ -238,6 +238,8 @@ class Liaison:
             asyncio.create_task(sender.run(), name="outbox"),
             asyncio.create_task(undecryptable.run_timer(router.handle_event), name="decrypt"),
             asyncio.create_task(chaser.run(), name="chase"),
+            asyncio.create_task(ScheduledBackups(config.data_dir, config.backups,
+                                                 self.clock).run(), name="backups"),
             asyncio.create_task(
                 Retention(db, self.clock, config.retention.closed_cases).run(), name="retention"),
             asyncio.create_task(WeeklyReports(db, self.clock, config, languages=languages,

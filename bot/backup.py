@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -32,8 +33,12 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from bot.clock import Clock
+from bot.config import BackupsConfig
 from bot.session import CREDENTIALS_FILE, CRYPTO_DIR
 from storage.db import latest_version, load_migrations
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -252,3 +257,71 @@ async def backup(data_dir: Path, target: Path) -> Manifest:
 
 async def restore(archive_path: Path, data_dir: Path) -> Manifest:
     return await asyncio.to_thread(restore_archive, archive_path, data_dir)
+
+
+ARCHIVES_DIR = "archives"
+"""Beside the data: where scheduled archives go unless `backups.dir` says otherwise."""
+SCHEDULED_NAME = "liaison-%Y%m%dT%H%M%SZ.tar"
+RETRY_AFTER_FAILURE_S = 3600.0
+
+
+class ScheduledBackups:
+    """The running bot's own backups (`backups.every`, `backups.keep`, `backups.dir`):
+    one archive when the newest is `every` old, each checked after writing, the oldest
+    beyond `keep` removed. A failed backup is logged at error level and tried again an
+    hour later; it never stops the bot."""
+
+    def __init__(self, data_dir: Path, settings: BackupsConfig, clock: Clock) -> None:
+        self._data_dir = data_dir
+        self._settings = settings
+        self._clock = clock
+        self.directory = settings.dir or data_dir / ARCHIVES_DIR
+
+    def archives(self) -> list[Path]:
+        """The scheduled archives, oldest first (their names sort by time)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(path for path in self.directory.glob("liaison-*.tar")
+                      if _stamp(path) is not None)
+
+    def seconds_until_due(self) -> float:
+        every = self._settings.every
+        assert every is not None
+        archives = self.archives()
+        newest = _stamp(archives[-1]) if archives else None
+        if newest is None:
+            return 0.0
+        return max(0.0, (newest + every - self._clock.now()).total_seconds())
+
+    async def write_once(self) -> Path:
+        await asyncio.to_thread(self.directory.mkdir, mode=0o700, parents=True,
+                                exist_ok=True)
+        target = self.directory / self._clock.now().strftime(SCHEDULED_NAME)
+        manifest = await backup(self._data_dir, target)
+        for old in self.archives()[:-self._settings.keep]:
+            old.unlink(missing_ok=True)
+        log.info("backup written and checked", extra={
+            "archive": str(target), "schema": manifest.schema, "device_id": manifest.device_id})
+        return target
+
+    async def run(self) -> None:
+        if self._settings.every is None:
+            return
+        while True:
+            wait = self.seconds_until_due()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            try:
+                await self.write_once()
+            except (BackupError, OSError) as exc:
+                log.error("scheduled backup failed; will try again in an hour",
+                          extra={"error": str(exc), "dir": str(self.directory)})
+                await asyncio.sleep(RETRY_AFTER_FAILURE_S)
+
+
+def _stamp(path: Path) -> datetime | None:
+    try:
+        return datetime.strptime(path.name, SCHEDULED_NAME).replace(tzinfo=UTC)
+    except ValueError:
+        return None

@@ -7,12 +7,21 @@ import asyncio
 import json
 import sqlite3
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from bot.backup import RESTORED_MARK, BackupError, read_archive, restore_archive, write_archive
+from bot.backup import (
+    RESTORED_MARK,
+    BackupError,
+    ScheduledBackups,
+    read_archive,
+    restore_archive,
+    write_archive,
+)
 from bot.cli import EXIT_REFUSED, main
+from bot.config import BackupsConfig
 from storage.db import Database, latest_version, load_migrations
 
 CREDENTIALS = {"homeserver": "https://h", "user_id": "@liaison:h", "device_id": "OLDDEVICE",
@@ -109,3 +118,37 @@ def test_restore_never_writes_over_an_existing_data_directory(tmp_path: Path) ->
     with pytest.raises(BackupError, match="is not empty"):
         restore_archive(archive, source)
     assert (source / "liaison.db").read_bytes() == before
+
+
+class SteppedClock:
+    def __init__(self, now: datetime) -> None:
+        self.at = now
+
+    def now(self) -> datetime:
+        return self.at
+
+    def now_ms(self) -> int:
+        return int(self.at.timestamp() * 1000)
+
+
+def test_scheduled_backups_write_when_due_and_keep_the_newest(tmp_path: Path) -> None:
+    source = data_dir(tmp_path)
+    clock = SteppedClock(datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
+    settings = BackupsConfig(every=timedelta(days=1), keep=2)
+    scheduled = ScheduledBackups(source, settings, clock)  # type: ignore[arg-type]
+    assert scheduled.seconds_until_due() == 0  # none yet
+
+    written = []
+    for day in range(3):
+        clock.at = datetime(2026, 12, 1 + day, 8, 0, tzinfo=UTC)
+        written.append(asyncio.run(scheduled.write_once()))
+        clock.at += timedelta(hours=23)
+        assert scheduled.seconds_until_due() == 3600
+
+    assert scheduled.directory == source / "archives"
+    assert stat.S_IMODE(scheduled.directory.stat().st_mode) == 0o700
+    assert [p.name for p in scheduled.archives()] == [
+        "liaison-20261202T080000Z.tar", "liaison-20261203T080000Z.tar"]
+    assert not written[0].exists()
+    restore_archive(written[-1], tmp_path / "restored")  # each one a whole, checked backup
+    assert (tmp_path / "restored" / "credentials.json").exists()
