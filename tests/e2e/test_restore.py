@@ -16,11 +16,13 @@ from nio import AsyncClient
 from bot.rawapi import request_json
 from bot.session import Credentials
 from devkit.botprocess import BotProcess
+from devkit.element import ElementOfficer, node_available
 from devkit.officer import Officer
-from devkit.synapse import free_port
+from devkit.synapse import LocalSynapse, free_port
 from storage import outbox
 from storage.db import Database
-from tests.e2e.conftest import BotFactory, OfficerFactory
+from tests.e2e.conftest import BotFactory, OfficerFactory, unique
+from tests.e2e.test_element import answers
 from tests.e2e.test_foundation import ask, open_room, verify
 from tests.e2e.test_metrics import health_becomes, scrape
 
@@ -286,3 +288,41 @@ async def liaison_restore(bot: BotProcess, archive: Path) -> tuple[int, str, str
     out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+async def test_an_element_officer_in_signed_mode_reads_the_recovered_device_without_a_shield(
+    synapse: LocalSynapse, bot_factory: BotFactory, tmp_path: Path,
+) -> None:
+    """Element's Rust crypto, sharing keys only with cross-signed devices, trusts the new
+    device at once because the bot's own identity signed it."""
+    reason = node_available()
+    assert reason is None, reason
+    bot = await bot_factory()
+    kz = await ElementOfficer.create(synapse, unique("kz-element"), tmp_path / "element",
+                                     isolation="signed")
+    try:
+        room_id = await kz.create_room("KZ post")
+        await kz.invite(room_id, bot.user_id)
+        await kz.wait_until_joined(room_id, bot.user_id)
+        ping = await kz.send_text(room_id, "!ping")
+        await kz.wait_for(lambda m: answers(m, ping), room_id=room_id, sender=bot.user_id)
+        old_device = bot.device_id
+        await bot.stop()
+
+        code, out, err = await liaison(bot, "recover-device", "--yes")
+        assert code == 0, out + err
+        await bot.start()
+        new_device = bot.device_id
+        assert new_device is not None and new_device != old_device
+
+        ping = await kz.send_text(room_id, "!ping")  # the first message after the change
+        pong = await kz.wait_for(lambda m: answers(m, ping), room_id=room_id,
+                                 sender=bot.user_id, timeout=60)
+        assert pong.encrypted and new_device in (pong.body or ""), pong.describe()
+        assert (pong.shield_colour, pong.shield_reason) == ("NONE", None), pong.describe()
+        status = await kz.device_status(bot.user_id, new_device)
+        assert status["known"] and status["signed_by_owner"], status
+        assert not (await kz.device_status(bot.user_id, str(old_device)))["known"]
+    finally:
+        await kz.stop()
+        print(f"--- log of the Element officer ---\n{kz.log_path.read_text()[-4000:]}")
