@@ -23,7 +23,7 @@ from storage import outbox
 from storage.db import Database
 from tests.e2e.conftest import BotFactory, OfficerFactory, unique
 from tests.e2e.test_element import answers
-from tests.e2e.test_foundation import ask, open_room, verify
+from tests.e2e.test_foundation import ask, open_room, replies_to, verify
 from tests.e2e.test_metrics import health_becomes, scrape
 
 KEYS_CLAIM = "/_matrix/client/v3/keys/claim"
@@ -227,6 +227,8 @@ async def test_backup_and_restore_bring_the_bot_back_as_a_new_device_that_reads_
     archive = bot.workdir / "liaison-backup.tar"
     code, out, err = await liaison(bot, "backup", str(archive))  # T2
     assert code == 0, err
+    # While the bot is down, an officer writes to the device that is about to be lost.
+    unread = await uz.send_text(room_id, "!ping")
     assert "2 pending" not in out and "device " + str(bot.device_id) in out
     old_device = bot.device_id
     assert old_device is not None
@@ -264,7 +266,16 @@ async def test_backup_and_restore_bring_the_bot_back_as_a_new_device_that_reads_
         assert answer.event_id not in officer.arrived_undecryptable
     await kz.wait_for(lambda m: m.body == "queued before the backup, never sent",
                       room_id=room_id)
+    # The message only the old device could read is answered once, in uz's thread: with
+    # the answer if uz's client shares the key again, else saying it could not be read.
+    told = await uz.wait_for(lambda m: m.sender == bot.user_id and replies_to(m, unread),
+                             room_id=room_id)
+    assert (told.body or "").startswith(("pong", "I could not decrypt your message")), \
+        told.body
     await ask(kz, bot, room_id, "!ping")
+    await ask(uz, bot, room_id, "!ping")
+    assert len([m for m in uz.messages(room_id, sender=bot.user_id)
+                if replies_to(m, unread)]) == 1
     bodies = [m.body for m in kz.messages(room_id, sender=bot.user_id)]
     assert bodies.count("queued before the backup, sent after it") == 1
     assert bodies.count("queued before the backup, never sent") == 1
