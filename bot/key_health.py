@@ -10,7 +10,8 @@ officers' devices can no longer open sessions with it. Every upload goes through
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from aiohttp import ClientError
 from nio import AsyncClient, KeysUploadResponse
@@ -46,6 +47,29 @@ class KeyHealth:
     the next upload it accepts."""
     one_time_keys_on_server: int | None = None
     """The device's unclaimed one-time keys on the homeserver, as last reported."""
+
+    decryption_window_s: float = 900.0
+    """Over how long `undecryptable_share` is taken."""
+    last_decrypted_command_s: float | None = None
+    """When (monotonic seconds) the last command that had to be decrypted was read."""
+    _events: deque[tuple[float, bool]] = field(default_factory=deque)
+    """(monotonic seconds, decrypted?) of officers' encrypted events in the window."""
+
+    def note_event(self, now_s: float, *, decrypted: bool, command: bool) -> None:
+        """An officer's encrypted event arrived: read, or not (yet)."""
+        self._events.append((now_s, decrypted))
+        if decrypted and command:
+            self.last_decrypted_command_s = now_s
+        while self._events and self._events[0][0] < now_s - self.decryption_window_s:
+            self._events.popleft()
+
+    def undecryptable_share(self, now_s: float) -> float | None:
+        """The share of officers' encrypted events in the window the bot could not read
+        when they arrived; None when there were none."""
+        recent = [ok for at, ok in self._events if at >= now_s - self.decryption_window_s]
+        if not recent:
+            return None
+        return recent.count(False) / len(recent)
 
     def claim_failed(self, error: str) -> None:
         self.claim_failures += 1

@@ -68,6 +68,9 @@ class ProcessFigures:
     """Since the last successful sync ended, or since the start while there was none."""
     sync_last_success_unix_s: float | None
     keys: KeyHealth | None = None
+    undecryptable_share: float | None = None
+    """Of officers' encrypted events in the last 15 minutes, unreadable on arrival."""
+    since_decrypted_command_s: float | None = None
 
 
 class FiguresCollector:
@@ -148,6 +151,16 @@ class FiguresCollector:
             "liaison_key_claim_failures_total",
             "Claims of officers' one-time keys that failed since this process started",
             value=keys.claim_failures)
+        if process.undecryptable_share is not None:
+            yield GaugeMetricFamily(
+                "liaison_undecryptable_share",
+                "Of officers' encrypted messages in the last 15 minutes, the share the bot "
+                "could not read when they arrived", value=process.undecryptable_share)
+        if process.since_decrypted_command_s is not None:
+            yield GaugeMetricFamily(
+                "liaison_seconds_since_decrypted_command",
+                "Since the bot last read an encrypted command",
+                value=process.since_decrypted_command_s)
         if keys.one_time_keys_on_server is not None:
             yield GaugeMetricFamily(
                 "liaison_one_time_keys_on_server",
@@ -241,4 +254,9 @@ class MonitoringListener:
             sync_lag_s=now_s - (self._started_s if last is None else last),
             sync_last_success_unix_s=(None if last is None
                                       else self._clock.now_ms() / 1000 - (now_s - last)),
-            keys=self._keys)
+            keys=self._keys,
+            undecryptable_share=(None if self._keys is None
+                                 else self._keys.undecryptable_share(now_s)),
+            since_decrypted_command_s=(
+                None if self._keys is None or self._keys.last_decrypted_command_s is None
+                else now_s - self._keys.last_decrypted_command_s))

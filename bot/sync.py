@@ -13,7 +13,14 @@ import random
 from collections.abc import Awaitable, Callable
 
 from aiohttp import ClientError
-from nio import AsyncClient, KeysClaimResponse, RoomMessagesResponse, SyncError, SyncResponse
+from nio import (
+    AsyncClient,
+    KeysClaimResponse,
+    MegolmEvent,
+    RoomMessagesResponse,
+    SyncError,
+    SyncResponse,
+)
 
 from bot.key_health import KeyHealth, note_server_count, upload_keys
 from bot.stale_store import remember_counter
@@ -99,6 +106,7 @@ class SyncLoop:
                     await self._back_off()
                     continue
             await self._handle_batch(response)
+            self._note_decryption(response)
             if queried and self._after_key_query is not None:
                 await self._after_key_query()
             async with self._db.transaction() as conn:
@@ -170,6 +178,21 @@ class SyncLoop:
             log.info("filled a timeline gap", extra={"room_id": room_id,
                                                      "events": len(missing)})
             timeline.events[:0] = list(reversed(missing))
+
+    def _note_decryption(self, response: SyncResponse) -> None:
+        """Count officers' encrypted events by whether they could be read on arrival
+        (`/metrics`: the share that could not, the time since a command was read)."""
+        now_s = asyncio.get_running_loop().time()
+        for joined in response.rooms.join.values():
+            for event in joined.timeline.events:
+                if getattr(event, "sender", None) == self._client.user_id:
+                    continue
+                if isinstance(event, MegolmEvent):
+                    self.key_health.note_event(now_s, decrypted=False, command=False)
+                elif getattr(event, "decrypted", False):
+                    body = getattr(event, "body", None)
+                    command = isinstance(body, str) and body.lstrip().startswith("!")
+                    self.key_health.note_event(now_s, decrypted=True, command=command)
 
     async def _maintain_keys(self) -> bool:
         """Upload, query and claim keys the way sync_forever would, tolerating failures.

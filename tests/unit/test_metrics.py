@@ -465,3 +465,25 @@ def test_key_upload_and_claim_failures_are_scraped() -> None:
     assert figures["liaison_key_upload_refused"] == 1.0
     assert figures["liaison_key_claim_failures_total"] == 1.0
     assert figures["liaison_one_time_keys_on_server"] == 42.0
+
+
+def test_the_share_of_unreadable_messages_is_taken_over_the_window() -> None:
+    keys = KeyHealth(decryption_window_s=900)
+    assert keys.undecryptable_share(0.0) is None
+    keys.note_event(10.0, decrypted=True, command=True)
+    keys.note_event(20.0, decrypted=False, command=False)
+    keys.note_event(30.0, decrypted=False, command=False)
+    keys.note_event(40.0, decrypted=True, command=False)
+    assert keys.undecryptable_share(40.0) == 0.5
+    assert keys.last_decrypted_command_s == 10.0
+    assert keys.undecryptable_share(925.0) == 1 / 2  # the first one left the window
+    assert keys.undecryptable_share(2000.0) is None
+
+    process = replace(PROCESS, keys=keys, undecryptable_share=0.5,
+                      since_decrypted_command_s=30.0)
+    work = WorkFigures(cases={}, deliveries=DeliveryFigures(0, 0, (0,) * 12, 0), reminders=0,
+                       escalations=0, outbox=EMPTY, undecryptable_waiting=0,
+                       undecryptable_notified=0)
+    figures = liaison_only(scraped(exposition(work, process).decode()))
+    assert figures["liaison_undecryptable_share"] == 0.5
+    assert figures["liaison_seconds_since_decrypted_command"] == 30.0
