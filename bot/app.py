@@ -12,14 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import ClientError
-from nio import (
-    AsyncClient,
-    KeysUploadResponse,
-    ProfileGetDisplayNameResponse,
-    ProfileSetDisplayNameError,
-)
+from nio import AsyncClient, ProfileGetDisplayNameResponse, ProfileSetDisplayNameError
 
 from bot import fallback_keys
+from bot.backup import RESTORED_MARK, ScheduledBackups
 from bot.chaser import Chaser
 from bot.clock import Clock
 from bot.command_state import CommandDescriptions
@@ -30,6 +26,8 @@ from bot.direct_rooms import DirectRooms
 from bot.events import EventRouter
 from bot.health import HomeserverReach
 from bot.invites import InvitePolicy
+from bot.key_claims import KeyClaims
+from bot.key_health import KeyHealth
 from bot.languages import RoomLanguages
 from bot.metrics import MonitoringListener
 from bot.rawapi import ApiError
@@ -38,6 +36,7 @@ from bot.reports import ReportCharts, WeeklyReports
 from bot.retention import Retention
 from bot.sender import OutboxSender, SenderSettings
 from bot.session import SessionSettings, StartupError, open_session, refused_or_unreachable
+from bot.stale_store import check_and_upload
 from bot.sync import SyncLoop
 from bot.trust import TrustPolicy
 from bot.undecryptable import UndecryptableTracker
@@ -163,25 +162,32 @@ class Liaison:
         db = await Database.open(config.data_dir / DATABASE_FILE)
         client: AsyncClient | None = None
         reach = HomeserverReach(config.homeserver.url)
+        keys = KeyHealth()
         # Listening from the start: while the homeserver cannot be reached, /healthz says why.
         listener = (MonitoringListener(config.metrics, database=db.path, clock=self.clock,
-                                       reach=reach)
+                                       reach=reach, keys=keys)
                     if config.metrics.enabled else None)
         try:
+            if (config.data_dir / RESTORED_MARK).exists():
+                raise StartupError(
+                    f"{config.data_dir} was restored from a backup and its crypto store is "
+                    "older than the device it belongs to. Run `liaison recover-device --yes` "
+                    "first: the bot becomes a new device under the same identity and the old "
+                    "device is deleted.")
             if listener is not None:
                 await listener.start()  # a port in use stops start-up here
             await self._record_start(db)
             client = await connect(config, reach=reach)
             connected = client
-            await retrying("upload the device keys", lambda: self._prepare_keys(connected),
-                           reach=reach)
+            await retrying("upload the device keys",
+                           lambda: check_and_upload(connected, db, keys), reach=reach)
             signed_in = client
             await retrying("check cross-signing", lambda: ensure_cross_signed(
                 signed_in, config.data_dir / CROSS_SIGNING_FILE,
                 config.bot.password.resolve() if config.bot.password else None,
             ), reach=reach)
             await retrying("set the display name", lambda: self._name(signed_in), reach=reach)
-            await self._serve(client, db, listener)
+            await self._serve(client, db, listener, keys)
         finally:
             if self.stopping_on is not None:
                 await self._log_stop(db, self.stopping_on)
@@ -238,22 +244,19 @@ class Liaison:
             raise problem  # the homeserver is away: retried
         log.info("display name set", extra={"display_name": wanted})
 
-    async def _prepare_keys(self, client: AsyncClient) -> None:
-        """Publish the device's keys and one-time keys if the homeserver lacks them
-        (before the cross-signing check, which signs the published device keys)."""
-        if client.should_upload_keys:
-            response = await client.keys_upload()
-            if not isinstance(response, KeysUploadResponse):
-                raise refused_or_unreachable(response, "uploading the device keys failed")
-            log.info("device keys uploaded")
-
     async def _serve(self, client: AsyncClient, db: Database,
-                     listener: MonitoringListener | None) -> None:
+                     listener: MonitoringListener | None, keys: KeyHealth) -> None:
         config = self.config
         languages = RoomLanguages(config)  # `!lang` choices over the configured languages
         await languages.refresh(db)
         trust = TrustPolicy(client, config.trust.policy)
         synced = asyncio.Event()
+        claims = KeyClaims(client, keys)
+
+        async def before_send(room_id: str) -> None:
+            await trust.prepare_room(room_id)  # first: no keys claimed for withheld devices
+            await claims.prepare_room(room_id)
+
         sender = OutboxSender(
             db, client, self.clock,
             SenderSettings(
@@ -261,7 +264,7 @@ class Liaison:
                 backoff_max_ms=int(config.outbox.backoff_max.total_seconds() * 1000),
                 max_attempts=config.outbox.max_attempts,
             ),
-            before_send=trust.prepare_room,
+            before_send=before_send,
             after_send=trust.tell_withheld,
             ready=synced,
             renderer=ReportCharts(db, client, config),  # `!report`'s chart, drawn at sending
@@ -305,7 +308,9 @@ class Liaison:
                 language_for_room=languages.language_for_room,
                 enabled=config.trust.policy == "tofu" and config.trust.notify_device_changes,
             ).check,
+            key_health=keys,
         )
+
         if listener is not None:
             listener.attach(sync=sync, sender=sender)
         tasks = [
@@ -316,6 +321,8 @@ class Liaison:
             asyncio.create_task(undecryptable.run_timer(router.handle_event), name="decrypt"),
             asyncio.create_task(chaser.run(), name="chase"),
             asyncio.create_task(descriptions.run(synced), name="command descriptions"),
+            asyncio.create_task(ScheduledBackups(config.data_dir, config.backups,
+                                                 self.clock).run(), name="backups"),
             asyncio.create_task(
                 Retention(db, self.clock, config.retention.closed_cases).run(), name="retention"),
             asyncio.create_task(WeeklyReports(db, self.clock, config, languages=languages,

@@ -122,19 +122,90 @@ def cmd_reset_identity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_backup(args: argparse.Namespace) -> int:
-    """Copy the database with SQLite's online backup, safe while the bot runs. Needs no
-    secrets and never creates, migrates or changes the database."""
-    from storage.db import backup_file
+def cmd_recover_device(args: argparse.Namespace) -> int:
+    from bot.app import CROSS_SIGNING_FILE, DATABASE_FILE, session_settings
+    from bot.crosssigning import IdentityConflict
+    from bot.recovery import Recovery, recover_device
+    from bot.session import StartupError
+    from storage.db import Database, require_current_schema
 
-    database = _database(args.config)
+    config = _load(args.config)
+    if config.bot.password is None:
+        print("recover-device needs bot.password: it logs in as a new device and deletes "
+              "the old one", file=sys.stderr)
+        return EXIT_CONFIG
+    if not args.yes:
+        print(
+            "Stop the bot first. This moves the current device's credentials and crypto\n"
+            "store aside, logs the bot in as a new device signed with its own cross-signing\n"
+            "identity, and deletes the old device. Officers see no identity change; messages\n"
+            "they sent to the old device that the bot has not read stay unread.\n"
+            "Run again with --yes to proceed.", file=sys.stderr)
+        return EXIT_REFUSED
+    os.umask(0o077)
+    database = config.data_dir / DATABASE_FILE
+    if database.is_file():
+        asyncio.run(require_current_schema(database))
+
+    async def recover() -> Recovery:
+        db = await Database.open(database)
+        try:
+            return await recover_device(
+                session_settings(config), db, config.data_dir / CROSS_SIGNING_FILE,
+                now_ms=int(datetime.now(UTC).timestamp() * 1000))
+        finally:
+            await db.close()
+
     try:
-        asyncio.run(backup_file(database, args.target))
-    except (FileNotFoundError, ValueError) as exc:
+        done = asyncio.run(recover())
+    except (StartupError, IdentityConflict) as exc:
+        print(f"liaison: recover-device refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"new device: {done.new_device} (signed with the bot's cross-signing identity)")
+    if done.old_device is not None:
+        state = "deleted" if done.old_device_deleted else "NOT deleted"
+        print(f"old device: {done.old_device} ({state}); its files are in {done.retired_to}")
+    print(f"outbox: {done.already_sent} pending messages had been sent by the old device "
+          f"(marked sent); {done.still_pending} will be sent by the new device")
+    if done.delete_instructions:
+        print(done.delete_instructions, file=sys.stderr)
+        return EXIT_REFUSED
+    return EXIT_OK
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """One archive of the data directory: online copies of the database and the crypto
+    store, credentials, cross-signing seeds, a manifest. Safe while the bot runs; needs no
+    secrets and never creates, migrates or changes the database."""
+    from bot.backup import BackupError, backup
+
+    config = _offline_config(args.config)
+    try:
+        manifest = asyncio.run(backup(config.data_dir, args.target))
+    except BackupError as exc:
         print(f"liaison: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    print(f"database backed up to {args.target}; also keep a copy of "
-          f"{database.parent} (credentials, crypto store, cross-signing keys)")
+    print(f"backed up to {args.target}: database schema {manifest.schema}, device "
+          f"{manifest.device_id}, {len(manifest.members)} files (checked after writing). "
+          "It holds the access token and the cross-signing seeds: keep it encrypted, and the "
+          "pickle key apart from it.")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from bot.backup import BackupError, restore
+
+    os.umask(0o077)
+    try:
+        manifest = asyncio.run(restore(args.archive, args.data_dir))
+    except BackupError as exc:
+        print(f"liaison: restore refused: {exc}; nothing was changed", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"restored {args.archive} (created {manifest.body.get('created_at')}, device "
+          f"{manifest.device_id}, schema {manifest.schema}) into {args.data_dir}.\n"
+          f"Next, with data_dir: {args.data_dir} in the configuration and the bot stopped: "
+          "liaison recover-device --yes -c CONFIG. The bot then becomes a new device under "
+          "the same identity and deletes the old one; it will not start before that.")
     return EXIT_OK
 
 
@@ -342,11 +413,37 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--yes", action="store_true", help="really do it")
     reset.set_defaults(func=cmd_reset_identity)
 
-    backup = command("backup", "online copy of the database to FILE (0600)",
-                     "Safe while the bot runs (SQLite's online backup).")
+    recover = command(
+        "recover-device",
+        "become a new device under the same identity, retiring the old one (needs the "
+        "password)",
+        "For a crypto store that is stale (restored from an older copy) or lost, with\n"
+        "cross-signing.json intact. Stop the bot first. Pending outbox messages the old\n"
+        "device already sent are marked sent, never sent twice. Without --yes it only\n"
+        "explains and exits 3; exits 3 too when the old device could not be deleted\n"
+        "(the request to make is printed).")
+    with_config(recover)
+    recover.add_argument("--yes", action="store_true", help="really do it")
+    recover.set_defaults(func=cmd_recover_device)
+
+    backup = command(
+        "backup", "one archive of the data directory to FILE (0600)",
+        "Online copies (SQLite's backup API) of the database and the crypto store, the\n"
+        "device credentials, the cross-signing seeds and a manifest (versions, schema,\n"
+        "device, SHA-256 of each file). Safe while the bot runs; needs no secrets. The\n"
+        "archive is read back and checked before it replaces FILE.")
     with_config(backup)
-    backup.add_argument("target", type=Path, help="where to write the copy")
+    backup.add_argument("target", type=Path, help="where to write the archive")
     backup.set_defaults(func=cmd_backup)
+
+    restore = command(
+        "restore", "unpack a backup archive into a new data directory",
+        "Checks the whole archive first (every file against the manifest, a schema this\n"
+        "Liaison runs) and changes nothing when it does not check out (exit 3). Then\n"
+        "run recover-device: the bot will not start on a restored crypto store.")
+    restore.add_argument("archive", type=Path, help="the archive `liaison backup` wrote")
+    restore.add_argument("data_dir", type=Path, help="the data directory to create")
+    restore.set_defaults(func=cmd_restore)
 
     audit = command("audit", "the tamper-evident audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")

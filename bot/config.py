@@ -449,6 +449,24 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class BackupsConfig(_Section):
+    """Scheduled `liaison backup` archives, written by the running bot (`bot.backup`)."""
+
+    every: Duration | None = Field(
+        default=None, description="Write an archive this often; None (the default) writes none")
+    keep: Annotated[StrictInt, Field(ge=1)] = Field(
+        default=7, description="How many of the newest scheduled archives to keep")
+    dir: Path | None = Field(
+        default=None, description="Where the archives go; default DATA_DIR/archives")
+
+    @field_validator("every")
+    @classmethod
+    def _at_least_a_minute(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(minutes=1):
+            raise PydanticCustomError("backups", "back up at most once a minute")
+        return value
+
+
 class MetricsConfig(_Section):
     """The optional HTTP listener for Prometheus (`/metrics`) and health checks
     (`/healthz`, see `bot.health`)."""
@@ -510,6 +528,7 @@ class Config(_Section):
     retention: RetentionConfig = RetentionConfig()
     attachments: AttachmentsConfig = AttachmentsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    backups: BackupsConfig = BackupsConfig()
     posts: list[Post] = []
     groups: list[Group] = []
     category_rules: list[CategoryRule] = []

@@ -1,12 +1,14 @@
 """`/healthz`: is the bot keeping up? Decided here from figures the shell reads, with
 `now` passed in: no I/O, no clock.
 
-Two things make the bot unhealthy: no sync has succeeded for `sync_stalled_after` (nor,
-before the first one, since the bot started), or the oldest message in the outbox has
-waited longer than `outbox_stuck_after`. Either recovers by itself: the next successful
-sync, or the outbox draining, makes the bot healthy again. While start-up cannot reach
-the homeserver, a third check says so at once, with the reason (a wrong URL, a refused
-connection), rather than only after `sync_stalled_after`.
+Four things make the bot unhealthy: no sync has succeeded for `sync_stalled_after` (nor,
+before the first one, since the bot started), the oldest message in the outbox has
+waited longer than `outbox_stuck_after`, the homeserver refused the bot's last upload
+of one-time keys (new devices then cannot open sessions with it: it is going deaf), or
+start-up cannot reach the homeserver (said at once, with the reason — a wrong URL, a
+refused connection — rather than only after `sync_stalled_after`). Each recovers by
+itself: the next successful sync, the outbox draining, an accepted upload, or the
+homeserver answering makes the bot healthy again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from bot.key_health import KeyHealth
 from commands.durations import format_duration
 from storage.outbox import OutboxStats
 
@@ -64,14 +67,18 @@ class Health:
 
 def assess(*, now_s: float, started_s: float, last_sync_s: float | None,
            outbox: OutboxStats | None, limits: HealthLimits,
-           homeserver: HomeserverReach | None = None) -> Health:
+           homeserver: HomeserverReach | None = None,
+           keys: KeyHealth | None = None) -> Health:
     """Health at `now_s` (monotonic seconds, like `started_s` and `last_sync_s`, the end
     of the last successful sync or None); `outbox` is None when it could not be read;
-    `homeserver`: start-up's tries to reach it."""
+    `homeserver`: start-up's tries to reach it; `keys` are the figures of the bot's own
+    key uploads and claims."""
     checks = {"sync": _sync(now_s, started_s, last_sync_s, limits.sync_stalled_after_s),
               "outbox": _outbox(outbox, limits.outbox_stuck_after_s, up_s=now_s - started_s)}
     if homeserver is not None:
         checks["homeserver"] = homeserver.check()
+    if keys is not None:  # the running bot always knows; a bare check has no key figures
+        checks["keys"] = _keys(keys)
     return Health(ok=all(check["ok"] for check in checks.values()), checks=checks)
 
 
@@ -102,6 +109,20 @@ def _outbox(stats: OutboxStats | None, limit_s: float, *, up_s: float) -> dict[s
     if not check["ok"]:
         check["reason"] = (f"the oldest of {stats.pending} queued messages has waited "
                            f"{_span(age_s or 0)} (limit {_span(limit_s)})")
+    return check
+
+
+def _keys(keys: KeyHealth) -> dict[str, Any]:
+    """Unhealthy while the homeserver refuses the bot's one-time keys (an answer, not an
+    outage: waiting does not fix it)."""
+    check: dict[str, Any] = {"ok": keys.upload_rejected is None,
+                             "upload_failures": keys.upload_failures,
+                             "claim_failures": keys.claim_failures,
+                             "one_time_keys_on_server": keys.one_time_keys_on_server}
+    if keys.upload_rejected is not None:
+        check["reason"] = (f"the homeserver refused the bot's one-time keys "
+                           f"({keys.upload_rejected}); new devices cannot open sessions "
+                           "with it")
     return check
 
 

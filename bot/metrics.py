@@ -33,6 +33,7 @@ from prometheus_client.process_collector import ProcessCollector
 from bot.clock import Clock
 from bot.config import MetricsConfig
 from bot.health import HealthLimits, HomeserverReach, assess
+from bot.key_health import KeyHealth
 from bot.session import StartupError
 from storage import outbox
 from storage.db import read_only
@@ -66,6 +67,10 @@ class ProcessFigures:
     sync_lag_s: float
     """Since the last successful sync ended, or since the start while there was none."""
     sync_last_success_unix_s: float | None
+    keys: KeyHealth | None = None
+    undecryptable_share: float | None = None
+    """Of officers' encrypted events in the last 15 minutes, unreadable on arrival."""
+    since_decrypted_command_s: float | None = None
 
 
 class FiguresCollector:
@@ -131,6 +136,36 @@ class FiguresCollector:
             "liaison_sync_last_success_timestamp_seconds",
             "When the last successful sync ended, Unix time (0: none since the start)",
             value=process.sync_last_success_unix_s or 0)
+        keys = process.keys
+        if keys is None:
+            return
+        yield CounterMetricFamily(
+            "liaison_key_upload_failures_total",
+            "One-time key uploads that failed since this process started (refused or "
+            "unanswered)", value=keys.upload_failures)
+        yield GaugeMetricFamily(
+            "liaison_key_upload_refused",
+            "1 while the homeserver refuses the bot's one-time keys (a stale crypto store)",
+            value=0 if keys.upload_rejected is None else 1)
+        yield CounterMetricFamily(
+            "liaison_key_claim_failures_total",
+            "Claims of officers' one-time keys that failed since this process started",
+            value=keys.claim_failures)
+        if process.undecryptable_share is not None:
+            yield GaugeMetricFamily(
+                "liaison_undecryptable_share",
+                "Of officers' encrypted messages in the last 15 minutes, the share the bot "
+                "could not read when they arrived", value=process.undecryptable_share)
+        if process.since_decrypted_command_s is not None:
+            yield GaugeMetricFamily(
+                "liaison_seconds_since_decrypted_command",
+                "Since the bot last read an encrypted command",
+                value=process.since_decrypted_command_s)
+        if keys.one_time_keys_on_server is not None:
+            yield GaugeMetricFamily(
+                "liaison_one_time_keys_on_server",
+                "The bot device's unclaimed one-time keys on the homeserver",
+                value=keys.one_time_keys_on_server)
 
 
 def exposition(work: WorkFigures, process: ProcessFigures) -> bytes:
@@ -148,7 +183,8 @@ class MonitoringListener:
 
     def __init__(self, settings: MetricsConfig, *, database: Path, clock: Clock,
                  sync: SyncProgress | None = None, sender: SendCounters | None = None,
-                 reach: HomeserverReach | None = None) -> None:
+                 reach: HomeserverReach | None = None,
+                 keys: KeyHealth | None = None) -> None:
         self._settings = settings
         self._database = database
         self._clock = clock
@@ -156,6 +192,7 @@ class MonitoringListener:
         self._sender = sender
         self._reach = reach
         """Start-up's tries to reach the homeserver (the listener starts before them)."""
+        self._keys = keys
         self._reading = asyncio.Lock()
         """One scrape or health check reads the database at a time, however many ask."""
         self._limits = HealthLimits(
@@ -212,7 +249,7 @@ class MonitoringListener:
             stats = None
         health = assess(now_s=asyncio.get_running_loop().time(), started_s=self._started_s,
                         last_sync_s=self._last_sync(), outbox=stats,
-                        limits=self._limits, homeserver=self._reach)
+                        limits=self._limits, homeserver=self._reach, keys=self._keys)
         return web.json_response(health.body(), status=200 if health.ok else 503)
 
     def _last_sync(self) -> float | None:
@@ -227,4 +264,10 @@ class MonitoringListener:
             send_permanent_failures=0 if sender is None else sender.permanent_failures,
             sync_lag_s=now_s - (self._started_s if last is None else last),
             sync_last_success_unix_s=(None if last is None
-                                      else self._clock.now_ms() / 1000 - (now_s - last)))
+                                      else self._clock.now_ms() / 1000 - (now_s - last)),
+            keys=self._keys,
+            undecryptable_share=(None if self._keys is None
+                                 else self._keys.undecryptable_share(now_s)),
+            since_decrypted_command_s=(
+                None if self._keys is None or self._keys.last_decrypted_command_s is None
+                else now_s - self._keys.last_decrypted_command_s))

@@ -13,8 +13,17 @@ import random
 from collections.abc import Awaitable, Callable
 
 from aiohttp import ClientError
-from nio import AsyncClient, RoomMessagesResponse, SyncError, SyncResponse
+from nio import (
+    AsyncClient,
+    KeysClaimResponse,
+    MegolmEvent,
+    RoomMessagesResponse,
+    SyncError,
+    SyncResponse,
+)
 
+from bot.key_health import KeyHealth, note_server_count, upload_keys
+from bot.stale_store import remember_counter
 from storage import state
 from storage.db import Database
 
@@ -59,6 +68,7 @@ class SyncLoop:
         backoff_max_s: float = 60.0,
         synced: asyncio.Event | None = None,
         after_key_query: Callable[[], Awaitable[None]] | None = None,
+        key_health: KeyHealth | None = None,
     ) -> None:
         self._client = client
         self._db = db
@@ -69,6 +79,7 @@ class SyncLoop:
         self.consecutive_failures = 0
         self.synced_once = synced or asyncio.Event()
         self._after_key_query = after_key_query
+        self.key_health = key_health or KeyHealth()
 
     async def run(self) -> None:
         async with self._db.read() as conn:
@@ -95,6 +106,7 @@ class SyncLoop:
                     await self._back_off()
                     continue
             await self._handle_batch(response)
+            self._note_decryption(response)
             if queried and self._after_key_query is not None:
                 await self._after_key_query()
             async with self._db.transaction() as conn:
@@ -167,6 +179,21 @@ class SyncLoop:
                                                      "events": len(missing)})
             timeline.events[:0] = list(reversed(missing))
 
+    def _note_decryption(self, response: SyncResponse) -> None:
+        """Count officers' encrypted events by whether they could be read on arrival
+        (`/metrics`: the share that could not, the time since a command was read)."""
+        now_s = asyncio.get_running_loop().time()
+        for joined in response.rooms.join.values():
+            for event in joined.timeline.events:
+                if getattr(event, "sender", None) == self._client.user_id:
+                    continue
+                if isinstance(event, MegolmEvent):
+                    self.key_health.note_event(now_s, decrypted=False, command=False)
+                elif getattr(event, "decrypted", False):
+                    body = getattr(event, "body", None)
+                    command = isinstance(body, str) and body.lstrip().startswith("!")
+                    self.key_health.note_event(now_s, decrypted=True, command=command)
+
     async def _maintain_keys(self) -> bool:
         """Upload, query and claim keys the way sync_forever would, tolerating failures.
 
@@ -174,14 +201,20 @@ class SyncLoop:
         """
         client = self._client
         queried = False
+        note_server_count(client, self.key_health)
         try:
             if client.should_upload_keys:
-                await client.keys_upload()
+                if await upload_keys(client, self.key_health):  # a failure is logged there
+                    await remember_counter(self._db, client)
             if client.should_query_keys:
                 await client.keys_query()
                 queried = True
-            if client.should_claim_keys:
-                await client.keys_claim(client.get_users_for_key_claiming())
+            if client.should_claim_keys:  # devices whose Olm session broke (wedged)
+                claimed = await client.keys_claim(client.get_users_for_key_claiming())
+                if not isinstance(claimed, KeysClaimResponse):
+                    self.key_health.claim_failed(str(claimed))
+                    log.warning("claiming one-time keys to repair broken Olm sessions "
+                                "failed; will retry", extra={"error": str(claimed)})
             await client.send_to_device_messages()
         except (ClientError, TimeoutError, OSError) as exc:
             log.warning("key maintenance failed; will retry", extra={"error": str(exc)})

@@ -50,6 +50,9 @@ DEFAULT_SYNC_TIMEOUT_MS = 2000
 MAX_BACKOFF_S = 2.0
 ROOM_KNOWN_TIMEOUT_S = 30.0
 BODY_PREVIEW = 80
+SYNC_FILTER = {"room": {"timeline": {"limit": 200}}}
+"""Synapse sends only the last 10 events of a busy room by default; a person's client
+would page back for the rest, so the officer asks for enough to see every one."""
 
 
 class OfficerError(RuntimeError):
@@ -183,6 +186,9 @@ class Officer:
         with `sender`): nio ignores them, a client would tell its user why it cannot read."""
         self._sync_timeout_ms = sync_timeout_ms
         self._undecrypted: dict[str, tuple[int, MegolmEvent]] = {}
+        self.arrived_undecryptable: set[str] = set()
+        """Event ids that could not be decrypted when they arrived (even if their key came
+        later): a person would have seen "unable to decrypt" first."""
         self._changed = asyncio.Event()
         self._sync_task: asyncio.Task[None] | None = None
 
@@ -261,7 +267,8 @@ class Officer:
     async def _sync_once(self, *, timeout_ms: int, full_state: bool | None = None) -> None:
         """One sync round plus the key housekeeping nio's sync_forever would do."""
         response = _checked(
-            await self.client.sync(timeout=timeout_ms, full_state=full_state), "sync"
+            await self.client.sync(timeout=timeout_ms, full_state=full_state,
+                                   sync_filter=SYNC_FILTER), "sync"
         )
         self._record_sync(response)
         if response.to_device_events:  # room keys only ever arrive by to-device
@@ -301,6 +308,7 @@ class Officer:
     def _record(self, message: SeenMessage, event: Event) -> None:
         if isinstance(event, MegolmEvent):
             event.room_id = message.room_id
+            self.arrived_undecryptable.add(message.event_id)
             self._undecrypted[message.event_id] = (len(self.seen), event)
         self.seen.append(message)
 

@@ -56,6 +56,7 @@ class AuditAction(StrEnum):
     PURGED = "purged"
     CONFIG_LOADED = "config-loaded"
     IDENTITY_RESET = "identity-reset"
+    DEVICE_RECOVERED = "device-recovered"
     COMMAND_REFUSED = "command-refused"
     INVITE_DECLINED = "invite-declined"
     EXPORTED = "exported"

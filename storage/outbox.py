@@ -258,3 +258,10 @@ async def get(conn: aiosqlite.Connection, message_id: int) -> OutboxMessage | No
     async with conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (message_id,)) as cursor:
         row = await cursor.fetchone()
     return None if row is None else _message(row)
+
+
+async def pending(conn: aiosqlite.Connection) -> list[OutboxMessage]:
+    """Every message not sent yet, oldest first."""
+    rows = await conn.execute_fetchall(
+        f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending' ORDER BY id")
+    return [_message(row) for row in rows]

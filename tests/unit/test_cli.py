@@ -101,11 +101,12 @@ def test_check_config_reports_a_missing_secret_variable(
     assert "TEST_LIAISON_PASSWORD" in capsys.readouterr().err
 
 
-def test_backup_writes_a_private_readable_copy_of_the_database_without_secrets(
+def test_backup_writes_a_private_checked_archive_without_secrets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sqlite3
     import stat
+    import tarfile
 
     from bot.app import DATABASE_FILE
     from bot.config import load_config
@@ -122,11 +123,17 @@ def test_backup_writes_a_private_readable_copy_of_the_database_without_secrets(
         await db.close()
 
     asyncio.run(create())
+    (database.parent / "credentials.json").write_text(
+        '{"homeserver": "h", "user_id": "@b:h", "device_id": "DEV", "access_token": "t"}')
     before = database.read_bytes()
-    target = tmp_path / "copy.db"
+    target = tmp_path / "liaison-backup.tar"
     assert main(["backup", "-c", str(path), str(target)]) == EXIT_OK
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    with sqlite3.connect(target) as copy:
+    with tarfile.open(target) as archive:
+        assert sorted(archive.getnames()) == ["credentials.json", "liaison.db",
+                                              "manifest.json"]
+        archive.extract("liaison.db", tmp_path / "out", filter="data")
+    with sqlite3.connect(tmp_path / "out" / "liaison.db") as copy:
         tables = {row[0] for row in copy.execute("SELECT name FROM sqlite_master")}
     assert {"outbox", "processed_events"} <= tables
     assert database.read_bytes() == before
@@ -141,11 +148,11 @@ def test_backup_without_a_database_creates_nothing(
     path = tmp_path / "config.yaml"
     path.write_text(GOOD)
     database = load_config(path, check_secrets=False).data_dir / DATABASE_FILE
-    target = tmp_path / "copy.db"
+    target = tmp_path / "copy.tar"
     assert main(["backup", "-c", str(path), str(target)]) == EXIT_FAILURE
     assert "there is no database" in capsys.readouterr().err
     assert not database.exists() and not target.exists()
-    assert list(tmp_path.glob(".copy.db.*")) == []
+    assert list(tmp_path.glob(".copy.tar.*")) == []
 
 
 # --- stats ------------------------------------------------------------------------------
@@ -415,7 +422,8 @@ def test_run_refuses_a_database_from_a_newer_liaison_and_leaves_it_alone(
 
 # --- help and usage ---------------------------------------------------------------------
 
-COMMANDS = [["run"], ["check-config"], ["reset-identity"], ["backup"], ["audit"],
+COMMANDS = [["run"], ["check-config"], ["reset-identity"], ["recover-device"], ["backup"],
+            ["restore"], ["audit"],
             ["audit", "verify"], ["export"], ["stats"], ["version"], ["demo"]]
 
 
@@ -436,8 +444,8 @@ def test_help_lists_every_command_and_the_exit_codes(
     assert exit_code(["--help"]) == EXIT_OK
     out = capsys.readouterr().out
     listed = re.findall(r"^    ([a-z-]+)", out, flags=re.MULTILINE)
-    assert listed == ["run", "check-config", "reset-identity", "backup", "audit", "export",
-                      "stats", "rooms", "version", "demo"]
+    assert listed == ["run", "check-config", "reset-identity", "recover-device", "backup",
+                      "restore", "audit", "export", "stats", "rooms", "version", "demo"]
     for code, meaning in ((0, "success"), (1, "runtime failure"),
                           (2, "usage or configuration error"), (3, "refused"),
                           (4, "the audit log does not verify")):

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import ConfigError, MetricsConfig, parse_config
 from bot.health import HealthLimits, assess
+from bot.key_health import KeyHealth
 from bot.metrics import MonitoringListener, ProcessFigures, exposition
 from bot.sender import OutboxSender, SenderSettings
 from bot.session import StartupError
@@ -27,7 +28,7 @@ from commands.model import Priority, Tlp
 from devkit.synapse import free_port
 from storage import cases, chasing, inbox, outbox
 from storage.db import Database, read_only
-from storage.metrics import UNDECRYPTABLE_KIND, work_figures
+from storage.metrics import UNDECRYPTABLE_KIND, DeliveryFigures, WorkFigures, work_figures
 from storage.outbox import OutboxStats
 from tests.unit.test_sender import ROOM, FixedClock, ScriptedClient
 
@@ -418,3 +419,71 @@ def test_a_bad_host_port_or_duration_is_an_error_naming_its_line() -> None:
         "config.yaml:13: metrics.outbox_stuck_after: durations are written with a unit, "
         "like 90s, 10m, 4h or 2d",
     ]
+
+
+# --- the bot's own keys ------------------------------------------------------------------
+
+
+def test_a_refused_key_upload_makes_the_bot_unhealthy_until_an_upload_is_accepted() -> None:
+    keys = KeyHealth()
+    keys.upload_succeeded(50)
+    fine = assess(now_s=100.0, started_s=0.0, last_sync_s=99.0, outbox=EMPTY, limits=LIMITS,
+                  keys=keys)
+    refusal = "400 One time key signed_curve25519:AAAAAAAAADs already exists"
+    keys.upload_failed(refusal, refused=True)
+    deaf = assess(now_s=100.0, started_s=0.0, last_sync_s=99.0, outbox=EMPTY, limits=LIMITS,
+                  keys=keys)
+    keys.upload_failed("ClientConnectionError: refused", refused=False)  # an outage: no change
+    keys.upload_succeeded(49)
+    recovered = assess(now_s=100.0, started_s=0.0, last_sync_s=99.0, outbox=EMPTY,
+                       limits=LIMITS, keys=keys)
+
+    assert fine.ok and fine.checks["keys"] == {
+        "ok": True, "upload_failures": 0, "claim_failures": 0, "one_time_keys_on_server": 50}
+    assert not deaf.ok
+    assert deaf.checks["keys"] == {
+        "ok": False, "upload_failures": 1, "claim_failures": 0, "one_time_keys_on_server": 50,
+        "reason": f"the homeserver refused the bot's one-time keys ({refusal}); new devices "
+                  "cannot open sessions with it"}
+    assert recovered.ok and recovered.checks["keys"]["upload_failures"] == 2
+
+
+def test_key_upload_and_claim_failures_are_scraped() -> None:
+    keys = KeyHealth()
+    keys.upload_succeeded(42)
+    keys.upload_failed("400 One time key signed_curve25519:AAAAAAAAADs already exists",
+                       refused=True)
+    keys.claim_failed("KeysClaimError: 502")
+    process = replace(PROCESS, keys=keys)
+    work = WorkFigures(cases={}, deliveries=DeliveryFigures(0, 0, (0,) * 12, 0), reminders=0,
+                       escalations=0, outbox=EMPTY, undecryptable_waiting=0,
+                       undecryptable_notified=0)
+
+    figures = liaison_only(scraped(exposition(work, process).decode()))
+
+    assert figures["liaison_key_upload_failures_total"] == 1.0
+    assert figures["liaison_key_upload_refused"] == 1.0
+    assert figures["liaison_key_claim_failures_total"] == 1.0
+    assert figures["liaison_one_time_keys_on_server"] == 42.0
+
+
+def test_the_share_of_unreadable_messages_is_taken_over_the_window() -> None:
+    keys = KeyHealth(decryption_window_s=900)
+    assert keys.undecryptable_share(0.0) is None
+    keys.note_event(10.0, decrypted=True, command=True)
+    keys.note_event(20.0, decrypted=False, command=False)
+    keys.note_event(30.0, decrypted=False, command=False)
+    keys.note_event(40.0, decrypted=True, command=False)
+    assert keys.undecryptable_share(40.0) == 0.5
+    assert keys.last_decrypted_command_s == 10.0
+    assert keys.undecryptable_share(925.0) == 1 / 2  # the first one left the window
+    assert keys.undecryptable_share(2000.0) is None
+
+    process = replace(PROCESS, keys=keys, undecryptable_share=0.5,
+                      since_decrypted_command_s=30.0)
+    work = WorkFigures(cases={}, deliveries=DeliveryFigures(0, 0, (0,) * 12, 0), reminders=0,
+                       escalations=0, outbox=EMPTY, undecryptable_waiting=0,
+                       undecryptable_notified=0)
+    figures = liaison_only(scraped(exposition(work, process).decode()))
+    assert figures["liaison_undecryptable_share"] == 0.5
+    assert figures["liaison_seconds_since_decrypted_command"] == 30.0
