@@ -36,7 +36,7 @@ from typing import Any
 from bot.clock import Clock
 from bot.config import BackupsConfig
 from bot.session import CREDENTIALS_FILE, CRYPTO_DIR
-from storage.db import latest_version, load_migrations
+from storage.db import latest_version, load_migrations, schema_of_file, sqlite_online_copy
 
 log = logging.getLogger(__name__)
 
@@ -72,23 +72,6 @@ class Manifest:
         return members
 
 
-def _sqlite_copy(source: Path, target: Path) -> None:
-    """SQLite's online backup of `source` (opened read-only) into `target`."""
-    with sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True) as conn, \
-            sqlite3.connect(target) as copy:
-        conn.execute("PRAGMA busy_timeout = 5000")
-        conn.backup(copy)
-    copy.close()
-    conn.close()
-
-
-def _schema_of(path: Path) -> int:
-    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
-        row = conn.execute("PRAGMA user_version").fetchone()
-    conn.close()
-    return int(row[0]) if row else 0
-
-
 def _digest(path: Path) -> str:
     sha = hashlib.sha256()
     with path.open("rb") as stream:
@@ -110,7 +93,7 @@ def _collect(data_dir: Path, staging: Path) -> dict[str, Path]:
     database = data_dir / DATABASE_FILE
     if not database.is_file():
         raise BackupError(f"there is no database at {database}")
-    _sqlite_copy(database, staging / DATABASE_FILE)
+    sqlite_online_copy(database, staging / DATABASE_FILE)
     staged[DATABASE_FILE] = staging / DATABASE_FILE
     for name in (CREDENTIALS_FILE, CROSS_SIGNING_FILE):
         if (data_dir / name).is_file():
@@ -124,7 +107,7 @@ def _collect(data_dir: Path, staging: Path) -> dict[str, Path]:
                 continue
             target = staging / CRYPTO_DIR / path.name
             if path.suffix == ".db":
-                _sqlite_copy(path, target)
+                sqlite_online_copy(path, target)
             else:
                 shutil.copyfile(path, target)
             staged[f"{CRYPTO_DIR}/{path.name}"] = target
@@ -147,7 +130,7 @@ def write_archive(data_dir: Path, target: Path, *, now: datetime | None = None) 
             "created_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
             "liaison": _version("liaison"), "matrix_nio": _version("matrix-nio"),
             "vodozemac": _version("vodozemac"),
-            "schema": _schema_of(staged[DATABASE_FILE]),
+            "schema": schema_of_file(staged[DATABASE_FILE]),
             "user_id": credentials.get("user_id"), "device_id": credentials.get("device_id"),
             "members": {name: {"sha256": _digest(path), "size": path.stat().st_size}
                         for name, path in sorted(staged.items())},
@@ -220,7 +203,7 @@ def read_archive(archive_path: Path, into: Path, *, runnable: bool = True) -> Ma
             raise BackupError(f"{name} in {archive_path} does not match its SHA-256 in the "
                               "manifest: the archive is damaged")
     latest = latest_version(load_migrations())
-    schema = _schema_of(into / DATABASE_FILE)
+    schema = schema_of_file(into / DATABASE_FILE)
     if schema != manifest.schema:
         raise BackupError("the database in the archive is not the one its manifest names")
     if runnable and schema > latest:

@@ -385,6 +385,25 @@ async def schema_version_of(connection: aiosqlite.Connection) -> int:
     return int(row[0]) if row is not None else 0
 
 
+def sqlite_online_copy(source: Path, target: Path) -> None:
+    """SQLite's online backup of `source` (opened read-only) into `target`; blocking, for
+    a worker thread (a consistent copy of a database another process may be writing)."""
+    with sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True) as conn, \
+            sqlite3.connect(target) as copy:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.backup(copy)
+    copy.close()
+    conn.close()
+
+
+def schema_of_file(path: Path) -> int:
+    """The schema version of the SQLite file at `path`, read-only; blocking."""
+    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        row = conn.execute("PRAGMA user_version").fetchone()
+    conn.close()
+    return int(row[0]) if row else 0
+
+
 async def has_table(connection: aiosqlite.Connection, name: str) -> bool:
     """Whether the database open on `connection` has the table `name` (an older schema
     may not)."""
