@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from devkit.officer import Officer
-from tests.e2e.conftest import BotFactory, OfficerFactory
+from tests.e2e.conftest import BotFactory, OfficerFactory, post_rooms
 from tests.e2e.test_foundation import replies_to
 
 SHIFT = 30
@@ -16,9 +16,10 @@ SHIFT = 30
 async def test_thirty_new_devices_writing_at_once_all_decrypt_the_answers_on_first_try(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory()
     lead = await officer_factory("shift-lead")
-    room_id = await lead.create_room("post", invite=[bot.user_id])
+    room_id = await lead.create_room("post")  # the post's room the whole shift joins
+    bot = await bot_factory(config=post_rooms(room_id))
+    await lead.invite(room_id, bot.user_id)
     await lead.wait_until_joined(room_id, bot.user_id)
     shift: list[Officer] = list(await asyncio.gather(
         *(officer_factory(f"shift{n}") for n in range(SHIFT - 1))))

@@ -21,7 +21,7 @@ from devkit.officer import Officer
 from devkit.synapse import LocalSynapse, free_port
 from storage import outbox
 from storage.db import Database
-from tests.e2e.conftest import BotFactory, OfficerFactory, unique
+from tests.e2e.conftest import BotFactory, OfficerFactory, known_to_the_bot, post_rooms, unique
 from tests.e2e.test_element import answers
 from tests.e2e.test_foundation import ask, open_room, replies_to, verify
 from tests.e2e.test_metrics import health_becomes, scrape
@@ -41,8 +41,8 @@ async def claim_bot_keys(officer: Officer, bot: BotProcess, count: int) -> None:
 async def test_an_old_copy_of_the_crypto_store_is_refused_at_start_up(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory()
     kz = await officer_factory("kz")
+    bot = await bot_factory(config=known_to_the_bot(kz))
     room_id = await open_room(kz, bot)
     await ask(kz, bot, room_id, "!ping")
     await bot.stop()
@@ -80,8 +80,9 @@ async def test_health_turns_unhealthy_when_the_homeserver_refuses_the_bots_keys(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
     port = free_port()
-    bot = await bot_factory(config={"metrics": {"enabled": True, "port": port}})
     kz = await officer_factory("kz")
+    bot = await bot_factory(config={"metrics": {"enabled": True, "port": port},
+                                    **known_to_the_bot(kz)})
     room_id = await open_room(kz, bot)
     await ask(kz, bot, room_id, "!ping")
     await bot.stop()
@@ -144,10 +145,12 @@ async def knows_device(officer: Officer, user_id: str, device_id: str) -> None:
 async def test_a_restored_bot_becomes_a_new_device_and_reads_its_officers_again(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory()
     kz = await officer_factory("kz")
     uz = await officer_factory("uz")
-    room_id = await open_room(kz, bot)
+    room_id = await kz.create_room("post")  # a post's room, both officers in it
+    bot = await bot_factory(config=post_rooms(room_id))
+    await kz.invite(room_id, bot.user_id)
+    await kz.wait_until_joined(room_id, bot.user_id)
     await kz.invite(room_id, uz.user_id)
     await uz.join(room_id)
     await uz.wait_until_joined(room_id, bot.user_id)
@@ -209,10 +212,12 @@ async def test_a_restored_bot_becomes_a_new_device_and_reads_its_officers_again(
 async def test_backup_and_restore_bring_the_bot_back_as_a_new_device_that_reads_everyone(
     officer_factory: OfficerFactory, bot_factory: BotFactory
 ) -> None:
-    bot = await bot_factory()
     kz = await officer_factory("kz")
     uz = await officer_factory("uz")
-    room_id = await open_room(kz, bot)
+    room_id = await kz.create_room("post")  # a post's room, both officers in it
+    bot = await bot_factory(config=post_rooms(room_id))
+    await kz.invite(room_id, bot.user_id)
+    await kz.wait_until_joined(room_id, bot.user_id)
     await kz.invite(room_id, uz.user_id)
     await uz.join(room_id)
     await uz.wait_until_joined(room_id, bot.user_id)
@@ -308,11 +313,11 @@ async def test_an_element_officer_in_signed_mode_reads_the_recovered_device_with
     device at once because the bot's own identity signed it."""
     reason = node_available()
     assert reason is None, reason
-    bot = await bot_factory()
     kz = await ElementOfficer.create(synapse, unique("kz-element"), tmp_path / "element",
                                      isolation="signed")
     try:
         room_id = await kz.create_room("KZ post")
+        bot = await bot_factory(config=post_rooms(room_id))
         await kz.invite(room_id, bot.user_id)
         await kz.wait_until_joined(room_id, bot.user_id)
         ping = await kz.send_text(room_id, "!ping")
