@@ -336,7 +336,12 @@ def _timeline_line(entry: TimelineEntry, posts: Mapping[str, Post], language: st
         return BULLET + text(msg_id, language, time=when, post=post, who=who)
     if entry.kind in ("reminded", "escalated", "snoozed"):  # the chase (bot.chaser)
         late = text("case.timeline.late", language) if detail.get("late") else ""
-        return BULLET + text(msg_id, language, time=when, post=post, who=who, late=late)
+        line = BULLET + text(msg_id, language, time=when, post=post, who=who, late=late)
+        unreachable = detail.get("unreachable")
+        if entry.kind == "escalated" and isinstance(unreachable, list) and unreachable:
+            line += text("case.timeline.not_joined", language,
+                         users=", ".join(str(user) for user in unreachable))
+        return line
     return BULLET + text("case.timeline.other", language, time=when, kind=entry.kind)
 
 

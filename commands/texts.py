@@ -548,6 +548,7 @@ MESSAGES: Mapping[str, str] = {
     "case.timeline.escalated": "{time} escalated about {post}{late}",
     "case.timeline.snoozed": "{time} reminders snoozed by {post} ({who})",
     "case.timeline.late": " (late)",
+    "case.timeline.not_joined": "; not reached: {users} did not join the direct message in time",
     "error.invalid_text": (
         "I could not read this message: it contains broken characters (text that is not "
         "valid Unicode), so I did not act on it. Type it again and send it once more."
