@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -469,6 +470,14 @@ class LocalSynapse:
             {"messages_per_second": per_second, "burst_count": burst},
             token=await self._admin(),
         )
+
+    async def joined_rooms(self, user_id: str) -> set[str]:
+        """The rooms a local user is joined to, as the server admin sees them (a test checks
+        that the bot left nothing behind without logging in as the bot)."""
+        answer = await self.request(
+            "GET", f"/_synapse/admin/v1/users/{quote(user_id, safe='')}/joined_rooms",
+            token=await self._admin())
+        return {str(room_id) for room_id in answer.get("joined_rooms", [])}
 
     async def _shared_secret_register(
         self, localpart: str, password: str, admin: bool, displayname: str | None

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +17,29 @@ from devkit.officer import Officer
 from devkit.synapse import LocalSynapse, SynapseAdminError
 from tests.e2e.conftest import BotFactory, OfficerOnFactory
 from tests.e2e.test_case_flow import in_thread, relayed, told
-from tests.e2e.test_cases import ALERT, Posts, post
+from tests.e2e.test_cases import ALERT, Posts, about_case, post
+from tests.e2e.test_chasing import about
 
 WAIT_S = 60.0
+INVITE_FAILED = "could not invite the supervisor to the direct room; will retry"
+
+
+@asynccontextmanager
+async def partner_back(server: LocalSynapse) -> AsyncIterator[None]:
+    """The pair is shared by the session: the partner runs again whatever happens here."""
+    try:
+        yield
+    finally:
+        if not server.running:
+            await server.start()
+
+
+async def wait_for_log(bot: BotProcess, predicate: Callable[[dict[str, Any]], bool], *,
+                       count: int = 1, timeout: float = WAIT_S) -> None:
+    """Until the bot has logged `count` records matching `predicate`."""
+    async def enough() -> bool:
+        return sum(1 for record in bot.log_records() if predicate(record)) >= count
+    await eventually(enough, f"{count} bot log records:\n{bot.log_tail()}", timeout)
 
 
 @dataclass
@@ -59,19 +80,24 @@ async def membership(server: LocalSynapse, officer: Officer, room_id: str, user_
 
 
 async def border(pair: SynapsePair, officer_on: OfficerOnFactory, bot_factory: BotFactory,
-                 config: dict[str, Any] | None = None) -> Border:
+                 config: dict[str, Any] | None = None, *,
+                 uz_boss: Officer | None = None) -> Border:
     """The bot on `home` serves KZ-ZHIBEK and TJ-PANJ (home) and UZ-TERMEZ (partner); it
-    accepts invites from its own server and from the UZ officer only."""
+    accepts invites from its own server and from the UZ officer only. `uz_boss`, if given,
+    supervises UZ-TERMEZ (no supervisors' room: direct messages)."""
     kz = await officer_on(pair.home, "kz")
     tj = await officer_on(pair.home, "tj")
     uz = await officer_on(pair.partner, "uz")
     rooms = {officer: await officer.create_room("post") for officer in (kz, uz, tj)}
+    termez = post("UZ-TERMEZ", rooms[uz], "Asia/Tashkent", ["KZ-ZHIBEK", "TJ-PANJ"])
+    if uz_boss is not None:
+        termez.update(duty_officers=[uz.user_id], supervisors=[uz_boss.user_id])
     bot = await bot_factory(config={
         "access": {"allowed_inviters": {"users": [uz.user_id],
                                         "servers": [pair.home.server_name]}},
         "posts": [
             post("KZ-ZHIBEK", rooms[kz], "Asia/Almaty", ["UZ-TERMEZ"]),
-            post("UZ-TERMEZ", rooms[uz], "Asia/Tashkent", ["KZ-ZHIBEK", "TJ-PANJ"]),
+            termez,
             post("TJ-PANJ", rooms[tj], "Asia/Dushanbe", ["UZ-TERMEZ"]),
         ],
         **(config or {}),
@@ -132,3 +158,101 @@ async def test_a_case_crosses_the_border_and_is_worked_both_ways(
 
 async def _is(value: Awaitable[str], expected: str) -> bool:
     return await value == expected
+
+
+def escalating_soon(**chasing: Any) -> dict[str, Any]:
+    """A flash policy that escalates to the target's supervisors 3 s after the case."""
+    return {"chasing": {
+        "check_every": "1s", **chasing,
+        "policies": {"flash": {
+            "acknowledge_within": "2s", "remind_every": "1m", "reminders": 0,
+            "escalate": [{"after": "3s", "to": ["target-supervisors"]}],
+            "answer": {"within": "1h", "remind_every": "1h", "reminders": 0, "escalate": []},
+        }}}}
+
+
+async def joined_at(officer: Officer, room_id: str) -> int:
+    """The server time of `officer`'s own join event in `room_id`."""
+    joined = await officer.wait_for(
+        lambda m: m.type == "m.room.member" and m.content.get("membership") == "join"
+        and m.sender == officer.user_id, room_id=room_id)
+    return joined.ts
+
+
+async def test_an_escalation_to_a_remote_supervisor_waits_until_they_join_and_arrives_by_sync(
+    synapse_pair: SynapsePair, officer_on_factory: OfficerOnFactory,
+    home_bot_factory: BotFactory,
+) -> None:
+    boss = await officer_on_factory(synapse_pair.partner, "uzboss")
+    world = await border(synapse_pair, officer_on_factory, home_bot_factory,
+                         escalating_soon(direct_room_wait="2m"), uz_boss=boss)
+    posts, bot = world.posts, world.bot
+    await posts.ask(posts.kz, posts.kz_room, "!alert flash to:UZ-TERMEZ\nWatch the bridge.")
+
+    # The bot opens a direct room and invites the supervisor, who joins only a while later:
+    # meanwhile the escalation is held, not sent to a room their server is not in.
+    dm = await boss.wait_for_invite(timeout=WAIT_S)
+    await asyncio.sleep(4)  # a supervisor who takes their time
+    await boss.join(dm)
+    escalation = await boss.wait_for(about("KZ-0001", "escalation"), room_id=dm,
+                                     sender=bot.user_id, timeout=WAIT_S)
+
+    # It came through /sync (the only way this client reads a room), decrypted, after the
+    # join, mentioning the supervisor; exactly one.
+    assert escalation.encrypted and not escalation.undecrypted, escalation.describe()
+    assert escalation.ts >= await joined_at(boss, dm)
+    assert (escalation.body or "").startswith("TLP:GREEN Escalation: KZ-0001"), escalation.body
+    assert escalation.content["m.mentions"] == {"user_ids": [boss.user_id]}
+    await posts.ask(posts.uz, posts.uz_room, "!ack KZ-0001")
+    await boss.wait_for(about("KZ-0001", "taken"), room_id=dm, sender=bot.user_id)
+    assert len([m for m in boss.messages(dm) if about("KZ-0001", "escalation")(m)]) == 1
+    status = await posts.ask(posts.kz, posts.kz_room, "!status KZ-0001")
+    assert "did not join" not in (status.body or ""), status.body
+
+
+async def test_a_partner_outage_loses_no_relay_duplicates_none_and_leaves_no_orphan_room(
+    synapse_pair: SynapsePair, officer_on_factory: OfficerOnFactory,
+    home_bot_factory: BotFactory,
+) -> None:
+    partner = synapse_pair.partner
+    boss = await officer_on_factory(partner, "uzboss")
+    world = await border(synapse_pair, officer_on_factory, home_bot_factory,
+                         escalating_soon(direct_room_wait="5m"), uz_boss=boss)
+    posts, bot = world.posts, world.bot
+    served = {posts.kz_room, posts.uz_room, posts.tj_room}
+    assert await synapse_pair.home.joined_rooms(bot.user_id) == served
+    # A post the bot has talked to before: it holds an Olm session with the UZ officer's
+    # device, so what it encrypts during the outage is readable once it arrives.
+    await posts.ask(posts.uz, posts.uz_room, "!ping")
+
+    async with partner_back(partner):
+        await partner.stop()
+        # While the partner's server is down: a case for UZ (the bot's server accepts the
+        # relay and holds it for the partner), and its escalation falls due, so the bot
+        # opens the supervisor's direct room; the invite cannot reach the partner.
+        await posts.ask(posts.kz, posts.kz_room,
+                        "!alert flash to:UZ-TERMEZ\nvehicle: white Kamaz\nWatch the bridge.")
+        for _ in range(2):  # the invite failed, and failed again on retry
+            await wait_for_log(bot, lambda r: r.get("msg") == INVITE_FAILED, count=_ + 1)
+        await partner.start()
+
+    # The partner's traffic ends its back-off at the bot's server (instead of waiting it
+    # out), and what was held for it arrives: the relayed case once, then the invite to
+    # the direct room opened before the outage, where the escalation comes after the join.
+    await posts.uz.send_text(posts.uz_room, "Back online")
+    relayed_case = await posts.uz.wait_for(lambda m: about_case(m, "KZ-0001"),
+                                           room_id=posts.uz_room, sender=bot.user_id,
+                                           timeout=WAIT_S)
+    assert relayed_case.encrypted and not relayed_case.undecrypted, relayed_case.describe()
+    assert "white Kamaz" in (relayed_case.body or ""), relayed_case.describe()
+    dm = await boss.accept_invite(timeout=WAIT_S)
+    escalation = await boss.wait_for(about("KZ-0001", "escalation"), room_id=dm,
+                                     sender=bot.user_id, timeout=WAIT_S)
+    assert escalation.encrypted and not escalation.undecrypted, escalation.describe()
+
+    await posts.ask(posts.uz, posts.uz_room, "!ping")  # anything queued for UZ has arrived
+    cases = [m for m in posts.uz.messages(posts.uz_room, sender=bot.user_id)
+             if about_case(m, "KZ-0001")]
+    assert len(cases) == 1, [m.describe() for m in cases]
+    # One direct room, the one the supervisor joined: none left behind per failed attempt.
+    assert await synapse_pair.home.joined_rooms(bot.user_id) == served | {dm}
