@@ -99,6 +99,8 @@ class FakeDestinations:
     joined: frozenset[str] = JOINED
     opened: dict[str, str] = field(default_factory=dict)
     ready: set[str] = field(default_factory=set)
+    never_join: set[str] = field(default_factory=set)
+    """Supervisors who never join the direct room the bot opens for them."""
 
     def joined_rooms(self) -> frozenset[str]:
         return self.joined
@@ -111,6 +113,8 @@ class FakeDestinations:
         return None
 
     async def direct_room(self, user_id: str) -> str | None:
+        if user_id in self.never_join:
+            return None
         if user_id in self.ready:
             return self.opened[user_id]
         self.opened[user_id] = f"!dm-{user_id[1:].split(':')[0]}:liaison.example"
@@ -487,6 +491,39 @@ async def test_status_shows_the_chase_in_the_timeline(bot: Bot) -> None:
     assert "• 2026-05-01 10:12 +00:00 reminder to Termez (UZ-TERMEZ) (late)" in status.text
     assert f"• 2026-05-01 10:12 +00:00 reminders snoozed by Termez (UZ-TERMEZ) ({UZ})" \
         in status.text
+
+
+async def test_an_escalation_waits_for_the_direct_room_join_then_goes_to_the_supervisors_room(
+        tmp_path: Path) -> None:
+    """A supervisor named by user id, who does not join the direct room within
+    `chasing.direct_room_wait`: the escalation goes to their post's supervisors' room,
+    mentioning them, and the timeline says who was not reached."""
+    uz_sup_room = "!uz-supervisors:liaison.example"
+    config = json.loads(json.dumps(CONFIG))
+    config["posts"][1]["supervisors_room"] = uz_sup_room
+    config["chasing"].update(direct_room_wait="3m", policies={"flash": {
+        "acknowledge_within": "10m", "reminders": 0,
+        "escalate": [{"after": "10m", "to": [UZ_BOSS]}]}})
+    database = await Database.open(tmp_path / "liaison.db")
+    try:
+        bot = Bot(database, parse_config(json.dumps(config)),
+                  destinations=FakeDestinations(joined=JOINED | {uz_sup_room},
+                                                never_join={UZ_BOSS}))
+        await bot.say(KZ_ROOM, KZ, FLASH)
+        await bot.at(10)
+        await bot.at(12.9)
+        assert await bot.chased() == []  # waiting for the join, durably: across a restart
+        bot.restart()
+        await bot.at(13)
+        [escalation] = await bot.chased()
+        assert escalation.room_id == uz_sup_room
+        assert escalation.content["m.mentions"] == {"user_ids": [UZ_BOSS]}
+        assert escalation.content["body"].startswith("TLP:GREEN Escalation: KZ-0001")
+        status = await bot.say(KZ_ROOM, KZ, "!status KZ-0001")
+        assert (f"escalated about Termez (UZ-TERMEZ) (late); not reached: {UZ_BOSS} did not "
+                "join the direct message in time") in status.text, status.text
+    finally:
+        await database.close()
 
 
 async def test_one_round_plans_every_new_delivery_however_many_and_later_ones_too(
