@@ -81,8 +81,8 @@ class DirectRooms:
         if self._retry_at.get(user_id, 0) > now:
             return None
         if known is None or known.room_id is None:
-            # Nothing yet, or a creation that failed (or crashed) before the homeserver
-            # gave a room id: Synapse creates nothing without answering, so try again.
+            if known is not None:  # an earlier creation failed, or the bot stopped mid-way
+                await self._leave_unrecorded()
             await self._create(user_id, now)
             return None
         room = self._client.rooms.get(known.room_id)
@@ -105,6 +105,18 @@ class DirectRooms:
         elif member is None and now - known.invited_ms >= SYNC_WAIT_MS:
             await self._give_up(known, "the supervisor refused the invite")
         return None
+
+    async def _leave_unrecorded(self) -> None:
+        """Leave the direct rooms the bot created but never recorded (it stopped between
+        the homeserver's answer and the database): named as ours, the bot alone in them."""
+        async with self._db.read() as conn:
+            recorded = await chasing.direct_room_ids(conn)
+        assert self._client.user_id
+        mine = frozenset({self._client.user_id})
+        for room_id, room in list(self._client.rooms.items()):
+            if (room.name == ROOM_NAME and room_id not in recorded
+                    and frozenset(room.users) == mine):
+                await self._leave(room_id, "created but never recorded")
 
     async def _create(self, user_id: str, now: int) -> None:
         async with self._db.transaction() as conn:
@@ -156,20 +168,25 @@ class DirectRooms:
         """Leave and forget the room, then forget it in the database: the next escalation
         opens a new one. A failed leave is tried again next time."""
         assert known.room_id is not None
-        try:
-            left = await self._client.room_leave(known.room_id)
-            if isinstance(left, RoomLeaveError) and left.status_code not in NOT_IN_ROOM:
-                raise GiveUpFailed(str(left))
-            forgot = await self._client.room_forget(known.room_id)
-            if isinstance(forgot, RoomForgetError) and forgot.status_code not in NOT_IN_ROOM:
-                raise GiveUpFailed(str(forgot))
-        except (*NETWORK_ERRORS, GiveUpFailed) as exc:
+        if not await self._leave(known.room_id, reason):
             self._retry_at[known.user_id] = self._clock.now_ms() + RETRY_MS
-            log.warning("could not leave a direct room the bot gave up on; will retry",
-                        extra={"user_id": known.user_id, "room_id": known.room_id,
-                               "error": str(exc)})
             return
         async with self._db.transaction() as conn:
             await chasing.forget_direct_room(conn, known.user_id)
+
+    async def _leave(self, room_id: str, reason: str) -> bool:
+        """Leave and forget `room_id`; False (logged) when the homeserver did not let us."""
+        try:
+            left = await self._client.room_leave(room_id)
+            if isinstance(left, RoomLeaveError) and left.status_code not in NOT_IN_ROOM:
+                raise GiveUpFailed(str(left))
+            forgot = await self._client.room_forget(room_id)
+            if isinstance(forgot, RoomForgetError) and forgot.status_code not in NOT_IN_ROOM:
+                raise GiveUpFailed(str(forgot))
+        except (*NETWORK_ERRORS, GiveUpFailed) as exc:
+            log.warning("could not leave a direct room the bot gave up on; will retry",
+                        extra={"room_id": room_id, "error": str(exc)})
+            return False
         log.info("gave up on a direct room: left and forgot it",
-                 extra={"user_id": known.user_id, "room_id": known.room_id, "reason": reason})
+                 extra={"room_id": room_id, "reason": reason})
+        return True

@@ -382,6 +382,13 @@ async def direct_room(conn: aiosqlite.Connection, user_id: str) -> DirectRoom | 
     return None if row is None else DirectRoom(*row)
 
 
+async def direct_room_ids(conn: aiosqlite.Connection) -> frozenset[str]:
+    """Every direct room the bot has recorded."""
+    rows = await conn.execute_fetchall(
+        "SELECT room_id FROM direct_rooms WHERE room_id IS NOT NULL")
+    return frozenset(str(row[0]) for row in rows)
+
+
 async def intend_direct_room(conn: aiosqlite.Connection, user_id: str, *, now_ms: int) -> None:
     """Record that a direct room with `user_id` is about to be created (replacing one the
     bot gave up on), before asking the homeserver."""

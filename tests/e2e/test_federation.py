@@ -9,13 +9,18 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bot.crosssigning import ensure_cross_signed
 from devkit.botprocess import BotProcess
+from devkit.element import ElementOfficer, Isolation, node_available
 from devkit.federation import SynapsePair
 from devkit.officer import Officer
 from devkit.synapse import LocalSynapse, SynapseAdminError
-from tests.e2e.conftest import BotFactory, OfficerOnFactory
+from tests.e2e.conftest import BotFactory, OfficerOnFactory, unique
 from tests.e2e.test_case_flow import in_thread, relayed, told
 from tests.e2e.test_cases import ALERT, Posts, about_case, post
 from tests.e2e.test_chasing import about
@@ -256,3 +261,57 @@ async def test_a_partner_outage_loses_no_relay_duplicates_none_and_leaves_no_orp
     assert len(cases) == 1, [m.describe() for m in cases]
     # One direct room, the one the supervisor joined: none left behind per failed attempt.
     assert await synapse_pair.home.joined_rooms(bot.user_id) == served | {dm}
+
+
+@pytest.mark.parametrize(("isolation", "policy"), [("all", "tofu"), ("signed", "cross-signed")])
+async def test_an_element_officer_on_the_partner_server_works_a_case_across_the_border(
+    synapse_pair: SynapsePair, officer_on_factory: OfficerOnFactory,
+    home_bot_factory: BotFactory, tmp_path: Path, isolation: Isolation, policy: str,
+) -> None:
+    reason = node_available()
+    assert reason is None, reason
+    kz = await officer_on_factory(synapse_pair.home, "kz")
+    if policy == "cross-signed":  # a nio officer gets keys from the bot only then
+        await ensure_cross_signed(kz.client, tmp_path / "kz-keys.json",
+                                  f"devkit-{kz.user_id[1:].split(':')[0]}")
+    uz = await ElementOfficer.create(synapse_pair.partner, unique("uz-element"),
+                                     tmp_path / "element", isolation=isolation)
+    try:
+        kz_room = await kz.create_room("KZ post")
+        uz_room = await uz.create_room("UZ post")
+        bot = await home_bot_factory(config={
+            "access": {"allowed_inviters": {"users": [uz.user_id],
+                                            "servers": [synapse_pair.home.server_name]}},
+            "posts": [post("KZ-ZHIBEK", kz_room, "Asia/Almaty", ["UZ-TERMEZ"]),
+                      post("UZ-TERMEZ", uz_room, "Asia/Tashkent", ["KZ-ZHIBEK"])],
+            "trust": {"policy": policy},
+        })
+        await kz.invite(kz_room, bot.user_id)
+        await uz.invite(uz_room, bot.user_id)
+        await kz.wait_until_joined(kz_room, bot.user_id)
+        await uz.wait_until_joined(uz_room, bot.user_id, timeout=WAIT_S)
+
+        # Element on the partner's server sees the bot's device signed by its owner.
+        status = await uz.device_status(bot.user_id, str(bot.device_id))
+        assert status["known"] and status["signed_by_owner"], status
+
+        # An alert from KZ reaches Element across the border, decrypted, no shield.
+        await kz.send_text(kz_room, "!alert urgent to:UZ-TERMEZ\nvehicle: white Kamaz\n"
+                                    "Suspected heroin in a cement load.")
+        relayed_case = await uz.wait_for(lambda m: "white Kamaz" in (m.body or ""),
+                                         room_id=uz_room, sender=bot.user_id, timeout=WAIT_S)
+        assert relayed_case.encrypted and "KZ-0001" in (relayed_case.body or "")
+        assert relayed_case.shield_colour == "NONE", relayed_case.describe()
+
+        # Element's thread reply goes back to KZ (and acknowledges the case).
+        await uz.send_text(uz_room, "Seen at the Termez bridge, 14:05",
+                           thread_root=relayed_case.event_id)
+        reply = await kz.wait_for(lambda m: "Termez bridge" in (m.body or ""),
+                                  room_id=kz_room, sender=bot.user_id, timeout=WAIT_S)
+        assert reply.encrypted and "KZ-0001" in (reply.body or ""), reply.describe()
+        undecrypted = [m.describe() for m in await uz.messages(uz_room)
+                       if m.sender == bot.user_id and m.decryption_failure]
+        assert undecrypted == []
+    finally:
+        await uz.stop()
+        print(f"--- log of the Element officer ---\n{uz.log_path.read_text()[-4000:]}")
