@@ -303,6 +303,10 @@ def _delivery_state(delivery: Delivery, posts: Mapping[str, Post], language: str
                     who=delivery.acknowledged_by)
     if delivery.sent_ms is None:
         return text("case.status.delivery.queued", language, post=post)
+    if delivery.seen_ms is not None:
+        return text("case.status.delivery.seen", language, post=post,
+                    time=Moment(delivery.sent_ms, timezone),
+                    seen=Moment(delivery.seen_ms, timezone), who=delivery.seen_by or "")
     return text("case.status.delivery.routed", language, post=post,
                 time=Moment(delivery.sent_ms, timezone))
 
@@ -332,7 +336,7 @@ def _timeline_line(entry: TimelineEntry, posts: Mapping[str, Post], language: st
         changes = ", ".join(str(name) for name in detail.get("changes", []))
         return BULLET + text(msg_id, language, time=when, post=post, who=who, changes=changes)
     if entry.kind in ("created", "routed", "acknowledged", "answered", "updated", "closed",
-                      "cancelled", "replied", "redacted"):
+                      "cancelled", "replied", "redacted", "seen"):
         return BULLET + text(msg_id, language, time=when, post=post, who=who)
     if entry.kind in ("reminded", "escalated", "snoozed"):  # the chase (bot.chaser)
         late = text("case.timeline.late", language) if detail.get("late") else ""

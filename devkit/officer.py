@@ -467,6 +467,12 @@ class Officer:
         )
         return await self.send_raw(room_id, "m.room.message", content)
 
+    async def read(self, room_id: str, event_id: str) -> None:
+        """A public read receipt (and the fully-read marker) on `event_id`, as Element sends
+        when the officer has looked at the room."""
+        _checked(await self.client.room_read_markers(room_id, fully_read_event=event_id,
+                                                     read_event=event_id), "read receipt")
+
     async def react(self, room_id: str, event_id: str, key: str) -> str:
         """An m.annotation reaction; nio sends reactions unencrypted even in encrypted rooms."""
         content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
