@@ -622,3 +622,53 @@ async def test_the_taken_steps_are_found_through_their_delivery_not_every_pendin
     steps = [line for line in plan if line.startswith("SEARCH s ")]
     assert steps and "(delivery_id=?)" in steps[0], plan
     assert not any("chase_steps_pending" in line for line in plan), plan
+
+
+async def test_a_read_receipt_on_the_relayed_case_or_later_marks_it_seen_once(bot: Bot) -> None:
+    await bot.say(KZ_ROOM, KZ, FLASH)
+    await bot.send_all()
+    relayed_event = await sent_event(bot, UZ_ROOM)
+    async with bot.db.transaction() as conn:
+        # A receipt on an event the bot never saw places nothing; one in another room
+        # neither.
+        assert await cases.mark_seen(conn, UZ_ROOM, "$unknown", UZ, now_ms=bot.clock.now_ms()
+                                     ) == []
+        assert await cases.mark_seen(conn, KZ_ROOM, relayed_event, UZ,
+                                     now_ms=bot.clock.now_ms()) == []
+    status = await bot.say(KZ_ROOM, KZ, "!status KZ-0001")
+    assert "Termez (UZ-TERMEZ): sent 2026-05-01 10:00 +00:00, not acknowledged" in status.text
+
+    bot.clock.at = NOW + timedelta(minutes=3)
+    async with bot.db.transaction() as conn:
+        [seen] = await cases.mark_seen(conn, UZ_ROOM, relayed_event, UZ,
+                                       now_ms=bot.clock.now_ms())
+        assert seen.post == "UZ-TERMEZ"
+        assert await cases.mark_seen(conn, UZ_ROOM, relayed_event, UZ_DUTY,
+                                     now_ms=bot.clock.now_ms()) == []
+    status = await bot.say(KZ_ROOM, KZ, "!status KZ-0001")
+    assert (f"Termez (UZ-TERMEZ): sent 2026-05-01 10:00 +00:00, seen 2026-05-01 10:03 +00:00 "
+            f"by {UZ}, not acknowledged") in status.text, status.text
+    assert f"10:03 +00:00 seen at Termez (UZ-TERMEZ) ({UZ})" in status.text
+
+
+async def test_a_receipt_on_a_later_message_in_the_room_counts_as_seen(bot: Bot) -> None:
+    await bot.say(KZ_ROOM, KZ, FLASH)
+    await bot.send_all()
+    relayed_event = await sent_event(bot, UZ_ROOM)
+    await bot.at(10)  # a reminder into the same room, after the relay
+    await bot.send_all()
+    answer = await sent_event(bot, UZ_ROOM)
+    assert answer != relayed_event
+    async with bot.db.transaction() as conn:
+        [seen] = await cases.mark_seen(conn, UZ_ROOM, answer, UZ_DUTY,
+                                       now_ms=bot.clock.now_ms())
+    assert (seen.post, seen.relayed_event_id) == ("UZ-TERMEZ", relayed_event)
+
+
+async def sent_event(bot: Bot, room_id: str) -> str:
+    """The event id of the last message the bot sent into `room_id`."""
+    async with bot.db.read() as conn:
+        rows = await conn.execute_fetchall(
+            "SELECT event_id FROM outbox WHERE room_id = ? AND state = 'sent' ORDER BY id DESC"
+            " LIMIT 1", (room_id,))
+    return str(rows[0][0])
