@@ -30,8 +30,8 @@ INVITE_FAILED = "could not invite the supervisor to the direct room; will retry"
 
 
 @asynccontextmanager
-async def partner_back(server: LocalSynapse) -> AsyncIterator[None]:
-    """The pair is shared by the session: the partner runs again whatever happens here."""
+async def running_again(server: LocalSynapse) -> AsyncIterator[None]:
+    """The pair is shared by the session: `server` runs again whatever happens here."""
     try:
         yield
     finally:
@@ -234,7 +234,7 @@ async def test_a_partner_outage_loses_no_relay_duplicates_none_and_leaves_no_orp
     # device, so what it encrypts during the outage is readable once it arrives.
     await posts.ask(posts.uz, posts.uz_room, "!ping")
 
-    async with partner_back(partner):
+    async with running_again(partner):
         await partner.stop()
         # While the partner's server is down: a case for UZ (the bot's server accepts the
         # relay and holds it for the partner), and its escalation falls due, so the bot
@@ -319,3 +319,53 @@ async def test_an_element_officer_on_the_partner_server_works_a_case_across_the_
     finally:
         await uz.stop()
         print(f"--- log of the Element officer ---\n{uz.log_path.read_text()[-4000:]}")
+
+
+async def test_a_remote_officers_new_device_is_noticed_and_reads_the_next_relay(
+    synapse_pair: SynapsePair, officer_on_factory: OfficerOnFactory,
+    home_bot_factory: BotFactory, tmp_path: Path,
+) -> None:
+    world = await border(synapse_pair, officer_on_factory, home_bot_factory)
+    posts, bot = world.posts, world.bot
+    await posts.ask(posts.uz, posts.uz_room, "!ping")  # the bot has talked to UZ before
+
+    # The UZ officer logs in on a second phone, on the partner's server.
+    localpart = posts.uz.user_id[1:].split(":")[0]
+    phone = await Officer.create(synapse_pair.partner, localpart, tmp_path / "second-phone")
+    await phone.start()
+    try:
+        notice = await posts.uz.wait_for(
+            lambda m: phone.device_id in (m.body or ""), room_id=posts.uz_room,
+            sender=bot.user_id, timeout=WAIT_S)
+        assert "new device" in (notice.body or ""), notice.describe()
+        await posts.kz.send_text(posts.kz_room, ALERT)
+        on_phone = await phone.wait_for(lambda m: about_case(m, "KZ-0001"),
+                                        room_id=posts.uz_room, sender=bot.user_id,
+                                        timeout=WAIT_S)
+        assert on_phone.encrypted and not on_phone.undecrypted, on_phone.describe()
+        assert "plate 01A123BC" in (on_phone.body or "")
+    finally:
+        await phone.stop()
+
+
+async def test_the_bots_own_server_down_and_back_delivers_what_the_partner_sent_meanwhile(
+    synapse_pair: SynapsePair, officer_on_factory: OfficerOnFactory,
+    home_bot_factory: BotFactory,
+) -> None:
+    world = await border(synapse_pair, officer_on_factory, home_bot_factory)
+    posts, bot = world.posts, world.bot
+    home = synapse_pair.home
+    await posts.ask(posts.uz, posts.uz_room, "!ping")
+    async with running_again(home):
+        await home.stop()
+        # UZ's alert is taken by the partner's server and held for the bot's server.
+        await posts.uz.send_text(posts.uz_room, "!alert urgent to:KZ-ZHIBEK\n"
+                                                "convoy of three trucks, heading north")
+        await home.start()
+    incoming = await posts.kz.wait_for(lambda m: "convoy of three trucks" in (m.body or ""),
+                                       room_id=posts.kz_room, sender=bot.user_id,
+                                       timeout=WAIT_S)
+    assert incoming.encrypted and "UZ-0001" in (incoming.body or ""), incoming.describe()
+    await posts.ask(posts.kz, posts.kz_room, "!ping")  # anything more has arrived by now
+    assert len([m for m in posts.kz.messages(posts.kz_room, sender=bot.user_id)
+                if "convoy of three trucks" in (m.body or "")]) == 1
