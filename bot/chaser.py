@@ -47,6 +47,7 @@ from commands.chasing import (
     Phase,
     Recipient,
     answer_deadline_ms,
+    direct_fallback,
     escalation_recipients,
     is_late,
     phase_live,
@@ -64,9 +65,6 @@ from storage.db import Database
 
 log = logging.getLogger(__name__)
 
-DM_WAIT_MS = 10 * 60_000
-"""An escalation waits this long for a supervisor's direct room to open, then goes to the
-others and the timeline names who could not be reached."""
 RETRY_MS = 2_000
 """When a step had to wait (a direct room being opened) or a round failed, look again."""
 PLAN_BATCH = 500
@@ -287,9 +285,14 @@ class Chaser:
         destinations: list[tuple[str, Recipient | None]] = [(delivery.room_id, None)]
         unreachable: list[str] = []
         if step.action is Action.ESCALATE:
-            destinations, unreachable = await self._escalation_destinations(record)
-            if unreachable and self._clock.now_ms() - step.due_ms < DM_WAIT_MS:
+            destinations, waiting = await self._escalation_destinations(record)
+            # Until every supervisor reached by direct message has joined it, or the wait
+            # is over (the step's due time is in the database: a restart waits no longer).
+            wait_ms = int(self._config.chasing.direct_room_wait.total_seconds() * 1000)
+            if waiting and self._clock.now_ms() - step.due_ms < wait_ms:
                 return Fired.WAITING
+            unreachable = [recipient.user_id for recipient in waiting if recipient.user_id]
+            destinations += self._fallbacks(waiting, destinations)
         async with self._db.transaction() as conn:
             fresh = await chasing.step_by_id(conn, record.id)
             if fresh is None or fresh.state != "pending":
@@ -338,8 +341,8 @@ class Chaser:
                 await chasing.add_timeline(conn, case.id, _timeline_kind(step.action), ms=now,
                                            post=delivery.post, detail=detail)
         if unreachable:
-            log.error("escalation sent without some supervisors: no direct room",
-                      extra={"case_ref": case.ref, "users": unreachable})
+            log.error("escalation sent without some supervisors: they did not join the "
+                      "direct room in time", extra={"case_ref": case.ref, "users": unreachable})
         if not sent:
             log.warning("escalation reached nobody: no supervisors configured for it",
                         extra={"case_ref": case.ref, "step": step.key,
@@ -353,11 +356,26 @@ class Chaser:
             await chasing.stop_steps(conn, [record.id], now_ms=self._clock.now_ms())
         return Fired.STOPPED
 
+    def _fallbacks(self, waiting: list[Recipient], chosen: list[tuple[str, Recipient | None]]
+                   ) -> list[tuple[str, Recipient | None]]:
+        """The supervisors' rooms that stand in for direct rooms nobody joined, each once
+        and only when not already a destination."""
+        joined = self._destinations.joined_rooms()
+        rooms = {room_id for room_id, _ in chosen}
+        extra: list[tuple[str, Recipient | None]] = []
+        for recipient in waiting:
+            fallback = direct_fallback(recipient, joined)
+            if fallback is not None and fallback.room_id not in rooms:
+                assert fallback.room_id is not None
+                rooms.add(fallback.room_id)
+                extra.append((fallback.room_id, fallback))
+        return extra
+
     async def _escalation_destinations(
         self, record: StepRecord
-    ) -> tuple[list[tuple[str, Recipient | None]], list[str]]:
-        """(room, recipient) for each recipient that can be reached now, and the users whose
-        direct room is not open yet."""
+    ) -> tuple[list[tuple[str, Recipient | None]], list[Recipient]]:
+        """(room, recipient) for each recipient that can be reached now, and the recipients
+        whose direct room they have not joined yet."""
         delivery = record.delivery
         recipients = escalation_recipients(
             record.step.targets, origin=self._posts.get(delivery.origin_post),
@@ -365,7 +383,7 @@ class Chaser:
             regional_centre=self._config.chasing.regional_centre,
             joined_rooms=self._destinations.joined_rooms())
         reachable: list[tuple[str, Recipient | None]] = []
-        waiting: list[str] = []
+        waiting: list[Recipient] = []
         for recipient in recipients:
             if recipient.room_id is not None:
                 reachable.append((recipient.room_id, recipient))
@@ -373,7 +391,7 @@ class Chaser:
             assert recipient.user_id is not None
             room_id = await self._destinations.direct_room(recipient.user_id)
             if room_id is None:
-                waiting.append(recipient.user_id)
+                waiting.append(recipient)
             else:
                 reachable.append((room_id, recipient))
         return reachable, waiting

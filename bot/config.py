@@ -47,7 +47,7 @@ from bot.flood import Rate
 from commands.attachments import AttachmentsConfig
 from commands.chase_policy import ChasingConfig, escalation_target_problems
 from commands.durations import Duration
-from commands.model import MXID_RE, ROOM_ID_RE, Agency, CategoryRule, Group, Post
+from commands.model import MXID_RE, ROOM_ID_RE, SERVER_NAME, Agency, CategoryRule, Group, Post
 from commands.notify import NotificationSettings, quiet_post_problems
 from commands.report_schedule import ReportsConfig, report_problems
 
@@ -57,7 +57,7 @@ SAME_COUNTRY_PREFIX = "same-country:"
 RESERVED_TARGET_WORDS = frozenset({"neighbours", "neighbors"})
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SERVER_NAME_RE = re.compile(r"^(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+_SERVER_NAME_RE = re.compile(rf"^{SERVER_NAME}$")
 
 Loc: TypeAlias = tuple[str | int, ...]
 

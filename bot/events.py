@@ -37,6 +37,7 @@ from bot.languages import RoomLanguages
 from bot.logs import current_case, log_context, note_case
 from bot.media import MediaInvalid, MediaTooLarge, MediaUnavailable, fetch, upload
 from bot.receipts import ReadReceipts
+from bot.seen import note_receipts
 from bot.services import FollowUp, Services
 from bot.trust import TOFU, TrustPolicy
 from bot.undecryptable import UndecryptableTracker
@@ -188,6 +189,9 @@ class EventRouter:
             for event in joined.timeline.events:
                 if not isinstance(event, RoomMemberEvent):
                     await self.handle_event(room, event)
+            if joined.ephemeral:
+                await note_receipts(self._db, self._clock, room, list(joined.ephemeral),
+                                    self.user_id)
         await self._undecryptable.retry(self.handle_event)
 
     def _invite_recorder(self, room_id: str) -> Callable[[str | None], Awaitable[None]]:

@@ -36,7 +36,7 @@ SYNC_FILTER = {
     "presence": {"not_types": ["*"]},
     "account_data": {"not_types": ["*"]},
     "room": {
-        "ephemeral": {"not_types": ["*"]},
+        "ephemeral": {"types": ["m.receipt"]},  # read receipts: "seen" (bot.seen)
         "timeline": {"limit": 100},
         "account_data": {"not_types": ["*"]},
     },

@@ -316,6 +316,10 @@ def _delivery_state(delivery: Delivery, posts: Mapping[str, Post], language: str
                     who=delivery.acknowledged_by)
     if delivery.sent_ms is None:
         return text("case.status.delivery.queued", language, post=post)
+    if delivery.seen_ms is not None:
+        return text("case.status.delivery.seen", language, post=post,
+                    time=Moment(delivery.sent_ms, timezone),
+                    seen=Moment(delivery.seen_ms, timezone), who=delivery.seen_by or "")
     return text("case.status.delivery.routed", language, post=post,
                 time=Moment(delivery.sent_ms, timezone))
 
@@ -345,11 +349,16 @@ def _timeline_line(entry: TimelineEntry, posts: Mapping[str, Post], language: st
         changes = ", ".join(str(name) for name in detail.get("changes", []))
         return BULLET + text(msg_id, language, time=when, post=post, who=who, changes=changes)
     if entry.kind in ("created", "routed", "acknowledged", "answered", "updated", "closed",
-                      "cancelled", "replied", "redacted"):
+                      "cancelled", "replied", "redacted", "seen"):
         return BULLET + text(msg_id, language, time=when, post=post, who=who)
     if entry.kind in ("reminded", "escalated", "snoozed"):  # the chase (bot.chaser)
         late = text("case.timeline.late", language) if detail.get("late") else ""
-        return BULLET + text(msg_id, language, time=when, post=post, who=who, late=late)
+        line = BULLET + text(msg_id, language, time=when, post=post, who=who, late=late)
+        unreachable = detail.get("unreachable")
+        if entry.kind == "escalated" and isinstance(unreachable, list) and unreachable:
+            line += text("case.timeline.not_joined", language,
+                         users=", ".join(str(user) for user in unreachable))
+        return line
     return BULLET + text("case.timeline.other", language, time=when, kind=entry.kind)
 
 

@@ -194,6 +194,10 @@ class ChasingConfig(_Policy):
     regional_centre: str | None = Field(
         default=None, description="Post id that the `regional-centre` escalation target means")
     policies: ChasePolicies = Field(default_factory=lambda: ChasePolicies.model_validate({}))
+    direct_room_wait: Duration = Field(
+        default=timedelta(minutes=10),
+        description="How long an escalation waits for a supervisor to join the direct room "
+        "the bot opened before it goes to their supervisors' room (if any) instead")
 
     @field_validator("regional_centre")
     @classmethod

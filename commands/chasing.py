@@ -300,6 +300,15 @@ def escalation_recipients(
     return list(found.values())
 
 
+def direct_fallback(recipient: Recipient, joined_rooms: frozenset[str]) -> Recipient | None:
+    """Where an escalation goes instead of a direct message the supervisor did not join in
+    time: their post's supervisors' room, mentioning them, if the bot is in it."""
+    post = recipient.reader
+    if post is None or post.supervisors_room is None or post.supervisors_room not in joined_rooms:
+        return None
+    return Recipient(post.supervisors_room, None, recipient.mentions, post, recipient.insider)
+
+
 def _supervisors_of(post: Post, joined_rooms: frozenset[str]) -> list[Recipient]:
     if post.supervisors_room is not None and post.supervisors_room in joined_rooms:
         return [Recipient(post.supervisors_room, None, post.supervisors, post, True)]

@@ -17,9 +17,12 @@ from commands.quiet_hours import QuietHours
 
 POST_ID_RE = re.compile(r"^[A-Z]{2}-[A-Z0-9]+(?:-[A-Z0-9]+)*$")
 GROUP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,39}$")
-MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(?::[0-9]{1,5})?$")
+# A server name: a DNS name or IPv4 literal, or an IPv6 literal in brackets, with an
+# optional port (`example.org`, `127.0.0.1:39123`, `[::1]:8448`).
+SERVER_NAME = r"(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+MXID_RE = re.compile(rf"^@[a-z0-9._=\-/+]+:{SERVER_NAME}$")
 # Room version 12 ids are a bare hash (`!abc…`); older ones carry the server (`!abc:server`).
-ROOM_ID_RE = re.compile(r"^![A-Za-z0-9._~\-=+/]+(?::[A-Za-z0-9.\-]+(?::[0-9]{1,5})?)?$")
+ROOM_ID_RE = re.compile(rf"^![A-Za-z0-9._~\-=+/]+(?::{SERVER_NAME})?$")
 
 LANGUAGES = ("en", "ru", "ar")
 

@@ -37,6 +37,8 @@ class TimelineKind(StrEnum):
     `!escalations`): who asked, where, how much (see `commands.audience`)."""
     PURGED = "purged"
     """Its content was removed under the retention policy (see `storage.retention`)."""
+    SEEN = "seen"
+    """A member of the target room sent a read receipt on the relayed case (or later)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class Delivery:
     answered_by: str | None
     relayed_event_id: str | None
     sent_ms: int | None
+    seen_ms: int | None = None
+    seen_by: str | None = None
 
 
 @dataclass(frozen=True)

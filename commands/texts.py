@@ -396,7 +396,8 @@ MESSAGES: Mapping[str, str] = {
     "case.status.title": "{ref} — {title} from {post}, {state}",
     "case.status.deliveries": "Deliveries:",
     "case.status.delivery.queued": "{post}: queued, not delivered yet",
-    "case.status.delivery.routed": "{post}: delivered {time}, not acknowledged",
+    "case.status.delivery.routed": "{post}: sent {time}, not acknowledged",
+    "case.status.delivery.seen": "{post}: sent {time}, seen {seen} by {who}, not acknowledged",
     "case.status.delivery.acknowledged": "{post}: acknowledged {time} by {who}",
     "case.status.delivery.answered": "{post}: answered {time} by {who}",
     "case.status.timeline": "Timeline:",
@@ -472,6 +473,7 @@ MESSAGES: Mapping[str, str] = {
         "{ref} was withdrawn because its message was deleted; the case is cancelled. Told: {posts}."
     ),
     "case.timeline.replied": "{time} reply from {post} ({who})",
+    "case.timeline.seen": "{time} seen at {post} ({who})",
     "case.timeline.attached": (
         "{time} attachment from {post} ({who}): {name}, {type}, {size} bytes,"
         " SHA-256 {sha256}"),
@@ -561,6 +563,7 @@ MESSAGES: Mapping[str, str] = {
     "case.timeline.escalated": "{time} escalated about {post}{late}",
     "case.timeline.snoozed": "{time} reminders snoozed by {post} ({who})",
     "case.timeline.late": " (late)",
+    "case.timeline.not_joined": "; not reached: {users} did not join the direct message in time",
     "error.invalid_text": (
         "I could not read this message: it contains broken characters (text that is not "
         "valid Unicode), so I did not act on it. Type it again and send it once more."

@@ -496,14 +496,18 @@ class Officer:
         _checked(await self.client.join(room_id), f"join {room_id}")
         await self._wait_for_room(room_id)
 
-    async def accept_invite(self, *, timeout: float = 30.0) -> str:
-        """Wait for an invite (such as the direct message the bot opens for escalations),
-        join it and return the room id."""
+    async def wait_for_invite(self, *, timeout: float = 30.0) -> str:
+        """Wait for an invite (such as the direct message the bot opens for escalations)
+        and return its room id, without joining."""
 
         def invited() -> str | None:
             return next(iter(self.client.invited_rooms), None)
 
-        room_id = await self._wait_until(invited, timeout, lambda: "no invite arrived")
+        return await self._wait_until(invited, timeout, lambda: "no invite arrived")
+
+    async def accept_invite(self, *, timeout: float = 30.0) -> str:
+        """Wait for an invite, join it and return the room id."""
+        room_id = await self.wait_for_invite(timeout=timeout)
         await self.join(room_id)
         return room_id
 
@@ -526,6 +530,12 @@ class Officer:
             extra_content=extra_content,
         )
         return await self.send_raw(room_id, "m.room.message", content)
+
+    async def read(self, room_id: str, event_id: str) -> None:
+        """A public read receipt (and the fully-read marker) on `event_id`, as Element sends
+        when the officer has looked at the room."""
+        _checked(await self.client.room_read_markers(room_id, fully_read_event=event_id,
+                                                     read_event=event_id), "read receipt")
 
     async def react(self, room_id: str, event_id: str, key: str) -> str:
         """An m.annotation reaction; nio sends reactions unencrypted even in encrypted rooms."""

@@ -26,9 +26,11 @@ import secrets
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -45,6 +47,17 @@ LOG_TAIL_LINES = 40
 
 # Generous enough that no test, demo or benchmark burst is ever throttled.
 _UNLIMITED = {"per_second": 1000, "burst_count": 1000}
+
+
+@dataclass(frozen=True)
+class FederationTls:
+    """Files for a federation listener: the private CA every server of a pair trusts, and
+    the certificate (for the loopback addresses, signed by that CA) each one presents.
+    Made by `devkit.federation.federation_tls`."""
+
+    ca_path: Path
+    cert_path: Path
+    key_path: Path
 
 
 class SynapseError(RuntimeError):
@@ -93,7 +106,7 @@ def registration_mac(secret: str, nonce: str, user: str, password: str, admin: b
 
 def homeserver_config(workdir: Path, port: int, server_name: str) -> dict[str, Any]:
     """A loopback-only, federation-free, never-throttling Synapse configuration."""
-    return {
+    config: dict[str, Any] = {
         "server_name": server_name,
         "public_baseurl": f"http://127.0.0.1:{port}/",
         "pid_file": str(workdir / "homeserver.pid"),
@@ -126,6 +139,33 @@ def homeserver_config(workdir: Path, port: int, server_name: str) -> dict[str, A
         "url_preview_enabled": False,
         **relaxed_rate_limits(),
     }
+    return config
+
+
+def federating_config(workdir: Path, port: int, federation_port: int,
+                      tls: FederationTls) -> dict[str, Any]:
+    """As `homeserver_config`, plus a TLS federation listener on `federation_port` that
+    names the server: `127.0.0.1:<federation_port>` (see `devkit.federation`)."""
+    config = homeserver_config(workdir, port, f"127.0.0.1:{federation_port}")
+    config["listeners"].append({
+        "port": federation_port,
+        "bind_addresses": ["127.0.0.1"],
+        "type": "http",
+        "tls": True,
+        "x_forwarded": False,
+        "resources": [{"names": ["federation"], "compress": False}],
+    })
+    del config["federation_domain_whitelist"]  # any server that can reach us: the pair
+    config.update({
+        "tls_certificate_path": str(tls.cert_path),
+        "tls_private_key_path": str(tls.key_path),
+        "federation_custom_ca_list": [str(tls.ca_path)],
+        "federation_verify_certificates": True,
+        # For IP-literal server names Synapse checks this list without the allowlist; its
+        # default blocks 127.0.0.0/8, the only place the pair lives.
+        "federation_ip_range_blacklist": [],
+    })
+    return config
 
 
 def relaxed_rate_limits() -> dict[str, Any]:
@@ -153,7 +193,7 @@ def relaxed_rate_limits() -> dict[str, Any]:
     limits["rc_joins"] = {k: dict(_UNLIMITED) for k in ("local", "remote")}
     limits["rc_invites"] = {k: dict(_UNLIMITED) for k in ("per_room", "per_user", "per_issuer")}
     limits["rc_presence"] = {"per_user": dict(_UNLIMITED)}
-    # Federation limits have their own shape; unused without a federation listener.
+    # Federation limits have their own shape (used by a federating pair).
     limits["rc_federation"] = {
         "window_size": 1000,
         "sleep_limit": 1000,
@@ -237,6 +277,7 @@ class LocalSynapse:
         python: str | None = None,
         port: int | None = None,
         server_name: str = "localhost",
+        federation: FederationTls | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.python = python or default_synapse_python()
@@ -246,6 +287,7 @@ class LocalSynapse:
                 "(or point LIAISON_SYNAPSE_PYTHON at a Python with matrix-synapse installed)"
             )
         self.server_name = server_name
+        self._federation = federation
         self._config = self._load_or_create_config(port)
         self.port: int = int(self._config["listeners"][0]["port"])
         self.url = f"http://127.0.0.1:{self.port}"
@@ -277,7 +319,12 @@ class LocalSynapse:
             self.server_name = str(config["server_name"])
             return config
         self.workdir.mkdir(parents=True, exist_ok=True)
-        config = homeserver_config(self.workdir, port or free_port(), self.server_name)
+        if self._federation is None:
+            config = homeserver_config(self.workdir, port or free_port(), self.server_name)
+        else:
+            config = federating_config(self.workdir, port or free_port(), free_port(),
+                                       self._federation)
+            self.server_name = str(config["server_name"])
         (self.workdir / LOG_CONFIG_FILE).write_text(json.dumps(log_config(self.log_path), indent=2))
         self.config_path.write_text(json.dumps(config, indent=2))
         self.config_path.chmod(0o600)
@@ -423,6 +470,14 @@ class LocalSynapse:
             {"messages_per_second": per_second, "burst_count": burst},
             token=await self._admin(),
         )
+
+    async def joined_rooms(self, user_id: str) -> set[str]:
+        """The rooms a local user is joined to, as the server admin sees them (a test checks
+        that the bot left nothing behind without logging in as the bot)."""
+        answer = await self.request(
+            "GET", f"/_synapse/admin/v1/users/{quote(user_id, safe='')}/joined_rooms",
+            token=await self._admin())
+        return {str(room_id) for room_id in answer.get("joined_rooms", [])}
 
     async def _shared_secret_register(
         self, localpart: str, password: str, admin: bool, displayname: str | None

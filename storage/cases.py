@@ -44,7 +44,7 @@ _CASE_COLUMNS = (
 _DELIVERY_SELECT = (
     "SELECT d.id, d.case_id, d.post, d.room_id, d.relay_txn_id, d.state, d.routed_ms,"
     " d.acknowledged_ms, d.acknowledged_by, d.answered_ms, d.answered_by,"
-    " o.event_id, o.sent_ms"
+    " o.event_id, o.sent_ms, d.seen_ms, d.seen_by"
     " FROM deliveries d LEFT JOIN outbox o ON o.txn_id = d.relay_txn_id"
 )
 
@@ -65,6 +65,7 @@ def _delivery(row: aiosqlite.Row) -> Delivery:
         id=row[0], case_id=row[1], post=row[2], room_id=row[3], relay_txn_id=row[4],
         state=row[5], routed_ms=row[6], acknowledged_ms=row[7], acknowledged_by=row[8],
         answered_ms=row[9], answered_by=row[10], relayed_event_id=row[11], sent_ms=row[12],
+        seen_ms=row[13], seen_by=row[14],
     )
 
 
@@ -365,6 +366,34 @@ async def record_case_event(
         room_id = recorded.get("room_id")
     await audit.append(conn, ts_ms=ms, actor=actor or audit.LIAISON, action=str(kind),
                        case_ref=row[0], room_id=room_id, detail=recorded)
+
+
+async def mark_seen(conn: aiosqlite.Connection, room_id: str, event_id: str, reader: str, *,
+                    now_ms: int) -> list[Delivery]:
+    """A read receipt from `reader` on `event_id` in `room_id`: every delivery into that room
+    relayed at or before that event and not seen yet is seen now (the timeline says so).
+    The event is placed by when the bot sent it (its outbox row) or processed it; an event
+    the bot does not know places nothing. Returns the deliveries marked."""
+    async with conn.execute(
+        "SELECT sent_ms FROM outbox WHERE event_id = ? AND room_id = ?"
+        " UNION ALL SELECT processed_ms FROM processed_events WHERE event_id = ? AND room_id = ?",
+        (event_id, room_id, event_id, room_id),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None or row[0] is None:
+        return []
+    rows = await conn.execute_fetchall(
+        f"{_DELIVERY_SELECT} WHERE d.room_id = ? AND d.seen_ms IS NULL AND o.sent_ms <= ?"
+        " AND d.state = 'routed'",
+        (room_id, row[0]),
+    )
+    marked = [_delivery(found) for found in rows]
+    for delivery in marked:
+        await conn.execute("UPDATE deliveries SET seen_ms = ?, seen_by = ? WHERE id = ?",
+                           (now_ms, reader, delivery.id))
+        await add_timeline(conn, delivery.case_id, TimelineKind.SEEN, ms=now_ms,
+                           post=delivery.post, actor=reader)
+    return marked
 
 
 async def timeline(conn: aiosqlite.Connection, case_id: int) -> list[TimelineEntry]:

@@ -67,9 +67,14 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class DirectRoom:
+    """The bot's direct room with one person: `room_id` None while it is being created;
+    `invited_ms` once the homeserver took the invite; `joined_ms` once they joined."""
+
     user_id: str
-    room_id: str
+    room_id: str | None
     created_ms: int
+    invited_ms: int | None = None
+    joined_ms: int | None = None
 
 
 _DELIVERY_COLUMNS = (
@@ -375,20 +380,55 @@ async def add_timeline(conn: aiosqlite.Connection, case_id: int, kind: str, *, m
 
 
 async def direct_room(conn: aiosqlite.Connection, user_id: str) -> DirectRoom | None:
-    """The direct-message room the bot opened with `user_id`, if any."""
+    """The direct-message room the bot opened (or is opening) with `user_id`, if any."""
     async with conn.execute(
-        "SELECT user_id, room_id, created_ms FROM direct_rooms WHERE user_id = ?", (user_id,)
+        "SELECT user_id, room_id, created_ms, invited_ms, joined_ms FROM direct_rooms"
+        " WHERE user_id = ?", (user_id,)
     ) as cursor:
         row = await cursor.fetchone()
-    return None if row is None else DirectRoom(row[0], row[1], row[2])
+    return None if row is None else DirectRoom(*row)
+
+
+async def direct_room_ids(conn: aiosqlite.Connection) -> frozenset[str]:
+    """Every direct room the bot has recorded."""
+    rows = await conn.execute_fetchall(
+        "SELECT room_id FROM direct_rooms WHERE room_id IS NOT NULL")
+    return frozenset(str(row[0]) for row in rows)
+
+
+async def intend_direct_room(conn: aiosqlite.Connection, user_id: str, *, now_ms: int) -> None:
+    """Record that a direct room with `user_id` is about to be created (replacing one the
+    bot gave up on), before asking the homeserver."""
+    await conn.execute(
+        "INSERT INTO direct_rooms (user_id, room_id, created_ms) VALUES (?, NULL, ?)"
+        " ON CONFLICT (user_id) DO UPDATE SET room_id = NULL, created_ms = excluded.created_ms,"
+        " invited_ms = NULL, joined_ms = NULL",
+        (user_id, now_ms),
+    )
 
 
 async def save_direct_room(conn: aiosqlite.Connection, user_id: str, room_id: str, *,
                            now_ms: int) -> None:
-    """Remember (or replace) the direct-message room with `user_id`."""
+    """The homeserver created the direct room with `user_id`: remember it."""
     await conn.execute(
         "INSERT INTO direct_rooms (user_id, room_id, created_ms) VALUES (?, ?, ?)"
         " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id,"
-        " created_ms = excluded.created_ms",
+        " created_ms = excluded.created_ms, invited_ms = NULL, joined_ms = NULL",
         (user_id, room_id, now_ms),
     )
+
+
+async def mark_direct_room(conn: aiosqlite.Connection, user_id: str, *,
+                           invited_ms: int | None = None, joined_ms: int | None = None) -> None:
+    """The invite was taken (`invited_ms`) or the person joined (`joined_ms`); first time
+    only."""
+    await conn.execute(
+        "UPDATE direct_rooms SET invited_ms = COALESCE(invited_ms, ?),"
+        " joined_ms = COALESCE(joined_ms, ?) WHERE user_id = ?",
+        (invited_ms, joined_ms, user_id),
+    )
+
+
+async def forget_direct_room(conn: aiosqlite.Connection, user_id: str) -> None:
+    """The bot gave up on (and left) its direct room with `user_id`."""
+    await conn.execute("DELETE FROM direct_rooms WHERE user_id = ?", (user_id,))

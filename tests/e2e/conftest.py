@@ -17,6 +17,7 @@ import pytest_asyncio
 
 from bot.oversight import describe
 from devkit.botprocess import BotProcess
+from devkit.federation import SynapsePair
 from devkit.officer import Officer
 from devkit.synapse import LocalSynapse
 from storage import audit
@@ -48,6 +49,15 @@ async def synapse(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Loc
         yield server
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def synapse_pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SynapsePair]:
+    """Two federating Synapse servers (`home`, `partner`), started once, only by the
+    sessions that run a test across federation; a test may stop one, must leave it running."""
+    pair = SynapsePair(tmp_path_factory.mktemp("federation"))
+    async with pair:
+        yield pair
+
+
 # --- officers ---------------------------------------------------------------
 
 
@@ -73,6 +83,34 @@ async def officer_factory(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterato
         await officer.stop()
 
 
+class OfficerOnFactory(Protocol):
+    async def __call__(
+        self, server: LocalSynapse, prefix: str, *, displayname: str | None = None
+    ) -> Officer: ...
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def officer_on_factory(
+    synapse_pair: SynapsePair, tmp_path: Path
+) -> AsyncIterator[OfficerOnFactory]:
+    """`await officer_on_factory(synapse_pair.partner, "uz")`: a started officer with a fresh
+    account on one server of the federating pair."""
+    officers: list[Officer] = []
+
+    async def make(server: LocalSynapse, prefix: str, *,
+                   displayname: str | None = None) -> Officer:
+        officer = await Officer.create(
+            server, unique(prefix), tmp_path / "officers", displayname=displayname
+        )
+        officers.append(officer)
+        await officer.start()
+        return officer
+
+    yield make
+    for officer in officers:
+        await officer.stop()
+
+
 # --- the bot ----------------------------------------------------------------
 
 
@@ -85,6 +123,20 @@ class BotFactory(Protocol):
 @pytest_asyncio.fixture(loop_scope="session")
 async def bot_factory(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFactory]:
     """`await bot_factory()` gives a running bot process with a fresh account and data dir."""
+    async for make in _bots(synapse, tmp_path):
+        yield make
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def home_bot_factory(
+    synapse_pair: SynapsePair, tmp_path: Path
+) -> AsyncIterator[BotFactory]:
+    """As `bot_factory`, on the federating pair's `home` server."""
+    async for make in _bots(synapse_pair.home, tmp_path):
+        yield make
+
+
+async def _bots(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[BotFactory]:
     bots: list[BotProcess] = []
 
     async def make(*, config: dict[str, Any] | None = None, start: bool = True) -> BotProcess:

@@ -458,7 +458,7 @@ async def test_status_shows_deliveries_and_the_timeline(bot: Bot) -> None:
         "Deliveries:\n"
         "• Termez post (UZ-TERMEZ): acknowledged 2026-05-01 10:02 +00:00 by "
         "@bekzod:liaison.example\n"
-        "• Panj post (TJ-PANJ): delivered 2026-05-01 10:00 +00:00, not acknowledged\n"
+        "• Panj post (TJ-PANJ): sent 2026-05-01 10:00 +00:00, not acknowledged\n"
         "Timeline:\n"
         "• 2026-05-01 10:00 +00:00 created by @aigerim:liaison.example at Zhibek post "
         "(KZ-ZHIBEK)\n"
@@ -475,7 +475,7 @@ async def test_status_shows_deliveries_and_the_timeline(bot: Bot) -> None:
 
     seen_by_target = await bot.say(TJ_ROOM, TJ, "!status KZ-0001")
     assert "TM-FARAP" not in seen_by_target.text  # refusals are the origin's business
-    assert "Panj post (TJ-PANJ): delivered 2026-05-01 15:00 +05:00" in seen_by_target.text
+    assert "Panj post (TJ-PANJ): sent 2026-05-01 15:00 +05:00" in seen_by_target.text
 
 
 async def test_pending_lists_open_cases_in_both_directions(bot: Bot) -> None:

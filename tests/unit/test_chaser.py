@@ -99,6 +99,8 @@ class FakeDestinations:
     joined: frozenset[str] = JOINED
     opened: dict[str, str] = field(default_factory=dict)
     ready: set[str] = field(default_factory=set)
+    never_join: set[str] = field(default_factory=set)
+    """Supervisors who never join the direct room the bot opens for them."""
 
     def joined_rooms(self) -> frozenset[str]:
         return self.joined
@@ -111,6 +113,8 @@ class FakeDestinations:
         return None
 
     async def direct_room(self, user_id: str) -> str | None:
+        if user_id in self.never_join:
+            return None
         if user_id in self.ready:
             return self.opened[user_id]
         self.opened[user_id] = f"!dm-{user_id[1:].split(':')[0]}:liaison.example"
@@ -502,6 +506,39 @@ async def test_status_shows_the_chase_in_the_timeline(bot: Bot) -> None:
         in status.text
 
 
+async def test_an_escalation_waits_for_the_direct_room_join_then_goes_to_the_supervisors_room(
+        tmp_path: Path) -> None:
+    """A supervisor named by user id, who does not join the direct room within
+    `chasing.direct_room_wait`: the escalation goes to their post's supervisors' room,
+    mentioning them, and the timeline says who was not reached."""
+    uz_sup_room = "!uz-supervisors:liaison.example"
+    config = json.loads(json.dumps(CONFIG))
+    config["posts"][1]["supervisors_room"] = uz_sup_room
+    config["chasing"].update(direct_room_wait="3m", policies={"flash": {
+        "acknowledge_within": "10m", "reminders": 0,
+        "escalate": [{"after": "10m", "to": [UZ_BOSS]}]}})
+    database = await Database.open(tmp_path / "liaison.db")
+    try:
+        bot = Bot(database, parse_config(json.dumps(config)),
+                  destinations=FakeDestinations(joined=JOINED | {uz_sup_room},
+                                                never_join={UZ_BOSS}))
+        await bot.say(KZ_ROOM, KZ, FLASH)
+        await bot.at(10)
+        await bot.at(12.9)
+        assert await bot.chased() == []  # waiting for the join, durably: across a restart
+        bot.restart()
+        await bot.at(13)
+        [escalation] = await bot.chased()
+        assert escalation.room_id == uz_sup_room
+        assert escalation.content["m.mentions"] == {"user_ids": [UZ_BOSS]}
+        assert escalation.content["body"].startswith("TLP:GREEN Escalation: KZ-0001")
+        status = await bot.say(KZ_ROOM, KZ, "!status KZ-0001")
+        assert (f"escalated about Termez (UZ-TERMEZ) (late); not reached: {UZ_BOSS} did not "
+                "join the direct message in time") in status.text, status.text
+    finally:
+        await database.close()
+
+
 async def test_one_round_plans_every_new_delivery_however_many_and_later_ones_too(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -598,3 +635,53 @@ async def test_the_taken_steps_are_found_through_their_delivery_not_every_pendin
     steps = [line for line in plan if line.startswith("SEARCH s ")]
     assert steps and "(delivery_id=?)" in steps[0], plan
     assert not any("chase_steps_pending" in line for line in plan), plan
+
+
+async def test_a_read_receipt_on_the_relayed_case_or_later_marks_it_seen_once(bot: Bot) -> None:
+    await bot.say(KZ_ROOM, KZ, FLASH)
+    await bot.send_all()
+    relayed_event = await sent_event(bot, UZ_ROOM)
+    async with bot.db.transaction() as conn:
+        # A receipt on an event the bot never saw places nothing; one in another room
+        # neither.
+        assert await cases.mark_seen(conn, UZ_ROOM, "$unknown", UZ, now_ms=bot.clock.now_ms()
+                                     ) == []
+        assert await cases.mark_seen(conn, KZ_ROOM, relayed_event, UZ,
+                                     now_ms=bot.clock.now_ms()) == []
+    status = await bot.say(KZ_ROOM, KZ, "!status KZ-0001")
+    assert "Termez (UZ-TERMEZ): sent 2026-05-01 10:00 +00:00, not acknowledged" in status.text
+
+    bot.clock.at = NOW + timedelta(minutes=3)
+    async with bot.db.transaction() as conn:
+        [seen] = await cases.mark_seen(conn, UZ_ROOM, relayed_event, UZ,
+                                       now_ms=bot.clock.now_ms())
+        assert seen.post == "UZ-TERMEZ"
+        assert await cases.mark_seen(conn, UZ_ROOM, relayed_event, UZ_DUTY,
+                                     now_ms=bot.clock.now_ms()) == []
+    status = await bot.say(KZ_ROOM, KZ, "!status KZ-0001")
+    assert (f"Termez (UZ-TERMEZ): sent 2026-05-01 10:00 +00:00, seen 2026-05-01 10:03 +00:00 "
+            f"by {UZ}, not acknowledged") in status.text, status.text
+    assert f"10:03 +00:00 seen at Termez (UZ-TERMEZ) ({UZ})" in status.text
+
+
+async def test_a_receipt_on_a_later_message_in_the_room_counts_as_seen(bot: Bot) -> None:
+    await bot.say(KZ_ROOM, KZ, FLASH)
+    await bot.send_all()
+    relayed_event = await sent_event(bot, UZ_ROOM)
+    await bot.at(10)  # a reminder into the same room, after the relay
+    await bot.send_all()
+    answer = await sent_event(bot, UZ_ROOM)
+    assert answer != relayed_event
+    async with bot.db.transaction() as conn:
+        [seen] = await cases.mark_seen(conn, UZ_ROOM, answer, UZ_DUTY,
+                                       now_ms=bot.clock.now_ms())
+    assert (seen.post, seen.relayed_event_id) == ("UZ-TERMEZ", relayed_event)
+
+
+async def sent_event(bot: Bot, room_id: str) -> str:
+    """The event id of the last message the bot sent into `room_id`."""
+    async with bot.db.read() as conn:
+        rows = await conn.execute_fetchall(
+            "SELECT event_id FROM outbox WHERE room_id = ? AND state = 'sent' ORDER BY id DESC"
+            " LIMIT 1", (room_id,))
+    return str(rows[0][0])

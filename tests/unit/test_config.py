@@ -675,3 +675,33 @@ def test_the_admins_room_must_be_a_room_id() -> None:
     fine = parse_config(VALID.replace("trust:\n", 'access:\n  admins_room: "!ops:x.example"\n'
                                                    "trust:\n"))
     assert fine.access.admins_room == "!ops:x.example"
+
+
+@pytest.mark.parametrize("server", ["127.0.0.1:39123", "[::1]:8448", "[2001:db8::7]"])
+def test_ids_on_ip_literal_servers_are_accepted_everywhere(server: str) -> None:
+    """Partners federating by IP literal (the test pair, a small deployment without DNS)."""
+    text = (VALID
+            .replace('"@liaison:liaison.example"', f'"@liaison:{server}"')
+            .replace('"!uz-termez:liaison.example"', f'"!uz-termez:{server}"')
+            + textwrap.dedent(f"""\
+                access:
+                  allowed_inviters:
+                    users: ["@bekzod:{server}"]
+                    servers: ["{server}"]
+                """))
+    text = text.replace("neighbours: [AF-HAIRATAN]",
+                        f'neighbours: [AF-HAIRATAN]\n    supervisors: ["@dilnoza:{server}"]')
+    config = parse_config(text)
+
+    assert config.bot.server_name == server
+    assert config.access.allowed_inviters.servers == (server,)
+    assert config.access.allowed_inviters.users == (f"@bekzod:{server}",)
+    termez = config.post_by_room(f"!uz-termez:{server}")
+    assert termez is not None and termez.supervisors == (f"@dilnoza:{server}",)
+
+
+@pytest.mark.parametrize("user", ["@a:[::1", "@a:::1:8448", "@a:[::1]:", "@a:[::1]x"])
+def test_malformed_ip_literal_user_ids_are_refused(user: str) -> None:
+    problem = only_problem(VALID.replace("neighbours: [AF-HAIRATAN]",
+                                         f'neighbours: [AF-HAIRATAN]\n    supervisors: ["{user}"]'))
+    assert "not a Matrix user id" in problem.message
