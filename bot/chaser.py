@@ -382,6 +382,7 @@ class Chaser:
             target=self._posts.get(delivery.post), posts=self._posts,
             regional_centre=self._config.chasing.regional_centre,
             joined_rooms=self._destinations.joined_rooms())
+        recipients = await self._in_rooms_that_may_read(recipients, delivery.case_id)
         reachable: list[tuple[str, Recipient | None]] = []
         waiting: list[Recipient] = []
         for recipient in recipients:
@@ -395,6 +396,31 @@ class Chaser:
             else:
                 reachable.append((room_id, recipient))
         return reachable, waiting
+
+    async def _in_rooms_that_may_read(self, recipients: list[Recipient],
+                                      case_id: int) -> list[Recipient]:
+        """Supervisors whose supervisors' room may not read the case (someone else is in
+        it: `commands.audience`) are reached each in a direct message instead, rather than
+        told nothing."""
+        async with self._db.read() as conn:
+            case = await cases.case_by_id(conn, case_id)
+            if case is None:
+                return recipients
+            chosen: list[Recipient] = []
+            for recipient in recipients:
+                reader = recipient.reader
+                if (recipient.room_id is None or reader is None
+                        or recipient.room_id != reader.supervisors_room
+                        or await self._disclosure(conn, recipient.room_id, case,
+                                                  escalation=False) is not None):
+                    chosen.append(recipient)
+                    continue
+                log.warning("supervisors' room has readers who may not see the case; "
+                            "its supervisors get direct messages",
+                            extra={"room_id": recipient.room_id, "case_ref": case.ref})
+                chosen += [Recipient(None, user, (user,), reader, True)
+                           for user in recipient.mentions]
+        return chosen
 
     async def _disclosure(self, conn: aiosqlite.Connection, room_id: str, case: Case, *,
                           escalation: bool) -> Disclosure | None:

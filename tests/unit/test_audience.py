@@ -322,3 +322,16 @@ async def test_escalations_and_report_in_another_posts_room_show_nothing_of_othe
     assert "Termez" not in report.text
     admin = await bot.say(OTHER_ROOM, ADMIN, "!report")  # a room of nobody: no figures
     assert "Cases sent" not in admin.text
+
+
+async def test_supervisors_whose_room_has_a_stranger_in_it_are_escalated_to_directly(
+        bot: Bot) -> None:
+    bot.destinations.rooms[TJ_SUP_ROOM] = frozenset({TJ_BOSS, "@visitor:liaison.example"})
+    await bot.say(KZ_ROOM, KZ, "!alert flash to:TJ-PANJ tlp:amber\nvehicle: white Kamaz")
+    for minutes in (5, 10, 15, 16):  # target supervisors at 15; a direct room opens a round later
+        await bot.at(minutes)
+
+    assert await bot.chased(TJ_SUP_ROOM) == []
+    [escalation] = await bot.chased(dm(TJ_BOSS))
+    assert escalation.content[CASE_KEY]["about"] == "escalation"
+    assert "white Kamaz" in escalation.content["body"]

@@ -101,6 +101,8 @@ class FakeDestinations:
     ready: set[str] = field(default_factory=set)
     never_join: set[str] = field(default_factory=set)
     """Supervisors who never join the direct room the bot opens for them."""
+    rooms: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Members of other rooms, where a test says who is in them."""
 
     def joined_rooms(self) -> frozenset[str]:
         return self.joined
@@ -110,7 +112,7 @@ class FakeDestinations:
         for user_id, opened in self.opened.items():
             if opened == room_id:
                 return frozenset({user_id, "@liaison:liaison.example"})
-        return None
+        return self.rooms.get(room_id)
 
     async def direct_room(self, user_id: str) -> str | None:
         if user_id in self.never_join:
