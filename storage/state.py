@@ -64,6 +64,13 @@ async def mark_unencrypted_warned(conn: aiosqlite.Connection, room_id: str, *, n
     return False
 
 
+async def values_with_prefix(conn: aiosqlite.Connection, prefix: str) -> dict[str, str]:
+    """Every key starting with `prefix` (the prefix removed) and its value."""
+    rows = await conn.execute_fetchall(
+        "SELECT key, value FROM kv WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+    return {str(key)[len(prefix):]: str(value) for key, value in rows}
+
+
 async def _execute(conn: aiosqlite.Connection, sql: str, parameters: tuple[Any, ...]) -> None:
     cursor = await conn.execute(sql, parameters)
     await cursor.close()
