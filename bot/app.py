@@ -34,6 +34,7 @@ from bot.rawapi import ApiError
 from bot.receipts import ReadReceipts
 from bot.reports import ReportCharts, WeeklyReports
 from bot.retention import Retention
+from bot.room_upgrades import RoomUpgrades
 from bot.sender import OutboxSender, SenderSettings
 from bot.session import SessionSettings, StartupError, open_session, refused_or_unreachable
 from bot.stale_store import check_and_upload
@@ -257,6 +258,7 @@ class Liaison:
             await trust.prepare_room(room_id)  # first: no keys claimed for withheld devices
             await claims.prepare_room(room_id)
 
+        upgrades = RoomUpgrades(client, db, self.clock, config, languages)
         sender = OutboxSender(
             db, client, self.clock,
             SenderSettings(
@@ -266,6 +268,7 @@ class Liaison:
             ),
             before_send=before_send,
             after_send=trust.tell_withheld,
+            route=upgrades.route,
             ready=synced,
             renderer=ReportCharts(db, client, config),  # `!report`'s chart, drawn at sending
         )
@@ -286,8 +289,7 @@ class Liaison:
 
         access = config.access.allowed_inviters
         registry = default_registry()
-        descriptions = CommandDescriptions(client, db, config, registry,
-                                           languages.language_for_room)
+        descriptions = CommandDescriptions(client, db, languages, registry)
         router = EventRouter(
             client=client, db=db, clock=self.clock, registry=registry,
             invite_policy=InvitePolicy(frozenset(access.users) | frozenset(config.access.admins),
@@ -296,7 +298,7 @@ class Liaison:
             config=config,
             language_for_room=languages.language_for_room,
             post_for_room=languages.post_for_room, languages=languages,
-            receipts=ReadReceipts(client),
+            receipts=ReadReceipts(client), upgrades=upgrades,
         )
         sync = SyncLoop(
             client, db, router.handle_batch,

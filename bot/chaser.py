@@ -426,9 +426,10 @@ class Chaser:
                           escalation: bool) -> Disclosure | None:
         """What the readers of `room_id` may see of `case` (`commands.audience`); a reminder
         needs the case itself, an escalation at least its reference."""
-        audience = audience_in(self._config, room_id, self._destinations.members(room_id))
+        config = self._languages.config if self._languages is not None else self._config
+        audience = audience_in(config, room_id, self._destinations.members(room_id))
         return await case_disclosure(
-            conn, self._config, audience, case, escalation=escalation,
+            conn, config, audience, case, escalation=escalation,
             needed=Detail.REFERENCE if escalation else Detail.PARTICIPANT)
 
     def _render(self, record: StepRecord, case: Case, recipient: Recipient | None, *,

@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 
 from aiohttp import ClientError
 from nio import AsyncClient, RoomPutStateError
 
-from bot.config import Config
+from bot.languages import RoomLanguages
 from commands.command_descriptions import (
     MSC4332_COMMANDS,
     MSC4391_DESCRIPTION,
@@ -41,13 +40,13 @@ Contents = list[tuple[str, str, dict[str, object]]]
 
 
 class CommandDescriptions:
-    def __init__(self, client: AsyncClient, db: Database, config: Config,
-                 registry: CommandRegistry, language_for_room: Callable[[str], str]) -> None:
+    def __init__(self, client: AsyncClient, db: Database, languages: RoomLanguages,
+                 registry: CommandRegistry) -> None:
         self._client = client
         self._db = db
-        self._config = config
+        self._languages = languages
+        """The posts' rooms (an upgraded room's replacement) and languages, kept current."""
         self._registry = registry
-        self._language_for_room = language_for_room
         self._by_language: dict[str, tuple[Contents, str]] = {}
         self._published: dict[str, str] = {}
         """Room id → digest published there (this run's view of the database)."""
@@ -77,13 +76,13 @@ class CommandDescriptions:
     async def publish_round(self) -> int:
         """Publish where needed; how many rooms were written to."""
         written = 0
-        for post in self._config.posts:
+        for post in self._languages.config.posts:
             room = self._client.rooms.get(post.room)
             if room is None or not all(room.power_levels.can_user_send_state(
                     str(self._client.user_id), kind)
                     for kind in (MSC4391_DESCRIPTION, MSC4332_COMMANDS)):
                 continue
-            events, digest = self.contents(self._language_for_room(post.room))
+            events, digest = self.contents(self._languages.language_for_room(post.room))
             if self._published.get(post.room) == digest:
                 continue
             if await self._publish(post.room, events, digest):

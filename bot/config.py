@@ -588,6 +588,31 @@ class Config(_Section):
         changed.model_post_init(None)
         return changed
 
+    def with_room_replacements(self, replaced: Mapping[str, str]) -> Config:
+        """This configuration with each post whose room was upgraded served in the room
+        that replaced it (`replaced`: old room id → new, as `bot.room_upgrades` records
+        them; followed to the last one); the old room still names the post, so events in
+        it (a case's thread) find their post. Itself when no post's room was replaced."""
+        def final(room: str) -> str:
+            seen = {room}
+            while room in replaced and replaced[room] not in seen:
+                room = replaced[room]
+                seen.add(room)
+            return room
+
+        posts = [post.model_copy(update={"room": final(post.room)})
+                 if final(post.room) != post.room else post for post in self.posts]
+        if all(new is old for new, old in zip(posts, self.posts, strict=True)):
+            return self
+        changed = self.model_copy(update={"posts": posts})
+        changed._posts_by_id, changed._posts_by_room, changed._groups_by_name = {}, {}, {}
+        changed.model_post_init(None)
+        for old in replaced:
+            post = changed._posts_by_room.get(final(old))
+            if post is not None:
+                changed._posts_by_room.setdefault(old, post)
+        return changed
+
     def group(self, name: str) -> Group | None:
         return self._groups_by_name.get(name)
 

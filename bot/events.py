@@ -37,6 +37,7 @@ from bot.languages import RoomLanguages
 from bot.logs import current_case, log_context, note_case
 from bot.media import MediaInvalid, MediaTooLarge, MediaUnavailable, fetch, upload
 from bot.receipts import ReadReceipts
+from bot.room_upgrades import RoomUpgrades
 from bot.seen import note_receipts
 from bot.services import FollowUp, Services
 from bot.trust import TOFU, TrustPolicy
@@ -147,8 +148,11 @@ class EventRouter:
         post_for_room: Callable[[str], Any],
         languages: RoomLanguages | None = None,
         receipts: ReadReceipts | None = None,
+        upgrades: RoomUpgrades | None = None,
     ) -> None:
         self._client = client
+        self._upgrades = upgrades
+        """Follows upgraded post rooms (`bot.room_upgrades`); None in unit tests."""
         self._receipts = receipts
         """Marks each processed command read (`bot.receipts`); None in unit tests."""
         self._db = db
@@ -176,8 +180,9 @@ class EventRouter:
 
     async def handle_batch(self, response: SyncResponse) -> None:
         for room_id, invite in response.rooms.invite.items():
+            expected = self._upgrades is not None and self._upgrades.is_replacement(room_id)
             await answer_invite(self._client, self._invite_policy, room_id, invite,
-                                on_declined=self._invite_recorder(room_id))
+                                on_declined=self._invite_recorder(room_id), expected=expected)
         for room_id, joined in response.rooms.join.items():
             room = self._client.rooms.get(room_id)
             if room is None:
@@ -193,6 +198,8 @@ class EventRouter:
                 await note_receipts(self._db, self._clock, room, list(joined.ephemeral),
                                     self.user_id)
         await self._undecryptable.retry(self.handle_event)
+        if self._upgrades is not None:
+            await self._upgrades.check()
 
     def _invite_recorder(self, room_id: str) -> Callable[[str | None], Awaitable[None]]:
         """Records a declined invite on the audit log: who tried to bring the bot where."""

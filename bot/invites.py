@@ -38,13 +38,14 @@ def find_inviter(info: InviteInfo, user_id: str) -> str | None:
 async def answer_invite(
     client: AsyncClient, policy: InvitePolicy, room_id: str, info: InviteInfo,
     on_declined: Callable[[str | None], Awaitable[None]] | None = None,
+    expected: bool = False,
 ) -> bool:
     """Join or decline; return True when joined. Errors are logged and retried next sync.
     `on_declined(inviter)` runs once the homeserver took the decline (to record it)."""
     assert client.user_id
     inviter = find_inviter(info, client.user_id)
     try:
-        if inviter is not None and policy.allows(inviter):
+        if inviter is not None and (expected or policy.allows(inviter)):
             response = await client.join(room_id)
             if isinstance(response, JoinError):
                 log.warning("could not join", extra={"room_id": room_id, "error": str(response)})

@@ -11,30 +11,50 @@ from __future__ import annotations
 
 from bot.config import Config
 from commands.model import Post
-from storage import languages
+from storage import languages, state
 from storage.db import Database
+
+REPLACED_PREFIX = "room.replaced."
+"""kv keys of upgraded post rooms: `room.replaced.<old room id>` → the new room id
+(written by `bot.room_upgrades`)."""
 
 
 class RoomLanguages:
     def __init__(self, config: Config) -> None:
         self._base = config
         self._chosen: dict[str, str] = {}
+        self._replaced: dict[str, str] = {}
         self.config = config
-        """The configuration with each post reading its room's chosen language."""
+        """The configuration with each post reading its room's chosen language, served in
+        the room that replaced its room if that was upgraded (`bot.room_upgrades`)."""
 
     async def refresh(self, db: Database) -> None:
-        """Read the rooms' choices again (outside any transaction of the caller's)."""
+        """Read the rooms' choices and replacements again (outside any transaction of the
+        caller's)."""
         async with db.read() as conn:
             chosen = await languages.room_languages(conn)
-        if chosen != self._chosen:
-            self._chosen = chosen
-            self.config = self._base.with_room_languages(chosen)
+            replaced = await state.values_with_prefix(conn, REPLACED_PREFIX)
+        if chosen != self._chosen or replaced != self._replaced:
+            self._chosen, self._replaced = chosen, replaced
+            # A `!lang` in the room that replaced a post's room is that post's choice.
+            by_post_room = {**chosen, **{old: chosen[self.replacement(old)] for old in replaced
+                                         if self.replacement(old) in chosen}}
+            self.config = self._base.with_room_languages(by_post_room).with_room_replacements(
+                replaced)
+
+    def replacement(self, room_id: str) -> str:
+        """The room that serves in place of `room_id` now (itself if it was not upgraded)."""
+        seen = {room_id}
+        while room_id in self._replaced and self._replaced[room_id] not in seen:
+            room_id = self._replaced[room_id]
+            seen.add(room_id)
+        return room_id
 
     def language_for_room(self, room_id: str) -> str:
         chosen = self._chosen.get(room_id)
         if chosen is not None:
             return chosen
-        post = self._base.post_by_room(room_id)
+        post = self.config.post_by_room(room_id)
         return post.language if post is not None else "en"
 
     def chosen_language(self, room_id: str) -> str | None:

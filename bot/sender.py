@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiosqlite
@@ -79,8 +79,12 @@ class OutboxSender:
         ready: asyncio.Event | None = None,
         renderer: Renderer | None = None,
         after_send: BeforeSend | None = None,
+        route: Callable[[str], str] | None = None,
     ) -> None:
         self._db = db
+        self._route = route
+        """The room a message for a room goes to now (`RoomUpgrades.route`: an upgraded
+        post room's replacement)."""
         self._after_send = after_send
         """Called with the room id once a message was accepted (`TrustPolicy.tell_withheld`)."""
         self._renderer = renderer
@@ -174,6 +178,7 @@ class OutboxSender:
             await self._send(message)
 
     async def _send(self, message: OutboxMessage) -> None:
+        message = self._routed(message)
         room = self._client.rooms.get(message.room_id)
         if room is not None and not room.encrypted and message.kind != PLAINTEXT_KIND:
             async with self._db.transaction() as conn:
@@ -228,6 +233,16 @@ class OutboxSender:
         retry_after = response.retry_after_ms if code == "M_LIMIT_EXCEEDED" else None
         await self._retry(message, str(response), retry_after,
                           permanent_after=code in PERMANENT_ERRORS)
+
+    def _routed(self, message: OutboxMessage) -> OutboxMessage:
+        """The message as it goes out now: into the room that replaced its room, without
+        a relation to an event of the old room (a thread or reply cannot cross rooms)."""
+        room_id = self._route(message.room_id) if self._route is not None else message.room_id
+        if room_id == message.room_id:
+            return message
+        content = {key: value for key, value in message.content.items()
+                   if key != "m.relates_to"}
+        return replace(message, room_id=room_id, content=content)
 
     async def _rendered(self, message: OutboxMessage) -> OutboxMessage | None:
         """Render a request (a report's chart: drawn, encrypted, uploaded) and put the

@@ -257,6 +257,12 @@ class ElementOfficer:
         answer = await self.call("messages", room_id=room_id)
         return [ElementMessage.from_json(entry) for entry in answer["messages"]]
 
+    async def read_receipt(self, room_id: str, user_id: str) -> dict[str, str | None]:
+        """The m.read receipt Element holds for `user_id` in the room's main timeline:
+        `{event_id, thread_id}` (None when it has none)."""
+        answer = await self.call("read_receipt", room_id=room_id, user_id=user_id)
+        return {"event_id": answer.get("event_id"), "thread_id": answer.get("thread_id")}
+
     async def device_status(self, user_id: str, device_id: str) -> dict[str, bool]:
         answer = await self.call("device_status", user_id=user_id, device_id=device_id)
         return {key: bool(answer[key]) for key in ("known", "signed_by_owner",

@@ -60,6 +60,7 @@ class AuditAction(StrEnum):
     COMMAND_REFUSED = "command-refused"
     INVITE_DECLINED = "invite-declined"
     EXPORTED = "exported"
+    ROOM_UPGRADED = "room-upgraded"
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,11 @@ async def mark_unknown_room_explained(conn: aiosqlite.Connection, room_id: str, 
         (now_ms, room_id),
     )
     return changed == 1
+async def values_with_prefix(conn: aiosqlite.Connection, prefix: str) -> dict[str, str]:
+    """Every key starting with `prefix` (the prefix removed) and its value."""
+    rows = await conn.execute_fetchall(
+        "SELECT key, value FROM kv WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+    return {str(key)[len(prefix):]: str(value) for key, value in rows}
 
 
 async def _execute(conn: aiosqlite.Connection, sql: str, parameters: tuple[Any, ...]) -> None:

@@ -6,7 +6,7 @@
 // stderr: the SDK's own logging (the Python side keeps it in a file).
 //
 // Operations: login, create_room, invite, join, accept_invite, members, send, send_file,
-// download_file, react, messages, device_status, stop.
+// download_file, react, messages, read_receipt, device_status, stop.
 // Every message the officer's client sees is kept with what Element would show for it:
 // its decrypted content, whether decryption failed, and the shield Element draws.
 
@@ -320,6 +320,16 @@ const operations = {
 
     async messages({ room_id }) {
         return { messages: seen.filter((entry) => !room_id || entry.room_id === room_id).map(published) };
+    },
+
+    // The read receipt (m.read) Element holds for a user in a room's main timeline: what
+    // it draws as that user's avatar under the last event they read.
+    async read_receipt({ room_id, user_id }) {
+        const room = client.getRoom(room_id);
+        const receipt = room ? room.getReadReceiptForUserId(user_id, true) : null;
+        return receipt
+            ? { event_id: receipt.eventId, thread_id: receipt.data.thread_id ?? null }
+            : { event_id: null, thread_id: null };
     },
 
     async device_status({ user_id, device_id }) {

@@ -107,6 +107,14 @@ async def test_an_element_officer_works_a_case_with_a_nio_officer_through_the_bo
         assert (sent.body or "").startswith("KZ-0001: Urgent alert sent to:"), sent.describe()
         # Element's PushProcessor: the answer to a command is quiet (an m.notice).
         assert sent.push is not None and not sent.push["notify"], sent.push
+        # Element shows the bot's read receipt on the officer's !alert.
+        receipt: dict[str, str | None] = {}
+        for _ in range(300):
+            receipt = await kz.read_receipt(kz_room, bot.user_id)
+            if receipt["event_id"] == sent_id:
+                break
+            await asyncio.sleep(0.1)
+        assert receipt == {"event_id": sent_id, "thread_id": "main"}, receipt
         relayed = await uz.wait_for(lambda m: about_case(m, "KZ-0001"), room_id=uz_room,
                                     sender=bot.user_id)
         assert relayed.encrypted

@@ -18,6 +18,7 @@ from nio import RoomSendError, RoomSendResponse
 from bot.sender import RELAY_HEAD_START_S, OutboxSender, SenderSettings
 from storage import outbox
 from storage.db import Database
+from storage.outbox import OutboxMessage
 
 ROOM = "!room:example.org"
 
@@ -172,3 +173,19 @@ async def test_a_relay_goes_out_first_and_the_answer_to_the_sender_waits_a_head_
     (first, _, relay_done), (second, answer_started, _) = client.sends
     assert (first, second) == ("relay", "answer")
     assert answer_started - relay_done >= RELAY_HEAD_START_S * 0.9
+
+
+def test_a_message_for_an_upgraded_room_goes_to_its_replacement_without_old_relations() -> None:
+    message = OutboxMessage(
+        id=1, room_id="!old:x", event_type="m.room.message",
+        content={"msgtype": "m.notice", "body": "b",
+                 "m.relates_to": {"rel_type": "m.thread", "event_id": "$in-old-room"}},
+        txn_id="t", state="pending", attempts=0, next_attempt_ms=0, created_ms=0,
+        sent_ms=None, event_id=None, last_error=None, kind="case-update", case_ref="KZ-1")
+    sender = OutboxSender.__new__(OutboxSender)
+    sender._route = lambda room_id: {"!old:x": "!new:x"}.get(room_id, room_id)
+    routed = sender._routed(message)
+    assert (routed.room_id, routed.content) == ("!new:x", {"msgtype": "m.notice", "body": "b"})
+    assert routed.id == message.id and routed.txn_id == message.txn_id
+    sender._route = lambda room_id: room_id
+    assert sender._routed(message) is message
