@@ -20,6 +20,7 @@ from bot.config import Config
 from bot.logs import note_case
 from commands.audience import (
     Audience,
+    AudienceKind,
     CaseParties,
     Detail,
     Disclosure,
@@ -157,7 +158,11 @@ def require_disclosure(kind: str, room_id: str, case_ref: str | None,
 
 
 def audience_in(config: Config, room_id: str, members: frozenset[str] | None) -> Audience:
-    """Who reads `room_id`, given its members as the Matrix client knows them."""
+    """Who reads `room_id`, given its members as the Matrix client knows them. A post's
+    room that was upgraded still stands for its post (`Config.with_room_replacements`)."""
+    post = config.post_by_room(room_id)
+    if post is not None:
+        return Audience(room_id, AudienceKind.POST, post=post.id)
     return room_audience(room_id, posts=config.posts, members=members,
                          bot_user_id=config.bot.user_id, admins=config.access.admins,
                          admins_room=config.access.admins_room)
