@@ -18,6 +18,8 @@ same identity (`bot.recovery`), which removes the mark.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import io
 import json
@@ -32,6 +34,9 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from nacl.exceptions import CryptoError
+from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from bot.clock import Clock
 from bot.config import BackupsConfig
@@ -49,8 +54,52 @@ RESTORED_MARK = "restored-needs-new-device"
 refuses to start while it is there."""
 
 
+SEALED_MAGIC = b"LIAISON-SEALED-ARCHIVE-1\n"
+"""The first bytes of an archive encrypted to an operator's key (libsodium's sealed box,
+X25519 + XSalsa20-Poly1305, through PyNaCl): only the private key's holder can open it,
+and any change to it makes opening fail."""
+
+
 class BackupError(Exception):
     """The archive cannot be written, or cannot be restored; nothing was changed."""
+
+
+def generate_key(path: Path) -> str:
+    """A new key pair for encrypted archives: the private key into `path` (0600, never
+    overwritten); the public key, to give `backup --encrypt-to` or `backups.encrypt_to`."""
+    key = PrivateKey.generate()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as stream:
+        stream.write(base64.b64encode(bytes(key)).decode("ascii") + "\n")
+    return base64.b64encode(bytes(key.public_key)).decode("ascii")
+
+
+def _key_bytes(text: str, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise BackupError(f"{what} is not a key from `liaison backup-key` (32 bytes, base64)")
+    return raw
+
+
+def public_key(text: str) -> PublicKey:
+    return PublicKey(_key_bytes(text, "the public key"))
+
+
+def _open_sealed(data: bytes, key_file: Path | None, archive_path: Path) -> bytes:
+    if key_file is None:
+        raise BackupError(f"{archive_path} is encrypted; give its private key with --key")
+    try:
+        key = PrivateKey(_key_bytes(key_file.read_text(encoding="ascii"), str(key_file)))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BackupError(f"cannot read the private key {key_file}: {exc}") from exc
+    try:
+        return bytes(SealedBox(key).decrypt(data[len(SEALED_MAGIC):]))
+    except CryptoError as exc:
+        raise BackupError(f"{archive_path} cannot be decrypted with {key_file}: the wrong "
+                          "key, or the archive is damaged") from exc
 
 
 @dataclass(frozen=True)
@@ -114,9 +163,12 @@ def _collect(data_dir: Path, staging: Path) -> dict[str, Path]:
     return staged
 
 
-def write_archive(data_dir: Path, target: Path, *, now: datetime | None = None) -> Manifest:
+def write_archive(data_dir: Path, target: Path, *, now: datetime | None = None,
+                  encrypt_to: str | None = None) -> Manifest:
     """Write the archive of `data_dir` to `target` (0600, renamed into place once it was
-    read back and verified); its manifest."""
+    read back and verified; sealed to the public key `encrypt_to` when given); its
+    manifest."""
+    recipient = public_key(encrypt_to) if encrypt_to else None
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.staging")
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
     staging.mkdir(mode=0o700)
@@ -147,6 +199,14 @@ def write_archive(data_dir: Path, target: Path, *, now: datetime | None = None) 
             stream.flush()
             os.fsync(stream.fileno())
         read_archive(partial, staging / "check", runnable=False)  # what restore would see
+        if recipient is not None:
+            sealed = SEALED_MAGIC + bytes(SealedBox(recipient).encrypt(partial.read_bytes()))
+            partial.unlink()
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as stream:
+                stream.write(sealed)
+                stream.flush()
+                os.fsync(stream.fileno())
         os.replace(partial, target)
         return manifest
     except (OSError, sqlite3.Error, tarfile.TarError) as exc:
@@ -156,12 +216,20 @@ def write_archive(data_dir: Path, target: Path, *, now: datetime | None = None) 
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def read_archive(archive_path: Path, into: Path, *, runnable: bool = True) -> Manifest:
+def read_archive(archive_path: Path, into: Path, *, runnable: bool = True,
+                 key: Path | None = None) -> Manifest:
     """Unpack and check the archive into the new directory `into`; BackupError naming
     what is wrong (`into` is then left for the caller to remove). `runnable`: also
-    refuse a database schema this Liaison cannot run."""
+    refuse a database schema this Liaison cannot run. `key`: the private key file of an
+    encrypted archive."""
     try:
-        with tarfile.open(archive_path, mode="r:") as archive:
+        data = archive_path.read_bytes()
+    except OSError as exc:
+        raise BackupError(f"cannot read {archive_path}: {exc}") from exc
+    if data.startswith(SEALED_MAGIC):
+        data = _open_sealed(data, key, archive_path)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
             members = archive.getmembers()
             names = [member.name for member in members]
             if MANIFEST not in names:
@@ -212,16 +280,17 @@ def read_archive(archive_path: Path, into: Path, *, runnable: bool = True) -> Ma
     return manifest
 
 
-def restore_archive(archive_path: Path, data_dir: Path) -> Manifest:
+def restore_archive(archive_path: Path, data_dir: Path, *,
+                    key: Path | None = None) -> Manifest:
     """Restore into `data_dir`, which must not exist or be empty; nothing is changed
-    unless the whole archive checks out."""
+    unless the whole archive checks out (and, encrypted, opens with `key`)."""
     if data_dir.exists() and any(data_dir.iterdir()):
         raise BackupError(f"{data_dir} is not empty; restore into a new data directory "
                           "(move the old one aside first)")
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     unpacked = data_dir.with_name(f".{data_dir.name}.{uuid.uuid4().hex}.restoring")
     try:
-        manifest = read_archive(archive_path, unpacked)
+        manifest = read_archive(archive_path, unpacked, key=key)
         (unpacked / RESTORED_MARK).write_text(
             f"restored from {archive_path} (device {manifest.device_id}); run "
             "`liaison recover-device --yes` before starting\n", encoding="utf-8")
@@ -234,12 +303,12 @@ def restore_archive(archive_path: Path, data_dir: Path) -> Manifest:
         shutil.rmtree(unpacked, ignore_errors=True)
 
 
-async def backup(data_dir: Path, target: Path) -> Manifest:
-    return await asyncio.to_thread(write_archive, data_dir, target)
+async def backup(data_dir: Path, target: Path, *, encrypt_to: str | None = None) -> Manifest:
+    return await asyncio.to_thread(write_archive, data_dir, target, encrypt_to=encrypt_to)
 
 
-async def restore(archive_path: Path, data_dir: Path) -> Manifest:
-    return await asyncio.to_thread(restore_archive, archive_path, data_dir)
+async def restore(archive_path: Path, data_dir: Path, *, key: Path | None = None) -> Manifest:
+    return await asyncio.to_thread(restore_archive, archive_path, data_dir, key=key)
 
 
 ARCHIVES_DIR = "archives"
@@ -280,7 +349,7 @@ class ScheduledBackups:
         await asyncio.to_thread(self.directory.mkdir, mode=0o700, parents=True,
                                 exist_ok=True)
         target = self.directory / self._clock.now().strftime(SCHEDULED_NAME)
-        manifest = await backup(self._data_dir, target)
+        manifest = await backup(self._data_dir, target, encrypt_to=self._settings.encrypt_to)
         for old in self.archives()[:-self._settings.keep]:
             old.unlink(missing_ok=True)
         log.info("backup written and checked", extra={

@@ -180,15 +180,34 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from bot.backup import BackupError, backup
 
     config = _offline_config(args.config)
+    encrypt_to = args.encrypt_to or config.backups.encrypt_to
     try:
-        manifest = asyncio.run(backup(config.data_dir, args.target))
+        manifest = asyncio.run(backup(config.data_dir, args.target, encrypt_to=encrypt_to))
     except BackupError as exc:
         print(f"liaison: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    sealed = ("encrypted to the backup key" if encrypt_to else
+              "NOT encrypted: it holds the access token and the cross-signing seeds, so keep "
+              "it encrypted (--encrypt-to)")
     print(f"backed up to {args.target}: database schema {manifest.schema}, device "
-          f"{manifest.device_id}, {len(manifest.members)} files (checked after writing). "
-          "It holds the access token and the cross-signing seeds: keep it encrypted, and the "
-          "pickle key apart from it.")
+          f"{manifest.device_id}, {len(manifest.members)} files (checked after writing); "
+          f"{sealed}. Keep the pickle key apart from it.")
+    return EXIT_OK
+
+
+def cmd_backup_key(args: argparse.Namespace) -> int:
+    from bot.backup import generate_key
+
+    os.umask(0o077)
+    try:
+        public = generate_key(args.private_key)
+    except FileExistsError:
+        print(f"liaison: {args.private_key} exists; a key is never overwritten",
+              file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"private key written to {args.private_key} (0600): keep it off the bot's host; "
+          f"without it an encrypted backup cannot be restored.\npublic key: {public}\n"
+          f"(liaison backup --encrypt-to {public} FILE, or backups.encrypt_to)")
     return EXIT_OK
 
 
@@ -197,7 +216,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     os.umask(0o077)
     try:
-        manifest = asyncio.run(restore(args.archive, args.data_dir))
+        manifest = asyncio.run(restore(args.archive, args.data_dir, key=args.key))
     except BackupError as exc:
         print(f"liaison: restore refused: {exc}; nothing was changed", file=sys.stderr)
         return EXIT_REFUSED
@@ -434,7 +453,19 @@ def build_parser() -> argparse.ArgumentParser:
         "archive is read back and checked before it replaces FILE.")
     with_config(backup)
     backup.add_argument("target", type=Path, help="where to write the archive")
+    backup.add_argument("--encrypt-to", metavar="PUBLIC_KEY",
+                        help="seal the archive to this key from `liaison backup-key` "
+                             "(default: backups.encrypt_to)")
     backup.set_defaults(func=cmd_backup)
+
+    backup_key = command(
+        "backup-key", "make a key pair for encrypted backups",
+        "Writes the private key to FILE (0600; never over an existing file) and prints the\n"
+        "public key for `backup --encrypt-to` or `backups.encrypt_to`. Keep the private key\n"
+        "off the bot's host: `restore --key FILE` needs it.")
+    backup_key.add_argument("private_key", type=Path, metavar="FILE",
+                            help="where to write the private key")
+    backup_key.set_defaults(func=cmd_backup_key)
 
     restore = command(
         "restore", "unpack a backup archive into a new data directory",
@@ -443,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run recover-device: the bot will not start on a restored crypto store.")
     restore.add_argument("archive", type=Path, help="the archive `liaison backup` wrote")
     restore.add_argument("data_dir", type=Path, help="the data directory to create")
+    restore.add_argument("--key", type=Path, metavar="FILE",
+                         help="the private key of an encrypted archive (`backup-key`)")
     restore.set_defaults(func=cmd_restore)
 
     audit = command("audit", "the tamper-evident audit log")

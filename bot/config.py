@@ -11,6 +11,7 @@ Secrets are never written in the file, only referenced (`{env: NAME}` or
 
 from __future__ import annotations
 
+import base64
 import difflib
 import hashlib
 import ipaddress
@@ -458,6 +459,22 @@ class BackupsConfig(_Section):
         default=7, description="How many of the newest scheduled archives to keep")
     dir: Path | None = Field(
         default=None, description="Where the archives go; default DATA_DIR/archives")
+    encrypt_to: str | None = Field(
+        default=None, description="Seal each archive to this public key (`liaison backup-key`)")
+
+    @field_validator("encrypt_to")
+    @classmethod
+    def _a_public_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise PydanticCustomError("backups", "not a public key from `liaison backup-key` "
+                                                 "(32 bytes, base64)")
+        return value
 
     @field_validator("every")
     @classmethod

@@ -22,7 +22,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import ClientError
-from nio import AsyncClient, KeysClaimResponse, LocalProtocolError, MatrixRoom
+from nio import (
+    AsyncClient,
+    KeysClaimResponse,
+    KeysQueryResponse,
+    LocalProtocolError,
+    MatrixRoom,
+)
 from nio.crypto import OlmDevice
 
 from bot.key_health import KeyHealth
@@ -117,7 +123,7 @@ class KeyClaims:
             log.warning("could not fetch members' device lists before sending; "
                         "new devices may miss this message", extra={"error": str(exc)})
             return
-        if not hasattr(response, "device_keys"):
+        if not isinstance(response, KeysQueryResponse):
             log.warning("could not fetch members' device lists before sending; "
                         "new devices may miss this message", extra={"error": str(response)})
 

@@ -71,8 +71,11 @@ class KeyHealth:
             return None
         return recent.count(False) / len(recent)
 
+    last_claim_error: str | None = None
+
     def claim_failed(self, error: str) -> None:
         self.claim_failures += 1
+        self.last_claim_error = error
 
     def upload_failed(self, error: str, *, refused: bool) -> None:
         self.upload_failures += 1

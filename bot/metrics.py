@@ -151,16 +151,16 @@ class FiguresCollector:
             "liaison_key_claim_failures_total",
             "Claims of officers' one-time keys that failed since this process started",
             value=keys.claim_failures)
-        if process.undecryptable_share is not None:
-            yield GaugeMetricFamily(
-                "liaison_undecryptable_share",
-                "Of officers' encrypted messages in the last 15 minutes, the share the bot "
-                "could not read when they arrived", value=process.undecryptable_share)
-        if process.since_decrypted_command_s is not None:
-            yield GaugeMetricFamily(
-                "liaison_seconds_since_decrypted_command",
-                "Since the bot last read an encrypted command",
-                value=process.since_decrypted_command_s)
+        yield GaugeMetricFamily(
+            "liaison_undecryptable_share",
+            "Of officers' encrypted messages in the last 15 minutes, the share the bot could "
+            "not read when they arrived (0 when there were none)",
+            value=process.undecryptable_share or 0.0)
+        yield GaugeMetricFamily(
+            "liaison_seconds_since_decrypted_command",
+            "Since the bot last read an encrypted command (since the start, before the first)",
+            value=(process.sync_lag_s if process.since_decrypted_command_s is None
+                   else process.since_decrypted_command_s))
         if keys.one_time_keys_on_server is not None:
             yield GaugeMetricFamily(
                 "liaison_one_time_keys_on_server",
@@ -269,5 +269,6 @@ class MonitoringListener:
             undecryptable_share=(None if self._keys is None
                                  else self._keys.undecryptable_share(now_s)),
             since_decrypted_command_s=(
-                None if self._keys is None or self._keys.last_decrypted_command_s is None
+                now_s - self._started_s if self._keys is None
+                or self._keys.last_decrypted_command_s is None
                 else now_s - self._keys.last_decrypted_command_s))

@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from aiohttp import ClientError
 from nio import AsyncClient, AsyncClientConfig
 
+from bot.app import retrying
 from bot.backup import RESTORED_MARK
 from bot.crosssigning import ensure_cross_signed, load_seeds
 from bot.files import ensure_private_dir
@@ -86,7 +88,9 @@ async def recover_device(settings: SessionSettings, db: Database, seeds_path: Pa
     if old is not None:
         already_sent = await _settle_what_the_old_device_sent(old, db, now_ms)
     retired_to = _retire_files(data_dir, old)
-    client = await open_session(settings)  # no credentials now: logs in, a new device
+    # No credentials now: this logs in, a new device.
+    client = await retrying("log in as a new device", lambda: open_session(settings),
+                            attempts=3)
     try:
         await check_and_upload(client, db, KeyHealth())
         await ensure_cross_signed(client, seeds_path, settings.password)
@@ -176,7 +180,10 @@ async def _sent_by_device(client: AsyncClient, room_id: str, user_id: str,
         path = f"/_matrix/client/v3/rooms/{quote(room_id)}/messages?dir=b&limit=100"
         if start:
             path += f"&from={quote(start)}"
-        result = await request_json(client, "GET", path)
+        try:
+            result = await request_json(client, "GET", path)
+        except (ClientError, TimeoutError, OSError):
+            return None
         if not result.ok:
             return None
         chunk: list[dict[str, Any]] = result.body.get("chunk") or []

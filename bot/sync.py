@@ -97,6 +97,7 @@ class SyncLoop:
                 "joined": {r: len(i.timeline.events) for r, i in response.rooms.join.items()},
                 "invites": len(response.rooms.invite), "to_device": len(response.to_device_events),
             })
+            self._note_key_count(response)
             queried = await self._maintain_keys()
             if token is not None:
                 try:
@@ -178,6 +179,15 @@ class SyncLoop:
             log.info("filled a timeline gap", extra={"room_id": room_id,
                                                      "events": len(missing)})
             timeline.events[:0] = list(reversed(missing))
+
+    def _note_key_count(self, response: SyncResponse) -> None:
+        """Take the device's one-time key count from every sync, zero included: nio skips
+        a count of zero, so a bot whose keys were all claimed while it ran would never
+        publish more (new devices would have only its fallback key)."""
+        olm = self._client.olm
+        count = response.device_key_count.signed_curve25519
+        if olm is not None and count is not None and olm.account.shared:
+            olm.uploaded_key_count = count
 
     def _note_decryption(self, response: SyncResponse) -> None:
         """Count officers' encrypted events by whether they could be read on arrival

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiohttp import ClientError
 from nio import AsyncClient, EncryptionError, LocalProtocolError, MatrixRoom, MegolmEvent
 
 from bot.clock import Clock
@@ -83,7 +84,7 @@ class UndecryptableTracker:
             await self._client.request_room_key(event)
         except LocalProtocolError:
             return  # already requested for this session
-        except (OSError, TimeoutError) as exc:
+        except (ClientError, OSError, TimeoutError) as exc:  # the homeserver went away
             log.warning("room key request failed", extra={"error": str(exc)})
             return
         async with self._db.transaction() as conn:

@@ -239,6 +239,15 @@ class Officer:
             raise RuntimeError(f"{self.user_id} is already started")
         self._sync_task = asyncio.create_task(self._sync_forever(), name=f"sync {self.user_id}")
 
+    async def pause(self) -> None:
+        """Stop syncing, as a phone that is switched off: the device keeps its keys and
+        session, and start() resumes it. Meanwhile it tops nothing up on the server."""
+        task, self._sync_task = self._sync_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def stop(self) -> None:
         """Stop syncing and close the HTTP session; never logs out (that would delete keys)."""
         task, self._sync_task = self._sync_task, None

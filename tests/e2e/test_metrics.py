@@ -57,11 +57,16 @@ async def outbox_drained(port: int, *, timeout: float = 30.0) -> dict[str, float
         await asyncio.sleep(0.2)
 
 
+PROCESS_GAUGES = ("liaison_sync_", "liaison_one_time_keys_on_server",
+                  "liaison_seconds_since_decrypted_command", "liaison_undecryptable_share")
+"""Series that move with every sync, every officer's new session or every command."""
+
+
 def moved(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """The liaison_ series that changed, and by how much (but the sync's, which move with
-    every sync)."""
+    """The liaison_ series that changed, and by how much (but the process's own gauges,
+    which move with every sync)."""
     return {name: after[name] - before[name] for name in after
-            if name.startswith("liaison_") and not name.startswith("liaison_sync_")
+            if name.startswith("liaison_") and not name.startswith(PROCESS_GAUGES)
             and after[name] != before[name]}
 
 

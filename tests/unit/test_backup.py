@@ -16,6 +16,7 @@ from bot.backup import (
     RESTORED_MARK,
     BackupError,
     ScheduledBackups,
+    generate_key,
     read_archive,
     restore_archive,
     write_archive,
@@ -152,3 +153,31 @@ def test_scheduled_backups_write_when_due_and_keep_the_newest(tmp_path: Path) ->
     assert not written[0].exists()
     restore_archive(written[-1], tmp_path / "restored")  # each one a whole, checked backup
     assert (tmp_path / "restored" / "credentials.json").exists()
+
+
+def test_an_encrypted_archive_opens_only_with_its_key_and_a_wrong_key_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["backup-key", str(tmp_path / "backup.key")]) == 0
+    public = capsys.readouterr().out.split("public key: ")[1].split()[0]
+    assert stat.S_IMODE((tmp_path / "backup.key").stat().st_mode) == 0o600
+    assert main(["backup-key", str(tmp_path / "backup.key")]) == EXIT_REFUSED  # kept
+    generate_key(tmp_path / "other.key")
+    archive = tmp_path / "backup.tar.sealed"
+    write_archive(data_dir(tmp_path), archive, encrypt_to=public)
+    assert b"the olm account" not in archive.read_bytes()
+    assert b"secret" not in archive.read_bytes()
+    target = tmp_path / "restored"
+
+    with pytest.raises(BackupError, match="encrypted; give its private key"):
+        restore_archive(archive, target)
+    with pytest.raises(BackupError, match=r"cannot be decrypted with .*other\.key"):
+        restore_archive(archive, target, key=tmp_path / "other.key")
+    assert main(["restore", str(archive), str(target), "--key",
+                 str(tmp_path / "other.key")]) == EXIT_REFUSED
+    assert "nothing was changed" in capsys.readouterr().err
+    assert not target.exists()
+
+    assert main(["restore", str(archive), str(target), "--key",
+                 str(tmp_path / "backup.key")]) == 0
+    assert json.loads((target / "credentials.json").read_text()) == CREDENTIALS

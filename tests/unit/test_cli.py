@@ -423,7 +423,7 @@ def test_run_refuses_a_database_from_a_newer_liaison_and_leaves_it_alone(
 # --- help and usage ---------------------------------------------------------------------
 
 COMMANDS = [["run"], ["check-config"], ["reset-identity"], ["recover-device"], ["backup"],
-            ["restore"], ["audit"],
+            ["backup-key"], ["restore"], ["audit"],
             ["audit", "verify"], ["export"], ["stats"], ["version"], ["demo"]]
 
 
@@ -445,7 +445,8 @@ def test_help_lists_every_command_and_the_exit_codes(
     out = capsys.readouterr().out
     listed = re.findall(r"^    ([a-z-]+)", out, flags=re.MULTILINE)
     assert listed == ["run", "check-config", "reset-identity", "recover-device", "backup",
-                      "restore", "audit", "export", "stats", "rooms", "version", "demo"]
+                      "backup-key", "restore", "audit", "export", "stats", "rooms", "version",
+                      "demo"]
     for code, meaning in ((0, "success"), (1, "runtime failure"),
                           (2, "usage or configuration error"), (3, "refused"),
                           (4, "the audit log does not verify")):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import canonicaljson
@@ -17,6 +18,7 @@ from nio.crypto import OlmDevice
 
 from bot.key_claims import KeyClaims
 from bot.key_health import KeyHealth
+from bot.sync import SyncLoop
 
 BOT = "@liaison:example.org"
 ROOM = "!post:example.org"
@@ -153,5 +155,26 @@ async def test_devices_left_out_get_the_room_key_before_the_next_message(
         assert claims.devices_without_session(client.rooms[ROOM]) == []
         assert olm.outbound_group_sessions[ROOM] is session
         assert not session.shared  # nio shares it with the three before the next message
+    finally:
+        await client.close()
+
+
+async def test_a_sync_reporting_no_one_time_keys_left_makes_the_bot_publish_more(
+    tmp_path: Path,
+) -> None:
+    """nio skips a count of zero: a bot whose 50 keys were all claimed between two syncs
+    would otherwise think it still has 50 and leave new devices only its fallback key."""
+    client = ScriptedHomeserver(tmp_path, [], script=[])
+    olm = client.olm
+    assert olm is not None
+    olm.account.shared = True
+    olm.uploaded_key_count = 50  # what the last sync said
+    loop = SyncLoop(client, None, None)  # type: ignore[arg-type]
+    try:
+        assert not client.should_upload_keys
+        loop._note_key_count(SimpleNamespace(  # type: ignore[arg-type]
+            device_key_count=SimpleNamespace(signed_curve25519=0)))
+        assert olm.uploaded_key_count == 0
+        assert client.should_upload_keys
     finally:
         await client.close()

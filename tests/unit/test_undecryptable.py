@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from aiohttp import ServerDisconnectedError
+from nio import MatrixRoom, MegolmEvent
+
 from bot.undecryptable import KEEP_AFTER_NOTICE_MS, UndecryptableTracker
 from storage import inbox
 from storage.db import Database
@@ -51,3 +54,30 @@ async def test_a_notified_event_is_dropped_a_day_after_the_notice_and_not_before
     await tracker.retry(handle)
     assert await _kept(db) == ["$waiting"]
     await db.close()
+
+
+class DisconnectingClient(NoRooms):
+    """The homeserver drops the connection while the room key is being requested."""
+
+    async def request_room_key(self, event: Any) -> Any:
+        raise ServerDisconnectedError()
+
+
+async def test_a_key_request_cut_off_by_the_homeserver_keeps_the_message_and_the_bot_running(
+    tmp_path: Path,
+) -> None:
+    db = await Database.open(tmp_path / "db.sqlite")
+    tracker = UndecryptableTracker(DisconnectingClient(), db, FixedClock(1_000_000),  # type: ignore[arg-type]
+                                   grace_ms=30_000, wake_sender=lambda: None)
+    event = MegolmEvent.from_dict({
+        "type": "m.room.encrypted", "event_id": "$lost", "sender": "@kz:x",
+        "origin_server_ts": 1, "room_id": "!r:x",
+        "content": {"algorithm": "m.megolm.v1.aes-sha2", "sender_key": "k",
+                    "ciphertext": "c", "session_id": "S", "device_id": "D"}})
+    assert isinstance(event, MegolmEvent)
+
+    try:
+        await tracker.track(MatrixRoom("!r:x", "@liaison:x"), event)  # does not raise
+        assert await _kept(db) == ["$lost"]
+    finally:
+        await db.close()
