@@ -62,10 +62,11 @@ async def test_a_device_left_out_for_want_of_keys_reads_the_next_answer(
     the bot's next answer. Once it is back and has published keys again, the answer after
     that reaches it: the bot claims again before it sends and shares the room key it
     already uses with exactly that device."""
-    bot = await bot_factory()
     lead = await officer_factory("shift-lead")
     phone = await officer_factory("phone")
-    room_id = await lead.create_room("post", invite=[bot.user_id, phone.user_id])
+    room_id = await lead.create_room("post", invite=[phone.user_id])
+    bot = await bot_factory(config=post_rooms(room_id))
+    await lead.invite(room_id, bot.user_id)
     await lead.wait_until_joined(room_id, bot.user_id)
     await phone.join(room_id)
     await lead.wait_until_joined(room_id, phone.user_id)
