@@ -18,6 +18,7 @@ from typing import Any
 
 from nio import (
     AsyncClient,
+    InviteInfo,
     MatrixRoom,
     MegolmEvent,
     ReactionEvent,
@@ -149,6 +150,7 @@ class EventRouter:
         self._clock = clock
         self._registry = registry
         self._invite_policy = invite_policy
+        self._invites_to_retry: dict[str, InviteInfo] = {}
         self._trust = trust
         self._undecryptable = undecryptable
         self._wake_sender = wake_sender
@@ -169,9 +171,15 @@ class EventRouter:
         return str(self._client.user_id)
 
     async def handle_batch(self, response: SyncResponse) -> None:
-        for room_id, invite in response.rooms.invite.items():
+        # Invites whose join failed are tried again with every batch while still pending.
+        retry = {room_id: invite for room_id, invite in self._invites_to_retry.items()
+                 if room_id in self._client.invited_rooms
+                 and room_id not in response.rooms.invite}
+        self._invites_to_retry = {}
+        for room_id, invite in [*response.rooms.invite.items(), *retry.items()]:
             await answer_invite(self._client, self._invite_policy, room_id, invite,
-                                on_declined=self._invite_recorder(room_id))
+                                on_declined=self._invite_recorder(room_id),
+                                on_join_failed=self._invite_retrier(room_id, invite))
         for room_id, joined in response.rooms.join.items():
             room = self._client.rooms.get(room_id)
             if room is None:
@@ -187,6 +195,11 @@ class EventRouter:
                 await note_receipts(self._db, self._clock, room, list(joined.ephemeral),
                                     self.user_id)
         await self._undecryptable.retry(self.handle_event)
+
+    def _invite_retrier(self, room_id: str, invite: InviteInfo) -> Callable[[], None]:
+        def again() -> None:
+            self._invites_to_retry[room_id] = invite
+        return again
 
     def _invite_recorder(self, room_id: str) -> Callable[[str | None], Awaitable[None]]:
         """Records a declined invite on the audit log: who tried to bring the bot where."""

@@ -101,9 +101,9 @@ async def border(pair: SynapsePair, officer_on: OfficerOnFactory, bot_factory: B
     for officer, room_id in rooms.items():
         await officer.wait_until_joined(room_id, bot.user_id, timeout=WAIT_S)
     posts = Posts(bot, kz, uz, tj, rooms[kz], rooms[uz], rooms[tj])
-    # The partner's server may show the bot joined before the bot's own sync has the room
-    # (Synapse joins a remote room with partial state first): an answer in UZ's room
-    # shows the bot has it.
+    # The partner's server may show the bot joined before the bot's own sync has brought
+    # the room in (a case routed meanwhile is refused: "not in the post's room"); an
+    # answer in UZ's room shows the bot has it.
     await posts.ask(uz, rooms[uz], "!ping")
     return Border(posts, pair)
 
