@@ -18,6 +18,7 @@ from typing import Any
 
 from nio import (
     AsyncClient,
+    InviteInfo,
     MatrixRoom,
     MegolmEvent,
     ReactionEvent,
@@ -159,6 +160,7 @@ class EventRouter:
         self._clock = clock
         self._registry = registry
         self._invite_policy = invite_policy
+        self._invites_to_retry: dict[str, InviteInfo] = {}
         self._trust = trust
         self._undecryptable = undecryptable
         self._wake_sender = wake_sender
@@ -179,10 +181,16 @@ class EventRouter:
         return str(self._client.user_id)
 
     async def handle_batch(self, response: SyncResponse) -> None:
-        for room_id, invite in response.rooms.invite.items():
+        # Invites whose join failed are tried again with every batch while still pending.
+        retry = {room_id: invite for room_id, invite in self._invites_to_retry.items()
+                 if room_id in self._client.invited_rooms
+                 and room_id not in response.rooms.invite}
+        self._invites_to_retry = {}
+        for room_id, invite in [*response.rooms.invite.items(), *retry.items()]:
             expected = self._upgrades is not None and self._upgrades.is_replacement(room_id)
             await answer_invite(self._client, self._invite_policy, room_id, invite,
-                                on_declined=self._invite_recorder(room_id), expected=expected)
+                                on_declined=self._invite_recorder(room_id), expected=expected,
+                                on_join_failed=self._invite_retrier(room_id, invite))
         for room_id, joined in response.rooms.join.items():
             room = self._client.rooms.get(room_id)
             if room is None:
@@ -200,6 +208,11 @@ class EventRouter:
         await self._undecryptable.retry(self.handle_event)
         if self._upgrades is not None:
             await self._upgrades.check()
+
+    def _invite_retrier(self, room_id: str, invite: InviteInfo) -> Callable[[], None]:
+        def again() -> None:
+            self._invites_to_retry[room_id] = invite
+        return again
 
     def _invite_recorder(self, room_id: str) -> Callable[[str | None], Awaitable[None]]:
         """Records a declined invite on the audit log: who tried to bring the bot where."""

@@ -39,16 +39,27 @@ async def answer_invite(
     client: AsyncClient, policy: InvitePolicy, room_id: str, info: InviteInfo,
     on_declined: Callable[[str | None], Awaitable[None]] | None = None,
     expected: bool = False,
+    on_join_failed: Callable[[], None] | None = None,
 ) -> bool:
-    """Join or decline; return True when joined. Errors are logged and retried next sync.
-    `on_declined(inviter)` runs once the homeserver took the decline (to record it)."""
+    """Join or decline; return True when joined. `on_declined(inviter)` runs once the
+    homeserver took the decline (to record it); `on_join_failed()` when a join of an
+    allowed invite failed, so the caller tries again later. (Across federation a join
+    sent the instant the invite arrives can beat the inviting server's own record of
+    the invite: its make_join answers 403 "not invited", and the invite, unchanged,
+    does not come through sync again.)"""
     assert client.user_id
     inviter = find_inviter(info, client.user_id)
     try:
         if inviter is not None and (expected or policy.allows(inviter)):
-            response = await client.join(room_id)
+            try:
+                response = await client.join(room_id)
+            except (ClientError, TimeoutError, OSError) as exc:
+                response = JoinError(f"{type(exc).__name__}: {exc}")
             if isinstance(response, JoinError):
-                log.warning("could not join", extra={"room_id": room_id, "error": str(response)})
+                log.warning("could not join; will retry",
+                            extra={"room_id": room_id, "error": str(response)})
+                if on_join_failed is not None:
+                    on_join_failed()
                 return False
             log.info("joined room", extra={"room_id": room_id, "inviter": inviter})
             return True
