@@ -381,9 +381,11 @@ def render_pending(
         lines.append(Strong(text("case.pending.sent", language)))
         for case, deliveries in sent:
             acked = sum(1 for delivery in deliveries if delivery.acknowledged_ms is not None)
+            seen = sum(1 for delivery in deliveries if delivery.seen_ms is not None
+                       or delivery.acknowledged_ms is not None)
             lines.append([BULLET, tlp_label(case.tlp), " ", Code(case.ref), " ", text(
                 "case.pending.sent_item", language, title=case_title(case, language),
-                time=Moment(case.created_ms, timezone), acked=acked,
+                time=Moment(case.created_ms, timezone), acked=acked, seen=seen,
                 total=len(deliveries))])
     if received:
         lines.append(Strong(text("case.pending.received", language)))

@@ -414,7 +414,9 @@ MESSAGES: Mapping[str, str] = {
     "case.pending.none": "No open cases.",
     "case.pending.sent": "Sent by your post:",
     "case.pending.received": "Sent to your post:",
-    "case.pending.sent_item": "{title}, {time}: acknowledged by {acked} of {total}",
+    "case.pending.sent_item": (
+        "{title}, {time}: seen at {seen} of {total}, acknowledged by {acked} of {total}"
+    ),
     "case.pending.received_item": "{title} from {post}, {time}: {state}",
     "case.pending.state.routed": "not acknowledged",
     "case.pending.state.acknowledged": "acknowledged",

@@ -31,8 +31,8 @@ from storage import audit
 
 _CASE_COLUMNS = ("ref", "kind", "origin_post", "priority", "tlp", "category", "state",
                  "created", "due", "closed", "closed_by", "purged")
-_DELIVERY_COLUMNS = ("routed", "sent", "acknowledged", "acknowledged_by", "answered",
-                     "answered_by", "seconds_to_acknowledge", "seconds_to_answer")
+_DELIVERY_COLUMNS = ("routed", "sent", "seen", "seen_by", "acknowledged", "acknowledged_by",
+                     "answered", "answered_by", "seconds_to_acknowledge", "seconds_to_answer")
 CASE_CSV_COLUMNS = (*_CASE_COLUMNS, "target_post", "delivery_state", *_DELIVERY_COLUMNS)
 AUDIT_CSV_COLUMNS = ("seq", "time", "ts_ms", "actor", "action", "case_ref", "room_id",
                      "detail", "prev_hash", "hash")
@@ -81,7 +81,8 @@ async def _deliveries(conn: aiosqlite.Connection,
                       case_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
     rows = await conn.execute_fetchall(
         "SELECT d.case_id, d.post, d.room_id, d.state, d.routed_ms, o.sent_ms, o.event_id,"
-        " d.acknowledged_ms, d.acknowledged_by, d.answered_ms, d.answered_by"
+        " d.acknowledged_ms, d.acknowledged_by, d.answered_ms, d.answered_by,"
+        " d.seen_ms, d.seen_by"
         " FROM deliveries d LEFT JOIN outbox o ON o.txn_id = d.relay_txn_id"
         f" WHERE d.case_id IN ({_placeholders(case_ids)}) ORDER BY d.id",
         case_ids,
@@ -90,7 +91,8 @@ async def _deliveries(conn: aiosqlite.Connection,
     for row in rows:
         deliveries.setdefault(row[0], []).append({
             "post": row[1], "room_id": row[2], "state": row[3], "routed": iso(row[4]),
-            "sent": iso(row[5]), "relayed_event_id": row[6], "acknowledged": iso(row[7]),
+            "sent": iso(row[5]), "relayed_event_id": row[6], "seen": iso(row[11]),
+            "seen_by": row[12], "acknowledged": iso(row[7]),
             "acknowledged_by": row[8], "answered": iso(row[9]), "answered_by": row[10],
             "seconds_to_acknowledge": _seconds(row[4], row[7]),
             "seconds_to_answer": _seconds(row[4], row[9]),

@@ -492,7 +492,8 @@ async def test_pending_lists_open_cases_in_both_directions(bot: Bot) -> None:
     assert kz.text == (
         "Open cases of Zhibek post (KZ-ZHIBEK):\n"
         "Sent by your post:\n"
-        "• TLP:AMBER KZ-0001 Urgent alert, 2026-05-01 10:00 +00:00: acknowledged by 1 of 2\n"
+        "• TLP:AMBER KZ-0001 Urgent alert, 2026-05-01 10:00 +00:00: seen at 1 of 2, "
+        "acknowledged by 1 of 2\n"
         "Sent to your post:\n"
         "• TLP:GREEN UZ-0001 Flash request from Termez post (UZ-TERMEZ), "
         "2026-05-01 10:00 +00:00: not acknowledged; answer needed by 2026-05-01 12:00 +00:00"
@@ -500,7 +501,8 @@ async def test_pending_lists_open_cases_in_both_directions(bot: Bot) -> None:
     assert uz.text == (
         "Open cases of Termez post (UZ-TERMEZ):\n"
         "Sent by your post:\n"
-        "• TLP:GREEN UZ-0001 Flash request, 2026-05-01 15:00 +05:00: acknowledged by 0 of 1\n"
+        "• TLP:GREEN UZ-0001 Flash request, 2026-05-01 15:00 +05:00: seen at 0 of 1, "
+        "acknowledged by 0 of 1\n"
         "Sent to your post:\n"
         "• TLP:AMBER KZ-0001 Urgent alert from Zhibek post (KZ-ZHIBEK), "
         "2026-05-01 15:00 +05:00: not acknowledged"
@@ -512,3 +514,17 @@ def test_times_are_shown_with_the_offset_of_the_readers_zone() -> None:
     assert format_time(NOW_MS, "Asia/Kabul") == "2026-05-01 14:30 +04:30"
     assert format_time(NOW_MS, "UTC") == "2026-05-01 10:00 +00:00"
     assert format_time(NOW_MS, "America/Caracas") == "2026-05-01 06:00 -04:00"
+
+
+async def test_pending_counts_the_targets_that_have_seen_a_case(bot: Bot) -> None:
+    await bot.say(KZ_ROOM, KZ, "!alert urgent to:UZ-TERMEZ,TJ-PANJ\nLook out")
+    await bot.send_all()
+    [relay] = [m for m in await bot.queued(UZ_ROOM) if m.kind == "case-relay"]
+    async with bot.db.transaction() as conn:  # UZ's officer's client sent a read receipt
+        assert relay.event_id is not None
+        await cases.mark_seen(conn, UZ_ROOM, relay.event_id, UZ, now_ms=NOW_MS + 60_000)
+
+    pending = await bot.say(KZ_ROOM, KZ, "!pending")
+    assert "seen at 1 of 2, acknowledged by 0 of 2" in pending.text, pending.text
+    status = await bot.say(KZ_ROOM, KZ, "!status KZ-0001")
+    assert f"seen 2026-05-01 10:01 +00:00 by {UZ}" in status.text, status.text
