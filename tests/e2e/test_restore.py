@@ -214,15 +214,20 @@ async def test_backup_and_restore_bring_the_bot_back_as_a_new_device_that_reads_
 ) -> None:
     kz = await officer_factory("kz")
     uz = await officer_factory("uz")
+    tj = await officer_factory("tj")
     room_id = await kz.create_room("post")  # a post's room, both officers in it
-    bot = await bot_factory(config=post_rooms(room_id))
+    tj_room = await tj.create_room("post")  # a neighbouring post, for a new alert after it
+    bot = await bot_factory(config=post_rooms(room_id, tj_room))
     await kz.invite(room_id, bot.user_id)
+    await tj.invite(tj_room, bot.user_id)
     await kz.wait_until_joined(room_id, bot.user_id)
+    await tj.wait_until_joined(tj_room, bot.user_id)
     await kz.invite(room_id, uz.user_id)
     await uz.join(room_id)
     await uz.wait_until_joined(room_id, bot.user_id)
     for officer in (kz, uz):
         await ask(officer, bot, room_id, "!ping")
+    await ask(tj, bot, tj_room, "!ping")
     await claim_bot_keys(kz, bot, 5)  # key churn
     for officer in (kz, uz):
         await ask(officer, bot, room_id, "!ping")
@@ -284,6 +289,12 @@ async def test_backup_and_restore_bring_the_bot_back_as_a_new_device_that_reads_
     bodies = [m.body for m in kz.messages(room_id, sender=bot.user_id)]
     assert bodies.count("queued before the backup, sent after it") == 1
     assert bodies.count("queued before the backup, never sent") == 1
+    # A new alert is routed by the new device and read at the other post at once.
+    routed = await ask(kz, bot, room_id, "!alert urgent to:XX-POST2\nWhite Kamaz, 01A123BC")
+    assert (routed.body or "").startswith("XX-0001: Urgent alert sent to:"), routed.body
+    relayed = await tj.wait_for(lambda m: "White Kamaz, 01A123BC" in (m.body or ""),
+                                room_id=tj_room, sender=bot.user_id)
+    assert relayed.encrypted and relayed.event_id not in tj.arrived_undecryptable
 
 
 async def send_as_old_device(old: Credentials, room_id: str, txn_id: str, body: str) -> None:
