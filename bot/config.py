@@ -44,10 +44,10 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from bot.flood import Rate
 from commands.attachments import AttachmentsConfig
 from commands.chase_policy import ChasingConfig, escalation_target_problems
 from commands.durations import Duration
+from commands.flood import Rate
 from commands.model import MXID_RE, ROOM_ID_RE, SERVER_NAME, Agency, CategoryRule, Group, Post
 from commands.notify import NotificationSettings, quiet_post_problems
 from commands.report_schedule import ReportsConfig, report_problems
@@ -375,7 +375,7 @@ RateLimit = Annotated[Rate | None, BeforeValidator(_to_rate)]
 
 
 class LimitsConfig(_Section):
-    """Flood control (see `bot.flood`): commands over a limit are not run, replies and
+    """Flood control (see `commands.flood`): commands over a limit are not run, replies and
     attachments on cases over theirs are not carried, and the sender is told once per
     window."""
 

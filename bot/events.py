@@ -32,7 +32,6 @@ from nio import (
 from bot.clock import Clock, from_ms
 from bot.config import Config
 from bot.direct_rooms import room_members
-from bot.flood import FloodGate, flood_notice
 from bot.invites import InvitePolicy, answer_invite
 from bot.languages import RoomLanguages
 from bot.logs import current_case, log_context, note_case
@@ -55,6 +54,7 @@ from commands.attachments import (
 )
 from commands.command_descriptions import MSC4391_COMMAND, command_text
 from commands.errors import CommandError
+from commands.flood import FloodGate, flood_notice
 from commands.notify import OutboxKind
 from commands.registry import CommandRegistry, Invocation, Reply, split_command
 from commands.relations import Relation, acknowledges, edited_body, relation_of, reply_text
@@ -686,7 +686,7 @@ class EventRouter:
 
     async def _flooded(self, conn: Any, room: MatrixRoom, event: RoomMessageText,
                        content: dict[str, Any]) -> bool:
-        """Flood control (`bot.flood`), after the claim: True when the command is over a
+        """Flood control (`commands.flood`), after the claim: True when the command is over a
         limit and must not run. Counted by the event's server time, never later than now,
         so commands queued while the bot was down are not taken for a flood."""
         at_ms = min(event.server_timestamp, self._clock.now_ms())

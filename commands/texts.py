@@ -570,7 +570,7 @@ MESSAGES: Mapping[str, str] = {
         "I could not read this message: it contains broken characters (text that is not "
         "valid Unicode), so I did not act on it. Type it again and send it once more."
     ),
-    # flood control (bot.flood)
+    # flood control (commands.flood)
     "flood.user": (
         "Too many commands at once: I take at most {count} in {per} from one person, so I "
         "did not act on this one. For the next {per} I skip your commands over that limit "

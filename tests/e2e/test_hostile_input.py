@@ -17,9 +17,9 @@ from uuid import uuid4
 
 import pytest
 
-from bot.flood import FloodGate, Rate
 from bot.rawapi import request_json
 from commands.case_render import CASE_KEY
+from commands.flood import FloodGate, Rate
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, OfficerError, SeenMessage
 from tests.e2e.conftest import BotFactory, OfficerFactory, post_rooms
