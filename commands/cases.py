@@ -28,7 +28,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from bot.config import Config
-from bot.services import Services, require_disclosure
+from bot.services import Services, case_parties, require_disclosure
 from commands.access import SUPERVISOR_ROOMS
 from commands.audience import Audience, CaseParties, Detail, Disclosure, disclose
 from commands.case_render import (
@@ -138,12 +138,14 @@ async def _store_and_relay(invocation: Invocation, services: Services, origin: P
     parties = CaseParties(ref=case.ref, tlp=case.tlp, origin=case.origin_post,
                           targets=frozenset(decision.deliveries))
     related = None if draft.ref is None else await cases.case_by_ref(conn, draft.ref)
+    related_parties = None if related is None else await case_parties(conn, related)
     for post_id in decision.deliveries:
         target = posts[post_id]
-        disclosure = disclose(services.audience(target.room), parties, posts)
+        audience = services.audience(target.room)
+        disclosure = disclose(audience, parties, posts)
         require_disclosure(OutboxKind.CASE_RELAY, target.room, case.ref, disclosure)
-        related_visible = related is not None and await services.disclosure(
-            target.room, related) is not None
+        related_visible = related_parties is not None and disclose(
+            audience, related_parties, posts) is not None
         notice = render_relayed_case(case, target=target, posts=posts,
                                      related_visible=related_visible)
         msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority, post=post_id,
@@ -324,8 +326,10 @@ async def pending(invocation: Invocation) -> Reply:
     sent = [(case, await cases.deliveries(conn, case.id))
             for case in await _shown(services, invocation, await cases.open_cases_from(
                 conn, post.id))]
-    received = [(case, delivery) for case, delivery in await cases.open_cases_to(conn, post.id)
-                if case in await _shown(services, invocation, [case])]
+    incoming = await cases.open_cases_to(conn, post.id)
+    visible = {case.id for case in await _shown(services, invocation,
+                                                 [case for case, _ in incoming])}
+    received = [(case, delivery) for case, delivery in incoming if case.id in visible]
     return render_pending(post, sent, received, posts=posts_by_id(services.config),
                           language=invocation.language)
 

@@ -7,6 +7,7 @@ other's users, rooms or messages.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -65,22 +66,6 @@ class OfficerFactory(Protocol):
     async def __call__(self, prefix: str, *, displayname: str | None = None) -> Officer: ...
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def officer_factory(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[OfficerFactory]:
-    """`await officer_factory("kz")` gives a started officer with a fresh account."""
-    officers: list[Officer] = []
-
-    async def make(prefix: str, *, displayname: str | None = None) -> Officer:
-        officer = await Officer.create(
-            synapse, unique(prefix), tmp_path / "officers", displayname=displayname
-        )
-        officers.append(officer)
-        await officer.start()
-        return officer
-
-    yield make
-    for officer in officers:
-        await officer.stop()
 
 
 class OfficerOnFactory(Protocol):
@@ -95,6 +80,23 @@ async def officer_on_factory(
 ) -> AsyncIterator[OfficerOnFactory]:
     """`await officer_on_factory(synapse_pair.partner, "uz")`: a started officer with a fresh
     account on one server of the federating pair."""
+    async with _officers(tmp_path) as make:
+        yield make
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def officer_factory(synapse: LocalSynapse, tmp_path: Path) -> AsyncIterator[OfficerFactory]:
+    """`await officer_factory("kz")` gives a started officer with a fresh account."""
+    async with _officers(tmp_path) as make:
+        async def on_synapse(prefix: str, *, displayname: str | None = None) -> Officer:
+            return await make(synapse, prefix, displayname=displayname)
+
+        yield on_synapse
+
+
+@contextlib.asynccontextmanager
+async def _officers(tmp_path: Path) -> AsyncIterator[OfficerOnFactory]:
+    """Makes started officers with fresh accounts; stops them all at the end."""
     officers: list[Officer] = []
 
     async def make(server: LocalSynapse, prefix: str, *,
@@ -106,9 +108,11 @@ async def officer_on_factory(
         await officer.start()
         return officer
 
-    yield make
-    for officer in officers:
-        await officer.stop()
+    try:
+        yield make
+    finally:
+        for officer in officers:
+            await officer.stop()
 
 
 # --- the bot ----------------------------------------------------------------
