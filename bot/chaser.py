@@ -37,8 +37,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.clock import Clock
 from bot.config import Config
-from bot.languages import RoomLanguages
-from bot.services import audience_in, case_disclosure, require_disclosure
+from bot.directory import Directory
 from commands.audience import Detail, Disclosure
 from commands.case_render import CASE_KEY, case_metadata
 from commands.chase_render import render_escalation, render_reminder, render_taken
@@ -59,6 +58,7 @@ from commands.model import Post
 from commands.notify import OutboxKind, msgtype_for
 from commands.records import Case
 from commands.render import Notice, notice_content
+from handlers.context import audience_in, case_disclosure, require_disclosure
 from storage import cases, chasing, outbox
 from storage.chasing import SentMessage, StepRecord
 from storage.db import Database
@@ -115,7 +115,7 @@ class Chaser:
         destinations: Destinations,
         wake_sender: Callable[[], None],
         ready: asyncio.Event | None = None,
-        languages: RoomLanguages | None = None,
+        languages: Directory | None = None,
     ) -> None:
         self._db = db
         self._clock = clock

@@ -19,9 +19,9 @@ from nio import (
 )
 
 from bot.config import Config
-from bot.services import audience_in
 from bot.session import CREDENTIALS_FILE, Credentials
 from commands.audience import Audience, AudienceKind
+from handlers.context import audience_in
 
 
 class RoomsError(Exception):

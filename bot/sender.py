@@ -39,7 +39,7 @@ PERMANENT_ERRORS = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN", "M_BAD_
 PERMANENT_AFTER_ATTEMPTS = 5
 # The one message allowed into an unencrypted room: why the bot will not work there.
 PLAINTEXT_KIND = OutboxKind.PLAINTEXT_WARNING
-# The outbox kind of a case relayed to a target post (see commands.cases).
+# The outbox kind of a case relayed to a target post (see handlers.cases).
 RELAY_KIND = OutboxKind.CASE_RELAY
 
 

@@ -28,7 +28,7 @@ class OutboxKind(StrEnum):
     """Every kind of message the bot writes to the outbox."""
 
     CASE_RELAY = "case-relay"
-    """A case relayed to a target post (commands.cases)."""
+    """A case relayed to a target post (handlers.cases)."""
     CASE_ACK = "case-ack"
     """The origin room is told a target acknowledged."""
     CHASE_REMIND = "chase-remind"

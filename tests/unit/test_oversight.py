@@ -19,12 +19,12 @@ from nio import InviteInfo, InviteMemberEvent, RoomLeaveResponse, RoomSendError,
 
 from bot.app import Liaison
 from bot.cli import EXIT_AUDIT_BROKEN, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
+from bot.command_runner import record_refusal
 from bot.config import ConfigError, parse_config
-from bot.events import record_refusal
 from bot.invites import InvitePolicy, answer_invite
 from bot.sender import OutboxSender, SenderSettings
-from bot.services import Services
 from commands.errors import CommandError
+from handlers.context import Services
 from storage import audit, export
 from storage.db import Database
 from tests.unit.test_case_commands import (

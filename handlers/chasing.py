@@ -5,7 +5,7 @@
 - `!report [PERIOD]`: `report` (supervisors: response times per post)
 
 Like the case commands they run inside the command event's transaction (see
-`bot.services`). The timing is decided in `commands.chasing`, the report figures in
+`handlers.context`). The timing is decided in `commands.chasing`, the report figures in
 `commands.report`; this module reads and writes `storage.chasing`.
 
 Supervisors are the users listed under any post's `supervisors`; they see their own
@@ -23,7 +23,6 @@ from datetime import timedelta
 import aiosqlite
 
 from bot.config import Config
-from bot.services import Services
 from commands.access import SUPERVISOR_ROOMS
 from commands.audience import post_figures_visible
 from commands.chase_render import render_escalations, render_report, render_snoozed
@@ -40,6 +39,7 @@ from commands.render import Notice, render_notice
 from commands.report import MAX_REPORT_DAYS
 from commands.report_chart import CHART_KIND, chart_request
 from commands.texts import text
+from handlers.context import Services
 from storage import cases, chasing
 
 DEFAULT_REPORT_PERIOD = "7d"
