@@ -33,7 +33,7 @@ from commands.localtime import Elapsed
 from commands.model import Post, Priority
 from commands.parser import parse_ref
 from commands.quiet_hours import QuietHours
-from commands.records import Case
+from commands.records import Case, TimelineKind
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
 from commands.render import Notice, render_notice
 from commands.report import MAX_REPORT_DAYS
@@ -85,7 +85,7 @@ async def snooze(invocation: Invocation) -> Reply:
                     until_ms=until_ms, routine=case.priority is Priority.ROUTINE,
                     quiet_hours=quiet, timezone=post.timezone)
     await chasing.reschedule(conn, {record.id: moved[record.step.key] for record in pending})
-    await chasing.add_timeline(conn, case.id, "snoozed", ms=now_ms, post=post.id,
+    await cases.add_timeline(conn, case.id, TimelineKind.SNOOZED, ms=now_ms, post=post.id,
                                actor=invocation.sender,
                                detail={"until_ms": until_ms, "for": format_duration(duration)})
     return render_snoozed(case, min(moved.values()), reader=post)

@@ -23,8 +23,7 @@ from commands.chase_policy import ChasePolicies
 from commands.chasing import Action, ChaseSubject, Phase, PlannedStep
 from commands.model import Priority
 from commands.report import PostReport, ReportDelivery, build_report
-from storage.cases import record_case_event
-from storage.db import changes
+from storage.db import changes, dump_json
 
 
 @dataclass(frozen=True)
@@ -115,10 +114,6 @@ def _step(row: aiosqlite.Row) -> StepRecord:
     )
 
 
-def _dump(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 async def _changes(conn: aiosqlite.Connection, sql: str, values: Sequence[Any]) -> int:
     changed = await changes(conn, sql, tuple(values))
     return changed
@@ -187,7 +182,7 @@ async def save_plan(conn: aiosqlite.Connection, delivery_id: int, steps: Iterabl
     await conn.executemany(
         "INSERT INTO chase_steps (delivery_id, step, phase, action, targets, due_ms)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        [(delivery_id, step.key, step.phase.value, step.action.value, _dump(list(step.targets)),
+        [(delivery_id, step.key, step.phase.value, step.action.value, dump_json(list(step.targets)),
           step.due_ms) for step in steps],
     )
 
@@ -245,7 +240,7 @@ async def mark_fired(conn: aiosqlite.Connection, step_id: int, *, now_ms: int, l
         conn,
         "UPDATE chase_steps SET state = 'fired', done_ms = ?, late = ?, sent = ?"
         " WHERE id = ? AND state = 'pending'",
-        (now_ms, int(late), _dump([{"room": message.room_id, "txn": message.txn_id,
+        (now_ms, int(late), dump_json([{"room": message.room_id, "txn": message.txn_id,
                                     "reader": message.reader} for message in sent]), step_id),
     ) == 1
 
@@ -359,21 +354,6 @@ async def post_reports(conn: aiosqlite.Connection, posts: Sequence[str], *,
     sent = await cases_sent(conn, since_ms=since_ms, posts=posts, until_ms=now_ms)
     return build_report(posts, deliveries, sent=sent, policies=policies, since_ms=since_ms,
                         now_ms=now_ms)
-
-
-# --- the timeline -----------------------------------------------------------------------
-
-
-async def add_timeline(conn: aiosqlite.Connection, case_id: int, kind: str, *, ms: int,
-                       post: str | None = None, actor: str | None = None,
-                       detail: Mapping[str, Any] | None = None) -> None:
-    """Append a chase event (`reminded`, `escalated`, `snoozed`) to the case's timeline,
-    and to the audit log (`storage.cases.record_case_event`)."""
-    await conn.execute(
-        "INSERT INTO timeline (case_id, kind, post, actor, ms, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (case_id, kind, post, actor, ms, _dump(dict(detail or {}))),
-    )
-    await record_case_event(conn, case_id, kind, ms=ms, post=post, actor=actor, detail=detail)
 
 
 # --- direct rooms -----------------------------------------------------------------------
