@@ -19,7 +19,6 @@ from bot.backup import RESTORED_MARK, ScheduledBackups
 from bot.chaser import Chaser
 from bot.clock import Clock
 from bot.command_state import CommandDescriptions
-from bot.config import Config
 from bot.crosssigning import ensure_cross_signed
 from bot.devicewatch import DeviceWatch
 from bot.direct_rooms import DirectRooms
@@ -44,6 +43,7 @@ from bot.trust import TrustPolicy
 from bot.undecryptable import UndecryptableTracker
 from commands.model import Post
 from commands.notify import MsgType, OutboxKind, msgtype_for
+from config import Config
 from handlers import default_registry
 from storage import audit, chasing, outbox
 from storage.audit import AuditAction

@@ -36,7 +36,6 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.clock import Clock
-from bot.config import Config
 from bot.directory import Directory
 from commands.audience import Detail, Disclosure
 from commands.case_render import CASE_KEY, case_metadata
@@ -58,6 +57,7 @@ from commands.model import Post
 from commands.notify import OutboxKind, msgtype_for
 from commands.records import Case, TimelineKind
 from commands.render import Notice, notice_content
+from config import Config
 from handlers.context import audience_in, case_disclosure, require_disclosure
 from storage import cases, chasing, outbox
 from storage.chasing import SentMessage, StepRecord

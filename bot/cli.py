@@ -45,8 +45,8 @@ from bot.cli_commands import (
     cmd_version,
     report_period,
 )
-from bot.config import ConfigError
 from bot.oversight import parse_since
+from config import ConfigError
 from storage.db import MigrationError, SchemaTooNewError
 
 

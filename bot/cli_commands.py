@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
-from bot.config import Config, load_config
+from config import Config, load_config
 from storage.db import BACKUP_DIR, SchemaTooNewError
 
 EXIT_OK = 0

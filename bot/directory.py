@@ -14,8 +14,8 @@ chaser before every round, so a `!lang` is seen from the next event on.
 
 from __future__ import annotations
 
-from bot.config import Config
 from commands.model import Post
+from config import Config
 from storage import languages, state
 from storage.db import Database
 

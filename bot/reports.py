@@ -29,7 +29,6 @@ from typing import Any
 from nio import AsyncClient
 
 from bot.clock import Clock
-from bot.config import Config
 from bot.directory import Directory
 from bot.media import MediaUnavailable, upload
 from commands.chase_render import render_report
@@ -47,6 +46,7 @@ from commands.report_chart import (
     image_content,
 )
 from commands.report_schedule import WeeklyReport
+from config import Config
 from storage import chasing, outbox, reports
 from storage.db import Database
 from storage.outbox import OutboxMessage

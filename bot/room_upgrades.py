@@ -20,8 +20,8 @@ from aiohttp import ClientError
 from nio import AsyncClient, JoinError
 
 from bot.clock import Clock
-from bot.config import Config
 from bot.directory import REPLACED_PREFIX, Directory
+from config import Config
 from storage import audit, state
 from storage.audit import AuditAction
 from storage.db import Database

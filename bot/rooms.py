@@ -18,9 +18,9 @@ from nio import (
     RoomLeaveResponse,
 )
 
-from bot.config import Config
 from bot.session import CREDENTIALS_FILE, Credentials
 from commands.audience import Audience, AudienceKind
+from config import Config
 from handlers.context import audience_in
 
 

@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from bot.config import Config
 from commands.access import SUPERVISOR_ROOMS
 from commands.audience import Audience, CaseParties, Detail, Disclosure, disclose
 from commands.case_render import (
@@ -69,6 +68,7 @@ from commands.routing import (
     still_reaches,
 )
 from commands.texts import Term, text
+from config import Config
 from handlers.context import Services, case_parties
 from storage import cases
 

@@ -22,7 +22,6 @@ from datetime import timedelta
 
 import aiosqlite
 
-from bot.config import Config
 from commands.access import SUPERVISOR_ROOMS
 from commands.audience import post_figures_visible
 from commands.chase_render import render_escalations, render_report, render_snoozed
@@ -39,6 +38,7 @@ from commands.render import Notice, render_notice
 from commands.report import MAX_REPORT_DAYS
 from commands.report_chart import CHART_KIND, chart_request
 from commands.texts import text
+from config import Config
 from handlers.context import Services
 from storage import cases, chasing
 

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 import aiosqlite
 
-from bot.config import Config
 from commands.audience import (
     Audience,
     AudienceKind,
@@ -31,6 +30,7 @@ from commands.audience import (
 )
 from commands.notify import OutboxKind
 from commands.records import Case, TimelineKind
+from config import Config
 from storage import audit, cases, inbox, outbox
 from storage.outbox import OutboxMessage
 

@@ -9,13 +9,13 @@ from datetime import datetime
 
 from bot.clock import Clock
 from bot.command_runner import CommandEvent, CommandRunner
-from bot.config import Config
 from bot.directory import Directory
 from bot.event_transaction import EventTransactions
 from commands.flood import FloodGate
 from commands.registry import CommandRegistry, split_command
 from commands.relations import relation_of
 from commands.render import Notice
+from config import Config
 from storage.db import Database
 
 BOT_USER = "@liaison:liaison.example"

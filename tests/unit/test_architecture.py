@@ -1,7 +1,8 @@
 """The house keeps its plan (docs/architecture.md).
 
-- The pure core (`commands/`) imports no storage, no handlers, no shell, no Matrix and no
-  scheduler.
+- The pure core (`commands/`) imports no configuration loading, storage, handlers, shell,
+  Matrix or scheduler.
+- `config/` (the YAML, its models and cross-checks) imports only the core.
 - `storage/` imports the core's records and nothing of the handlers or the shell.
 - `handlers/` import the core and storage, never the shell (`bot/`) or the dev kit.
 - No two folders import each other; the product never imports the dev kit at import
@@ -17,10 +18,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = ("commands", "storage", "handlers", "bot", "devkit")
+FOLDERS = ("commands", "config", "storage", "handlers", "bot", "devkit")
 THIRD_PARTY_SHELL = ("nio", "aiosqlite", "apscheduler")
 FORBIDDEN = {
-    "commands": {"storage", "handlers", "bot", "devkit", *THIRD_PARTY_SHELL},
+    "commands": {"config", "storage", "handlers", "bot", "devkit", *THIRD_PARTY_SHELL},
+    "config": {"storage", "handlers", "bot", "devkit", *THIRD_PARTY_SHELL},
     "storage": {"handlers", "bot", "devkit", "nio", "apscheduler"},
     "handlers": {"bot", "devkit", "nio", "apscheduler"},
     "bot": {"devkit"},
@@ -78,9 +80,9 @@ def test_no_two_folders_import_each_other() -> None:
 
 
 def test_the_layers_stack_in_one_direction() -> None:
-    """core ← storage ← handlers ← bot: each imports only the layers below it (the dev
-    kit, tests and benchmarks sit on top and may use anything)."""
-    order = ["commands", "storage", "handlers", "bot"]
+    """core ← config ← storage ← handlers ← bot: each imports only the layers below it
+    (the dev kit, tests and benchmarks sit on top and may use anything)."""
+    order = ["commands", "config", "storage", "handlers", "bot"]
     graph = folder_graph()
     upward = sorted((folder, target) for folder in order for target in graph[folder]
                     if target in order and order.index(target) > order.index(folder))
@@ -94,7 +96,8 @@ def sql_calls(path: Path) -> list[int]:
             and node.func.attr in SQL_CALLS]
 
 
-@pytest.mark.parametrize("folder", ["bot", "commands", "handlers", "devkit"])  # bench seeds its own
+@pytest.mark.parametrize("folder", ["bot", "commands", "config", "handlers", "devkit"])
+# (bench/ seeds its own databases)
 def test_only_storage_runs_sql(folder: str) -> None:
     found = {name_of(path): lines for path in modules_of(folder) if (lines := sql_calls(path))}
     assert found == {}, f"SQL outside storage/: {found}"

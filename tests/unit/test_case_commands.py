@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from bot.clock import Clock
-from bot.config import Config, parse_config
 from commands.builtin import register_builtins
 from commands.case_render import CASE_KEY, format_time
 from commands.registry import CommandRegistry
 from commands.render import Notice
+from config import Config, parse_config
 from handlers.cases import register_case_commands
 from storage import cases, outbox
 from storage.db import Database

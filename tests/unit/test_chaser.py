@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from bot.chaser import Chaser
 from bot.clock import Clock
-from bot.config import Config, parse_config
 from commands.case_render import CASE_KEY
 from commands.chasing import plan_delivery
 from commands.registry import CommandRegistry
 from commands.render import Notice
+from config import Config, parse_config
 from handlers import default_registry
 from storage import cases, chasing, outbox
 from storage.db import Database

@@ -17,7 +17,6 @@ import pytest
 from babel import Locale
 from babel.messages.mofile import read_mo, write_mo
 
-from bot.config import Config, parse_config
 from bot.directory import Directory
 from commands.case_render import CASE_KEY
 from commands.errors import CommandError
@@ -43,6 +42,7 @@ from commands.render import (
     render_notice,
 )
 from commands.texts import MESSAGES, Term, catalogue, text
+from config import Config, parse_config
 from devkit import catalogues
 from handlers import default_registry
 from handlers.context import Services

@@ -23,7 +23,6 @@ from nio import RoomSendResponse, UploadError, UploadResponse
 from nio.crypto.attachments import decrypt_attachment
 from PIL import Image
 
-from bot.config import Config, parse_config
 from bot.directory import Directory
 from bot.media import MediaUnavailable
 from bot.reports import UPLOAD_ATTEMPTS, WEEKLY_KIND, ReportCharts, WeeklyReports
@@ -42,6 +41,7 @@ from commands.report_chart import (
 )
 from commands.report_schedule import WeeklyReport
 from commands.texts import text
+from config import Config, parse_config
 from handlers import default_registry
 from storage import outbox
 from storage.db import Database

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import parse_config
 from bot.directory import REPLACED_PREFIX, Directory
+from config import parse_config
 from storage import languages, state
 from storage.db import Database
 from tests.unit.test_config import VALID

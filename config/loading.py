@@ -21,10 +21,10 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from bot.config.checks import _cross_check, _metrics_warnings
-from bot.config.errors import ConfigError, ConfigProblem, Loc
-from bot.config.model import Config
-from bot.config.secrets import _check_secrets
+from config.checks import _cross_check, _metrics_warnings
+from config.errors import ConfigError, ConfigProblem, Loc
+from config.model import Config
+from config.secrets import _check_secrets
 
 
 def load_config(path: Path, *, check_secrets: bool = True) -> Config:

@@ -13,8 +13,13 @@ from pydantic import (
     field_validator,
 )
 
-from bot.config.fields import _relative_to_base, _Section
-from bot.config.sections import (
+from commands.attachments import AttachmentsConfig
+from commands.chase_policy import ChasingConfig
+from commands.model import CategoryRule, Group, Post
+from commands.notify import NotificationSettings
+from commands.report_schedule import ReportsConfig
+from config.fields import _relative_to_base, _Section
+from config.sections import (
     AccessConfig,
     BackupsConfig,
     BotConfig,
@@ -28,11 +33,6 @@ from bot.config.sections import (
     SyncConfig,
     TrustConfig,
 )
-from commands.attachments import AttachmentsConfig
-from commands.chase_policy import ChasingConfig
-from commands.model import CategoryRule, Group, Post
-from commands.notify import NotificationSettings
-from commands.report_schedule import ReportsConfig
 
 
 class Config(_Section):

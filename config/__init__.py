@@ -15,13 +15,15 @@ whole file), `loading` (YAML with line numbers) and `checks` (the cross-checks).
 
 from __future__ import annotations
 
-from bot.config.checks import RESERVED_TARGET_WORDS, SAME_COUNTRY_PREFIX
-from bot.config.errors import ConfigError, ConfigProblem, Finding, Loc
-from bot.config.fields import RateLimit, ServerName, UserId
-from bot.config.loading import format_path, load_config, parse_config
-from bot.config.model import Config
-from bot.config.secrets import INLINE_SECRET_MESSAGE, SecretRef
-from bot.config.sections import (
+from commands.attachments import AttachmentsConfig
+from commands.durations import Duration
+from config.checks import RESERVED_TARGET_WORDS, SAME_COUNTRY_PREFIX
+from config.errors import ConfigError, ConfigProblem, Finding, Loc
+from config.fields import RateLimit, ServerName, UserId
+from config.loading import format_path, load_config, parse_config
+from config.model import Config
+from config.secrets import INLINE_SECRET_MESSAGE, SecretRef
+from config.sections import (
     AccessConfig,
     AllowedInviters,
     BackupsConfig,
@@ -39,8 +41,6 @@ from bot.config.sections import (
     TrustConfig,
     TrustPolicy,
 )
-from commands.attachments import AttachmentsConfig
-from commands.durations import Duration
 
 __all__ = [
     "INLINE_SECRET_MESSAGE",
