@@ -61,7 +61,7 @@ class OutboxKind(StrEnum):
     CASE_CLOSED = "case-closed"
     CASE_CANCELLED = "case-cancelled"
     ADMIN_NOTICE = "admin-notice"
-    """The admins' room is told of a room the bot serves nobody in (bot.events)."""
+    """The admins' room is told of a room the bot serves nobody in (bot.command_runner)."""
     REPORT_WEEKLY = "report-weekly"
     """The weekly report's table (bot.reports)."""
     REPORT_CHART = "report-chart"

@@ -133,7 +133,7 @@ CASE_MESSAGES: Mapping[str, str] = {
     "case.pending.state.acknowledged": "acknowledged",
     "case.pending.state.answered": "answered",
     "case.pending.due": "answer needed by {time}",
-    # cases: replies, reactions, edits and deletions (see commands.case_events)
+    # cases: replies, reactions, edits and deletions (see handlers.case_events)
     "case.reply.notice": "Reply from {post} on {ref} ({who}):",
     "case.reply.finished": "{ref} is {state}; replies are no longer passed on.",
     "case.reply.withheld": "Your reply on {ref} was not passed to:",
