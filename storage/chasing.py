@@ -274,19 +274,28 @@ async def mark_taken_notified(conn: aiosqlite.Connection, step_ids: Iterable[int
 # --- supervisors' views -----------------------------------------------------------------
 
 
-async def fired_escalations(conn: aiosqlite.Connection, *, posts: Iterable[str]
-                            ) -> list[StepRecord]:
-    """Fired escalations of open cases delivered to or sent by `posts`, oldest first."""
+async def _rows_touching(conn: aiosqlite.Connection, posts: Iterable[str], query: str,
+                         values: Sequence[object], order: str) -> Iterable[aiosqlite.Row]:
+    """The rows of `query` (a SELECT over deliveries `d` joined to cases `c`, ending in its
+    WHERE conditions) about deliveries to or from one of `posts`, in `order`; none without
+    posts."""
     wanted = sorted(set(posts))
     if not wanted:
         return []
     marks = ", ".join("?" for _ in wanted)
-    rows = await conn.execute_fetchall(
-        f"{_STEP_SELECT} WHERE s.state = 'fired' AND s.action = 'escalate'"
-        f" AND c.state = 'open' AND (d.post IN ({marks}) OR c.origin_post IN ({marks}))"
-        " ORDER BY s.delivery_id, s.done_ms, s.id",
-        (*wanted, *wanted),
+    return await conn.execute_fetchall(
+        f"{query} AND (d.post IN ({marks}) OR c.origin_post IN ({marks})) ORDER BY {order}",
+        (*values, *wanted, *wanted),
     )
+
+
+async def fired_escalations(conn: aiosqlite.Connection, *, posts: Iterable[str]
+                            ) -> list[StepRecord]:
+    """Fired escalations of open cases delivered to or sent by `posts`, oldest first."""
+    rows = await _rows_touching(
+        conn, posts,
+        f"{_STEP_SELECT} WHERE s.state = 'fired' AND s.action = 'escalate' AND c.state = 'open'",
+        (), "s.delivery_id, s.done_ms, s.id")
     return [_step(row) for row in rows]
 
 
@@ -294,19 +303,14 @@ async def report_deliveries(conn: aiosqlite.Connection, *, since_ms: int,
                             posts: Iterable[str]) -> list[ReportDelivery]:
     """Deliveries to or from `posts` that were routed since `since_ms` or are still open
     (an open one may be overdue now, however old)."""
-    wanted = sorted(set(posts))
-    if not wanted:
-        return []
-    marks = ", ".join("?" for _ in wanted)
-    rows = await conn.execute_fetchall(
+    rows = await _rows_touching(
+        conn, posts,
         f"SELECT {_DELIVERY_COLUMNS},"
         " (SELECT json_group_array(s.done_ms) FROM chase_steps s WHERE s.delivery_id = d.id"
         "  AND s.action = 'escalate' AND s.state = 'fired')"
         " FROM deliveries d JOIN cases c ON c.id = d.case_id"
-        f" WHERE (d.post IN ({marks}) OR c.origin_post IN ({marks}))"
-        " AND (d.routed_ms >= ? OR c.state = 'open') ORDER BY d.id",
-        (*wanted, *wanted, since_ms),
-    )
+        " WHERE (d.routed_ms >= ? OR c.state = 'open')",
+        (since_ms,), "d.id")
     found = []
     for row in rows:
         delivery = _delivery(tuple(row))
