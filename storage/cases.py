@@ -240,36 +240,36 @@ async def acknowledge(
     conn: aiosqlite.Connection, delivery: Delivery, *, by: str, now_ms: int
 ) -> bool:
     """Mark the delivery acknowledged by `by`; False (and nothing stored) if it already was."""
-    changed = await changes(
-        conn,
+    return await _mark_delivery(
+        conn, delivery, TimelineKind.ACKNOWLEDGED, by, now_ms,
         "UPDATE deliveries SET acknowledged_ms = ?, acknowledged_by = ?,"
         " state = CASE state WHEN 'routed' THEN 'acknowledged' ELSE state END"
         " WHERE id = ? AND acknowledged_ms IS NULL",
         (now_ms, by, delivery.id),
     )
-    if changed != 1:
-        return False
-    await add_timeline(conn, delivery.case_id, TimelineKind.ACKNOWLEDGED, post=delivery.post,
-                       actor=by, ms=now_ms)
-    return True
 
 
 async def mark_answered(
     conn: aiosqlite.Connection, delivery: Delivery, *, by: str, now_ms: int
 ) -> bool:
     """Mark the delivery answered (an answer acknowledges too); False if it already was."""
-    changed = await changes(
-        conn,
+    return await _mark_delivery(
+        conn, delivery, TimelineKind.ANSWERED, by, now_ms,
         "UPDATE deliveries SET state = 'answered', answered_ms = ?, answered_by = ?,"
         " acknowledged_ms = COALESCE(acknowledged_ms, ?),"
         " acknowledged_by = COALESCE(acknowledged_by, ?)"
         " WHERE id = ? AND answered_ms IS NULL",
         (now_ms, by, now_ms, by, delivery.id),
     )
-    if changed != 1:
+
+
+async def _mark_delivery(conn: aiosqlite.Connection, delivery: Delivery, kind: TimelineKind,
+                         by: str, now_ms: int, sql: str, values: Sequence[object]) -> bool:
+    """Run `sql`, an update of the delivery guarded by its not being so already; when it
+    changed the delivery, the case's timeline says `kind` by `by`. False when it did not."""
+    if await changes(conn, sql, values) != 1:
         return False
-    await add_timeline(conn, delivery.case_id, TimelineKind.ANSWERED, post=delivery.post,
-                       actor=by, ms=now_ms)
+    await add_timeline(conn, delivery.case_id, kind, post=delivery.post, actor=by, ms=now_ms)
     return True
 
 
