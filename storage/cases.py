@@ -240,34 +240,38 @@ async def acknowledge(
     conn: aiosqlite.Connection, delivery: Delivery, *, by: str, now_ms: int
 ) -> bool:
     """Mark the delivery acknowledged by `by`; False (and nothing stored) if it already was."""
-    return await _mark_delivery(
-        conn, delivery, TimelineKind.ACKNOWLEDGED, by, now_ms,
-        "UPDATE deliveries SET acknowledged_ms = ?, acknowledged_by = ?,"
-        " state = CASE state WHEN 'routed' THEN 'acknowledged' ELSE state END"
-        " WHERE id = ? AND acknowledged_ms IS NULL",
-        (now_ms, by, delivery.id),
-    )
+    return await _mark_delivery(conn, delivery, TimelineKind.ACKNOWLEDGED, by=by, now_ms=now_ms)
 
 
 async def mark_answered(
     conn: aiosqlite.Connection, delivery: Delivery, *, by: str, now_ms: int
 ) -> bool:
     """Mark the delivery answered (an answer acknowledges too); False if it already was."""
-    return await _mark_delivery(
-        conn, delivery, TimelineKind.ANSWERED, by, now_ms,
-        "UPDATE deliveries SET state = 'answered', answered_ms = ?, answered_by = ?,"
-        " acknowledged_ms = COALESCE(acknowledged_ms, ?),"
-        " acknowledged_by = COALESCE(acknowledged_by, ?)"
-        " WHERE id = ? AND answered_ms IS NULL",
-        (now_ms, by, now_ms, by, delivery.id),
-    )
+    return await _mark_delivery(conn, delivery, TimelineKind.ANSWERED, by=by, now_ms=now_ms)
+
+
+_DELIVERY_MARKS: Mapping[TimelineKind, str] = {
+    TimelineKind.ACKNOWLEDGED:
+        "UPDATE deliveries SET acknowledged_ms = :now_ms, acknowledged_by = :by,"
+        " state = CASE state WHEN 'routed' THEN 'acknowledged' ELSE state END"
+        " WHERE id = :id AND acknowledged_ms IS NULL",
+    TimelineKind.ANSWERED:
+        "UPDATE deliveries SET state = 'answered', answered_ms = :now_ms, answered_by = :by,"
+        " acknowledged_ms = COALESCE(acknowledged_ms, :now_ms),"
+        " acknowledged_by = COALESCE(acknowledged_by, :by)"
+        " WHERE id = :id AND answered_ms IS NULL",
+}
+"""How a delivery is marked with each of these timeline kinds: an update guarded by its
+not being so already."""
 
 
 async def _mark_delivery(conn: aiosqlite.Connection, delivery: Delivery, kind: TimelineKind,
-                         by: str, now_ms: int, sql: str, values: Sequence[object]) -> bool:
-    """Run `sql`, an update of the delivery guarded by its not being so already; when it
-    changed the delivery, the case's timeline says `kind` by `by`. False when it did not."""
-    if await changes(conn, sql, values) != 1:
+                         *, by: str, now_ms: int) -> bool:
+    """Mark the delivery `kind` by `by` (`_DELIVERY_MARKS`) and put that on the case's
+    timeline; False (and nothing stored) if it already was."""
+    marked = await changes(conn, _DELIVERY_MARKS[kind],
+                           {"now_ms": now_ms, "by": by, "id": delivery.id})
+    if marked != 1:
         return False
     await add_timeline(conn, delivery.case_id, kind, post=delivery.post, actor=by, ms=now_ms)
     return True

@@ -38,7 +38,7 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,8 +68,9 @@ async def fetch_one(conn: aiosqlite.Connection, sql: str, parameters: Sequence[A
         return await cursor.fetchone()
 
 
-async def changes(conn: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()) -> int:
-    """Run one write statement; return how many rows it changed."""
+async def changes(conn: aiosqlite.Connection, sql: str,
+                  parameters: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+    """Run one write statement (`?` or `:name` parameters); how many rows it changed."""
     cursor = await conn.execute(sql, parameters)
     count = cursor.rowcount
     await cursor.close()
