@@ -102,10 +102,6 @@ def _step(row: aiosqlite.Row) -> StepRecord:
     )
 
 
-async def _changes(conn: aiosqlite.Connection, sql: str, values: Sequence[Any]) -> int:
-    changed = await changes(conn, sql, tuple(values))
-    return changed
-
 
 # --- planning ---------------------------------------------------------------------------
 
@@ -220,7 +216,7 @@ async def next_due_ms(conn: aiosqlite.Connection, *, after_ms: int | None = None
 async def mark_fired(conn: aiosqlite.Connection, step_id: int, *, now_ms: int, late: bool,
                      sent: Sequence[SentMessage]) -> bool:
     """Record that the step fired and what it queued; False if it was no longer pending."""
-    return await _changes(
+    return await changes(
         conn,
         "UPDATE chase_steps SET state = 'fired', done_ms = ?, late = ?, sent = ?"
         " WHERE id = ? AND state = 'pending'",
@@ -233,7 +229,7 @@ async def stop_steps(conn: aiosqlite.Connection, step_ids: Iterable[int], *, now
     """Stop pending steps whose phase was taken; how many were stopped."""
     stopped = 0
     for step_id in step_ids:
-        stopped += await _changes(
+        stopped += await changes(
             conn, "UPDATE chase_steps SET state = 'stopped', done_ms = ?"
                   " WHERE id = ? AND state = 'pending'", (now_ms, step_id))
     return stopped
