@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from commands.case_edits import CaseEdit
+from commands.handling import handling_label
 from commands.localtime import Moment, field_time_ms, format_time, is_time_field
 from commands.model import Post, Tlp
 from commands.records import Case, Delivery, TimelineEntry
@@ -80,6 +81,13 @@ def tlp_label(tlp: Tlp) -> Strong:
     return Strong(f"TLP:{tlp.value}")
 
 
+def case_label(case: Case, language: str) -> Strong:
+    """The TLP label, then the handling code and the action to take (`commands.handling`):
+    they lead every message about the case."""
+    return Strong(f"TLP:{case.tlp.value}"
+                  + handling_label(case.handling, case.action, language))
+
+
 def case_metadata(case: Case) -> dict[str, str]:
     """The `org.liaison.case` content key: what other code correlates on, never the prose."""
     return {"ref": case.ref, "kind": case.kind, "origin": case.origin_post}
@@ -95,8 +103,9 @@ def render_relayed_case(case: Case, *, target: Post, posts: Mapping[str, Post],
     named only to a post that may see it (`related_visible`)."""
     language, timezone = target.language, target.timezone
     lines: list[Line] = [
-        [tlp_label(case.tlp), " ", Strong(case_title(case, language)), " ", Code(case.ref)],
+        [case_label(case, language), " ", Strong(case_title(case, language)), " ", Code(case.ref)],
         text(f"tlp.guidance.{case.tlp.value}", language),
+        *([[Strong("H3: "), Relayed(case.handling_text)]] if case.handling_text else []),
         text("case.from", language, post=post_label(case.origin_post, posts, language),
              time=case_moment(case.created_ms, case, timezone, posts)),
     ]
@@ -184,7 +193,7 @@ def render_ack_notice(case: Case, delivery: Delivery, *, origin: Post,
     sent the case, when the notice must ring (`commands.notify`)."""
     language = origin.language
     assert delivery.acknowledged_by is not None and delivery.acknowledged_ms is not None
-    line: list[Span] = [tlp_label(case.tlp), " ", text(
+    line: list[Span] = [case_label(case, language), " ", text(
         "case.ack.notice", language, post=post_label(delivery.post, posts, language),
         ref=case.ref, who=delivery.acknowledged_by,
         time=Moment(delivery.acknowledged_ms, origin.timezone))]
@@ -198,7 +207,7 @@ def render_update_notice(case: Case, update: str, *, reader: Post,
     """An update as each target reads it."""
     language = reader.language
     return render_notice(
-        [tlp_label(case.tlp), " ", Strong(text("case.update.notice", language, ref=case.ref,
+        [case_label(case, language), " ", Strong(text("case.update.notice", language, ref=case.ref,
                                                 post=post_label(case.origin_post, posts,
                                                                 language)))],
         Relayed(update), language=language,
@@ -209,7 +218,7 @@ def render_finished_notice(case: Case, *, reader: Post, posts: Mapping[str, Post
     """A closed or cancelled case as each target reads it."""
     language = reader.language
     origin = post_label(case.origin_post, posts, language)
-    lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(text(
+    lines: list[Line] = [[case_label(case, language), " ", Strong(text(
         f"case.{case.state}.notice", language, ref=case.ref, post=origin))]]
     if case.outcome:
         lines.append([Strong(text("case.outcome", language) + " "), Relayed(case.outcome)])
@@ -221,7 +230,7 @@ def render_reply_notice(case: Case, said: str, *, from_post: str, who: str, read
     """A reply carried between the origin and a target, labelled with the post it came from."""
     language = reader.language
     return render_notice(
-        [tlp_label(case.tlp), " ", Strong(text(
+        [case_label(case, language), " ", Strong(text(
             "case.reply.notice", language, ref=case.ref,
             post=post_label(from_post, posts, language), who=who))],
         Relayed(said, max_chars=MAX_REPLY_CHARS), language=language,
@@ -235,7 +244,7 @@ def render_attachment_notice(case: Case, *, name: str, mimetype: str, size: int,
     reader can check the file against the chain of custody), then the officer's caption."""
     language = reader.language
     lines: list[Line] = [
-        [tlp_label(case.tlp), " ", Strong(text(
+        [case_label(case, language), " ", Strong(text(
             "case.attachment.notice", language, ref=case.ref,
             post=post_label(from_post, posts, language), who=who))],
         text("case.attachment.file", language, name=name, type=mimetype, size=size,
@@ -251,7 +260,7 @@ def render_edit_notice(case: Case, edit: CaseEdit, *, reader: Post,
     """An edit of the case's opening message as each target reads it: only what changed."""
     language, timezone = reader.language, reader.timezone
     removed = text("case.edit.removed", language)
-    lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(text(
+    lines: list[Line] = [[case_label(case, language), " ", Strong(text(
         "case.edit.notice", language, ref=case.ref,
         post=post_label(case.origin_post, posts, language)))]]
     for change in edit.fields:
@@ -275,7 +284,7 @@ def render_withdrawn_notice(case: Case, *, reader: Post, posts: Mapping[str, Pos
     """The origin deleted the message that opened the case; said in every room of the case."""
     language = reader.language
     msg_id = "case.withdrawn.cancelled" if cancelled else "case.withdrawn.notice"
-    return render_notice([tlp_label(case.tlp), " ", Strong(text(
+    return render_notice([case_label(case, language), " ", Strong(text(
         msg_id, language, ref=case.ref, post=post_label(case.origin_post, posts, language)))],
         language=language)
 
@@ -287,7 +296,7 @@ def render_status(case: Case, deliveries: Sequence[Delivery],
                   history: Sequence[TimelineEntry], *, posts: Mapping[str, Post],
                   language: str, timezone: str, show_refusals: bool) -> Notice:
     """The case, each delivery's state and the timeline, in the reader's time zone."""
-    lines: list[Line] = [[tlp_label(case.tlp), " ", text(
+    lines: list[Line] = [[case_label(case, language), " ", text(
         "case.status.title", language, ref=case.ref, title=case_title(case, language),
         post=post_label(case.origin_post, posts, language),
         state=text(f"case.state.{case.state}", language))]]
@@ -383,7 +392,7 @@ def render_pending(
             acked = sum(1 for delivery in deliveries if delivery.acknowledged_ms is not None)
             seen = sum(1 for delivery in deliveries if delivery.seen_ms is not None
                        or delivery.acknowledged_ms is not None)
-            lines.append([BULLET, tlp_label(case.tlp), " ", Code(case.ref), " ", text(
+            lines.append([BULLET, case_label(case, language), " ", Code(case.ref), " ", text(
                 "case.pending.sent_item", language, title=case_title(case, language),
                 time=Moment(case.created_ms, timezone), acked=acked, seen=seen,
                 total=len(deliveries))])
@@ -394,7 +403,7 @@ def render_pending(
             if case.due_ms is not None and delivery.answered_ms is None:
                 state += "; " + text("case.pending.due", language,
                                      time=Moment(case.due_ms, timezone))
-            lines.append([BULLET, tlp_label(case.tlp), " ", Code(case.ref), " ", text(
+            lines.append([BULLET, case_label(case, language), " ", Code(case.ref), " ", text(
                 "case.pending.received_item", language, title=case_title(case, language),
                 post=post_label(case.origin_post, posts, language),
                 time=Moment(case.created_ms, timezone), state=state)])

@@ -58,6 +58,10 @@ class OutboxKind(StrEnum):
     CASE_WITHDRAWN = "case-withdrawn"
     CASE_CLOSED = "case-closed"
     CASE_CANCELLED = "case-cancelled"
+    CASE_DELAYED = "case-delayed"
+    """The requester is told at once that a target delays its answer (`!delay`)."""
+    CASE_DECLINED = "case-declined"
+    """The requester is told a target refused the request (`!refuse`)."""
     ADMIN_NOTICE = "admin-notice"
     """The admins' room is told of a room the bot serves nobody in (bot.events)."""
     REPORT_WEEKLY = "report-weekly"
@@ -92,6 +96,8 @@ NOTIFICATIONS: Mapping[OutboxKind, Notification] = {
     OutboxKind.UNDECRYPTABLE: Notification.RING,
     OutboxKind.CASE_ACK: Notification.RING_IF_PRESSING,
     OutboxKind.CHASE_TAKEN: Notification.RING_IF_PRESSING,
+    OutboxKind.CASE_DELAYED: Notification.RING,
+    OutboxKind.CASE_DECLINED: Notification.RING,
     OutboxKind.REPLY: Notification.QUIET,
     OutboxKind.REFUSAL: Notification.QUIET,
     OutboxKind.FLOOD_REFUSAL: Notification.QUIET,

@@ -39,6 +39,7 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
 from commands.model import LANGUAGES, Priority
+from commands.request_texts import REQUEST_MESSAGES
 
 # --- vocabulary -------------------------------------------------------------------------
 
@@ -57,6 +58,9 @@ COMMAND_ALIASES: Mapping[str, tuple[str, ...]] = {
     "report": ("отчёт", "تقرير"),
     "escalations": ("эскалации", "تصعيدات"),
     "snooze": ("отложить", "تأجيل"),
+    "delay": ("задержка", "تمديد"),
+    "refuse": ("отказ", "رفض"),
+    "permit": ("разрешить", "إذن"),
 }
 """Aliases per command name; matched after `fold_word` (so `отчет` finds `отчёт`)."""
 
@@ -641,6 +645,7 @@ MESSAGES: Mapping[str, str] = {
     "field.driver": "driver",
     "field.cargo": "cargo",
     "field.container": "container",
+    **REQUEST_MESSAGES,  # issue 20: deadline classes, delays, handling codes, RED
 }
 
 PLURAL_MESSAGES: dict[str, tuple[str, str]] = {

@@ -79,7 +79,8 @@ class DirectRoom:
 
 _DELIVERY_COLUMNS = (
     "d.id, d.case_id, c.ref, c.origin_post, d.post, d.room_id, c.kind, c.priority,"
-    " d.routed_ms, c.due_ms, d.acknowledged_ms, d.answered_ms, c.state"
+    " d.routed_ms, COALESCE(d.due_ms, c.due_ms), d.acknowledged_ms,"
+    " COALESCE(d.answered_ms, d.refused_ms), c.state"
 )
 _STEP_COLUMNS = (
     "s.id, s.step, s.phase, s.action, s.targets, s.due_ms, s.state, s.done_ms, s.late,"
@@ -149,7 +150,7 @@ async def last_delivery_id(conn: aiosqlite.Connection) -> int:
     return int(row[0]) if row is not None else 0
 
 
-TAKEN_KINDS = ("acknowledged", "answered", "closed", "cancelled", "redacted")
+TAKEN_KINDS = ("acknowledged", "answered", "closed", "cancelled", "redacted", "declined")
 
 
 # CROSS JOIN fixes the order: from the few new timeline entries to their cases' steps (by
