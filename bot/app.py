@@ -33,6 +33,7 @@ from bot.metrics import MonitoringListener
 from bot.rawapi import ApiError
 from bot.receipts import ReadReceipts
 from bot.reports import ReportCharts, WeeklyReports
+from bot.request_commands import register_request_commands
 from bot.retention import Retention
 from bot.room_upgrades import RoomUpgrades
 from bot.sender import OutboxSender, SenderSettings
@@ -289,6 +290,7 @@ class Liaison:
 
         access = config.access.allowed_inviters
         registry = default_registry()
+        register_request_commands(registry)  # !delay, !refuse, !permit (issue 20)
         descriptions = CommandDescriptions(client, db, languages, registry)
         router = EventRouter(
             client=client, db=db, clock=self.clock, registry=registry,

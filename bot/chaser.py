@@ -38,6 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.clock import Clock
 from bot.config import Config
 from bot.languages import RoomLanguages
+from bot.red import deliver_waiting, red_home
 from bot.services import audience_in, case_disclosure, require_disclosure
 from commands.audience import Detail, Disclosure
 from commands.case_render import CASE_KEY, case_metadata
@@ -185,6 +186,8 @@ class Chaser:
             taken_through = await self._stop_taken(conn, now)
             told = await self._tell_taken(conn, now)
         self._taken_through = taken_through
+        red_waiting = await deliver_waiting(self._db, self._config, self._destinations,
+                                            self._clock)  # TLP:RED direct messages
         async with self._db.read() as conn:
             due = await chasing.pending_steps(conn, due_by_ms=now)
         retry_at: int | None = None
@@ -204,6 +207,8 @@ class Chaser:
             self._wake_sender()
         async with self._db.read() as conn:
             next_due = await chasing.next_due_ms(conn, after_ms=now)
+        if red_waiting:
+            retry_at = now + RETRY_MS
         candidates = [ms for ms in (next_due, retry_at) if ms is not None]
         return min(candidates) if candidates else None
 
@@ -379,7 +384,8 @@ class Chaser:
         delivery = record.delivery
         recipients = escalation_recipients(
             record.step.targets, origin=self._posts.get(delivery.origin_post),
-            target=self._posts.get(delivery.post), posts=self._posts,
+            target=self._posts.get(delivery.post) or red_home(delivery.post, self._posts),
+            posts=self._posts,
             regional_centre=self._config.chasing.regional_centre,
             joined_rooms=self._destinations.joined_rooms())
         recipients = await self._in_rooms_that_may_read(recipients, delivery.case_id)

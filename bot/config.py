@@ -46,8 +46,10 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from commands.attachments import AttachmentsConfig
 from commands.chase_policy import ChasingConfig, escalation_target_problems
+from commands.deadlines import RequestsConfig
 from commands.durations import Duration
 from commands.flood import Rate
+from commands.handling import HandlingConfig
 from commands.model import MXID_RE, ROOM_ID_RE, SERVER_NAME, Agency, CategoryRule, Group, Post
 from commands.notify import NotificationSettings, quiet_post_problems
 from commands.report_schedule import ReportsConfig, report_problems
@@ -539,6 +541,8 @@ class Config(_Section):
     decryption: DecryptionConfig = DecryptionConfig()
     outbox: OutboxConfig = OutboxConfig()
     chasing: ChasingConfig = ChasingConfig()
+    requests: RequestsConfig = RequestsConfig()
+    handling: HandlingConfig = HandlingConfig()
     notifications: NotificationSettings = NotificationSettings()
     reports: ReportsConfig = ReportsConfig()
     limits: LimitsConfig = LimitsConfig()

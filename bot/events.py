@@ -37,6 +37,7 @@ from bot.languages import RoomLanguages
 from bot.logs import current_case, log_context, note_case
 from bot.media import MediaInvalid, MediaTooLarge, MediaUnavailable, fetch, upload
 from bot.receipts import ReadReceipts
+from bot.red import carry_red_reply
 from bot.room_upgrades import RoomUpgrades
 from bot.seen import note_receipts
 from bot.services import FollowUp, Services
@@ -353,6 +354,14 @@ class EventRouter:
         async with self._db.read() as conn:
             link = await case_events.case_in_room(self._services_for(conn), room.room_id,
                                                   relation.candidates)
+        if link is None and self._post_for_room(room.room_id) is None:  # a TLP:RED DM?
+            if await self._trusted_or_answered(room, event):
+                await self._handle_case_event(
+                    room, event.sender, event.event_id, content, lambda services: (
+                        carry_red_reply(services, room_id=room.room_id, sender=event.sender,
+                                        event_id=event.event_id, relation=relation,
+                                        body=event.body)))
+            return
         if link is None or not await self._trusted_or_answered(room, event):
             return
         if (carries(link, event.sender) and reply_text(event.body)

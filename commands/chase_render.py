@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
-from commands.case_render import BULLET, case_moment, case_title, post_label, case_label
+from commands.case_render import BULLET, case_label, case_moment, case_title, post_label
 from commands.chasing import Phase, Recipient, TakenReason
 from commands.durations import format_duration
 from commands.localtime import Elapsed, Moment, format_elapsed, format_time

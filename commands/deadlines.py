@@ -85,6 +85,9 @@ class RequestsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     classes: dict[str, DeadlineClass] = Field(default_factory=dict)
+    max_delay: Duration = Field(default=timedelta(days=3),
+                                description="The longest total delay of a request without "
+                                "a class")
 
     @field_validator("classes")
     @classmethod
@@ -192,7 +195,7 @@ def parse_delay(args: str, lines: Sequence[str], *, context_ref: str | None = No
     usage = text("command.delay.usage")
     try:
         words, more = _words(args, lines)
-        if words and REF_RE.fullmatch(words[0].upper()) or context_ref is None:
+        if (words and REF_RE.fullmatch(words[0].upper())) or context_ref is None:
             if not words:
                 raise CommandError.of("error.ref_missing")
             ref, words = parse_ref(words[0]), words[1:]
@@ -221,7 +224,7 @@ def parse_refusal(args: str, lines: Sequence[str], *, context_ref: str | None = 
     usage = text("command.refuse.usage")
     try:
         words, more = _words(args, lines)
-        if words and REF_RE.fullmatch(words[0].upper()) or context_ref is None:
+        if (words and REF_RE.fullmatch(words[0].upper())) or context_ref is None:
             if not words:
                 raise CommandError.of("error.ref_missing")
             ref, words = parse_ref(words[0]), words[1:]

@@ -68,6 +68,10 @@ class HandlingConfig(BaseModel):
     actions: dict[str, dict[str, str]] = Field(
         default_factory=dict,
         description="Extra actions: name → labels by language (en required)")
+    red_cleared_rooms: tuple[str, ...] = Field(
+        default=(),
+        description="Post rooms where replies to a TLP:RED case may be carried into the "
+        "case's thread (when the room's members are exactly the originator's post)")
 
     @field_validator("actions")
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
@@ -90,3 +91,50 @@ async def delivery_in_room(conn: aiosqlite.Connection, case_id: int,
         if delivery.room_id == room_id:
             return delivery
     return None
+
+
+# --- TLP:RED: messages waiting for a direct room ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A message about a RED case for one person, until their direct room is ready."""
+
+    txn_id: str
+    user_id: str
+    case_id: int
+    kind: str
+    content: dict[str, Any]
+
+
+async def wait_for_direct_room(conn: aiosqlite.Connection, *, txn_id: str, user_id: str,
+                               case_id: int, kind: str, content: Mapping[str, Any],
+                               now_ms: int) -> None:
+    await conn.execute(
+        "INSERT INTO direct_waiting (txn_id, user_id, case_id, kind, content, created_ms)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (txn_id, user_id, case_id, kind, json.dumps(dict(content), ensure_ascii=False),
+         now_ms))
+
+
+async def waiting(conn: aiosqlite.Connection) -> list[Waiting]:
+    """Unsent messages of open cases, oldest first."""
+    rows = await conn.execute_fetchall(
+        "SELECT w.txn_id, w.user_id, w.case_id, w.kind, w.content FROM direct_waiting w"
+        " JOIN cases c ON c.id = w.case_id WHERE w.sent_ms IS NULL AND c.state = 'open'"
+        " ORDER BY w.created_ms, w.txn_id")
+    return [Waiting(row[0], row[1], row[2], row[3], json.loads(row[4])) for row in rows]
+
+
+async def mark_waiting_sent(conn: aiosqlite.Connection, txn_id: str, *, room_id: str,
+                            now_ms: int) -> bool:
+    """The message went to the outbox (its content now lives there only); a RED relay's
+    delivery learns its room."""
+    changed = await changes(
+        conn, "UPDATE direct_waiting SET sent_ms = ?, room_id = ?, content = '{}'"
+              " WHERE txn_id = ? AND sent_ms IS NULL", (now_ms, room_id, txn_id))
+    if changed != 1:
+        return False
+    await conn.execute("UPDATE deliveries SET room_id = ? WHERE relay_txn_id = ?",
+                       (room_id, txn_id))
+    return True

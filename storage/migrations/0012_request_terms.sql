@@ -28,3 +28,19 @@ CREATE TABLE case_permits (
     permitted_ms INTEGER NOT NULL,
     PRIMARY KEY (case_id, post)
 );
+
+-- Messages about a TLP:RED case waiting for a direct room with one person (the named
+-- recipient, or the originator a reply is carried back to): queued to the outbox under
+-- `txn_id` once they have joined it (`bot.red`).
+CREATE TABLE direct_waiting (
+    txn_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    case_id INTEGER NOT NULL REFERENCES cases (id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    content TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    sent_ms INTEGER,
+    room_id TEXT
+);
+
+CREATE INDEX direct_waiting_unsent ON direct_waiting (sent_ms) WHERE sent_ms IS NULL;
