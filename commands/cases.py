@@ -27,14 +27,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from bot import request_commands as law  # issue 20's hooks, called at run time
 from bot.config import Config
-from bot.request_commands import (
-    case_terms,
-    forward,
-    is_red_to_people,
-    open_red_case,
-    split_forward_targets,
-)
 from bot.services import Services, case_parties, require_disclosure
 from commands.access import SUPERVISOR_ROOMS
 from commands.audience import Audience, CaseParties, Detail, Disclosure, disclose
@@ -110,11 +104,11 @@ async def _open_case(kind: CaseKind, invocation: Invocation) -> Reply:
     services = _services(invocation)
     origin = room_post(invocation, services)
     split = split_terms(invocation.args)  # class:, h:, action: (issue 20)
-    if is_red_to_people(split.rest):
-        return await open_red_case(kind, invocation, services, origin, split)
+    if law.is_red_to_people(split.rest):
+        return await law.open_red_case(kind, invocation, services, origin, split)
     draft = parse_case(kind, split.rest, invocation.lines, now=invocation.now,
                        tz=ZoneInfo(origin.timezone))
-    terms = case_terms(kind, split, draft, invocation, services, origin)
+    terms = law.case_terms(kind, split, draft, invocation, services, origin)
     if draft.ref is not None:
         try:
             await _visible_case(services, draft.ref, invocation)
@@ -254,7 +248,7 @@ async def update(invocation: Invocation) -> Reply:
     services = _services(invocation)
     post = case_room_post(invocation, services)
     language = invocation.language
-    targets, args = split_forward_targets(invocation.args)  # passing it on (issue 20)
+    targets, args = law.split_forward_targets(invocation.args)  # passing it on (issue 20)
     command = parse_ref_command("update", args, invocation.lines,
                                 text_rule="optional" if targets else "required",
                                 context_ref=invocation.context_ref)
@@ -264,7 +258,7 @@ async def update(invocation: Invocation) -> Reply:
         raise CommandError.of("error.update_finished", ref=case.ref,
                               state=Term(f"case.state.{case.state}"))
     if targets:
-        forwarded = await forward(invocation, services, case, targets)
+        forwarded = await law.forward(invocation, services, case, targets)
         if not command.text:
             return forwarded
     await cases.add_timeline(services.conn, case.id, TimelineKind.UPDATED, ms=_ms(invocation),

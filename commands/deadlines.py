@@ -131,12 +131,10 @@ def class_deadline_ms(received_ms: int, deadline_class: DeadlineClass, timezone:
 
 
 def _aware(local: datetime, zone: ZoneInfo) -> datetime:
-    """A wall-clock time in `zone`; one the clocks skip is read after the change, one they
-    pass twice at its first occurrence."""
-    first = local.replace(tzinfo=zone, fold=0)
-    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != local:  # skipped
-        return local.replace(tzinfo=zone, fold=1).astimezone(UTC)
-    return first.astimezone(UTC)
+    """A wall-clock time in `zone`: one the clocks skip is read with the offset before the
+    change (so it lands after it, 02:30 → 03:30), one they pass twice at its first
+    occurrence."""
+    return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
 def check_due(due_ms: int, *, now_ms: int, name: str, deadline_class: DeadlineClass,
