@@ -266,7 +266,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         count = asyncio.run(export_records(_database(args.config), cases=args.cases,
                                            as_csv=args.format == "csv", since_ms=since_ms,
-                                           output=args.output))
+                                           output=args.output,
+                                           include_red=args.include_red))
     except (FileNotFoundError, NoAuditLog) as exc:
         print(f"liaison: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -506,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(2026-03-01 is midnight UTC; or 2026-03-01T18:00+05:00)")
     export.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="write to FILE (mode 0600) instead of standard output")
+    export.add_argument("--include-red", action="store_true",
+                        help="include the content of TLP:RED cases (left out otherwise); "
+                        "recorded on the audit log")
     export.set_defaults(func=cmd_export)
 
     stats = command(

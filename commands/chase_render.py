@@ -179,6 +179,10 @@ def render_escalations(items: Sequence[tuple[Case, Phase, str, Sequence[int]]], 
     return render_notice(*lines, language=language)
 
 
+def _share(part: int, whole: int) -> str:
+    return "-" if whole == 0 else f"{round(100 * part / whole)}%"
+
+
 def _figure(ms: int | None, language: str) -> str:
     return (text("chase.report.none", language) if ms is None
             else format_elapsed(timedelta(milliseconds=_whole(ms)), language))
@@ -207,6 +211,10 @@ def render_report(reports: Sequence[PostReport], *, period: str, since_ms: int, 
             BULLET + text("chase.report.overdue", language, overdue=report.overdue,
                           escalations=report.escalations),
         ]
+        lines += [BULLET + text("report.on_time", language, name=figure.deadline_class,
+                                on_time=figure.on_time, answered=figure.answered,
+                                share=_share(figure.on_time, figure.answered))
+                  for figure in report.on_time]
     if late:
         lines.append(text("chase.late", language, time=Moment(now_ms, timezone)))
     return render_notice(*lines, language=language)

@@ -36,6 +36,7 @@ REQUEST_MESSAGES: Mapping[str, str] = {
     "request.on_time": "answered on time",
     "request.late": "answered late",
     "request.refused": "refused",
+    "report.on_time": "class {name}: {on_time} of {answered} answered on time ({share})",
     "request.error.class_unknown": (
         "{value} is not a deadline class; the classes are {classes}."
     ),

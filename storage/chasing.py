@@ -319,7 +319,7 @@ async def report_deliveries(conn: aiosqlite.Connection, *, since_ms: int,
     rows = await conn.execute_fetchall(
         f"SELECT {_DELIVERY_COLUMNS},"
         " (SELECT json_group_array(s.done_ms) FROM chase_steps s WHERE s.delivery_id = d.id"
-        "  AND s.action = 'escalate' AND s.state = 'fired')"
+        "  AND s.action = 'escalate' AND s.state = 'fired'), c.deadline_class"
         " FROM deliveries d JOIN cases c ON c.id = d.case_id"
         f" WHERE (d.post IN ({marks}) OR c.origin_post IN ({marks}))"
         " AND (d.routed_ms >= ? OR c.state = 'open') ORDER BY d.id",
@@ -330,7 +330,8 @@ async def report_deliveries(conn: aiosqlite.Connection, *, since_ms: int,
         delivery = _delivery(tuple(row))
         found.append(ReportDelivery(
             post=delivery.post, origin_post=delivery.origin_post, subject=delivery.subject,
-            escalations=tuple(int(ms) for ms in json.loads(row[13]) if ms is not None)))
+            escalations=tuple(int(ms) for ms in json.loads(row[13]) if ms is not None),
+            deadline_class=row[14]))
     return found
 
 

@@ -464,3 +464,48 @@ async def test_red_goes_to_each_named_officer_by_direct_message_and_the_origin_s
         assert status.text.startswith("There is no case KZ-0001")
     finally:
         await database.close()
+
+
+def test_the_report_gives_the_on_time_share_per_post_and_class() -> None:
+    from commands.chase_policy import ChasePolicies
+    from commands.chasing import ChaseSubject
+    from commands.model import Priority
+    from commands.report import ClassFigure, ReportDelivery, build_report
+
+    def request(answered: int | None, due: int, deadline_class: str | None) -> ReportDelivery:
+        return ReportDelivery("UZ-TERMEZ", "KZ-ZHIBEK", ChaseSubject(
+            kind="request", priority=Priority.URGENT, routed_ms=10, due_ms=due,
+            acknowledged_ms=answered, answered_ms=answered, case_state="open"),
+            deadline_class=deadline_class)
+
+    items = [request(50, 100, "urgent-direct"), request(150, 100, "urgent-direct"),
+             request(None, 100, "urgent-direct"), request(90, 100, "sirene"),
+             request(90, 100, None)]
+    [report] = build_report(["UZ-TERMEZ"], items, sent={}, policies=ChasePolicies.model_validate(
+        {}), since_ms=0, now_ms=1000)
+    assert report.on_time == (ClassFigure("urgent-direct", 2, 1), ClassFigure("sirene", 1, 1))
+
+
+async def test_an_export_leaves_red_content_out_unless_the_admin_asks(tmp_path: Path) -> None:
+    from storage.export import case_batches
+    config: dict[str, Any] = json.loads(json.dumps(CONFIG))
+    config["posts"][1].update(clearance="RED", officers=[UZ])
+    database = await Database.open(tmp_path / "liaison.db")
+    bot = Bot(database, parse_config(json.dumps(config)), registry_with_terms())
+    try:
+        await bot.say(KZ_ROOM, KZ, "!alert flash tlp:red to:@bekzod:liaison.example\n"
+                                   "Informant: Rustam K.")
+        await bot.say(KZ_ROOM, KZ, "!request urgent to:UZ-TERMEZ class:standard h:H2 "
+                                   "action:seize\nWho?")
+        async with database.read() as conn:
+            plain = [case async for batch in case_batches(conn) for case in batch]
+            full = [case async for batch in case_batches(conn, include_red=True)
+                    for case in batch]
+    finally:
+        await database.close()
+    assert plain[0]["red_content"] == "withheld"
+    assert plain[0]["fields"] == [] and "Rustam" not in json.dumps(plain[0])
+    assert full[0]["fields"] == [["Informant", "Rustam K."]]
+    assert (plain[1]["deadline_class"], plain[1]["handling"], plain[1]["action"]) == (
+        "standard", "H2", "seize")
+    assert plain[1]["deliveries"][0]["answer_due"] == "2026-05-08T10:00:00.000Z"
