@@ -186,8 +186,8 @@ class Chaser:
             taken_through = await self._stop_taken(conn, now)
             told = await self._tell_taken(conn, now)
         self._taken_through = taken_through
-        red_waiting = await deliver_waiting(self._db, self._config, self._destinations,
-                                            self._clock)  # TLP:RED direct messages
+        red_queued, red_waiting = await deliver_waiting(
+            self._db, self._config, self._destinations, self._clock)  # TLP:RED DMs
         async with self._db.read() as conn:
             due = await chasing.pending_steps(conn, due_by_ms=now)
         retry_at: int | None = None
@@ -203,7 +203,7 @@ class Chaser:
                 fired += 1
             elif outcome is Fired.WAITING:
                 retry_at = now + RETRY_MS
-        if told or fired:
+        if told or fired or red_queued:
             self._wake_sender()
         async with self._db.read() as conn:
             next_due = await chasing.next_due_ms(conn, after_ms=now)

@@ -134,12 +134,12 @@ async def open_red_case(kind: CaseKind, invocation: Invocation, services: Servic
 
 
 async def deliver_waiting(db: Database, config: Config, destinations: DirectDestinations,
-                          clock: Clock) -> int:
+                          clock: Clock) -> tuple[int, int]:
     """Queue every waiting message whose person has joined their direct room, each once,
-    into the outbox; how many still wait."""
+    into the outbox; how many were queued, and how many still wait."""
     async with db.read() as conn:
         found = await request_terms.waiting(conn)
-    still = 0
+    still = queued = 0
     for item in found:
         room_id = await destinations.direct_room(item.user_id)
         if room_id is None:
@@ -166,7 +166,8 @@ async def deliver_waiting(db: Database, config: Config, destinations: DirectDest
                                  content=item.content, now_ms=clock.now_ms(),
                                  kind=OutboxKind(item.kind), case_ref=case.ref,
                                  txn_id=item.txn_id)
-    return still
+            queued += 1
+    return queued, still
 
 
 async def _red_delivery(services: Services, room_id: str, sender: str,

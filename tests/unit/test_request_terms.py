@@ -443,14 +443,14 @@ async def test_red_goes_to_each_named_officer_by_direct_message_and_the_origin_s
         assert answer.text == ("TLP:RED KZ-0001 sent by direct message to @bekzod:liaison.example, "
                                "@tj-boss:liaison.example. Its content is not shown here.")
         assert await bot.queued() == []  # nothing until each has a direct room
-        assert await deliver_waiting(bot.db, bot.config, FakeDirectRooms(), bot.clock) == 0
+        assert await deliver_waiting(bot.db, bot.config, FakeDirectRooms(), bot.clock) == (2, 0)
         queued = await bot.queued()
         assert [m.room_id for m in queued] == ["!dm-@bekzod_liaison.example",
                                                "!dm-@tj-boss_liaison.example"]
         assert all("Informant: Rustam K." in m.content["body"] for m in queued)
         assert queued[0].content["m.mentions"] == {"user_ids": [UZ]}
         assert queued[0].content["msgtype"] == "m.text"
-        assert await deliver_waiting(bot.db, bot.config, FakeDirectRooms(), bot.clock) == 0
+        assert await deliver_waiting(bot.db, bot.config, FakeDirectRooms(), bot.clock) == (0, 0)
         assert len(await bot.queued()) == 2  # each once
         async with bot.db.read() as conn:
             case = await cases.case_by_ref(conn, "KZ-0001")
