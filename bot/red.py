@@ -202,6 +202,28 @@ async def red_react(services: Services, *, room_id: str, sender: str, event_id: 
             kind=OutboxKind.CASE_ACK, txn=f"liaison-red-ack-{delivery.id}")
 
 
+async def acknowledge_in_direct_room(invocation: Invocation, services: Services) -> Reply:
+    """`!ack REF` (or `!ack` in reply to the case) in the person's direct room."""
+    from commands.parser import parse_ack
+    ref = parse_ack(invocation.args, invocation.lines, context_ref=invocation.context_ref)
+    case = await cases.case_by_ref(services.conn, ref)
+    delivery = None if case is None else await request_terms.delivery_in_room(
+        services.conn, case.id, invocation.room_id)
+    if case is None or delivery is None or delivery.recipient != invocation.sender:
+        raise CommandError.of("error.case_unknown", ref=ref)
+    language = invocation.language
+    if not case.is_open:
+        return render_notice(text("case.ack.finished", language, ref=case.ref,
+                                  state=text(f"case.state.{case.state}", language)),
+                             language=language)
+    now_ms = services.clock.now_ms()
+    if await cases.acknowledge(services.conn, delivery, by=invocation.sender, now_ms=now_ms):
+        await _to_originator(services, case, text("red.ack.notice", _origin_language(
+            services, case), ref=case.ref, who=invocation.sender), said=None,
+            kind=OutboxKind.CASE_ACK, txn=f"liaison-red-ack-{delivery.id}")
+    return render_notice(text("red.ack.done", language, ref=case.ref), language=language)
+
+
 async def carry_red_reply(services: Services, *, room_id: str, sender: str, event_id: str,
                           relation: Relation, body: str) -> Reply | None:
     """A reply on the RED case in the person's direct room: it answers a request (or

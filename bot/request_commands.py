@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from bot import red
 from bot.services import Services, case_parties, require_disclosure
 from commands import cases as case_commands
 from commands.audience import disclose
@@ -83,8 +84,12 @@ def is_red_to_people(first_line: str) -> bool:
 
 async def open_red_case(kind: CaseKind, invocation: Invocation, services: Services,
                         origin: Post, split: Terms) -> Reply:
-    from bot.red import open_red_case as open_red
-    return await open_red(kind, invocation, services, origin, split)
+    return await red.open_red_case(kind, invocation, services, origin, split)
+
+
+async def acknowledge_red(invocation: Invocation, services: Services) -> Reply:
+    """`!ack REF` in a named person's direct room: their own RED delivery only."""
+    return await red.acknowledge_in_direct_room(invocation, services)
 
 
 # --- !delay and !refuse -----------------------------------------------------------------

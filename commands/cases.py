@@ -197,6 +197,8 @@ def blocks(refusal: Refusal, draft: CaseDraft) -> bool:
 
 async def ack(invocation: Invocation) -> Reply:
     services = _services(invocation)
+    if services.config.post_by_room(invocation.room_id) is None:  # a TLP:RED direct room
+        return await law.acknowledge_red(invocation, services)
     post = room_post(invocation, services)
     language = invocation.language
     ref = parse_ack(invocation.args, invocation.lines, context_ref=invocation.context_ref)

@@ -37,13 +37,15 @@ from commands.handling import (
     resolve_action,
     split_terms,
 )
-from commands.model import Post
+from commands.model import Post, Tlp
 from commands.red import red_recipients
 from commands.registry import CommandRegistry
 from storage import cases, chasing
 from storage.db import Database
+from tests.unit.commandrun import run_command
 from tests.unit.test_case_commands import (
     CONFIG,
+    JOINED,
     KZ,
     KZ_BOSS,
     KZ_ROOM,
@@ -462,6 +464,29 @@ async def test_red_goes_to_each_named_officer_by_direct_message_and_the_origin_s
              "!dm-@tj-boss_liaison.example")]
         status = await bot.say(KZ_ROOM, KZ, "!status KZ-0001")  # the origin room: nothing
         assert status.text.startswith("There is no case KZ-0001")
+
+        async def in_direct_room(sender: str, room_id: str, body: str) -> str:
+            bot.events += 1
+            answer = await run_command(
+                bot.db, bot.config, bot.clock, bot.registry, room_id=room_id, sender=sender,
+                body=body, event_id=f"$event{bot.events}", at=bot.clock.at, joined=JOINED,
+                members={room_id: frozenset({sender, "@liaison:liaison.example"})})
+            return answer.text
+
+        uz_dm, tj_dm = "!dm-@bekzod_liaison.example", "!dm-@tj-boss_liaison.example"
+        assert await in_direct_room(UZ, uz_dm, "!ack KZ-0001") == "KZ-0001 acknowledged."
+        assert (await in_direct_room("@tj-boss:liaison.example", uz_dm, "!ack KZ-0001")
+                ).startswith("There is no case KZ-0001")
+        assert await in_direct_room("@tj-boss:liaison.example", tj_dm, "!ack KZ-0001") == (
+            "KZ-0001 acknowledged.")
+        async with bot.db.read() as conn:
+            acked = [d.acknowledged_by for d in await cases.deliveries(conn, 1)]
+            waiting = await conn.execute_fetchall(
+                "SELECT user_id, kind FROM direct_waiting WHERE sent_ms IS NULL")
+        assert acked == [UZ, "@tj-boss:liaison.example"]
+        # The originator hears of each acknowledgement by direct message (KZ's room is
+        # not RED-cleared).
+        assert [tuple(row) for row in waiting] == [(KZ, "case-ack"), (KZ, "case-ack")]
     finally:
         await database.close()
 
@@ -509,3 +534,30 @@ async def test_an_export_leaves_red_content_out_unless_the_admin_asks(tmp_path: 
     assert (plain[1]["deadline_class"], plain[1]["handling"], plain[1]["action"]) == (
         "standard", "H2", "seize")
     assert plain[1]["deliveries"][0]["answer_due"] == "2026-05-08T10:00:00.000Z"
+
+
+def test_a_red_case_is_read_in_its_origin_room_only_when_cleared_and_exactly_its_people(
+) -> None:
+    from bot.services import audience_in
+    from commands.audience import CaseParties, Detail, case_detail, escalation_detail
+    config_data: dict[str, Any] = json.loads(json.dumps(CONFIG))
+    config_data["posts"][0].update(officers=[KZ])
+    config_data["posts"][1].update(clearance="RED", officers=[UZ],
+                                   supervisors=["@uz-boss:liaison.example"])
+    config_data["handling"] = {"red_cleared_rooms": [KZ_ROOM]}
+    config = parse_config(json.dumps(config_data))
+    posts = {post.id: post for post in config.posts}
+    red = CaseParties(ref="KZ-0001", tlp=Tlp.RED, origin="KZ-ZHIBEK", targets=frozenset({UZ}))
+    bot_user = "@liaison:liaison.example"
+    own = audience_in(config, KZ_ROOM, frozenset({KZ, KZ_BOSS, bot_user}))
+    visited = audience_in(config, KZ_ROOM, frozenset({KZ, "@visitor:liaison.example"}))
+    uncleared = audience_in(config, UZ_ROOM, frozenset({UZ}))
+    assert case_detail(own, red, posts) is Detail.FULL
+    assert case_detail(visited, red, posts) is Detail.NONE
+    assert case_detail(uncleared, red, posts) is Detail.NONE
+    named = audience_in(config, "!dm:liaison.example", frozenset({UZ, bot_user}))
+    assert case_detail(named, red, posts) is Detail.PARTICIPANT
+    boss = audience_in(config, "!boss-dm:liaison.example",
+                       frozenset({"@uz-boss:liaison.example", bot_user}))
+    assert case_detail(boss, red, posts) is Detail.NONE  # not named: never the content
+    assert escalation_detail(boss, red, posts) is Detail.REFERENCE  # only who and which
