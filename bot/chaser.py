@@ -38,7 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.clock import Clock
 from bot.config import Config
 from bot.languages import RoomLanguages
-from bot.red import deliver_waiting, red_home
+from bot.red import deliver_waiting, red_home, red_reader
 from bot.services import audience_in, case_disclosure, require_disclosure
 from commands.audience import Detail, Disclosure
 from commands.case_render import CASE_KEY, case_metadata
@@ -444,8 +444,8 @@ class Chaser:
         step, delivery = record.step, record.delivery
         policy = self._config.chasing.policies.of(delivery.subject.priority)
         answer_due = answer_deadline_ms(delivery.subject, policy)
-        if recipient is None:
-            target = self._posts.get(delivery.post)
+        if recipient is None:  # a RED delivery's person reads it as their post, mentioned
+            target = self._posts.get(delivery.post) or red_reader(delivery.post, self._posts)
             return render_reminder(case, step.phase, due_ms=step.due_ms,
                                    answer_due_ms=answer_due, target=target, posts=self._posts,
                                    late=late, snooze=suggested_snooze(policy)), delivery.post

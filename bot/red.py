@@ -108,7 +108,7 @@ async def open_red_case(kind: CaseKind, invocation: Invocation, services: Servic
         due_ms = delivery_due_ms(terms, due_ms=case.due_ms, routed_ms=now_ms,
                                  target_timezone=home.timezone, classes=classes)
         # The person reads it in their post's language and zone, mentioned so it rings.
-        reader = home.model_copy(update={"duty_officers": (recipient.user_id,)})
+        reader = red_reader(recipient.user_id, posts) or home
         notice = render_relayed_case(case, target=reader, posts=posts, due_ms=due_ms)
         from commands.cases import case_content
         msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority,
@@ -154,10 +154,13 @@ async def deliver_waiting(db: Database, config: Config, destinations: DirectDest
                 else Detail.REFERENCE
             # The delivery learns its room first: the disclosure counts it as a target.
             disclosure = await case_disclosure(conn, config, audience, case, needed=needed)
-            if disclosure is None:
-                log.warning("a TLP:RED message was withheld: its direct room has readers "
-                            "who may not see the case",
-                            extra={"case_ref": case.ref, "room_id": room_id})
+            if disclosure is None:  # given up on, once: never into a room it may not reach
+                log.warning("a TLP:RED message was withheld: its direct room's reader may "
+                            "not see the case (not a configured officer or supervisor?)",
+                            extra={"case_ref": case.ref, "room_id": room_id,
+                                   "user_id": item.user_id})
+                await request_terms.mark_waiting_sent(conn, item.txn_id, room_id="withheld",
+                                                      now_ms=clock.now_ms())
                 continue
             if not await request_terms.mark_waiting_sent(conn, item.txn_id, room_id=room_id,
                                                          now_ms=clock.now_ms()):
@@ -299,4 +302,11 @@ def _origin_language(services: Services, case: Case) -> str:
 def red_home(post_or_user: str, posts: Mapping[str, Post]) -> Post | None:
     """The post a RED delivery's person acts for (its `post` is their user id)."""
     return cleared_post(post_or_user, posts) if post_or_user.startswith("@") else None
+
+
+def red_reader(post_or_user: str, posts: Mapping[str, Post]) -> Post | None:
+    """A RED delivery's person as a reader: their post's language and zone, and they alone
+    mentioned (so a reminder in their direct room rings them)."""
+    home = red_home(post_or_user, posts)
+    return None if home is None else home.model_copy(update={"duty_officers": (post_or_user,)})
 

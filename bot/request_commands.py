@@ -76,10 +76,13 @@ def case_terms(kind: CaseKind, split: Terms, draft: CaseDraft, invocation: Invoc
 
 def is_red_to_people(first_line: str) -> bool:
     """`to:` names people (`to:@name:server`): the TLP:RED path (`bot.red`)."""
-    return any(token.lower().startswith(("to:@", "кому:@", "إلى:@"))
-               or (token.lower().startswith(("to:", "кому:", "إلى:"))
-                   and is_person_list(token.partition(":")[2]))
-               for token in first_line.split())
+    tokens = first_line.split()
+    for index, token in enumerate(tokens):
+        head, sep, value = token.partition(":")
+        if sep and head.lower() in ("to", "кому", "إلى"):
+            following = tokens[index + 1] if index + 1 < len(tokens) else ""
+            return is_person_list(value or following)
+    return False
 
 
 async def open_red_case(kind: CaseKind, invocation: Invocation, services: Services,
@@ -254,9 +257,10 @@ def split_forward_targets(args: str) -> tuple[list[str], str]:
 
 
 async def forward(invocation: Invocation, services: Services, case: Case,
-                  targets: list[str]) -> Reply:
+                  targets: list[str]) -> Reply | None:
     """`!update REF to:POST [text]`: pass the case on to more posts, under TLP and H2; the
-    new posts read the case (then the update, if any, like every target)."""
+    new posts read the case (then the update, if any, like every target). None when it
+    went to every new post; else the answer saying what was refused (nothing was sent)."""
     language, conn = invocation.language, services.conn
     if not case.forwardable:
         raise CommandError.of("handling.error.strict_forward", ref=case.ref,
@@ -265,6 +269,8 @@ async def forward(invocation: Invocation, services: Services, case: Case,
     permitted = await request_terms.permits(conn, case.id)
     first = await _first_targets(services, case)
     new = [post for post in targets if post not in delivered]
+    if not new:
+        return None
     barred = [post for post in new
               if not may_forward(case.handling, post, first_targets=first, permitted=permitted)]
     if barred:
@@ -285,8 +291,7 @@ async def forward(invocation: Invocation, services: Services, case: Case,
         return render_not_sent(blocking or decision.refusals, tlp=case.tlp, category=None,
                                posts=posts, language=language)
     await _relay_to(services, case, decision.deliveries, now_ms=_ms(invocation))
-    return render_notice(text("handling.forward.done", language, ref=case.ref,
-                              posts=", ".join(decision.deliveries)), language=language)
+    return None
 
 
 async def _first_targets(services: Services, case: Case) -> frozenset[str]:

@@ -259,10 +259,12 @@ async def update(invocation: Invocation) -> Reply:
     if not case.is_open:
         raise CommandError.of("error.update_finished", ref=case.ref,
                               state=Term(f"case.state.{case.state}"))
-    if targets:
-        forwarded = await law.forward(invocation, services, case, targets)
-        if not command.text:
-            return forwarded
+    refused = await law.forward(invocation, services, case, targets) if targets else None
+    if refused is not None:
+        return refused
+    if not command.text:
+        return render_notice(text("handling.forward.done", language, ref=case.ref,
+                                  posts=", ".join(targets)), language=language)
     await cases.add_timeline(services.conn, case.id, TimelineKind.UPDATED, ms=_ms(invocation),
                              post=post.id if post else case.origin_post, actor=invocation.sender,
                              detail={"text": command.text})

@@ -129,12 +129,13 @@ async def waiting(conn: aiosqlite.Connection) -> list[Waiting]:
 async def mark_waiting_sent(conn: aiosqlite.Connection, txn_id: str, *, room_id: str,
                             now_ms: int) -> bool:
     """The message went to the outbox (its content now lives there only); a RED relay's
-    delivery learns its room."""
+    delivery learns its room. `room_id` "withheld": it never will (the content goes)."""
     changed = await changes(
         conn, "UPDATE direct_waiting SET sent_ms = ?, room_id = ?, content = '{}'"
               " WHERE txn_id = ? AND sent_ms IS NULL", (now_ms, room_id, txn_id))
     if changed != 1:
         return False
-    await conn.execute("UPDATE deliveries SET room_id = ? WHERE relay_txn_id = ?",
-                       (room_id, txn_id))
+    if room_id != "withheld":
+        await conn.execute("UPDATE deliveries SET room_id = ? WHERE relay_txn_id = ?",
+                           (room_id, txn_id))
     return True
