@@ -77,6 +77,7 @@ async def open_red_case(kind: CaseKind, invocation: Invocation, services: Servic
     """Store a TLP:RED case for named people and queue one direct message each; answer the
     origin room with the reference and the people only."""
     from bot.request_commands import case_terms  # the terms check shared with !alert
+    from commands.cases import case_content  # (both import this module)
     config, language = services.config, invocation.language
     people, rest = split_red_targets(split.rest)
     usage_id = f"command.{kind}.usage"
@@ -110,7 +111,6 @@ async def open_red_case(kind: CaseKind, invocation: Invocation, services: Servic
         # The person reads it in their post's language and zone, mentioned so it rings.
         reader = red_reader(recipient.user_id, posts) or home
         notice = render_relayed_case(case, target=reader, posts=posts, due_ms=due_ms)
-        from commands.cases import case_content
         msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority,
                               settings=config.notifications)
         txn_id = f"liaison-red-{case.ref}-{index}"

@@ -19,7 +19,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -275,8 +274,3 @@ def class_summary(name: str | None, due_ms: int | None, answered_ms: int | None,
     if timely is not None:
         parts.append(text("request.on_time" if timely else "request.late", language))
     return ", ".join(parts)
-
-
-def term_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop the empty ones (what the export writes)."""
-    return {key: value for key, value in values.items() if value not in (None, "", ())}

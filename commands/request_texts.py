@@ -35,7 +35,6 @@ REQUEST_MESSAGES: Mapping[str, str] = {
     "request.due": "due {time}",
     "request.on_time": "answered on time",
     "request.late": "answered late",
-    "request.refused": "refused",
     "report.on_time": "class {name}: {on_time} of {answered} answered on time ({share})",
     "request.error.class_unknown": (
         "{value} is not a deadline class; the classes are {classes}."
@@ -133,8 +132,6 @@ REQUEST_MESSAGES: Mapping[str, str] = {
     "red.error.nobody": "TLP:RED needs the people it goes to, e.g. to:@name:server.",
     "red.error.not_red": "Only TLP:RED goes to named people; name posts for other levels.",
     "red.sent": "{ref} sent by direct message to {people}. Its content is not shown here.",
-    "red.reference": "TLP:RED case {ref} went to {people}.",
-    "red.reply.notice": "Reply from {who} on {ref}:",
     "red.reply.done": "Your reply on {ref} was carried to {origin}.",
     "red.ack.done": "{ref} acknowledged.",
     "red.ack.notice": "{ref} acknowledged by {who}.",
