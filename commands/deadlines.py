@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from commands.durations import Duration, parse_duration
 from commands.errors import CommandError
+from commands.identifiers import REF_RE, parse_ref, strip_invisible
 from commands.localtime import Elapsed, Moment
-from commands.parser import REF_RE, parse_ref, strip_invisible
 from commands.texts import fold_word, text
 
 CLASS_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")

@@ -25,7 +25,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from commands.errors import CommandError
-from commands.parser import CATEGORY_RE, parse_ref, strip_invisible
+from commands.identifiers import CATEGORY_RE, parse_ref, strip_invisible
 from commands.texts import fold_word, has_text, text
 
 

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from commands.errors import CommandError
+from commands.identifiers import strip_invisible
 from commands.model import MXID_RE, ROOM_ID_RE, Post, Tlp
-from commands.parser import strip_invisible
 
 
 @dataclass(frozen=True)

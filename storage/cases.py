@@ -30,7 +30,7 @@ from commands.records import Revision as Revision
 from commands.records import TimelineEntry as TimelineEntry
 from commands.records import TimelineKind as TimelineKind
 from storage import audit
-from storage.db import changes
+from storage.db import changes, dump_json
 
 REF_DIGITS = 4
 """References are zero-padded to four digits (KZ-0042) and grow beyond 9999 as needed."""
@@ -72,9 +72,6 @@ def _delivery(row: aiosqlite.Row) -> Delivery:
     )
 
 
-def _dump(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
 
 def format_ref(country: str, number: int) -> str:
     """`KZ-0042`."""
@@ -103,7 +100,7 @@ async def create_case(conn: aiosqlite.Connection, new: NewCase) -> Case:
         " origin_sender, created_ms, deadline_class, handling, handling_text, action)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (ref, new.kind, new.origin_post, new.priority.value, new.tlp.value, new.category,
-         new.grading, new.related_ref, _dump([list(pair) for pair in new.fields]), new.text,
+         new.grading, new.related_ref, dump_json([list(pair) for pair in new.fields]), new.text,
          new.due_ms, int(new.forwardable), new.origin_room, new.origin_event_id,
          new.origin_sender, new.created_ms, new.deadline_class, new.handling,
          new.handling_text, new.action),
@@ -188,7 +185,7 @@ async def revise_case(
     """Store an edit of the case's details; the timeline says who edited what."""
     await conn.execute(
         "UPDATE cases SET fields = ?, text = ?, grading = ?, due_ms = ? WHERE id = ?",
-        (_dump([list(pair) for pair in revision.fields]), revision.text, revision.grading,
+        (dump_json([list(pair) for pair in revision.fields]), revision.text, revision.grading,
          revision.due_ms, case.id),
     )
     await add_timeline(conn, case.id, TimelineKind.EDITED, post=post, actor=by, ms=now_ms,
@@ -323,7 +320,7 @@ async def add_timeline(
 ) -> None:
     await conn.execute(
         "INSERT INTO timeline (case_id, kind, post, actor, ms, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (case_id, kind.value, post, actor, ms, _dump(dict(detail or {}))),
+        (case_id, kind.value, post, actor, ms, dump_json(dict(detail or {}))),
     )
     await record_case_event(conn, case_id, kind, ms=ms, post=post, actor=actor, detail=detail)
 

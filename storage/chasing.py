@@ -23,8 +23,7 @@ from commands.chase_policy import ChasePolicies
 from commands.chasing import Action, ChaseSubject, Phase, PlannedStep
 from commands.model import Priority
 from commands.report import PostReport, ReportDelivery, build_report
-from storage.cases import record_case_event
-from storage.db import changes
+from storage.db import changes, dump_json
 
 
 @dataclass(frozen=True)
@@ -65,18 +64,6 @@ class StepRecord:
     taken_notified_ms: int | None
 
 
-@dataclass(frozen=True)
-class DirectRoom:
-    """The bot's direct room with one person: `room_id` None while it is being created;
-    `invited_ms` once the homeserver took the invite; `joined_ms` once they joined."""
-
-    user_id: str
-    room_id: str | None
-    created_ms: int
-    invited_ms: int | None = None
-    joined_ms: int | None = None
-
-
 _DELIVERY_COLUMNS = (
     "d.id, d.case_id, c.ref, c.origin_post, d.post, d.room_id, c.kind, c.priority,"
     " d.routed_ms, COALESCE(d.due_ms, c.due_ms), d.acknowledged_ms,"
@@ -114,10 +101,6 @@ def _step(row: aiosqlite.Row) -> StepRecord:
         taken_notified_ms=row[10],
         delivery=_delivery(tuple(row)[11:]),
     )
-
-
-def _dump(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 async def _changes(conn: aiosqlite.Connection, sql: str, values: Sequence[Any]) -> int:
@@ -188,7 +171,7 @@ async def save_plan(conn: aiosqlite.Connection, delivery_id: int, steps: Iterabl
     await conn.executemany(
         "INSERT INTO chase_steps (delivery_id, step, phase, action, targets, due_ms)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        [(delivery_id, step.key, step.phase.value, step.action.value, _dump(list(step.targets)),
+        [(delivery_id, step.key, step.phase.value, step.action.value, dump_json(list(step.targets)),
           step.due_ms) for step in steps],
     )
 
@@ -246,7 +229,7 @@ async def mark_fired(conn: aiosqlite.Connection, step_id: int, *, now_ms: int, l
         conn,
         "UPDATE chase_steps SET state = 'fired', done_ms = ?, late = ?, sent = ?"
         " WHERE id = ? AND state = 'pending'",
-        (now_ms, int(late), _dump([{"room": message.room_id, "txn": message.txn_id,
+        (now_ms, int(late), dump_json([{"room": message.room_id, "txn": message.txn_id,
                                     "reader": message.reader} for message in sent]), step_id),
     ) == 1
 
@@ -361,76 +344,3 @@ async def post_reports(conn: aiosqlite.Connection, posts: Sequence[str], *,
     sent = await cases_sent(conn, since_ms=since_ms, posts=posts, until_ms=now_ms)
     return build_report(posts, deliveries, sent=sent, policies=policies, since_ms=since_ms,
                         now_ms=now_ms)
-
-
-# --- the timeline -----------------------------------------------------------------------
-
-
-async def add_timeline(conn: aiosqlite.Connection, case_id: int, kind: str, *, ms: int,
-                       post: str | None = None, actor: str | None = None,
-                       detail: Mapping[str, Any] | None = None) -> None:
-    """Append a chase event (`reminded`, `escalated`, `snoozed`) to the case's timeline,
-    and to the audit log (`storage.cases.record_case_event`)."""
-    await conn.execute(
-        "INSERT INTO timeline (case_id, kind, post, actor, ms, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (case_id, kind, post, actor, ms, _dump(dict(detail or {}))),
-    )
-    await record_case_event(conn, case_id, kind, ms=ms, post=post, actor=actor, detail=detail)
-
-
-# --- direct rooms -----------------------------------------------------------------------
-
-
-async def direct_room(conn: aiosqlite.Connection, user_id: str) -> DirectRoom | None:
-    """The direct-message room the bot opened (or is opening) with `user_id`, if any."""
-    async with conn.execute(
-        "SELECT user_id, room_id, created_ms, invited_ms, joined_ms FROM direct_rooms"
-        " WHERE user_id = ?", (user_id,)
-    ) as cursor:
-        row = await cursor.fetchone()
-    return None if row is None else DirectRoom(*row)
-
-
-async def direct_room_ids(conn: aiosqlite.Connection) -> frozenset[str]:
-    """Every direct room the bot has recorded."""
-    rows = await conn.execute_fetchall(
-        "SELECT room_id FROM direct_rooms WHERE room_id IS NOT NULL")
-    return frozenset(str(row[0]) for row in rows)
-
-
-async def intend_direct_room(conn: aiosqlite.Connection, user_id: str, *, now_ms: int) -> None:
-    """Record that a direct room with `user_id` is about to be created (replacing one the
-    bot gave up on), before asking the homeserver."""
-    await conn.execute(
-        "INSERT INTO direct_rooms (user_id, room_id, created_ms) VALUES (?, NULL, ?)"
-        " ON CONFLICT (user_id) DO UPDATE SET room_id = NULL, created_ms = excluded.created_ms,"
-        " invited_ms = NULL, joined_ms = NULL",
-        (user_id, now_ms),
-    )
-
-
-async def save_direct_room(conn: aiosqlite.Connection, user_id: str, room_id: str, *,
-                           now_ms: int) -> None:
-    """The homeserver created the direct room with `user_id`: remember it."""
-    await conn.execute(
-        "INSERT INTO direct_rooms (user_id, room_id, created_ms) VALUES (?, ?, ?)"
-        " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id,"
-        " created_ms = excluded.created_ms, invited_ms = NULL, joined_ms = NULL",
-        (user_id, room_id, now_ms),
-    )
-
-
-async def mark_direct_room(conn: aiosqlite.Connection, user_id: str, *,
-                           invited_ms: int | None = None, joined_ms: int | None = None) -> None:
-    """The invite was taken (`invited_ms`) or the person joined (`joined_ms`); first time
-    only."""
-    await conn.execute(
-        "UPDATE direct_rooms SET invited_ms = COALESCE(invited_ms, ?),"
-        " joined_ms = COALESCE(joined_ms, ?) WHERE user_id = ?",
-        (invited_ms, joined_ms, user_id),
-    )
-
-
-async def forget_direct_room(conn: aiosqlite.Connection, user_id: str) -> None:
-    """The bot gave up on (and left) its direct room with `user_id`."""
-    await conn.execute("DELETE FROM direct_rooms WHERE user_id = ?", (user_id,))

@@ -32,6 +32,7 @@ is written to it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
@@ -53,6 +54,11 @@ log = logging.getLogger(__name__)
 _MIGRATION_NAME_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 BACKUP_DIR = "backups"
 """Beside the database: its copies taken before each upgrade."""
+
+
+def dump_json(value: object) -> str:
+    """JSON as the database stores it: compact, and text as written (no ASCII escapes)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 async def changes(conn: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()) -> int:

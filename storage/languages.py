@@ -1,5 +1,5 @@
 """The language each room chose with `!lang`: stored, so it outlives restarts and wins
-over the post's configured language (see `bot.languages`)."""
+over the post's configured language (see `bot.directory`)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from commands.builtin import default_registry, register_builtins
+from commands.builtin import register_builtins
 from commands.errors import CommandError
 from commands.registry import (
     CommandRegistry,
@@ -17,6 +17,7 @@ from commands.registry import (
     split_command,
 )
 from commands.render import render_notice
+from handlers import default_registry
 
 SENT = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -111,7 +112,8 @@ def test_default_registry_is_a_fresh_object_each_time() -> None:
     assert "extra" in first and "extra" not in second
     assert [spec.name for spec in second] == ["help", "ping", "alert", "request", "ack",
                                               "update", "close", "cancel", "status", "pending",
-                                              "snooze", "escalations", "report", "lang"]
+                                              "snooze", "escalations", "report", "lang",
+                                              "delay", "refuse", "permit"]
 
 
 def test_help_overview_is_generated_from_the_declarations() -> None:

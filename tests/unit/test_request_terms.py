@@ -11,11 +11,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import parse_config
-from bot.request_commands import register_request_commands
 from commands.builtin import register_builtins
 from commands.case_terms import resolve_terms
-from commands.cases import register_case_commands
 from commands.deadlines import (
     BUILTIN_CLASSES,
     DeadlineClass,
@@ -40,6 +37,9 @@ from commands.handling import (
 from commands.model import Post, Tlp
 from commands.red import red_recipients
 from commands.registry import CommandRegistry
+from config import parse_config
+from handlers.cases import register_case_commands
+from handlers.requests import register_request_commands
 from storage import cases, chasing
 from storage.db import Database
 from tests.unit.commandrun import run_command
@@ -432,7 +432,7 @@ class FakeDirectRooms:
 
 async def test_red_goes_to_each_named_officer_by_direct_message_and_the_origin_sees_only_who(
         tmp_path: Path) -> None:
-    from bot.red import deliver_waiting
+    from handlers.red import deliver_waiting
     config: dict[str, Any] = json.loads(json.dumps(CONFIG))
     config["posts"][1].update(clearance="RED", officers=[UZ])
     config["posts"][0].update(officers=[KZ])
@@ -538,8 +538,8 @@ async def test_an_export_leaves_red_content_out_unless_the_admin_asks(tmp_path: 
 
 def test_a_red_case_is_read_in_its_origin_room_only_when_cleared_and_exactly_its_people(
 ) -> None:
-    from bot.services import audience_in
     from commands.audience import CaseParties, Detail, case_detail, escalation_detail
+    from handlers.context import audience_in
     config_data: dict[str, Any] = json.loads(json.dumps(CONFIG))
     config_data["posts"][0].update(officers=[KZ])
     config_data["posts"][1].update(clearance="RED", officers=[UZ],

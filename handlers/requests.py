@@ -1,13 +1,13 @@
 """Requests as the law frames them (issue 20) — where each is handled:
 
 - `class:`, `h:`, `action:` on `!alert`/`!request`: `case_terms` (hooked into
-  `commands.cases._open_case`; the decisions are `commands.case_terms`)
+  `handlers.cases._open_case`; the decisions are `commands.case_terms`)
 - `!delay REF 2d judicial …`: `delay`;  `!refuse REF law …`: `refuse`
 - `!permit REF POST` (H2): `permit`;  `!update REF to:POST …` (passing a case on):
-  `forward`, hooked into `commands.cases.update`
-- `!alert … tlp:red to:@user:server`: `open_red_case` (see `bot.red`)
+  `forward`, hooked into `handlers.cases.update`
+- `!alert … tlp:red to:@user:server`: `open_red_case` (see `handlers.red`)
 
-Each runs inside the command event's transaction (`bot.services`). Only the target post
+Each runs inside the command event's transaction (`handlers.context`). Only the target post
 delays or refuses, in its own room; only the origin (or its supervisors) permits and
 passes on. Every message about a case goes through `Services.send_case` (its readers'
 disclosure); the requester is told at once, with a ringing `m.text`.
@@ -18,9 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from bot import red
-from bot.services import Services, case_parties, require_disclosure
-from commands import cases as case_commands
 from commands.audience import disclose
 from commands.case_render import case_label, post_label, render_not_sent, render_relayed_case
 from commands.case_terms import CaseTerms, resolve_terms
@@ -44,6 +41,9 @@ from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
 from commands.render import Line, Mention, Relayed, Span, Strong, render_notice
 from commands.routing import RefusalReason, route
 from commands.texts import text
+from handlers import cases as case_commands
+from handlers import red
+from handlers.context import Services, case_parties, require_disclosure
 from storage import cases, chasing, outbox, request_terms
 
 Headline = Callable[[Post], list[Span]]
@@ -75,7 +75,7 @@ def case_terms(kind: CaseKind, split: Terms, draft: CaseDraft, invocation: Invoc
 
 
 def is_red_to_people(first_line: str) -> bool:
-    """`to:` names people (`to:@name:server`): the TLP:RED path (`bot.red`)."""
+    """`to:` names people (`to:@name:server`): the TLP:RED path (`handlers.red`)."""
     tokens = first_line.split()
     for index, token in enumerate(tokens):
         head, sep, value = token.partition(":")

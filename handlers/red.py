@@ -1,6 +1,6 @@
 """TLP:RED to named people, by encrypted direct message — where each part is handled:
 
-- `!alert … tlp:red to:@a:server,@b:server`: `open_red_case` (from `commands.cases`):
+- `!alert … tlp:red to:@a:server,@b:server`: `open_red_case` (from `handlers.cases`):
   each named person (`commands.red.red_recipients`: a listed officer or supervisor of a
   post cleared for RED) gets one delivery whose `post` is their user id and whose room
   is the bot's direct room with them; the origin room gets only the reference and who
@@ -25,9 +25,6 @@ from collections.abc import Mapping
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from bot.clock import Clock
-from bot.config import Config
-from bot.services import Services, audience_in, case_disclosure
 from commands.audience import Detail
 from commands.case_render import case_label, render_relayed_case, render_reply_notice
 from commands.case_terms import delivery_due_ms
@@ -42,6 +39,8 @@ from commands.registry import Invocation, Reply
 from commands.relations import Relation, acknowledges, reply_text
 from commands.render import Strong, render_notice
 from commands.texts import fold_word, text
+from config import Config
+from handlers.context import Clock, Services, audience_in, case_disclosure
 from storage import cases, outbox, request_terms
 from storage.db import Database
 
@@ -76,8 +75,8 @@ async def open_red_case(kind: CaseKind, invocation: Invocation, services: Servic
                         origin: Post, split: Terms) -> Reply:
     """Store a TLP:RED case for named people and queue one direct message each; answer the
     origin room with the reference and the people only."""
-    from bot.request_commands import case_terms  # the terms check shared with !alert
-    from commands.cases import case_content  # (both import this module)
+    from handlers.cases import case_content  # (it imports this module)
+    from handlers.requests import case_terms  # the terms check shared with !alert
     config, language = services.config, invocation.language
     people, rest = split_red_targets(split.rest)
     usage_id = f"command.{kind}.usage"
@@ -265,7 +264,7 @@ async def _to_originator(services: Services, case: Case, headline: str | None, *
                          who: str | None = None) -> None:
     """Into the origin's case thread when its readers may read RED (a cleared room of
     exactly the origin post's people), else to the officer who sent it, by DM."""
-    from commands.cases import case_content
+    from handlers.cases import case_content
     config = services.config
     posts = {post.id: post for post in config.posts}
     origin = posts.get(case.origin_post)

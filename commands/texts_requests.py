@@ -1,5 +1,5 @@
 """The English of issue 20's messages: deadline classes, delays and refusals, handling
-codes and actions, permits, TLP:RED to named people. Merged into
+codes and actions, permits, TLP:RED to named people. Joined into
 `commands.texts.MESSAGES`; Russian and Arabic live in the catalogues like the rest."""
 
 from __future__ import annotations
