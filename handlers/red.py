@@ -40,7 +40,13 @@ from commands.relations import Relation, acknowledges, reply_text
 from commands.render import Strong, render_notice
 from commands.texts import fold_word, text
 from config import Config
-from handlers.context import Clock, Services, audience_in, case_disclosure
+from handlers.context import (
+    Clock,
+    Services,
+    audience_in,
+    case_disclosure,
+    require_disclosure,
+)
 from storage import cases, outbox, request_terms
 from storage.db import Database
 
@@ -164,6 +170,7 @@ async def deliver_waiting(db: Database, config: Config, destinations: DirectDest
             if not await request_terms.mark_waiting_sent(conn, item.txn_id, room_id=room_id,
                                                          now_ms=clock.now_ms()):
                 continue
+            require_disclosure(item.kind, room_id, case.ref, disclosure)
             await outbox.enqueue(conn, room_id=room_id, event_type="m.room.message",
                                  content=item.content, now_ms=clock.now_ms(),
                                  kind=OutboxKind(item.kind), case_ref=case.ref,

@@ -43,8 +43,8 @@ from commands.routing import RefusalReason, route
 from commands.texts import text
 from handlers import cases as case_commands
 from handlers import red
-from handlers.context import Services, case_parties, require_disclosure
-from storage import cases, chasing, outbox, request_terms
+from handlers.context import Services, case_parties
+from storage import cases, chasing, request_terms
 
 Headline = Callable[[Post], list[Span]]
 
@@ -313,7 +313,6 @@ async def _relay_to(services: Services, case: Case, post_ids: tuple[str, ...], *
     for post_id in post_ids:
         target = posts[post_id]
         disclosure = disclose(services.audience(target.room), parties, posts)
-        require_disclosure(OutboxKind.CASE_RELAY, target.room, case.ref, disclosure)
         due_ms = None
         if case.kind == "request" and case.deadline_class in classes:
             due_ms = case.due_ms or class_deadline_ms(now_ms, classes[case.deadline_class or ""],
@@ -321,10 +320,9 @@ async def _relay_to(services: Services, case: Case, post_ids: tuple[str, ...], *
         notice = render_relayed_case(case, target=target, posts=posts, due_ms=due_ms)
         msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority, post=post_id,
                               settings=services.config.notifications)
-        message = await outbox.enqueue(
-            conn, room_id=target.room, event_type="m.room.message",
-            content=case_commands.case_content(notice, case, msgtype=msgtype), now_ms=now_ms,
-            kind=OutboxKind.CASE_RELAY, case_ref=case.ref)
+        message = await services.send(  # refused without the disclosure; keeps the txn_id
+            target.room, case_commands.case_content(notice, case, msgtype=msgtype),
+            kind=OutboxKind.CASE_RELAY, case_ref=case.ref, disclosure=disclosure)
         await cases.add_delivery(conn, case.id, post=post_id, room_id=target.room,
                                  relay_txn_id=message.txn_id, now_ms=now_ms, due_ms=due_ms)
 
