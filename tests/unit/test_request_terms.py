@@ -561,3 +561,28 @@ def test_a_red_case_is_read_in_its_origin_room_only_when_cleared_and_exactly_its
                        frozenset({"@uz-boss:liaison.example", bot_user}))
     assert case_detail(boss, red, posts) is Detail.NONE  # not named: never the content
     assert escalation_detail(boss, red, posts) is Detail.REFERENCE  # only who and which
+
+
+async def test_amber_strict_is_never_passed_on_and_an_unknown_post_sends_nothing(
+        tmp_path: Path) -> None:
+    config: dict[str, Any] = json.loads(json.dumps(CONFIG))
+    config["posts"][1].update(clearance="AMBER+STRICT")
+    database = await Database.open(tmp_path / "liaison.db")
+    bot = Bot(database, parse_config(json.dumps(config)), registry_with_terms())
+    try:
+        await check_passing_on(bot)
+    finally:
+        await database.close()
+
+
+async def check_passing_on(bot: Bot) -> None:
+    await bot.say(KZ_ROOM, KZ, "!alert urgent to:UZ-TERMEZ tlp:amber+strict\nWhite Kamaz")
+    await bot.say(KZ_ROOM, KZ, "!alert urgent to:UZ-TERMEZ tlp:amber\nBlue Volvo")
+    strict = await bot.say(KZ_ROOM, KZ, "!update KZ-0001 to:TJ-PANJ")
+    assert strict.text.startswith("KZ-0001 is AMBER+STRICT: it is never passed on.")
+    unknown = await bot.say(KZ_ROOM, KZ, "!update KZ-0002 to:TJ-PANH see this")
+    assert unknown.text.startswith("Nothing was sent.")
+    assert await bot.queued(TJ_ROOM) == []
+    forwarded = await bot.say(KZ_ROOM, KZ, "!update KZ-0002 to:TJ-PANJ")
+    assert forwarded.text == "KZ-0002 is now also sent to TJ-PANJ."
+    assert [m.kind for m in await bot.queued(TJ_ROOM)] == ["case-relay"]
