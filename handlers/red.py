@@ -38,7 +38,8 @@ from commands.red import cleared_post, red_recipients, split_people
 from commands.registry import Invocation, Reply
 from commands.relations import Relation, acknowledges, reply_text
 from commands.render import Strong, render_notice
-from commands.texts import fold_word, text
+from commands.texts import text
+from commands.vocabulary import OPTION_KEYS, fold_word
 from config import Config
 from handlers.context import (
     Clock,
@@ -52,7 +53,7 @@ from storage.db import Database
 
 log = logging.getLogger(__name__)
 
-_TO_WORDS = frozenset(fold_word(word) for word in ("to", "кому", "إلى"))
+_TO_WORDS = frozenset(fold_word(word) for word in ("to", *OPTION_KEYS["to"]))
 
 
 class DirectDestinations(Protocol):

@@ -41,12 +41,15 @@ from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
 from commands.render import Line, Mention, Relayed, Span, Strong, render_notice
 from commands.routing import RefusalReason, route
 from commands.texts import text
+from commands.vocabulary import OPTION_KEYS, fold_word
 from handlers import cases as case_commands
 from handlers import red
 from handlers.context import Services, case_parties
 from storage import cases, chasing, request_terms
 
 Headline = Callable[[Post], list[Span]]
+TO_WORDS = frozenset(fold_word(word) for word in ("to", *OPTION_KEYS["to"]))
+"""`to:` as officers type it, in any of the three languages."""
 
 
 def register_request_commands(registry: CommandRegistry) -> None:
@@ -79,7 +82,7 @@ def is_red_to_people(first_line: str) -> bool:
     tokens = first_line.split()
     for index, token in enumerate(tokens):
         head, sep, value = token.partition(":")
-        if sep and head.lower() in ("to", "кому", "إلى"):
+        if sep and fold_word(head) in TO_WORDS:
             following = tokens[index + 1] if index + 1 < len(tokens) else ""
             return is_person_list(value or following)
     return False
@@ -147,8 +150,6 @@ async def delay(invocation: Invocation) -> Reply:
         detail={"code": command.reason, "delay": format_duration(command.delay),
                 "new_due_ms": new_due, "due_ms": current, "text": command.text})
     await _replan_answer(services, delivery, new_due, suffix=f"d{delays + 1}", now_ms=now_ms)
-    moved = await cases.delivery_for(conn, case.id, post.id)
-    assert moved is not None
     await _tell_requester(services, case, "delayed", lambda origin: [
         Strong(text("request.delay.notice", origin.language,
                     post=post_label(post.id, _posts(services), origin.language),
@@ -250,7 +251,7 @@ def split_forward_targets(args: str) -> tuple[list[str], str]:
     tokens = args.split()
     for index, token in enumerate(tokens):
         head, sep, value = token.partition(":")
-        if sep and head.lower() in ("to", "кому", "إلى"):
+        if sep and fold_word(head) in TO_WORDS:
             targets = [part.strip().upper() for part in value.split(",") if part.strip()]
             return targets, " ".join(tokens[:index] + tokens[index + 1:])
     return [], args
