@@ -38,6 +38,7 @@ from commands.relations import Relation, acknowledges, relation_of, reply_text
 from commands.render import render_command_error
 from handlers import case_events
 from handlers.context import Services
+from handlers.red import carry_red_reply
 from storage import cases
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,13 @@ class CaseMessages:
             return
         link = await self._transactions.read(lambda services: case_events.case_in_room(
             services, room.room_id, relation.candidates))
+        if link is None and self._directory.post_for_room(room.room_id) is None:
+            if await self.trusted_or_answered(room, event):  # a TLP:RED direct room?
+                await self._handle(room, event.sender, event.event_id, content, lambda services: (
+                    carry_red_reply(services, room_id=room.room_id, sender=event.sender,
+                                    event_id=event.event_id, relation=relation,
+                                    body=event.body)))
+            return
         if link is None or not await self.trusted_or_answered(room, event):
             return
         if (carries(link, event.sender) and reply_text(event.body)

@@ -59,6 +59,7 @@ from commands.records import Case, TimelineKind
 from commands.render import Notice, notice_content
 from config import Config
 from handlers.context import audience_in, case_disclosure, require_disclosure
+from handlers.red import deliver_waiting, red_home, red_reader
 from storage import cases, chasing, outbox
 from storage.chasing import SentMessage, StepRecord
 from storage.db import Database
@@ -185,6 +186,8 @@ class Chaser:
             taken_through = await self._stop_taken(conn, now)
             told = await self._tell_taken(conn, now)
         self._taken_through = taken_through
+        red_queued, red_waiting = await deliver_waiting(
+            self._db, self._config, self._destinations, self._clock)  # TLP:RED DMs
         async with self._db.read() as conn:
             due = await chasing.pending_steps(conn, due_by_ms=now)
         retry_at: int | None = None
@@ -200,10 +203,12 @@ class Chaser:
                 fired += 1
             elif outcome is Fired.WAITING:
                 retry_at = now + RETRY_MS
-        if told or fired:
+        if told or fired or red_queued:
             self._wake_sender()
         async with self._db.read() as conn:
             next_due = await chasing.next_due_ms(conn, after_ms=now)
+        if red_waiting:
+            retry_at = now + RETRY_MS
         candidates = [ms for ms in (next_due, retry_at) if ms is not None]
         return min(candidates) if candidates else None
 
@@ -379,7 +384,8 @@ class Chaser:
         delivery = record.delivery
         recipients = escalation_recipients(
             record.step.targets, origin=self._posts.get(delivery.origin_post),
-            target=self._posts.get(delivery.post), posts=self._posts,
+            target=self._posts.get(delivery.post) or red_home(delivery.post, self._posts),
+            posts=self._posts,
             regional_centre=self._config.chasing.regional_centre,
             joined_rooms=self._destinations.joined_rooms())
         recipients = await self._in_rooms_that_may_read(recipients, delivery.case_id)
@@ -438,8 +444,8 @@ class Chaser:
         step, delivery = record.step, record.delivery
         policy = self._config.chasing.policies.of(delivery.subject.priority)
         answer_due = answer_deadline_ms(delivery.subject, policy)
-        if recipient is None:
-            target = self._posts.get(delivery.post)
+        if recipient is None:  # a RED delivery's person reads it as their post, mentioned
+            target = self._posts.get(delivery.post) or red_reader(delivery.post, self._posts)
             return render_reminder(case, step.phase, due_ms=step.due_ms,
                                    answer_due_ms=answer_due, target=target, posts=self._posts,
                                    late=late, snooze=suggested_snooze(policy)), delivery.post

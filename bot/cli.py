@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(2026-03-01 is midnight UTC; or 2026-03-01T18:00+05:00)")
     export.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="write to FILE (mode 0600) instead of standard output")
+    export.add_argument("--include-red", action="store_true",
+                        help="include the content of TLP:RED cases (left out otherwise); "
+                        "recorded on the audit log")
 
     stats = command(
         "stats", "response times per post: the figures of !report",

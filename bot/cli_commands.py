@@ -246,7 +246,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         count = asyncio.run(export_records(_database(args.config), cases=args.cases,
                                            as_csv=args.format == "csv", since_ms=since_ms,
-                                           output=args.output))
+                                           output=args.output,
+                                           include_red=args.include_red))
     except (FileNotFoundError, NoAuditLog) as exc:
         return _stop(EXIT_FAILURE, f"liaison: {exc}")
     if args.output is not None:

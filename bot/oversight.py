@@ -83,7 +83,8 @@ async def verify_chain(database: Path, *, anchor: str | None = None) -> ChainChe
 
 
 async def export_records(database: Path, *, cases: bool, as_csv: bool,
-                         since_ms: int | None, output: Path | None) -> int:
+                         since_ms: int | None, output: Path | None,
+                         include_red: bool = False) -> int:
     """Write the cases (or the audit log) to `output` (standard output if None) as they
     are read, a batch at a time from one snapshot, then record the export on the audit
     log; how many cases or entries were written."""
@@ -95,7 +96,8 @@ async def export_records(database: Path, *, cases: bool, as_csv: bool,
     count = 0
     async with read_only(database) as conn:
         await _require_audit_log(conn)
-        batches = (export.case_batches(conn, since_ms=since_ms) if cases else
+        batches = (export.case_batches(conn, since_ms=since_ms, include_red=include_red)
+                   if cases else
                    export.audit_batches(conn, since_ms=since_ms))
         async with _output(output) as out:
             await asyncio.to_thread(out.write, document.opening())
@@ -107,6 +109,7 @@ async def export_records(database: Path, *, cases: bool, as_csv: bool,
         "what": kind, "format": "csv" if as_csv else "json",
         "since": export.iso(since_ms), "count": count,
         "file": "-" if output is None else str(output.resolve()),
+        **({"include_red": True} if include_red else {}),
     })
     return count
 

@@ -88,6 +88,9 @@ def stats_table(stats: Stats) -> str:
         cells = [row[0].ljust(widths[0])]
         cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
         lines.append("  ".join(cells))
+    for report in stats.posts:  # the on-time share per post and deadline class
+        lines += [f"{report.post} {figure.deadline_class}: answered on time "
+                  f"{figure.on_time} of {figure.answered}" for figure in report.on_time]
     return "\n".join(lines) + "\n"
 
 

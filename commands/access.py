@@ -29,6 +29,9 @@ exists: the post asked about a case it may not see."""
 
 
 SUPERVISOR_ROOMS = frozenset({AudienceKind.DIRECT, AudienceKind.SUPERVISORS})
+DIRECT_ROOM_COMMANDS = frozenset({"ack"})
+"""Officers' commands also taken in a person's own direct room with the bot: a named
+recipient acknowledges a TLP:RED case there (its handler checks the delivery is theirs)."""
 
 
 def acts_for(post: Post, user_id: str) -> bool:
@@ -62,6 +65,9 @@ def command_refusal(spec: CommandSpec, user_id: str, *, post: Post | None,
     posts = tuple(posts)
     if spec.role is Role.OFFICER:
         if post is None:
+            if (spec.name in DIRECT_ROOM_COMMANDS and audience is not None
+                    and audience.kind is AudienceKind.DIRECT):
+                return None
             if (spec.supervisor_rooms and audience is not None
                     and audience.kind in SUPERVISOR_ROOMS
                     and any(user_id in other.supervisors for other in posts)):

@@ -63,6 +63,9 @@ class Audience:
     """SUPERVISORS and DIRECT: the people who read it (without the bot)."""
     posts: tuple[str, ...] = ()
     """SUPERVISORS: the posts whose supervisors' room it is."""
+    red_cleared: bool = False
+    """POST: the room is marked RED-cleared in the config and its members are exactly its
+    post's people, so replies to the post's own TLP:RED cases may be carried into it."""
 
     @property
     def known(self) -> bool:
@@ -126,8 +129,9 @@ def post_view(post_id: str, parties: CaseParties) -> Detail:
 
 def person_view(user_id: str, parties: CaseParties, posts: Mapping[str, Post]) -> Detail:
     """What one person may see of a case where they alone read it: what the posts they
-    supervise (or are a listed officer of) may see."""
-    best = Detail.NONE
+    supervise (or are a listed officer of) may see; a TLP:RED case's named recipient
+    (its delivery is to them, by user id: `commands.red`) reads it as a target."""
+    best = Detail.PARTICIPANT if user_id in parties.targets else Detail.NONE
     for post in posts.values():
         if user_id in post.supervisors or user_id in post.officers:
             best = max(best, post_view(post.id, parties))
@@ -137,6 +141,8 @@ def person_view(user_id: str, parties: CaseParties, posts: Mapping[str, Post]) -
 def case_detail(audience: Audience, parties: CaseParties, posts: Mapping[str, Post]) -> Detail:
     """How much of the case everyone in the room may see: the least any reader may."""
     if parties.tlp is Tlp.RED and audience.kind is not AudienceKind.DIRECT:
+        if audience.red_cleared and audience.post == parties.origin:
+            return Detail.FULL  # the originator's own room, cleared for RED replies
         return Detail.NONE  # RED never goes into a room
     if audience.kind is AudienceKind.POST and audience.post is not None:
         return post_view(audience.post, parties)
@@ -161,7 +167,22 @@ def escalation_detail(audience: Audience, parties: CaseParties,
     detail = case_detail(audience, parties, posts)
     if detail is Detail.NONE and audience.known and parties.tlp in REFERENCE_TLPS:
         return Detail.REFERENCE
+    if detail is Detail.NONE and parties.tlp is Tlp.RED and _supervise_red(audience, parties,
+                                                                           posts):
+        return Detail.REFERENCE  # who has not acknowledged, never the content
     return detail
+
+
+def _supervise_red(audience: Audience, parties: CaseParties, posts: Mapping[str, Post]) -> bool:
+    """Every reader supervises the origin of a TLP:RED case or the post of one of its
+    named recipients: they may learn its reference from an escalation."""
+    if audience.kind not in _PEOPLE_ROOMS or not audience.people:
+        return False
+    involved = [post for post in posts.values()
+                if post.id == parties.origin
+                or any(user in post.officers or user in post.supervisors
+                       for user in parties.targets)]
+    return all(any(user in post.supervisors for post in involved) for user in audience.people)
 
 
 def post_figures_visible(audience: Audience, post_id: str, posts: Mapping[str, Post],

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from commands.case_edits import CaseEdit
+from commands.deadlines import class_summary
+from commands.handling import handling_label
 from commands.localtime import Moment, field_time_ms, format_time, is_time_field
 from commands.model import Post, Tlp
 from commands.records import Case, Delivery, TimelineEntry
@@ -80,6 +82,13 @@ def tlp_label(tlp: Tlp) -> Strong:
     return Strong(f"TLP:{tlp.value}")
 
 
+def case_label(case: Case, language: str) -> Strong:
+    """The TLP label, then the handling code and the action to take (`commands.handling`):
+    they lead every message about the case."""
+    return Strong(f"TLP:{case.tlp.value}"
+                  + handling_label(case.handling, case.action, language))
+
+
 def case_metadata(case: Case) -> dict[str, str]:
     """The `org.liaison.case` content key: what other code correlates on, never the prose."""
     return {"ref": case.ref, "kind": case.kind, "origin": case.origin_post}
@@ -89,14 +98,15 @@ def case_metadata(case: Case) -> dict[str, str]:
 
 
 def render_relayed_case(case: Case, *, target: Post, posts: Mapping[str, Post],
-                        related_visible: bool = True) -> Notice:
+                        related_visible: bool = True, due_ms: int | None = None) -> Notice:
     """The case as the target post reads it: TLP first, then who sent it, the details,
     the fields and text as typed, and how to acknowledge. The related case (`ref:`) is
     named only to a post that may see it (`related_visible`)."""
     language, timezone = target.language, target.timezone
     lines: list[Line] = [
-        [tlp_label(case.tlp), " ", Strong(case_title(case, language)), " ", Code(case.ref)],
+        [case_label(case, language), " ", Strong(case_title(case, language)), " ", Code(case.ref)],
         text(f"tlp.guidance.{case.tlp.value}", language),
+        *([[Strong("H3: "), Relayed(case.handling_text)]] if case.handling_text else ()),
         text("case.from", language, post=post_label(case.origin_post, posts, language),
              time=case_moment(case.created_ms, case, timezone, posts)),
     ]
@@ -109,9 +119,12 @@ def render_relayed_case(case: Case, *, target: Post, posts: Mapping[str, Post],
         details.append(text("case.related", language, ref=case.related_ref))
     if details:
         lines.append(" · ".join(details))
-    if case.due_ms is not None:
+    due_ms = case.due_ms if due_ms is None else due_ms  # the target's own (its class)
+    if case.deadline_class is not None:
+        lines.append(text("request.class", language, name=case.deadline_class))
+    if due_ms is not None:
         lines.append(Strong(text("case.due", language,
-                                 time=case_moment(case.due_ms, case, timezone, posts))))
+                                 time=case_moment(due_ms, case, timezone, posts))))
     lines.extend(field_line(key, value, case, target, posts) for key, value in case.fields)
     if case.text:
         lines.append(Relayed(case.text))
@@ -184,7 +197,7 @@ def render_ack_notice(case: Case, delivery: Delivery, *, origin: Post,
     sent the case, when the notice must ring (`commands.notify`)."""
     language = origin.language
     assert delivery.acknowledged_by is not None and delivery.acknowledged_ms is not None
-    line: list[Span] = [tlp_label(case.tlp), " ", text(
+    line: list[Span] = [case_label(case, language), " ", text(
         "case.ack.notice", language, post=post_label(delivery.post, posts, language),
         ref=case.ref, who=delivery.acknowledged_by,
         time=Moment(delivery.acknowledged_ms, origin.timezone))]
@@ -198,7 +211,7 @@ def render_update_notice(case: Case, update: str, *, reader: Post,
     """An update as each target reads it."""
     language = reader.language
     return render_notice(
-        [tlp_label(case.tlp), " ", Strong(text("case.update.notice", language, ref=case.ref,
+        [case_label(case, language), " ", Strong(text("case.update.notice", language, ref=case.ref,
                                                 post=post_label(case.origin_post, posts,
                                                                 language)))],
         Relayed(update), language=language,
@@ -209,7 +222,7 @@ def render_finished_notice(case: Case, *, reader: Post, posts: Mapping[str, Post
     """A closed or cancelled case as each target reads it."""
     language = reader.language
     origin = post_label(case.origin_post, posts, language)
-    lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(text(
+    lines: list[Line] = [[case_label(case, language), " ", Strong(text(
         f"case.{case.state}.notice", language, ref=case.ref, post=origin))]]
     if case.outcome:
         lines.append([Strong(text("case.outcome", language) + " "), Relayed(case.outcome)])
@@ -221,7 +234,7 @@ def render_reply_notice(case: Case, said: str, *, from_post: str, who: str, read
     """A reply carried between the origin and a target, labelled with the post it came from."""
     language = reader.language
     return render_notice(
-        [tlp_label(case.tlp), " ", Strong(text(
+        [case_label(case, language), " ", Strong(text(
             "case.reply.notice", language, ref=case.ref,
             post=post_label(from_post, posts, language), who=who))],
         Relayed(said, max_chars=MAX_REPLY_CHARS), language=language,
@@ -235,7 +248,7 @@ def render_attachment_notice(case: Case, *, name: str, mimetype: str, size: int,
     reader can check the file against the chain of custody), then the officer's caption."""
     language = reader.language
     lines: list[Line] = [
-        [tlp_label(case.tlp), " ", Strong(text(
+        [case_label(case, language), " ", Strong(text(
             "case.attachment.notice", language, ref=case.ref,
             post=post_label(from_post, posts, language), who=who))],
         text("case.attachment.file", language, name=name, type=mimetype, size=size,
@@ -251,7 +264,7 @@ def render_edit_notice(case: Case, edit: CaseEdit, *, reader: Post,
     """An edit of the case's opening message as each target reads it: only what changed."""
     language, timezone = reader.language, reader.timezone
     removed = text("case.edit.removed", language)
-    lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(text(
+    lines: list[Line] = [[case_label(case, language), " ", Strong(text(
         "case.edit.notice", language, ref=case.ref,
         post=post_label(case.origin_post, posts, language)))]]
     for change in edit.fields:
@@ -275,7 +288,7 @@ def render_withdrawn_notice(case: Case, *, reader: Post, posts: Mapping[str, Pos
     """The origin deleted the message that opened the case; said in every room of the case."""
     language = reader.language
     msg_id = "case.withdrawn.cancelled" if cancelled else "case.withdrawn.notice"
-    return render_notice([tlp_label(case.tlp), " ", Strong(text(
+    return render_notice([case_label(case, language), " ", Strong(text(
         msg_id, language, ref=case.ref, post=post_label(case.origin_post, posts, language)))],
         language=language)
 
@@ -287,12 +300,15 @@ def render_status(case: Case, deliveries: Sequence[Delivery],
                   history: Sequence[TimelineEntry], *, posts: Mapping[str, Post],
                   language: str, timezone: str, show_refusals: bool) -> Notice:
     """The case, each delivery's state and the timeline, in the reader's time zone."""
-    lines: list[Line] = [[tlp_label(case.tlp), " ", text(
+    lines: list[Line] = [[case_label(case, language), " ", text(
         "case.status.title", language, ref=case.ref, title=case_title(case, language),
         post=post_label(case.origin_post, posts, language),
         state=text(f"case.state.{case.state}", language))]]
+    if case.deadline_class is not None:
+        lines.append(text("request.class", language, name=case.deadline_class))
     lines.append(text("case.status.deliveries", language))
     lines.extend(BULLET + _delivery_state(delivery, posts, language, timezone)
+                 + _deadline_note(case, delivery, language, timezone)
                  for delivery in deliveries)
     lines.append(text("case.status.timeline", language))
     for entry in history:
@@ -307,6 +323,10 @@ def render_status(case: Case, deliveries: Sequence[Delivery],
 def _delivery_state(delivery: Delivery, posts: Mapping[str, Post], language: str,
                     timezone: str) -> str:
     post = post_label(delivery.post, posts, language)
+    if delivery.refused_ms is not None:
+        return text("case.status.delivery.refused", language, post=post,
+                    time=Moment(delivery.refused_ms, timezone), who=delivery.refused_by or "",
+                    reason=text(f"request.reason.{delivery.refusal_reason}", language))
     if delivery.answered_ms is not None:
         return text("case.status.delivery.answered", language, post=post,
                     time=Moment(delivery.answered_ms, timezone), who=delivery.answered_by)
@@ -322,6 +342,15 @@ def _delivery_state(delivery: Delivery, posts: Mapping[str, Post], language: str
                     seen=Moment(delivery.seen_ms, timezone), who=delivery.seen_by or "")
     return text("case.status.delivery.routed", language, post=post,
                 time=Moment(delivery.sent_ms, timezone))
+
+
+def _deadline_note(case: Case, delivery: Delivery, language: str, timezone: str) -> str:
+    """`; due …, answered on time` for a request's delivery with a deadline."""
+    if case.kind != "request" or delivery.refused_ms is not None:
+        return ""
+    summary = class_summary(None, delivery.due_ms or case.due_ms, delivery.answered_ms,
+                            timezone, language)
+    return "; " + summary if summary else ""
 
 
 def _timeline_line(entry: TimelineEntry, posts: Mapping[str, Post], language: str,
@@ -345,6 +374,17 @@ def _timeline_line(entry: TimelineEntry, posts: Mapping[str, Post], language: st
                              type=str(detail.get("mimetype", "")),
                              size=int(detail.get("size", 0)),
                              sha256=str(detail.get("sha256", "")))
+    if entry.kind in ("delayed", "declined"):  # issue 20: the reason code, then the text
+        spans: list[Span] = [BULLET + text(
+            msg_id, language, time=when, post=post, who=who,
+            due=Moment(int(detail.get("new_due_ms", 0)), timezone),
+            reason=text(f"request.reason.{detail.get('code', 'other')}", language))]
+        if detail.get("text"):
+            spans += [" — ", Relayed(str(detail["text"]), max_chars=MAX_RELAYED_TEXT_IN_STATUS)]
+        return spans
+    if entry.kind == "permitted":
+        return BULLET + text(msg_id, language, time=when, who=who,
+                             target=str(detail.get("target", "")))
     if entry.kind == "edited":
         changes = ", ".join(str(name) for name in detail.get("changes", []))
         return BULLET + text(msg_id, language, time=when, post=post, who=who, changes=changes)
@@ -383,18 +423,32 @@ def render_pending(
             acked = sum(1 for delivery in deliveries if delivery.acknowledged_ms is not None)
             seen = sum(1 for delivery in deliveries if delivery.seen_ms is not None
                        or delivery.acknowledged_ms is not None)
-            lines.append([BULLET, tlp_label(case.tlp), " ", Code(case.ref), " ", text(
-                "case.pending.sent_item", language, title=case_title(case, language),
-                time=Moment(case.created_ms, timezone), acked=acked, seen=seen,
-                total=len(deliveries))])
+            item: list[Span] = [BULLET, case_label(case, language), " ", Code(case.ref), " ",
+                                text("case.pending.sent_item", language,
+                                     title=case_title(case, language),
+                                     time=Moment(case.created_ms, timezone), acked=acked,
+                                     seen=seen, total=len(deliveries))]
+            dues = [delivery.due_ms or case.due_ms for delivery in deliveries
+                    if delivery.answered_ms is None and delivery.refused_ms is None]
+            due_ms = min((due for due in dues if due is not None), default=None)
+            if case.kind == "request" and (case.deadline_class or due_ms is not None):
+                item.append("; " + class_summary(case.deadline_class, due_ms, None, timezone,
+                                                 language))
+            lines.append(item)
     if received:
         lines.append(Strong(text("case.pending.received", language)))
         for case, delivery in received:
             state = text(f"case.pending.state.{delivery.state}", language)
-            if case.due_ms is not None and delivery.answered_ms is None:
+            if delivery.refused_ms is not None:
+                state = text("case.pending.state.refused", language)
+            due_ms = delivery.due_ms or case.due_ms
+            if case.deadline_class is not None:
+                state += "; " + text("request.class", language, name=case.deadline_class)
+            if due_ms is not None and delivery.answered_ms is None \
+                    and delivery.refused_ms is None:
                 state += "; " + text("case.pending.due", language,
-                                     time=Moment(case.due_ms, timezone))
-            lines.append([BULLET, tlp_label(case.tlp), " ", Code(case.ref), " ", text(
+                                     time=Moment(due_ms, timezone))
+            lines.append([BULLET, case_label(case, language), " ", Code(case.ref), " ", text(
                 "case.pending.received_item", language, title=case_title(case, language),
                 post=post_label(case.origin_post, posts, language),
                 time=Moment(case.created_ms, timezone), state=state)])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
-from commands.case_render import BULLET, case_moment, case_title, post_label, tlp_label
+from commands.case_render import BULLET, case_label, case_moment, case_title, post_label
 from commands.chasing import Phase, Recipient, TakenReason
 from commands.durations import format_duration
 from commands.localtime import Elapsed, Moment, format_elapsed, format_time
@@ -79,7 +79,7 @@ def render_reminder(case: Case, phase: Phase, *, due_ms: int, answer_due_ms: int
         headline = text("chase.remind.answer", language, ref=case.ref, title=title,
                         origin=origin,
                         due=case_moment(answer_due_ms or due_ms, case, timezone, posts))
-    lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(headline)]]
+    lines: list[Line] = [[case_label(case, language), " ", Strong(headline)]]
     summary = case_summary(case, language)
     if summary is not None:
         lines.append(summary)
@@ -122,7 +122,7 @@ def render_escalation(case: Case, phase: Phase, recipient: Recipient, *, target_
     else:
         headline = text("chase.escalate.answer", language,
                         due=case_moment(answer_due_ms or due_ms, case, timezone, posts), **params)
-    lines: list[Line] = [[tlp_label(case.tlp), " ", Strong(headline)]]
+    lines: list[Line] = [[case_label(case, language), " ", Strong(headline)]]
     summary = case_summary(case, language) if recipient.insider else None
     if summary is not None:
         lines.append(summary)
@@ -151,7 +151,7 @@ def render_taken(case: Case, reason: TakenReason, delivery: Delivery | None, *,
                       time=Moment(delivery.acknowledged_ms, timezone))
     elif case.closed_ms is not None:
         params.update(time=Moment(case.closed_ms, timezone))
-    return render_notice([tlp_label(case.tlp), " ", text(f"chase.taken.{reason}", language,
+    return render_notice([case_label(case, language), " ", text(f"chase.taken.{reason}", language,
                                                          **params)], language=language)
 
 
@@ -170,13 +170,17 @@ def render_escalations(items: Sequence[tuple[Case, Phase, str, Sequence[int]]], 
         return render_notice(text("chase.escalations.none", language), language=language)
     lines: list[Line] = [text("chase.escalations.title", language)]
     for case, phase, target, fired in items:
-        lines.append([BULLET, tlp_label(case.tlp), " ", Code(case.ref), " ", text(
+        lines.append([BULLET, case_label(case, language), " ", Code(case.ref), " ", text(
             "chase.escalations.item", language, title=case_title(case, language),
             origin=post_label(case.origin_post, posts, language),
             target=post_label(target, posts, language),
             state=text(f"chase.escalations.state.{phase.value}", language),
             when=", ".join(format_time(ms, timezone, language) for ms in fired))])
     return render_notice(*lines, language=language)
+
+
+def _share(part: int, whole: int) -> str:
+    return "-" if whole == 0 else f"{round(100 * part / whole)}%"
 
 
 def _figure(ms: int | None, language: str) -> str:
@@ -207,6 +211,10 @@ def render_report(reports: Sequence[PostReport], *, period: str, since_ms: int, 
             BULLET + text("chase.report.overdue", language, overdue=report.overdue,
                           escalations=report.escalations),
         ]
+        lines += [BULLET + text("report.on_time", language, name=figure.deadline_class,
+                                on_time=figure.on_time, answered=figure.answered,
+                                share=_share(figure.on_time, figure.answered))
+                  for figure in report.on_time]
     if late:
         lines.append(text("chase.late", language, time=Moment(now_ms, timezone)))
     return render_notice(*lines, language=language)

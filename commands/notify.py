@@ -60,6 +60,10 @@ class OutboxKind(StrEnum):
     CASE_WITHDRAWN = "case-withdrawn"
     CASE_CLOSED = "case-closed"
     CASE_CANCELLED = "case-cancelled"
+    CASE_DELAYED = "case-delayed"
+    """The requester is told at once that a target delays its answer (`!delay`)."""
+    CASE_DECLINED = "case-declined"
+    """The requester is told a target refused the request (`!refuse`)."""
     ADMIN_NOTICE = "admin-notice"
     """The admins' room is told of a room the bot serves nobody in (bot.command_runner)."""
     REPORT_WEEKLY = "report-weekly"
@@ -113,6 +117,8 @@ KIND_RULES: Mapping[OutboxKind, KindRule] = {
     OutboxKind.UNDECRYPTABLE: KindRule(_RING),
     OutboxKind.CASE_ACK: KindRule(_PRESSING),
     OutboxKind.CHASE_TAKEN: KindRule(_PRESSING),
+    OutboxKind.CASE_DELAYED: KindRule(_RING),
+    OutboxKind.CASE_DECLINED: KindRule(_RING),
     OutboxKind.REPLY: KindRule(_QUIET),
     OutboxKind.REFUSAL: KindRule(_QUIET),
     OutboxKind.FLOOD_REFUSAL: KindRule(_QUIET),

@@ -45,6 +45,12 @@ class TimelineKind(StrEnum):
     """The chaser escalated to supervisors."""
     SNOOZED = "snoozed"
     """A target post snoozed its reminders (`!snooze`)."""
+    DELAYED = "delayed"
+    """The target post put its answer off (`!delay`): the reason code and new deadline."""
+    DECLINED = "declined"
+    """The target post refused the request (`!refuse`) with a reason code."""
+    PERMITTED = "permitted"
+    """The originator permitted an H2 case to be passed on to a post (`!permit`)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,10 @@ class NewCase:
     origin_event_id: str
     origin_sender: str
     created_ms: int
+    deadline_class: str | None = None
+    handling: str | None = None
+    handling_text: str | None = None
+    action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,12 @@ class Case:
     closed_ms: int | None
     closed_by: str | None
     outcome: str | None
+    deadline_class: str | None = None
+    """The request's deadline class (`commands.deadlines`)."""
+    handling: str | None = None
+    """H0-H3 (`commands.handling`); `handling_text` is an H3 case's restriction."""
+    handling_text: str | None = None
+    action: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -118,6 +134,15 @@ class Delivery:
     sent_ms: int | None
     seen_ms: int | None = None
     seen_by: str | None = None
+    due_ms: int | None = None
+    """This delivery's answer deadline (its class counted from receipt, moved by `!delay`);
+    None: the case's `due_ms`, or the chase policy's."""
+    first_due_ms: int | None = None
+    refused_ms: int | None = None
+    refused_by: str | None = None
+    refusal_reason: str | None = None
+    recipient: str | None = None
+    """TLP:RED: the named person it went to, in a direct message (`post` is their id)."""
 
 
 @dataclass(frozen=True)

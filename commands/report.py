@@ -30,6 +30,17 @@ class ReportDelivery:
     subject: ChaseSubject
     escalations: tuple[int, ...] = ()
     """When each of its escalation steps fired (epoch ms)."""
+    deadline_class: str | None = None
+    """The request's deadline class (`commands.deadlines`), if any."""
+
+
+@dataclass(frozen=True)
+class ClassFigure:
+    """A post's answers to requests of one deadline class: how many, how many on time."""
+
+    deadline_class: str
+    answered: int
+    on_time: int
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,8 @@ class PostReport:
     answer_p90_ms: int | None
     overdue: int
     escalations: int
+    on_time: tuple[ClassFigure, ...] = ()
+    """Per deadline class, answers and answers by the deadline (the on-time share)."""
 
 
 def median_ms(values: Sequence[int]) -> int | None:
@@ -89,12 +102,32 @@ def post_report(
     escalations = sum(1 for item in mine for fired_ms in item.escalations
                       if since_ms <= fired_ms <= now_ms)
     return PostReport(
+        on_time=class_figures([item for item in mine
+                               if since_ms <= item.subject.routed_ms <= now_ms], now_ms),
         post=post, sent=sent, received=len(received), acknowledged=len(ack_times),
         ack_median_ms=median_ms(ack_times), ack_p90_ms=percentile_ms(ack_times, 90),
         requests=len(requests), answered=len(answer_times),
         answer_median_ms=median_ms(answer_times), answer_p90_ms=percentile_ms(answer_times, 90),
         overdue=len(late), escalations=escalations,
     )
+
+
+def class_figures(deliveries: Sequence[ReportDelivery], now_ms: int) -> tuple[ClassFigure, ...]:
+    """For each deadline class (in the order first met), the requests answered by
+    `now_ms` and how many of them by their deadline."""
+    found: dict[str, list[int]] = {}
+    for item in deliveries:
+        subject = item.subject
+        if item.deadline_class is None or subject.kind != "request":
+            continue
+        counts = found.setdefault(item.deadline_class, [0, 0])
+        if subject.answered_ms is None or subject.answered_ms > now_ms:
+            continue
+        counts[0] += 1
+        if subject.due_ms is not None and subject.answered_ms <= subject.due_ms:
+            counts[1] += 1
+    return tuple(ClassFigure(name, answered, timely)
+                 for name, (answered, timely) in found.items())
 
 
 def build_report(

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 GENERAL_MESSAGES: Mapping[str, str] = {
     # commands: usage line, one-line summary, longer help
     "command.alert.usage": (
-        "!alert PRIORITY [to:TARGETS] [tlp:LEVEL] [cat:CATEGORY] [grade:XN] [ref:CASE]"
+        "!alert PRIORITY [to:TARGETS] [tlp:LEVEL] [cat:CATEGORY] [grade:XN] [ref:CASE] "
+        "[h:CODE] [action:ACTION]"
     ),
     "command.alert.summary": "Send an alert to other posts.",
     "command.alert.help": (
@@ -19,17 +20,25 @@ GENERAL_MESSAGES: Mapping[str, str] = {
         "by id; RED never goes into a room.\n"
         "cat: a category such as drugs or financial; grade: source A, B, C or X and "
         "information 1-4, e.g. B2; ref: a related case such as KZ-0042.\n"
-        "Then, on the next lines, key: value details (vehicle: white Kamaz) and free text."
+        "Then, on the next lines, key: value details (vehicle: white Kamaz) and free text.\n"
+        "h: handling code H0 (stated purpose only), H1 (not for court without permission), "
+        "H2 (not passed on without permission) or H3 (a line h3: with the restriction); "
+        "action: discreet-check, specific-check, stop, seize or inform-only.\n"
+        "tlp:red to:@name:server,@other:server sends to named, cleared people by direct "
+        "message only."
     ),
     "command.request.usage": (
         "!request PRIORITY [to:TARGETS] [tlp:LEVEL] [cat:CATEGORY] [grade:XN] [ref:CASE] "
-        "[due:WHEN]"
+        "[class:CLASS] [due:WHEN] [h:CODE] [action:ACTION]"
     ),
     "command.request.summary": "Ask other posts a question that needs an answer.",
     "command.request.help": (
         "Written like !alert, and the targets must reply, not only acknowledge.\n"
         "due: the deadline for the answer: 4h or 90m from now, 18:00 today, tomorrow 09:00, "
-        "2026-12-01 18:00 or 2026-12-01T18:00 in your post's time zone."
+        "2026-12-01 18:00 or 2026-12-01T18:00 in your post's time zone.\n"
+        "class: the deadline class, counted from receipt: urgent-direct (8 hours), "
+        "urgent-indirect (3 days), standard (7 days) or one your operator added; due: may "
+        "only set an earlier deadline. The target may !delay or !refuse with a reason."
     ),
     "command.ack.usage": "!ack CASE",
     "command.ack.summary": "Acknowledge a case sent to your post.",

@@ -25,6 +25,9 @@ COMMAND_ALIASES: Mapping[str, tuple[str, ...]] = {
     "report": ("отчёт", "تقرير"),
     "escalations": ("эскалации", "تصعيدات"),
     "snooze": ("отложить", "تأجيل"),
+    "delay": ("задержка", "تمديد"),
+    "refuse": ("отказ", "رفض"),
+    "permit": ("разрешить", "إذن"),
 }
 """Aliases per command name; matched after `fold_word` (so `отчет` finds `отчёт`)."""
 

@@ -15,6 +15,8 @@ from pydantic import (
 
 from commands.attachments import AttachmentsConfig
 from commands.chase_policy import ChasingConfig
+from commands.deadlines import RequestsConfig
+from commands.handling import HandlingConfig
 from commands.model import CategoryRule, Group, Post
 from commands.notify import NotificationSettings
 from commands.report_schedule import ReportsConfig
@@ -51,6 +53,8 @@ class Config(_Section):
     decryption: DecryptionConfig = DecryptionConfig()
     outbox: OutboxConfig = OutboxConfig()
     chasing: ChasingConfig = ChasingConfig()
+    requests: RequestsConfig = RequestsConfig()
+    handling: HandlingConfig = HandlingConfig()
     notifications: NotificationSettings = NotificationSettings()
     reports: ReportsConfig = ReportsConfig()
     limits: LimitsConfig = LimitsConfig()

@@ -140,6 +140,7 @@ async def run_demo(workdir: Path) -> int:
 
         await converse(narrator, officers, rooms, bot.user_id)
         await chase(narrator, synapse, workdir, officers, rooms, bot.user_id)
+        await requests_under_the_law(narrator, officers, rooms, bot.user_id)
         await operate(narrator, bot, metrics_port)
         narrator.step("Done. Everything above was end-to-end encrypted between real clients.")
         return 0
@@ -282,10 +283,13 @@ SHOWN_METRICS = ("liaison_cases_total", "liaison_deliveries_total",
 
 
 def with_chasing(synapse: LocalSynapse, config: dict[str, Any]) -> dict[str, Any]:
-    """The demo configuration with a flash policy in seconds and a supervisor for Termez."""
+    """The demo configuration with a flash policy in seconds and a supervisor for Termez;
+    Termez is cleared for TLP:RED and lists its officer, so he may be named for RED."""
     for post in config["posts"]:
         if post["id"] == "UZ-TERMEZ":
             post["supervisors"] = [f"@{SUPERVISOR}:{synapse.server_name}"]
+            post["clearance"] = "RED"
+            post["officers"] = list(post["duty_officers"])
     return {**config, "chasing": {"check_every": "1s",
                                   "policies": {"flash": DEMO_FLASH_POLICY}}}
 
@@ -334,6 +338,45 @@ async def chase(narrator: Narrator, synapse: LocalSynapse, workdir: Path,
               f"uploaded encrypted and decrypted by the supervisor's client; saved as {saved}")
     finally:
         await supervisor.stop()
+
+
+# --- requests under the law: a deadline class, a delay, TLP:RED to a named officer -------
+
+
+async def requests_under_the_law(narrator: Narrator, officers: dict[str, Officer],
+                                 rooms: dict[str, str], bot_user: str) -> None:
+    kz, uz = "KZ-ZHIBEK-ZHOLY", "UZ-TERMEZ"
+    narrator.step("A request in the urgent-direct class (Directive 2023/977: answer within "
+                  "8 hours of receipt), handling code H1, action: discreet check")
+    answer = await ask(narrator, officers[kz], kz, rooms[kz], bot_user,
+                       "!запрос срочно кому:UZ-TERMEZ класс:срочный-прямой h:H1 "
+                       "действие:скрытно\nномер: 01A123BC\nЧей это автомобиль?")
+    ref = case_ref(answer)
+    request = await relayed(narrator, officers[uz], uz, rooms[uz], bot_user, ref)
+
+    narrator.step("Termez needs a prosecutor's authorisation: it delays its answer by 12 hours "
+                  "with the reason; the Kazakh post is told at once and the chase moves")
+    await ask(narrator, officers[uz], uz, rooms[uz], bot_user,
+              f"!delay {ref} 12h judicial the prosecutor signs tomorrow morning")
+    await relayed(narrator, officers[kz], kz, rooms[kz], bot_user, ref, "delayed")
+
+    narrator.step("Then Termez answers in the case's thread, and the request shows on time")
+    said = "Registered to a Termez haulage firm; the owner is known to us."
+    narrator.said(uz, officers[uz].user_id, f"(in the {ref} thread) {said}")
+    await officers[uz].send_text(rooms[uz], said, thread_root=request.event_id)
+    await relayed(narrator, officers[kz], kz, rooms[kz], bot_user, ref, "reply")
+    await ask(narrator, officers[kz], kz, rooms[kz], bot_user, f"!status {ref}")
+
+    officer = officers[uz]
+    narrator.step(f"TLP:RED to a named officer ({officer.user_id}): the Kazakh room sees only "
+                  "the reference and who was named")
+    answer = await ask(narrator, officers[kz], kz, rooms[kz], bot_user,
+                       f"!тревога срочно тлп:red кому:{officer.user_id}\n"
+                       "Источник: водитель Рустам К., встреча с курьером в 18:00")
+    ref = case_ref(answer)
+    narrator.step(f"{officer.user_id} reads {ref} in an encrypted direct message with the bot")
+    direct = await officer.accept_invite(timeout=ANSWER_TIMEOUT_S)
+    await relayed(narrator, officer, uz, direct, bot_user, ref)
 
 
 async def operate(narrator: Narrator, bot: BotProcess, metrics_port: int) -> None:

@@ -16,6 +16,7 @@ from commands.registry import CommandRegistry
 from handlers.cases import register_case_commands
 from handlers.chasing import register_chasing_commands
 from handlers.language import register_language_command
+from handlers.requests import register_request_commands
 
 
 def default_registry() -> CommandRegistry:
@@ -25,4 +26,5 @@ def default_registry() -> CommandRegistry:
     register_case_commands(registry)
     register_chasing_commands(registry)
     register_language_command(registry)
+    register_request_commands(registry)
     return registry

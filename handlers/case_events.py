@@ -66,6 +66,7 @@ from handlers.cases import (
     tell_targets,
 )
 from handlers.context import Services
+from handlers.red import red_react
 from storage import cases
 from storage.audit import AuditAction
 
@@ -137,6 +138,10 @@ async def react(services: Services, *, room_id: str, sender: str, event_id: str,
         return
     delivery = await cases.delivery_by_relayed_event(services.conn, reacts_to)
     post = services.config.post_by_room(room_id)
+    if post is None and delivery is not None and delivery.recipient is not None:
+        await red_react(services, room_id=room_id, sender=sender, event_id=event_id,
+                        reacts_to=reacts_to, key=key)  # a TLP:RED direct message
+        return
     if (delivery is None or delivery.room_id != room_id or post is None
             or post.id != delivery.post or not acts_for(post, sender)):
         return

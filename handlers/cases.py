@@ -42,7 +42,9 @@ from commands.case_render import (
     render_status,
     render_update_notice,
 )
+from commands.case_terms import CaseTerms, delivery_due_ms
 from commands.errors import CommandError
+from commands.handling import split_terms
 from commands.localtime import Moment
 from commands.model import Post
 from commands.notify import OutboxKind, case_notice_kind, msgtype_for
@@ -53,8 +55,8 @@ from commands.parser import (
     parse_cancel,
     parse_case,
     parse_close,
+    parse_ref_command,
     parse_status,
-    parse_update,
 )
 from commands.records import Case, Delivery, NewCase, TimelineKind
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
@@ -69,6 +71,7 @@ from commands.routing import (
 )
 from commands.texts import Term, text
 from config import Config
+from handlers import requests as law  # issue 20: class:, h:, action:, RED, passing on
 from handlers.context import Services, case_parties
 from storage import cases
 
@@ -100,8 +103,12 @@ async def request(invocation: Invocation) -> Reply:
 async def _open_case(kind: CaseKind, invocation: Invocation) -> Reply:
     services = _services(invocation)
     origin = room_post(invocation, services)
-    draft = parse_case(kind, invocation.args, invocation.lines, now=invocation.now,
+    split = split_terms(invocation.args)  # class:, h:, action: (issue 20)
+    if law.is_red_to_people(split.rest):
+        return await law.open_red_case(kind, invocation, services, origin, split)
+    draft = parse_case(kind, split.rest, invocation.lines, now=invocation.now,
                        tz=ZoneInfo(origin.timezone))
+    terms = law.case_terms(kind, split, draft, invocation, services, origin)
     if draft.ref is not None:
         try:
             await _visible_case(services, draft.ref, invocation)
@@ -115,25 +122,27 @@ async def _open_case(kind: CaseKind, invocation: Invocation) -> Reply:
         return render_not_sent(blocking or decision.refusals, tlp=draft.tlp,
                                category=draft.category, posts=posts,
                                language=invocation.language)
-    case = await _store_and_relay(invocation, services, origin, draft, decision, posts)
+    case = await _store_and_relay(invocation, services, origin, draft, decision, posts, terms)
     return render_routed(case, decision.deliveries, decision.refusals, posts=posts,
                          language=invocation.language)
 
 
 async def _store_and_relay(invocation: Invocation, services: Services, origin: Post,
                            draft: CaseDraft, decision: RoutingDecision,
-                           posts: Mapping[str, Post]) -> Case:
+                           posts: Mapping[str, Post], terms: CaseTerms) -> Case:
     """Store the case, queue one relayed message per delivery, record the refusals."""
     now_ms = _ms(invocation)
     conn = services.conn
     case = await cases.create_case(conn, NewCase(
         kind=draft.kind, origin_post=origin.id, origin_country=origin.country,
         priority=draft.priority, tlp=draft.tlp, category=draft.category,
-        grading=draft.grading, related_ref=draft.ref, fields=draft.fields, text=draft.text,
+        grading=draft.grading, related_ref=draft.ref, fields=terms.fields, text=draft.text,
         due_ms=None if draft.due is None else int(draft.due.timestamp() * 1000),
         forwardable=decision.forwardable, origin_room=invocation.room_id,
         origin_event_id=invocation.event_id, origin_sender=invocation.sender,
-        created_ms=now_ms,
+        created_ms=now_ms, deadline_class=terms.deadline_class,
+        handling=None if terms.handling is None else terms.handling.value,
+        handling_text=terms.handling_text, action=terms.action,
     ))
     parties = CaseParties(ref=case.ref, tlp=case.tlp, origin=case.origin_post,
                           targets=frozenset(decision.deliveries))
@@ -145,15 +154,18 @@ async def _store_and_relay(invocation: Invocation, services: Services, origin: P
         disclosure = disclose(audience, parties, posts)
         related_visible = related_parties is not None and disclose(
             audience, related_parties, posts) is not None
+        due_ms = delivery_due_ms(terms, due_ms=case.due_ms, routed_ms=now_ms,
+                                 target_timezone=target.timezone,
+                                 classes=services.config.requests.deadline_classes())
         notice = render_relayed_case(case, target=target, posts=posts,
-                                     related_visible=related_visible)
+                                     related_visible=related_visible, due_ms=due_ms)
         msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority, post=post_id,
                               settings=services.config.notifications)
         message = await services.send(  # refused without the disclosure; keeps the txn_id
             target.room, case_content(notice, case, msgtype=msgtype),
             kind=OutboxKind.CASE_RELAY, case_ref=case.ref, disclosure=disclosure)
         await cases.add_delivery(conn, case.id, post=post_id, room_id=target.room,
-                                 relay_txn_id=message.txn_id, now_ms=now_ms)
+                                 relay_txn_id=message.txn_id, now_ms=now_ms, due_ms=due_ms)
     for refusal in decision.refusals:
         await cases.add_timeline(
             conn, case.id, TimelineKind.REFUSED, ms=now_ms,
@@ -181,6 +193,8 @@ def blocks(refusal: Refusal, draft: CaseDraft) -> bool:
 
 async def ack(invocation: Invocation) -> Reply:
     services = _services(invocation)
+    if services.config.post_by_room(invocation.room_id) is None:  # a TLP:RED direct room
+        return await law.acknowledge_red(invocation, services)
     post = room_post(invocation, services)
     language = invocation.language
     ref = parse_ack(invocation.args, invocation.lines, context_ref=invocation.context_ref)
@@ -232,12 +246,21 @@ async def update(invocation: Invocation) -> Reply:
     services = _services(invocation)
     post = case_room_post(invocation, services)
     language = invocation.language
-    command = parse_update(invocation.args, invocation.lines, context_ref=invocation.context_ref)
+    targets, args = law.split_forward_targets(invocation.args)  # passing it on (issue 20)
+    command = parse_ref_command("update", args, invocation.lines,
+                                text_rule="optional" if targets else "required",
+                                context_ref=invocation.context_ref)
     case, _ = await _visible_case(services, command.ref, invocation)
     _require_origin(case, post, invocation, services.config, "error.update_not_origin")
     if not case.is_open:
         raise CommandError.of("error.update_finished", ref=case.ref,
                               state=Term(f"case.state.{case.state}"))
+    refused = await law.forward(invocation, services, case, targets) if targets else None
+    if refused is not None:
+        return refused
+    if not command.text:
+        return render_notice(text("handling.forward.done", language, ref=case.ref,
+                                  posts=", ".join(targets)), language=language)
     await cases.add_timeline(services.conn, case.id, TimelineKind.UPDATED, ms=_ms(invocation),
                              post=post.id if post else case.origin_post, actor=invocation.sender,
                              detail={"text": command.text})

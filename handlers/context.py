@@ -179,7 +179,10 @@ def audience_in(config: Config, room_id: str, members: frozenset[str] | None) ->
     room that was upgraded still stands for its post (`Config.with_room_replacements`)."""
     post = config.post_by_room(room_id)
     if post is not None:
-        return Audience(room_id, AudienceKind.POST, post=post.id)
+        readers = (members or frozenset()) - {config.bot.user_id}
+        red_cleared = (room_id in config.handling.red_cleared_rooms and bool(readers)
+                       and readers <= set(post.officers) | set(post.supervisors))
+        return Audience(room_id, AudienceKind.POST, post=post.id, red_cleared=red_cleared)
     return room_audience(room_id, posts=config.posts, members=members,
                          bot_user_id=config.bot.user_id, admins=config.access.admins,
                          admins_room=config.access.admins_room)

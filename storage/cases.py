@@ -39,12 +39,13 @@ REF_DIGITS = 4
 _CASE_COLUMNS = (
     "id, ref, kind, origin_post, priority, tlp, category, grading, related_ref, fields, text,"
     " due_ms, state, forwardable, origin_room, origin_event_id, origin_sender, created_ms,"
-    " closed_ms, closed_by, outcome"
+    " closed_ms, closed_by, outcome, deadline_class, handling, handling_text, action"
 )
 _DELIVERY_SELECT = (
     "SELECT d.id, d.case_id, d.post, d.room_id, d.relay_txn_id, d.state, d.routed_ms,"
     " d.acknowledged_ms, d.acknowledged_by, d.answered_ms, d.answered_by,"
-    " o.event_id, o.sent_ms, d.seen_ms, d.seen_by"
+    " o.event_id, o.sent_ms, d.seen_ms, d.seen_by, d.due_ms, d.first_due_ms, d.refused_ms,"
+    " d.refused_by, d.refusal_reason, d.recipient"
     " FROM deliveries d LEFT JOIN outbox o ON o.txn_id = d.relay_txn_id"
 )
 
@@ -57,6 +58,7 @@ def _case(row: aiosqlite.Row) -> Case:
         text=row[10], due_ms=row[11], state=row[12], forwardable=bool(row[13]),
         origin_room=row[14], origin_event_id=row[15], origin_sender=row[16],
         created_ms=row[17], closed_ms=row[18], closed_by=row[19], outcome=row[20],
+        deadline_class=row[21], handling=row[22], handling_text=row[23], action=row[24],
     )
 
 
@@ -65,7 +67,8 @@ def _delivery(row: aiosqlite.Row) -> Delivery:
         id=row[0], case_id=row[1], post=row[2], room_id=row[3], relay_txn_id=row[4],
         state=row[5], routed_ms=row[6], acknowledged_ms=row[7], acknowledged_by=row[8],
         answered_ms=row[9], answered_by=row[10], relayed_event_id=row[11], sent_ms=row[12],
-        seen_ms=row[13], seen_by=row[14],
+        seen_ms=row[13], seen_by=row[14], due_ms=row[15], first_due_ms=row[16],
+        refused_ms=row[17], refused_by=row[18], refusal_reason=row[19], recipient=row[20],
     )
 
 
@@ -94,12 +97,13 @@ async def create_case(conn: aiosqlite.Connection, new: NewCase) -> Case:
     cursor = await conn.execute(
         "INSERT INTO cases (ref, kind, origin_post, priority, tlp, category, grading,"
         " related_ref, fields, text, due_ms, state, forwardable, origin_room, origin_event_id,"
-        " origin_sender, created_ms)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)",
+        " origin_sender, created_ms, deadline_class, handling, handling_text, action)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (ref, new.kind, new.origin_post, new.priority.value, new.tlp.value, new.category,
          new.grading, new.related_ref, dump_json([list(pair) for pair in new.fields]), new.text,
          new.due_ms, int(new.forwardable), new.origin_room, new.origin_event_id,
-         new.origin_sender, new.created_ms),
+         new.origin_sender, new.created_ms, new.deadline_class, new.handling,
+         new.handling_text, new.action),
     )
     case_id = cursor.lastrowid
     await cursor.close()
@@ -194,12 +198,15 @@ async def add_delivery(
     room_id: str,
     relay_txn_id: str,
     now_ms: int,
+    due_ms: int | None = None,
+    recipient: str | None = None,
 ) -> Delivery:
-    """Record that the case was queued for `post` as the outbox message `relay_txn_id`."""
+    """Record that the case was queued for `post` as the outbox message `relay_txn_id`
+    (`due_ms`: its own answer deadline; `recipient`: RED's named person)."""
     cursor = await conn.execute(
-        "INSERT INTO deliveries (case_id, post, room_id, relay_txn_id, state, routed_ms)"
-        " VALUES (?, ?, ?, ?, 'routed', ?)",
-        (case_id, post, room_id, relay_txn_id, now_ms),
+        "INSERT INTO deliveries (case_id, post, room_id, relay_txn_id, state, routed_ms,"
+        " due_ms, first_due_ms, recipient) VALUES (?, ?, ?, ?, 'routed', ?, ?, ?, ?)",
+        (case_id, post, room_id, relay_txn_id, now_ms, due_ms, due_ms, recipient),
     )
     delivery_id = cursor.lastrowid
     await cursor.close()
@@ -322,7 +329,8 @@ async def add_timeline(
 RECORDED_KEYS = frozenset({"target", "reason", "detail", "event_id", "changes", "step",
                            "due_ms", "late", "rooms", "unreachable", "until_ms", "for",
                            "messages", "timeline_details", "sha256", "size", "mimetype",
-                           "msgtype", "room_id", "shown", "level"})
+                           "msgtype", "room_id", "shown", "level", "code", "new_due_ms",
+                           "delay", "recipients", "handling", "action", "class"})
 """The timeline detail keys that hold ids, reasons and times, never what officers wrote
 (an update's `text`, a closure's `outcome`): the audit log keeps only these, and so does
 a case's timeline once the case is purged."""

@@ -66,7 +66,8 @@ class StepRecord:
 
 _DELIVERY_COLUMNS = (
     "d.id, d.case_id, c.ref, c.origin_post, d.post, d.room_id, c.kind, c.priority,"
-    " d.routed_ms, c.due_ms, d.acknowledged_ms, d.answered_ms, c.state"
+    " d.routed_ms, COALESCE(d.due_ms, c.due_ms), d.acknowledged_ms,"
+    " COALESCE(d.answered_ms, d.refused_ms), c.state"
 )
 _STEP_COLUMNS = (
     "s.id, s.step, s.phase, s.action, s.targets, s.due_ms, s.state, s.done_ms, s.late,"
@@ -127,7 +128,7 @@ async def last_delivery_id(conn: aiosqlite.Connection) -> int:
     return int(row[0]) if row is not None else 0
 
 
-TAKEN_KINDS = ("acknowledged", "answered", "closed", "cancelled", "redacted")
+TAKEN_KINDS = ("acknowledged", "answered", "closed", "cancelled", "redacted", "declined")
 
 
 # CROSS JOIN fixes the order: from the few new timeline entries to their cases' steps (by
@@ -299,7 +300,7 @@ async def report_deliveries(conn: aiosqlite.Connection, *, since_ms: int,
         conn, posts,
         f"SELECT {_DELIVERY_COLUMNS},"
         " (SELECT json_group_array(s.done_ms) FROM chase_steps s WHERE s.delivery_id = d.id"
-        "  AND s.action = 'escalate' AND s.state = 'fired')"
+        "  AND s.action = 'escalate' AND s.state = 'fired'), c.deadline_class"
         " FROM deliveries d JOIN cases c ON c.id = d.case_id"
         " WHERE (d.routed_ms >= ? OR c.state = 'open')",
         (since_ms,), "d.id")
@@ -308,7 +309,8 @@ async def report_deliveries(conn: aiosqlite.Connection, *, since_ms: int,
         delivery = _delivery(tuple(row))
         found.append(ReportDelivery(
             post=delivery.post, origin_post=delivery.origin_post, subject=delivery.subject,
-            escalations=tuple(int(ms) for ms in json.loads(row[13]) if ms is not None)))
+            escalations=tuple(int(ms) for ms in json.loads(row[13]) if ms is not None),
+            deadline_class=row[14]))
     return found
 
 

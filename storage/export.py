@@ -27,12 +27,16 @@ from typing import Any, Literal, Protocol
 
 import aiosqlite
 
+from commands.deadlines import on_time
 from storage import audit
+from storage.cases import recordable
 
 _CASE_COLUMNS = ("ref", "kind", "origin_post", "priority", "tlp", "category", "state",
-                 "created", "due", "closed", "closed_by", "purged")
+                 "created", "due", "closed", "closed_by", "purged", "deadline_class",
+                 "handling", "action")
 _DELIVERY_COLUMNS = ("routed", "sent", "seen", "seen_by", "acknowledged", "acknowledged_by",
-                     "answered", "answered_by", "seconds_to_acknowledge", "seconds_to_answer")
+                     "answered", "answered_by", "seconds_to_acknowledge", "seconds_to_answer",
+                     "answer_due", "on_time", "refused", "refusal_reason")
 CASE_CSV_COLUMNS = (*_CASE_COLUMNS, "target_post", "delivery_state", *_DELIVERY_COLUMNS)
 AUDIT_CSV_COLUMNS = ("seq", "time", "ts_ms", "actor", "action", "case_ref", "room_id",
                      "detail", "prev_hash", "hash")
@@ -51,17 +55,20 @@ def iso(ms: int | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-async def case_batches(conn: aiosqlite.Connection, *,
-                       since_ms: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+async def case_batches(conn: aiosqlite.Connection, *, since_ms: int | None = None,
+                       include_red: bool = False) -> AsyncIterator[list[dict[str, Any]]]:
     """Every case created at or after `since_ms`, oldest first, as the JSON export has it,
     `BATCH_SIZE` at a time with their deliveries and timeline. Run it inside one read
-    transaction (`storage.db.read_only`) so the batches are one consistent snapshot."""
+    transaction (`storage.db.read_only`) so the batches are one consistent snapshot.
+    A TLP:RED case's content (fields, text, outcome, what was said on its timeline) is
+    left out unless `include_red` (the admin's explicit `--include-red`)."""
     size, after = BATCH_SIZE, 0
     while True:
         rows = list(await conn.execute_fetchall(
             "SELECT id, ref, kind, origin_post, origin_room, origin_sender, origin_event_id,"
             " priority, tlp, category, grading, related_ref, fields, text, due_ms, state,"
-            " forwardable, created_ms, closed_ms, closed_by, outcome, purged_ms"
+            " forwardable, created_ms, closed_ms, closed_by, outcome, purged_ms,"
+            " deadline_class, handling, handling_text, action"
             " FROM cases WHERE id > ? AND created_ms >= ? ORDER BY id LIMIT ?",
             (after, since_ms or 0, size),
         ))
@@ -70,8 +77,9 @@ async def case_batches(conn: aiosqlite.Connection, *,
         ids = [row[0] for row in rows]
         deliveries = await _deliveries(conn, ids)
         timelines = await _timelines(conn, ids)
-        yield [_case(row, deliveries.get(row[0], []), timelines.get(row[0], []))
-               for row in rows]
+        yield [_red_withheld(case) if case["tlp"] == "RED" and not include_red else case
+               for case in (_case(row, deliveries.get(row[0], []), timelines.get(row[0], []))
+                            for row in rows)]
         if len(rows) < size:
             return
         after = ids[-1]
@@ -82,8 +90,9 @@ async def _deliveries(conn: aiosqlite.Connection,
     rows = await conn.execute_fetchall(
         "SELECT d.case_id, d.post, d.room_id, d.state, d.routed_ms, o.sent_ms, o.event_id,"
         " d.acknowledged_ms, d.acknowledged_by, d.answered_ms, d.answered_by,"
-        " d.seen_ms, d.seen_by"
-        " FROM deliveries d LEFT JOIN outbox o ON o.txn_id = d.relay_txn_id"
+        " d.seen_ms, d.seen_by, COALESCE(d.due_ms, c.due_ms), d.refused_ms, d.refusal_reason"
+        " FROM deliveries d JOIN cases c ON c.id = d.case_id"
+        " LEFT JOIN outbox o ON o.txn_id = d.relay_txn_id"
         f" WHERE d.case_id IN ({_placeholders(case_ids)}) ORDER BY d.id",
         case_ids,
     )
@@ -96,6 +105,8 @@ async def _deliveries(conn: aiosqlite.Connection,
             "acknowledged_by": row[8], "answered": iso(row[9]), "answered_by": row[10],
             "seconds_to_acknowledge": _seconds(row[4], row[7]),
             "seconds_to_answer": _seconds(row[4], row[9]),
+            "answer_due": iso(row[13]), "on_time": on_time(row[13], row[9]),
+            "refused": iso(row[14]), "refusal_reason": row[15],
         })
     return deliveries
 
@@ -129,8 +140,17 @@ def _case(row: aiosqlite.Row, deliveries: list[dict[str, Any]],
         "fields": json.loads(row[12]), "text": row[13], "due": iso(row[14]), "state": row[15],
         "forwardable": bool(row[16]), "created": iso(row[17]), "closed": iso(row[18]),
         "closed_by": row[19], "outcome": row[20], "purged": iso(row[21]),
-        "deliveries": deliveries, "timeline": timeline,
+        "deadline_class": row[22], "handling": row[23], "handling_text": row[24],
+        "action": row[25], "deliveries": deliveries, "timeline": timeline,
     }
+
+
+def _red_withheld(case: dict[str, Any]) -> dict[str, Any]:
+    """A TLP:RED case without its content: ids, times, codes and who, as the audit log."""
+    return {**case, "fields": [], "text": "", "outcome": None, "handling_text": None,
+            "red_content": "withheld",
+            "timeline": [{**entry, "detail": recordable(entry["detail"])}
+                         for entry in case["timeline"]]}
 
 
 def _seconds(start_ms: int | None, end_ms: int | None) -> float | None:

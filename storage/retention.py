@@ -57,9 +57,11 @@ async def purge_case(conn: aiosqlite.Connection, case_id: int, *, now_ms: int) -
     ref = str(row[0])
     await conn.execute(
         "UPDATE cases SET text = '', fields = '[]', grading = NULL, outcome = NULL,"
-        " purged_ms = ? WHERE id = ?",
+        " handling_text = NULL, purged_ms = ? WHERE id = ?",
         (now_ms, case_id),
     )
+    # TLP:RED messages that never reached their direct room (`bot.red`): gone with the rest.
+    await conn.execute("UPDATE direct_waiting SET content = '{}' WHERE case_id = ?", (case_id,))
     details = await _purge_timeline(conn, case_id)
     messages = await changes(
         conn, "UPDATE outbox SET content = ? WHERE case_ref = ? AND state != 'pending'"

@@ -19,7 +19,7 @@ from tests.e2e.test_chasing import ANSWER_TIMEOUT_S, post
 from tests.e2e.test_notifications import ask
 
 COMMANDS = ("help", "ping", "alert", "request", "ack", "update", "close", "cancel", "status",
-            "pending", "snooze", "escalations", "report", "lang")
+            "pending", "snooze", "escalations", "report", "lang", "delay", "refuse", "permit")
 
 
 async def test_commands_are_published_as_state_matching_help_and_an_invocation_is_obeyed(

@@ -22,8 +22,15 @@ async def test_the_demo_runs_the_whole_flow_to_the_end(tmp_path: Path) -> None:
         "Termez reads KZ-0001 in English, Hairatan in Arabic at Kabul time",
         "After 8 seconds it escalates to Termez's supervisor in a direct message",
         "uploaded encrypted and decrypted by the supervisor's client",
+        "откладывает ответ на KZ-0003 на 12 ч",  # the delay, told to the requester
+        "ответ в срок",  # !status: answered on time
+        "UZ-TERMEZ urgent-direct: answered on time 1 of 1",  # liaison stats
+        "TLP:RED KZ-0004 направлено личными сообщениями: @bekzod:localhost.",
+        "reads KZ-0004 in an encrypted direct message with the bot",
         "GET /healthz → 200",
         "== Done. Everything above was end-to-end encrypted between real clients.",
     ):
         assert line in text, f"{line!r} missing from the demo's output:\n{text[-4000:]}"
+    red_content = "Источник: водитель Рустам К."
+    assert text.count(red_content) == 2, "RED content: typed once, read once, in the DM"
     assert (workdir / "report-7d.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -166,7 +166,7 @@ def test_the_case_kinds_are_all_the_kinds_about_cases() -> None:
     assert {kind.value for kind in CASE_KINDS} == {
         "case-relay", "case-ack", "case-update", "case-closed", "case-cancelled",
         "case-reply", "case-attachment", "case-edit", "case-withdrawn",
-        "chase-remind", "chase-escalate", "chase-taken"}
+        "case-delayed", "case-declined", "chase-remind", "chase-escalate", "chase-taken"}
     assert [kind for kind in OutboxKind if carries_case_content(kind)] == CASE_KINDS
 
 

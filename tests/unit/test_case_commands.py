@@ -510,7 +510,7 @@ async def test_pending_lists_open_cases_in_both_directions(bot: Bot) -> None:
         "Open cases of Termez post (UZ-TERMEZ):\n"
         "Sent by your post:\n"
         "• TLP:GREEN UZ-0001 Flash request, 2026-05-01 15:00 +05:00: seen at 0 of 1, "
-        "acknowledged by 0 of 1\n"
+        "acknowledged by 0 of 1; due 2026-05-01 17:00 +05:00\n"
         "Sent to your post:\n"
         "• TLP:AMBER KZ-0001 Urgent alert from Zhibek post (KZ-ZHIBEK), "
         "2026-05-01 15:00 +05:00: not acknowledged"

@@ -265,7 +265,7 @@ def test_stats_for_chosen_posts_over_a_longer_period_as_json(
         "post": "UZ-TERMEZ", "sent": 0, "received": 5, "acknowledged": 4,
         "ack_median_ms": 150_000, "ack_p90_ms": 6 * MIN, "requests": 1, "answered": 1,
         "answer_median_ms": 30 * MIN, "answer_p90_ms": 30 * MIN, "overdue": 1,
-        "escalations": 1,
+        "escalations": 1, "on_time": [],
     }]
     since = datetime.fromisoformat(shown["since"].replace("Z", "+00:00"))
     until = datetime.fromisoformat(shown["until"].replace("Z", "+00:00"))

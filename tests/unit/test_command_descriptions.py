@@ -38,7 +38,7 @@ def test_parameters_come_from_the_usage_line() -> None:
     assert [(p.key, p.required, p.option) for p in parameters(alert)] == [
         ("priority", True, False), ("to", False, True), ("tlp", False, True),
         ("cat", False, True), ("grade", False, True), ("ref", False, True),
-        ("details", False, False)]
+        ("h", False, True), ("action", False, True), ("details", False, False)]
     lang = next(spec for spec in REGISTRY if spec.name == "lang")
     [language] = parameters(lang)
     assert (language.key, language.required, language.choices) == (

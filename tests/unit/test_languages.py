@@ -292,7 +292,8 @@ def test_an_error_is_rendered_in_the_senders_language_with_its_usage_line() -> N
     assert ru.text == (
         "urgant — не приоритет; укажите молния (минуты), срочно (часы) или обычно (дни).\n"
         "Возможно, вы имели в виду: urgent?\n"
-        "Формат: !alert ПРИОРИТЕТ [to:КОМУ] [tlp:УРОВЕНЬ] [cat:КАТЕГОРИЯ] [grade:XN] [ref:ДЕЛО]")
+        "Формат: !alert ПРИОРИТЕТ [to:КОМУ] [tlp:УРОВЕНЬ] [cat:КАТЕГОРИЯ] [grade:XN] [ref:ДЕЛО]"
+        " [h:КОД] [action:ДЕЙСТВИЕ]")
     ar = render_command_error(error, "ar")
     assert ar.html.startswith('<div dir="rtl">')
     assert ar.text.startswith(f"{LRI}urgant{PDI} ليست أولوية")

@@ -22,7 +22,7 @@ from storage.db import Database
 from tests.unit.test_config import VALID, line_of
 
 MUST_RING = {OutboxKind.CASE_RELAY, OutboxKind.CHASE_REMIND, OutboxKind.CHASE_ESCALATE,
-             OutboxKind.UNDECRYPTABLE}
+             OutboxKind.UNDECRYPTABLE, OutboxKind.CASE_DELAYED, OutboxKind.CASE_DECLINED}
 RING_WHEN_PRESSING = {OutboxKind.CASE_ACK, OutboxKind.CHASE_TAKEN}
 
 

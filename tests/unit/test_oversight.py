@@ -371,8 +371,10 @@ async def test_an_export_that_fails_half_way_leaves_no_file_behind(
     partial_modes: list[int] = []
     read = export.case_batches
 
-    async def watched(conn: object, *, since_ms: int | None = None) -> AsyncIterator[object]:
-        async for batch in read(conn, since_ms=since_ms):  # type: ignore[arg-type]
+    async def watched(conn: object, *, since_ms: int | None = None,
+                      include_red: bool = False) -> AsyncIterator[object]:
+        async for batch in read(conn, since_ms=since_ms,  # type: ignore[arg-type]
+                                include_red=include_red):
             yield batch
             partial_modes.extend(stat.S_IMODE(path.stat().st_mode)
                                  for path in tmp_path.glob(".cases.json.*.partial"))

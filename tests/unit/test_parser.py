@@ -37,8 +37,10 @@ from commands.texts import OPTION_KEYS, fold_word
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)  # 15:00 in Tashkent, 12:00 in Berlin
 TASHKENT = ZoneInfo("Asia/Tashkent")
 BERLIN = ZoneInfo("Europe/Berlin")
-ALERT_USAGE = "!alert PRIORITY [to:TARGETS] [tlp:LEVEL] [cat:CATEGORY] [grade:XN] [ref:CASE]"
-REQUEST_USAGE = ALERT_USAGE.replace("!alert", "!request") + " [due:WHEN]"
+ALERT_USAGE = ("!alert PRIORITY [to:TARGETS] [tlp:LEVEL] [cat:CATEGORY] [grade:XN] [ref:CASE]"
+               " [h:CODE] [action:ACTION]")
+REQUEST_USAGE = ("!request PRIORITY [to:TARGETS] [tlp:LEVEL] [cat:CATEGORY] [grade:XN]"
+                 " [ref:CASE] [class:CLASS] [due:WHEN] [h:CODE] [action:ACTION]")
 
 PRODUCT_EXAMPLE = """!alert urgent to:UZ-TERMEZ,TJ-PANJ tlp:amber cat:drugs grade:B2
 vehicle: white Kamaz, plate 01A123BC

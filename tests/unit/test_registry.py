@@ -112,7 +112,8 @@ def test_default_registry_is_a_fresh_object_each_time() -> None:
     assert "extra" in first and "extra" not in second
     assert [spec.name for spec in second] == ["help", "ping", "alert", "request", "ack",
                                               "update", "close", "cancel", "status", "pending",
-                                              "snooze", "escalations", "report", "lang"]
+                                              "snooze", "escalations", "report", "lang",
+                                              "delay", "refuse", "permit"]
 
 
 def test_help_overview_is_generated_from_the_declarations() -> None:
@@ -131,7 +132,8 @@ def test_help_overview_is_generated_from_the_declarations() -> None:
 def test_help_for_one_command_shows_usage_help_aliases_and_role() -> None:
     registry = registry_with_case_commands()
     assert registry.help_for("тревога", "en") == (
-        "Usage: !alert PRIORITY [to:TARGETS] [tlp:LEVEL] [cat:CATEGORY] [grade:XN] [ref:CASE]\n"
+        "Usage: !alert PRIORITY [to:TARGETS] [tlp:LEVEL] [cat:CATEGORY] [grade:XN] [ref:CASE] "
+        "[h:CODE] [action:ACTION]\n"
         "Send an alert to other posts.\n"
         "PRIORITY is flash (minutes), urgent (hours) or routine (days).\n"
         "to: post ids, country codes, group names or neighbours (the default), separated by "
@@ -141,6 +143,11 @@ def test_help_for_one_command_shows_usage_help_aliases_and_role() -> None:
         "cat: a category such as drugs or financial; grade: source A, B, C or X and information "
         "1-4, e.g. B2; ref: a related case such as KZ-0042.\n"
         "Then, on the next lines, key: value details (vehicle: white Kamaz) and free text.\n"
+        "h: handling code H0 (stated purpose only), H1 (not for court without permission), "
+        "H2 (not passed on without permission) or H3 (a line h3: with the restriction); "
+        "action: discreet-check, specific-check, stop, seize or inform-only.\n"
+        "tlp:red to:@name:server,@other:server sends to named, cleared people by direct "
+        "message only.\n"
         "Also: !тревога, !ориентировка, !تنبيه\n"
         "Who: officers of a post"
     )
