@@ -21,11 +21,16 @@ from commands.identifiers import (
     strip_invisible,
 )
 from commands.model import Priority, Tlp
-from commands.texts import OPTION_KEYS, fold_word
+from commands.texts import FIELD_KEYS, OPTION_KEYS, fold_word
 
 CaseKind = Literal["alert", "request"]
 
 FIELD_KEY_RE = re.compile(r"[^\W\d_][\w-]{0,23}")
+
+_MULTI_WORD_FIELD_KEYS: frozenset[str] = frozenset(
+    fold_word(typed) for words in FIELD_KEYS.values() for typed in words if " " in typed)
+"""Known field keys of two words (`дата рождения`, `تاريخ الميلاد`): read as keys, although
+no other key may hold a space."""
 
 _OPTION_WORDS: Mapping[str, str] = {
     fold_word(word): key for key, words in OPTION_KEYS.items() for word in (key, *words)
@@ -167,8 +172,8 @@ def _field_line(line: str) -> tuple[str, str] | None:
     head, sep, value = line.partition(":")
     if not sep or (value and not value[0].isspace()):
         return None
-    key = strip_invisible(head).strip()
-    if not FIELD_KEY_RE.fullmatch(key):
+    key = " ".join(strip_invisible(head).split())
+    if not FIELD_KEY_RE.fullmatch(key) and fold_word(key) not in _MULTI_WORD_FIELD_KEYS:
         return None
     return key, value.strip()
 

@@ -15,6 +15,7 @@ from commands.builtin import register_builtins
 from commands.registry import CommandRegistry
 from handlers.cases import register_case_commands
 from handlers.chasing import register_chasing_commands
+from handlers.hits import register_hit_commands
 from handlers.language import register_language_command
 
 
@@ -25,4 +26,5 @@ def default_registry() -> CommandRegistry:
     register_case_commands(registry)
     register_chasing_commands(registry)
     register_language_command(registry)
+    register_hit_commands(registry)
     return registry

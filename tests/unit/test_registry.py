@@ -112,7 +112,8 @@ def test_default_registry_is_a_fresh_object_each_time() -> None:
     assert "extra" in first and "extra" not in second
     assert [spec.name for spec in second] == ["help", "ping", "alert", "request", "ack",
                                               "update", "close", "cancel", "status", "pending",
-                                              "snooze", "escalations", "report", "lang"]
+                                              "snooze", "escalations", "report", "lang",
+                                              "check", "links", "unlink"]
 
 
 def test_help_overview_is_generated_from_the_declarations() -> None:
