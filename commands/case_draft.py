@@ -115,7 +115,7 @@ class CaseDraft(BaseModel):
     @classmethod
     def _check_fields(cls, value: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
         for key, field_value in value:
-            if not FIELD_KEY_RE.fullmatch(key) or fold_word(key) in _OPTION_WORDS:
+            if not is_field_key(key) or fold_word(key) in _OPTION_WORDS:
                 raise ValueError(f"{key!r} cannot be a field name")
             if not field_value or field_value != field_value.strip() or _has_break(field_value):
                 raise ValueError(f"field {key!r} needs a one-line value without outer spaces")
@@ -164,6 +164,11 @@ def format_due(due: datetime) -> str:
     return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
+def is_field_key(key: str) -> bool:
+    """One word (`plate`, `vin-код`), or a known key of two (`дата рождения`)."""
+    return bool(FIELD_KEY_RE.fullmatch(key)) or fold_word(key) in _MULTI_WORD_FIELD_KEYS
+
+
 def _field_line(line: str) -> tuple[str, str] | None:
     """(key, value) when the line reads `key: value` (or `key:` alone, value ""), else None.
 
@@ -173,7 +178,7 @@ def _field_line(line: str) -> tuple[str, str] | None:
     if not sep or (value and not value[0].isspace()):
         return None
     key = " ".join(strip_invisible(head).split())
-    if not FIELD_KEY_RE.fullmatch(key) and fold_word(key) not in _MULTI_WORD_FIELD_KEYS:
+    if not is_field_key(key):
         return None
     return key, value.strip()
 
