@@ -16,7 +16,10 @@ is) and `commands.hits.hit_view` (what it may learn of the other one).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import aiosqlite
 
 from commands.audience import CaseParties, Detail
 from commands.entities import (
@@ -90,30 +93,51 @@ async def match_case(services: Services, case: Case, *, fields: tuple[tuple[str,
             notice, case, about="hit", thread_root=case.origin_event_id), case=case,
             kind=OutboxKind.CASE_HIT)
     parties = await case_parties(services.conn, case)
-    told: set[int] = set()
-    for entity in sorted(added, key=lambda found: found.kind not in STRONG_KINDS):
-        for other_id, other_entity in await index.candidates(services.conn, entity,
-                                                             exclude_case_id=case.id):
-            if other_id in told:
+    for found in await find_matches(services.conn, case.id, added,
+                                    threshold=settings.name_threshold):
+        other = await cases.case_by_id(services.conn, found.other_case_id)
+        if other is None or not may_match(parties, await case_parties(services.conn, other)):
+            continue
+        earlier, later = (other, case) if other.id < case.id else (case, other)
+        own, theirs = ((found.other, found.entity) if earlier is other
+                       else (found.entity, found.other))
+        if not await index.record_link(services.conn, earlier_case_id=earlier.id,
+                                       later_case_id=later.id, kind=found.entity.kind,
+                                       earlier_value=own.value, later_value=theirs.value,
+                                       score=found.score, now_ms=now_ms):
+            continue  # the pair was linked (or dismissed) before: told once, never again
+        await services.record("hit", actor=audit.LIAISON, case_ref=later.ref, detail={
+            "other": earlier.ref, "kind": found.entity.kind.value, "score": found.score})
+        link = Link(earlier.id, later.id, found.entity.kind, own.value, theirs.value,
+                    found.score, now_ms)
+        await _tell_link(services, link, earlier=earlier, later=later)
+
+
+@dataclass(frozen=True)
+class Found:
+    """The best match of one other case for a case's entities."""
+
+    other_case_id: int
+    entity: Entity
+    other: Entity
+    score: int
+
+
+async def find_matches(conn: aiosqlite.Connection, case_id: int | None,
+                       entities: Iterable[Entity], *, threshold: int) -> list[Found]:
+    """Each other case that holds one of `entities` (a strong identifier first, then a
+    name from `threshold`), once, with the first entity that matched it. What matching
+    costs inside a case's transaction (the bench measures this)."""
+    found: dict[int, Found] = {}
+    for entity in sorted(entities, key=lambda one: one.kind not in STRONG_KINDS):
+        for other_id, other_entity in await index.candidates(conn, entity,
+                                                             exclude_case_id=case_id):
+            if other_id in found:
                 continue
-            score = _score(entity, other_entity, settings.name_threshold)
-            other = None if score is None else await cases.case_by_id(services.conn, other_id)
-            if score is None or other is None or not may_match(
-                    parties, await case_parties(services.conn, other)):
-                continue
-            told.add(other_id)
-            earlier, later = (other, case) if other.id < case.id else (case, other)
-            own, theirs = (other_entity, entity) if earlier is other else (entity, other_entity)
-            if not await index.record_link(services.conn, earlier_case_id=earlier.id,
-                                           later_case_id=later.id, kind=entity.kind,
-                                           earlier_value=own.value, later_value=theirs.value,
-                                           score=score, now_ms=now_ms):
-                continue  # the pair was linked (or dismissed) before: told once, never again
-            await services.record("hit", actor=audit.LIAISON, case_ref=later.ref, detail={
-                "other": earlier.ref, "kind": entity.kind.value, "score": score})
-            link = Link(earlier.id, later.id, entity.kind, own.value, theirs.value, score,
-                        now_ms)
-            await _tell_link(services, link, earlier=earlier, later=later)
+            score = _score(entity, other_entity, threshold)
+            if score is not None:
+                found[other_id] = Found(other_id, entity, other_entity, score)
+    return list(found.values())
 
 
 def _score(entity: Entity, other: Entity, threshold: int) -> int | None:
