@@ -33,7 +33,7 @@ from rapidfuzz import fuzz
 
 MAX_TOKENS = 5
 """A name's words compared at most; more are dropped (`homoglyph-stuffed` or absurd input)."""
-SKELETON_AGREES = 88
+SKELETON_AGREES = 90
 """The score of two names whose skeletons are the same words (before DOB and country)."""
 DOB_SAME = 8
 DOB_SAME_YEAR = -10
@@ -46,7 +46,7 @@ _SCHOLARLY = str.maketrans({"š": "sh", "č": "ch", "ž": "zh", "ć": "ch", "ŝ"
                             "Š": "Sh", "Č": "Ch", "Ž": "Zh", "Ć": "Ch", "Ŝ": "Shch"})
 _DIGRAPHS = (("dzh", "j"), ("kh", "h"), ("sh", "s"), ("ch", "c"), ("zh", "j"), ("dj", "j"),
              ("th", "t"), ("dh", "d"), ("gh", "g"), ("ph", "f"), ("ts", "c"), ("ck", "k"),
-             ("q", "k"), ("w", "v"), ("x", "ks"))
+             ("q", "k"), ("w", "f"), ("v", "f"), ("x", "ks"))
 _VOWELS = re.compile(r"[aeiouy]")
 _NOT_LETTER = re.compile(r"[^a-z ]+")
 
@@ -55,13 +55,14 @@ _ARABIC_CONSONANTS = {
     "ز": "z", "س": "s", "ش": "s", "ص": "s", "ض": "d", "ط": "t", "ظ": "z", "غ": "g", "ف": "f",
     "ق": "k", "ك": "k", "ل": "l", "م": "m", "ن": "n", "ه": "h", "ة": "", "ع": "", "ء": "",
     "ئ": "", "ؤ": "", "ا": "", "أ": "", "إ": "", "آ": "", "ى": "", "ي": "", "و": "",
+    "پ": "p", "چ": "c", "ژ": "j", "گ": "g", "ک": "k", "ی": "",
 }
 _ARABIC_ROMAN = {
     "ب": "b", "ت": "t", "ث": "th", "ج": "j", "ح": "h", "خ": "kh", "د": "d", "ذ": "dh",
     "ر": "r", "ز": "z", "س": "s", "ش": "sh", "ص": "s", "ض": "d", "ط": "t", "ظ": "z", "ع": "",
     "غ": "gh", "ف": "f", "ق": "q", "ك": "k", "ل": "l", "م": "m", "ن": "n", "ه": "h", "ة": "a",
     "ء": "", "ئ": "", "ؤ": "", "ا": "a", "أ": "a", "إ": "i", "آ": "a", "ى": "a", "ي": "i",
-    "و": "u",
+    "و": "u", "پ": "p", "چ": "ch", "ژ": "zh", "گ": "g", "ک": "k", "ی": "i",
 }
 COMMON_ARABIC_NAMES = {
     "محمد": "muhammad", "احمد": "ahmad", "محمود": "mahmud", "عبدالله": "abdullah",
@@ -117,7 +118,8 @@ def _words(text: str) -> str:
 
 def skeleton_word(word: str) -> str:
     """The consonants of a Latin word as names are heard: digraphs folded (`kh`→`h`,
-    `sh`→`s`), vowels and `y` dropped, a final `h` dropped, doubled letters once."""
+    `sh`→`s`), `v` and `w` as `f` (Arabic writes `-ov` with `ف`), vowels and `y` dropped,
+    a final `h` dropped, doubled letters once."""
     for digraph, single in _DIGRAPHS:
         word = word.replace(digraph, single)
     word = _VOWELS.sub("", word)
@@ -127,7 +129,7 @@ def skeleton_word(word: str) -> str:
 
 
 def _arabic_skeleton_word(word: str) -> str:
-    letters = [("v" if index == 0 and char == "و" else _ARABIC_CONSONANTS.get(char, ""))
+    letters = [("f" if index == 0 and char == "و" else _ARABIC_CONSONANTS.get(char, ""))
                for index, char in enumerate(word)]
     if word.endswith("ه") and len(word) > 1:
         letters[-1] = ""
@@ -151,7 +153,8 @@ def _arabic_roman_word(word: str) -> str:
 
 def _arabic_words(text: str) -> list[str]:
     folded = unicodedata.normalize("NFKC", text).translate(_ARABIC_FOLD)
-    words = [word for word in re.split(r"[^\u0621-\u064a]+", folded) if word]
+    words = [word for word in re.split(r"[^\u0621-\u064a\u067e\u0686\u0698\u06a9\u06af\u06cc]+",
+                                       folded) if word]
     joined: list[str] = []
     for word in words:  # `عبد الله` is one name
         if joined and joined[-1] == "عبد":

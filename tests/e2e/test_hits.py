@@ -54,10 +54,13 @@ async def test_a_plate_in_cyrillic_hits_by_hit_no_hit_across_posts(
                                            "vin: 1M8GDM9AXKP042788\nSame truck?")
     vin = await kz.wait_for(lambda m: in_thread(m, second), room_id=rooms[kz],
                             sender=bot.user_id)
-    assert vin.body == ("Hit: plate 01A123BC in KZ-0002 is also in TJ-0001 of Panj (TJ-PANJ)."
-                        .replace("plate 01A123BC", "VIN 1M8GDM9AXKP042788")) or (
-        vin.body or "").startswith("Hit: Panj (TJ-PANJ) holds information related to VIN "
-                                   "1M8GDM9AXKP042788 in KZ-0002."), vin.body
+    assert vin.body == ("Hit: Panj (TJ-PANJ) holds information related to VIN "
+                        "1M8GDM9AXKP042788 in KZ-0002.\n"
+                        "To ask it: !request to:TJ-PANJ ref:KZ-0002"), vin.body
+    owner = await tj.wait_for(lambda m: in_thread(m, request) and "KZ-0002" in (m.body or ""),
+                              room_id=rooms[tj], sender=bot.user_id)
+    assert owner.body == "Совпадение: VIN 1M8GDM9AXKP042788 из TJ-0001 есть и в KZ-0002 " \
+                         "поста Zhibek (KZ-ZHIBEK).", owner.body
 
     # RED never goes into a room, so it is never matched either
     red = await ask(bot, kz, rooms[kz], "!alert flash to:UZ-TERMEZ tlp:red\nplate: 01A123BC")
