@@ -74,17 +74,21 @@ def register_hit_commands(registry: CommandRegistry) -> None:
 
 
 async def match_case(services: Services, case: Case, *, fields: tuple[tuple[str, str], ...],
-                     free_text: str) -> None:
-    """Index what `fields` and `free_text` of `case` hold and tell each new link."""
+                     free_text: str, region: str | None = None,
+                     extra: tuple[Entity, ...] = ()) -> None:
+    """Index what `fields` and `free_text` of `case` hold (and `extra`: an attachment's
+    digest), phones read in `region` (default: the origin post's country), and tell each
+    new link."""
     settings = services.config.hits
     if not settings.enabled or not indexed(case.tlp):
         return
     origin = services.config.post_by_id(case.origin_post)
-    extraction = extract(fields, free_text, region=origin.country if origin else None,
+    extraction = extract(fields, free_text, region=region or (origin.country if origin else None),
                          limits=EntityLimits(max_entities=settings.max_entities_per_case,
                                              max_value_chars=settings.max_value_chars))
     now_ms = services.clock.now_ms()
-    added = await index.add_entities(services.conn, case.id, extraction.entities, now_ms=now_ms)
+    added = await index.add_entities(services.conn, case.id,
+                                     (*extra, *extraction.entities), now_ms=now_ms)
     if extraction.dropped and origin is not None:
         notice = render_notice(text("hit.capped", origin.language, ref=case.ref,
                                     limit=settings.max_entities_per_case,

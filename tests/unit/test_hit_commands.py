@@ -29,6 +29,7 @@ from tests.unit.test_case_commands import (
     UZ_ROOM,
     Bot,
 )
+from tests.unit.test_case_events import open_room
 
 
 def registry() -> CommandRegistry:
@@ -151,3 +152,19 @@ async def test_strict_cases_match_only_their_own_post_and_purge_empties_the_inde
     async with bot.db.transaction() as conn:
         await retention.purge_case(conn, case.id, now_ms=bot.clock.now_ms())
         assert await hits.entities_of(conn, case.id) == []
+
+
+async def test_a_reply_carried_on_a_case_is_matched_too(tmp_path: Path) -> None:
+    async for room in open_room(tmp_path, STRICT_CLEARED):
+        await room.bot.say(KZ_ROOM, KZ, "!alert urgent to:UZ-TERMEZ,TJ-PANJ\nWatch the bridge")
+        await room.bot.say(UZ_ROOM, UZ, "!alert urgent to:TJ-PANJ\nphone: 90 123 45 67\nx")
+        await room.relays()
+        tj_relay = [m for m in await room.bot.queued(TJ_ROOM) if m.kind == "case-relay"]
+        first = str(tj_relay[0].event_id)  # KZ-0001 as TJ read it
+        await room.reply(TJ_ROOM, TJ, "The driver called from +998 90 123 45 67",
+                         thread_root=first)
+        notices = [str(m.content["body"]) for m in await room.bot.queued(KZ_ROOM)
+                   if m.kind == "case-hit"]
+        assert notices == [
+            "Hit: phone +998901234567 in KZ-0001 is also in UZ-0001 of Termez post (UZ-TERMEZ)."
+        ], notices
