@@ -48,6 +48,9 @@ HIT_MESSAGES: Mapping[str, str] = {
         "{ref} holds more identifiers than I match in one case: the first {limit} were "
         "matched, {count} were not."
     ),
+    "hit.more": (
+        "{ref} matches {count} more cases than I tell one by one: !links {ref} lists them."
+    ),
     "check.none": "No hit for {entity}.",
     "check.hit": "Hit for {entity}:",
     "check.linked": "• {other} of {post}",

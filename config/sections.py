@@ -197,6 +197,9 @@ class HitsConfig(_Section):
         default=50, description="Entities matched from one case; the rest are dropped")
     max_value_chars: Annotated[StrictInt, Field(ge=16, le=1000)] = Field(
         default=120, description="A field value longer than this is not an identifier")
+    max_notices_per_case: Annotated[StrictInt, Field(ge=1, le=1000)] = Field(
+        default=20, description="Links of one new case told as hit notices; the rest are "
+                                "listed by !links, and its origin is told how many")
 
 
 class BackupsConfig(_Section):

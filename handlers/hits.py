@@ -97,6 +97,7 @@ async def match_case(services: Services, case: Case, *, fields: tuple[tuple[str,
             notice, case, about="hit", thread_root=case.origin_event_id), case=case,
             kind=OutboxKind.CASE_HIT)
     parties = await case_parties(services.conn, case)
+    told = 0
     for found in await find_matches(services.conn, case.id, added,
                                     threshold=settings.name_threshold):
         other = await cases.case_by_id(services.conn, found.other_case_id)
@@ -112,9 +113,18 @@ async def match_case(services: Services, case: Case, *, fields: tuple[tuple[str,
             continue  # the pair was linked (or dismissed) before: told once, never again
         await services.record("hit", actor=audit.LIAISON, case_ref=later.ref, detail={
             "other": earlier.ref, "kind": found.entity.kind.value, "score": found.score})
-        link = Link(earlier.id, later.id, found.entity.kind, own.value, theirs.value,
-                    found.score, now_ms)
-        await _tell_link(services, link, earlier=earlier, later=later)
+        told += 1
+        if told <= settings.max_notices_per_case:  # the rest are in !links: no hit storm
+            link = Link(earlier.id, later.id, found.entity.kind, own.value, theirs.value,
+                        found.score, now_ms)
+            await _tell_link(services, link, earlier=earlier, later=later)
+    if told > settings.max_notices_per_case and origin is not None:
+        notice = render_notice(text("hit.more", origin.language, ref=case.ref,
+                                    count=told - settings.max_notices_per_case),
+                               language=origin.language)
+        await services.send_case(case.origin_room, case_commands.case_content(
+            notice, case, about="hit", thread_root=case.origin_event_id), case=case,
+            kind=OutboxKind.CASE_HIT)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ async def add_entities(conn: aiosqlite.Connection, case_id: int, entities: Itera
 async def candidates(conn: aiosqlite.Connection, entity: Entity, *,
                      exclude_case_id: int | None) -> list[tuple[int, Entity]]:
     """(case id, entity) of every other case's entity that shares a key with `entity`,
-    newest case last; at most `CANDIDATE_LIMIT`."""
+    oldest case first; at most `CANDIDATE_LIMIT` (read in index order, so a common key
+    costs no more than the limit)."""
     keys = sorted(index_keys(entity))
     if not keys:
         return []
@@ -62,10 +63,11 @@ async def candidates(conn: aiosqlite.Connection, entity: Entity, *,
     rows = await conn.execute_fetchall(
         "SELECT DISTINCT e.case_id, e.kind, e.value, e.dob, e.country"
         f" FROM entity_keys k JOIN entities e ON e.id = k.entity_id WHERE k.key IN ({marks})"
-        " AND e.case_id != ? ORDER BY e.case_id LIMIT ?",
+        " AND e.case_id != ? LIMIT ?",
         (*keys, -1 if exclude_case_id is None else exclude_case_id, CANDIDATE_LIMIT))
-    return [(int(row[0]), Entity(EntityKind(row[1]), row[2], dob=row[3], country=row[4]))
-            for row in rows]
+    found = [(int(row[0]), Entity(EntityKind(row[1]), row[2], dob=row[3], country=row[4]))
+             for row in rows]
+    return sorted(found, key=lambda pair: pair[0])
 
 
 async def entities_of(conn: aiosqlite.Connection, case_id: int) -> list[Entity]:

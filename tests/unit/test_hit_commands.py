@@ -168,3 +168,18 @@ async def test_a_reply_carried_on_a_case_is_matched_too(tmp_path: Path) -> None:
         assert notices == [
             "Hit: phone +998901234567 in KZ-0001 is also in UZ-0001 of Termez post (UZ-TERMEZ)."
         ], notices
+
+
+async def test_a_case_matching_many_tells_a_few_and_lists_the_rest(tmp_path: Path) -> None:
+    config = {**STRICT_CLEARED, "hits": {"max_notices_per_case": 1}}
+    database = await Database.open(tmp_path / "many.db")
+    bot = Bot(database, parse_config(json.dumps(config)), registry())
+    try:
+        for _ in range(3):
+            await bot.say(KZ_ROOM, KZ, "!alert urgent to:UZ-TERMEZ\nplate: 01A123BC\nagain")
+        notices = await hit_notices(bot, KZ_ROOM)
+        assert notices[-1] == ("KZ-0003 matches 1 more cases than I tell one by one: "
+                               "!links KZ-0003 lists them.")
+        assert len((await bot.say(KZ_ROOM, KZ, "!links KZ-0003")).text.splitlines()) == 3
+    finally:
+        await database.close()
