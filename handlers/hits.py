@@ -143,9 +143,10 @@ async def find_matches(conn: aiosqlite.Connection, case_id: int | None,
     name from `threshold`), once, with the first entity that matched it. What matching
     costs inside a case's transaction (the bench measures this)."""
     found: dict[int, Found] = {}
-    for entity in sorted(entities, key=lambda one: one.kind not in STRONG_KINDS):
-        for other_id, other_entity in await index.candidates(conn, entity,
-                                                             exclude_case_id=case_id):
+    ordered = sorted(entities, key=lambda one: one.kind not in STRONG_KINDS)
+    every = await index.candidates_of(conn, ordered, exclude_case_id=case_id)
+    for entity, candidates in zip(ordered, every, strict=True):
+        for other_id, other_entity in candidates:
             if other_id in found:
                 continue
             score = _score(entity, other_entity, threshold)

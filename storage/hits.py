@@ -13,6 +13,7 @@ The functions take a connection inside the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import aiosqlite
 
@@ -22,7 +23,9 @@ from commands.names import blocking_keys
 from storage.db import changes
 
 CANDIDATE_LIMIT = 200
-"""Candidates read for one entity at most (a common name in a large index)."""
+"""Candidates read for one key at most (a common name in a large index)."""
+KEYS_PER_QUERY = 200
+"""Keys looked up in one compound query (SQLite allows 500 terms by default)."""
 
 
 def index_keys(entity: Entity) -> frozenset[str]:
@@ -54,20 +57,41 @@ async def add_entities(conn: aiosqlite.Connection, case_id: int, entities: Itera
 async def candidates(conn: aiosqlite.Connection, entity: Entity, *,
                      exclude_case_id: int | None) -> list[tuple[int, Entity]]:
     """(case id, entity) of every other case's entity that shares a key with `entity`,
-    oldest case first; at most `CANDIDATE_LIMIT` (read in index order, so a common key
-    costs no more than the limit)."""
-    keys = sorted(index_keys(entity))
-    if not keys:
-        return []
-    marks = ",".join("?" * len(keys))
-    rows = await conn.execute_fetchall(
-        "SELECT DISTINCT e.case_id, e.kind, e.value, e.dob, e.country"
-        f" FROM entity_keys k JOIN entities e ON e.id = k.entity_id WHERE k.key IN ({marks})"
-        " AND e.case_id != ? LIMIT ?",
-        (*keys, -1 if exclude_case_id is None else exclude_case_id, CANDIDATE_LIMIT))
-    found = [(int(row[0]), Entity(EntityKind(row[1]), row[2], dob=row[3], country=row[4]))
-             for row in rows]
-    return sorted(found, key=lambda pair: pair[0])
+    oldest case first; at most `CANDIDATE_LIMIT` per key."""
+    found = await candidates_of(conn, [entity], exclude_case_id=exclude_case_id)
+    return found[0]
+
+
+async def candidates_of(conn: aiosqlite.Connection, entities: Sequence[Entity], *,
+                        exclude_case_id: int | None) -> list[list[tuple[int, Entity]]]:
+    """`candidates` of each of `entities`, in one query (one round trip to the database
+    thread, whatever the number of keys): each key read in index order up to
+    `CANDIDATE_LIMIT`, so a common key costs no more than the limit."""
+    keyed = [(number, key) for number, entity in enumerate(entities)
+             for key in sorted(index_keys(entity))]
+    found: list[list[tuple[int, Entity]]] = [[] for _ in entities]
+    if not keyed:
+        return found
+    one = ("SELECT * FROM (SELECT ? AS entity, e.case_id, e.kind, e.value, e.dob, e.country"
+           " FROM entity_keys k JOIN entities e ON e.id = k.entity_id"
+           " WHERE k.key = ? AND e.case_id != ? LIMIT ?)")
+    exclude = -1 if exclude_case_id is None else exclude_case_id
+    rows: list[Any] = []
+    for start in range(0, len(keyed), KEYS_PER_QUERY):  # SQLite's compound-select limit
+        chunk = keyed[start:start + KEYS_PER_QUERY]
+        rows.extend(await conn.execute_fetchall(
+            " UNION ALL ".join([one] * len(chunk)),
+            [value for number, key in chunk
+             for value in (number, key, exclude, CANDIDATE_LIMIT)]))
+    seen: set[tuple[int, int, str, str]] = set()
+    for row in rows:
+        number, case_id = int(row[0]), int(row[1])
+        if (number, case_id, row[2], row[3]) in seen:
+            continue
+        seen.add((number, case_id, row[2], row[3]))
+        found[number].append((case_id, Entity(EntityKind(row[2]), row[3], dob=row[4],
+                                               country=row[5])))
+    return [sorted(pairs, key=lambda pair: pair[0]) for pairs in found]
 
 
 async def entities_of(conn: aiosqlite.Connection, case_id: int) -> list[Entity]:

@@ -183,3 +183,11 @@ async def test_a_case_matching_many_tells_a_few_and_lists_the_rest(tmp_path: Pat
         assert len((await bot.say(KZ_ROOM, KZ, "!links KZ-0003")).text.splitlines()) == 3
     finally:
         await database.close()
+
+
+async def test_a_case_with_hundreds_of_names_is_looked_up_in_chunks(bot: Bot) -> None:
+    names = "\n".join(f"name: Ali{'a' * n} Karimov Rashid Salim Tariq" for n in range(40))
+    await bot.say(KZ_ROOM, KZ, f"!alert urgent to:UZ-TERMEZ\n{names[:7000]}\nx")
+    again = await bot.say(TJ_ROOM, TJ, f"!request urgent to:UZ-TERMEZ\n{names[:7000]}\ny")
+    assert again.text.startswith("TJ-0001")
+    assert len(await hit_notices(bot, KZ_ROOM)) == 1
