@@ -51,6 +51,7 @@ from commands.records import Case
 from commands.ref_commands import parse_ref_command
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
 from commands.render import Line, render_notice
+from commands.routing import still_reaches
 from commands.texts import FIELD_KEYS, fold_word, text
 from commands.vocabulary import ENTITY_FIELDS
 from handlers import cases as case_commands
@@ -173,7 +174,11 @@ async def _tell_link(services: Services, link: Link, *, earlier: Case, later: Ca
                 thread=later.origin_event_id, rooms=rooms)
     await _tell(services, link, own=earlier, other=later, room_id=earlier.origin_room,
                 thread=earlier.origin_event_id, rooms=rooms)
+    directory = case_commands.directory_for(services)
     for delivery in await cases.deliveries(services.conn, earlier.id):
+        target = services.config.post_by_id(delivery.post)
+        if target is None or still_reaches(target, delivery.room_id, earlier.tlp, directory):
+            continue  # a room the case may no longer reach hears nothing more of it
         await _tell(services, link, own=earlier, other=later, room_id=delivery.room_id,
                     thread=delivery.relayed_event_id, rooms=rooms)
 
