@@ -9,7 +9,8 @@ HIT_MESSAGES: Mapping[str, str] = {
     "command.check.usage": "!check KIND VALUE",
     "command.check.summary": "Ask whether any case holds a plate, VIN, phone, name…",
     "command.check.help": (
-        "KIND is plate, vin, container, iban, phone, passport or name. Answers hit or no hit "
+        "KIND is plate, vin, container, iban, phone, passport or name (a date of birth "
+        "after the name counts). Answers hit or no hit "
         "without opening a case; where your post may not see the case that holds it, you "
         "are told which post to ask. Every check is in the audit log."
     ),

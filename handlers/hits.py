@@ -29,6 +29,7 @@ from commands.entities import (
     EntityLimits,
     extract,
     normalise,
+    normalise_dob,
 )
 from commands.errors import CommandError
 from commands.hits import (
@@ -228,7 +229,7 @@ async def check(invocation: Invocation) -> Reply:
         raise invocation.command.usage_error(CommandError.of(
             "check.value_bad", value=typed.strip(), kind=text(f"entity.{kind.value}",
                                                                language)), language)
-    probe = Entity(kind, value)
+    probe = Entity(kind, value, dob=normalise_dob(typed) if kind is EntityKind.NAME else None)
     asking = CaseParties(ref="", tlp=Tlp.GREEN, origin=post.id, targets=frozenset())
     found: list[tuple[Match, HitView]] = []
     seen_cases: set[int] = set()

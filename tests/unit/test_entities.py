@@ -4,6 +4,8 @@ digits as tables, transliteration pairs, scores, and bad input."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commands.entities import (
     Entity,
@@ -125,3 +127,15 @@ def test_names_are_scored_with_date_of_birth_and_country() -> None:
     assert name_score(known, person("Muhammad Abdallah", "1980-07-01")) < 90
     assert name_score(known, person("Muhammad Abdallah", "1975-02-03")) < 75
     assert name_score(known, person("Ivan Petrov", "1980-02-03")) < 50
+
+
+@settings(max_examples=200, deadline=None)
+@given(fields=st.lists(st.tuples(st.sampled_from(["plate", "vin", "phone", "iban", "name",
+                                                  "dob", "паспорт", "الاسم", "container"]),
+                                 st.text(max_size=300)), max_size=10),
+       free_text=st.text(max_size=2000))
+def test_any_input_is_extracted_without_a_crash_and_within_the_cap(
+        fields: list[tuple[str, str]], free_text: str) -> None:
+    found = extract(fields, free_text, region="KZ", limits=EntityLimits(max_entities=5))
+    assert len(found.entities) <= 5
+    assert all(entity.value and len(entity.value) <= 300 for entity in found.entities)
