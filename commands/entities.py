@@ -96,7 +96,10 @@ _MRZ_RE = re.compile(r"^[A-Z0-9<]{44}$")
 _PLATE_WORDS = ("plate", "plates", "госномер", "номер", "г/н", "гос.номер", "لوحة", "اللوحة")
 _PLATE_MENTION = re.compile(
     r"(?:" + "|".join(re.escape(word) for word in _PLATE_WORDS) + r")\s*[:#№]?\s*"
-    r"((?:[0-9A-Za-zА-Яа-я]{1,8}[ \-]?){1,4})", re.IGNORECASE)
+    r"((?:[0-9A-Za-z\u0400-\u04ff\u0660-\u0669\u0621-\u064a]{1,8}[ \-.]{0,2}){1,6})",
+    re.IGNORECASE)
+_PLATE_FILLERS = frozenset({"number", "no", "nr", "номер", "знак", "رقم"})
+"""Words between `plate` and the plate itself (`plate number 01A123BC`)."""
 _DATE_RES = (
     (re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})"), (1, 2, 3)),
     (re.compile(r"(\d{1,2})[./](\d{1,2})[./](\d{4})"), (3, 2, 1)),
@@ -321,7 +324,9 @@ def _plate_tokens(text: str) -> str:
     """The words after `plate` that still belong to it: short groups, until a word that
     is only letters and longer than three (`01 А 123 ВС white` → `01 А 123 ВС`)."""
     kept: list[str] = []
-    for word in re.split(r"[ \-]+", text.strip()):
+    for word in re.split(r"[ \-.]+", text.strip()):
+        if not kept and word.lower() in _PLATE_FILLERS:
+            continue
         if not word or (word.isalpha() and len(word) > 3 and kept):
             break
         kept.append(word)

@@ -139,3 +139,17 @@ def test_any_input_is_extracted_without_a_crash_and_within_the_cap(
     found = extract(fields, free_text, region="KZ", limits=EntityLimits(max_entities=5))
     assert len(found.entities) <= 5
     assert all(entity.value and len(entity.value) <= 300 for entity in found.entities)
+
+
+@pytest.mark.parametrize(("said", "plate"), [
+    ("vehicle: white Kamaz, plate 01A123BC", "01A123BC"),
+    ("plate number 01A123BC seen at 18:40", "01A123BC"),
+    ("vehicle with plate no. 01A123BC", "01A123BC"),
+    ("госномер знак 01 А 123 ВС белый", "01A123BC"),
+    ("plate 01 A 123 BC, white", "01A123BC"),
+    ("номер телефона +7 701 234 5678", None),
+])
+def test_a_plate_named_as_one_in_free_text(said: str, plate: str | None) -> None:
+    found = [e.value for e in extract([], said, region="KZ").entities
+             if e.kind is EntityKind.PLATE]
+    assert found == ([plate] if plate else [])
