@@ -1,9 +1,11 @@
 """Hits: matching a case against every case the bot holds, and the commands about it.
 
-- a new case (`handlers.cases`, `_store_and_relay`) and an update that adds an entity
-  (`update`) call `match_case`: its entities (`commands.entities`) are stored in the
-  index (`storage.hits`), matched, and each new link is told, once per pair of cases,
-  in the threads of both cases by the hit/no-hit rules of `commands.hits`;
+- a new case (`handlers.cases`, `_store_and_relay`), an update (`update`), a reply
+  carried on a case, an attachment (its SHA-256) and an edit of the opening message
+  (`handlers.case_events`) call `match_case`: the entities (`commands.entities`) not yet
+  held are stored in the index (`storage.hits`), matched, and each new link is told,
+  once per pair of cases, in the threads of both cases by the hit/no-hit rules of
+  `commands.hits`;
 - `!check KIND VALUE` answers hit or no hit without opening a case;
 - `!links REF` lists a case's links (and `!status` shows them, `status_links`);
 - `!unlink REF OTHER` dismisses a link: kept as dismissed, never told again.
@@ -91,13 +93,9 @@ async def match_case(services: Services, case: Case, *, fields: tuple[tuple[str,
     now_ms = services.clock.now_ms()
     added = await index.add_entities(services.conn, case.id,
                                      (*extra, *extraction.entities), now_ms=now_ms)
-    if extraction.dropped and origin is not None:
-        notice = render_notice(text("hit.capped", origin.language, ref=case.ref,
-                                    limit=settings.max_entities_per_case,
-                                    count=extraction.dropped), language=origin.language)
-        await services.send_case(case.origin_room, case_commands.case_content(
-            notice, case, about="hit", thread_root=case.origin_event_id), case=case,
-            kind=OutboxKind.CASE_HIT)
+    if extraction.dropped:
+        await _tell_origin(services, case, "hit.capped", limit=settings.max_entities_per_case,
+                           count=extraction.dropped)
     parties = await case_parties(services.conn, case)
     told = 0
     for found in await find_matches(services.conn, case.id, added,
@@ -120,13 +118,21 @@ async def match_case(services: Services, case: Case, *, fields: tuple[tuple[str,
             link = Link(earlier.id, later.id, found.entity.kind, own.value, theirs.value,
                         found.score, now_ms)
             await _tell_link(services, link, earlier=earlier, later=later)
-    if told > settings.max_notices_per_case and origin is not None:
-        notice = render_notice(text("hit.more", origin.language, ref=case.ref,
-                                    count=told - settings.max_notices_per_case),
-                               language=origin.language)
-        await services.send_case(case.origin_room, case_commands.case_content(
-            notice, case, about="hit", thread_root=case.origin_event_id), case=case,
-            kind=OutboxKind.CASE_HIT)
+    if told > settings.max_notices_per_case:
+        await _tell_origin(services, case, "hit.more",
+                           count=told - settings.max_notices_per_case)
+
+
+async def _tell_origin(services: Services, case: Case, msg_id: str, **params: int) -> None:
+    """A note about the case's matching in its origin room, in the case's thread."""
+    origin = services.config.post_by_id(case.origin_post)
+    if origin is None:
+        return
+    notice = render_notice(text(msg_id, origin.language, ref=case.ref, **params),
+                           language=origin.language)
+    await services.send_case(case.origin_room, case_commands.case_content(
+        notice, case, about="hit", thread_root=case.origin_event_id), case=case,
+        kind=OutboxKind.CASE_HIT)
 
 
 @dataclass(frozen=True)

@@ -191,3 +191,19 @@ async def test_a_case_with_hundreds_of_names_is_looked_up_in_chunks(bot: Bot) ->
     again = await bot.say(TJ_ROOM, TJ, f"!request urgent to:UZ-TERMEZ\n{names[:7000]}\ny")
     assert again.text.startswith("TJ-0001")
     assert len(await hit_notices(bot, KZ_ROOM)) == 1
+
+
+async def test_a_case_with_more_identifiers_than_the_cap_says_so(tmp_path: Path) -> None:
+    config = {**STRICT_CLEARED, "hits": {"max_entities_per_case": 2}}
+    database = await Database.open(tmp_path / "capped.db")
+    bot = Bot(database, parse_config(json.dumps(config)), registry())
+    try:
+        await bot.say(KZ_ROOM, KZ, "!alert urgent to:UZ-TERMEZ\nplate: 01A111BC\n"
+                                   "plate 01A222BC, plate 01A333BC, plate 01A444BC")
+        assert await hit_notices(bot, KZ_ROOM) == [
+            "KZ-0001 holds more identifiers than I match in one case: the first 2 were "
+            "matched, 2 were not."]
+        async with bot.db.read() as conn:
+            assert len(await hits.entities_of(conn, 1)) == 2
+    finally:
+        await database.close()
