@@ -46,7 +46,9 @@ _SCHOLARLY = str.maketrans({"š": "sh", "č": "ch", "ž": "zh", "ć": "ch", "ŝ"
                             "Š": "Sh", "Č": "Ch", "Ž": "Zh", "Ć": "Ch", "Ŝ": "Shch"})
 _DIGRAPHS = (("dzh", "j"), ("kh", "h"), ("sh", "s"), ("ch", "c"), ("zh", "j"), ("dj", "j"),
              ("th", "t"), ("dh", "d"), ("gh", "g"), ("ph", "f"), ("ts", "c"), ("ck", "k"),
-             ("q", "k"), ("w", "f"), ("v", "f"), ("x", "ks"))
+             ("q", "k"), ("w", "f"), ("v", "f"), ("x", "h"))
+_DIGRAPH_RE = re.compile("|".join(digraph for digraph, _ in _DIGRAPHS))
+_DIGRAPH_OF = dict(_DIGRAPHS)
 _VOWELS = re.compile(r"[aeiouy]")
 _NOT_LETTER = re.compile(r"[^a-z ]+")
 
@@ -117,11 +119,11 @@ def _words(text: str) -> str:
 
 
 def skeleton_word(word: str) -> str:
-    """The consonants of a Latin word as names are heard: digraphs folded (`kh`→`h`,
-    `sh`→`s`), `v` and `w` as `f` (Arabic writes `-ov` with `ف`), vowels and `y` dropped,
-    a final `h` dropped, doubled letters once."""
-    for digraph, single in _DIGRAPHS:
-        word = word.replace(digraph, single)
+    """The consonants of a Latin word as names are heard: digraphs folded in one pass
+    (`kh`→`h`, `sh`→`s`; `zkh` is `z`+`kh`, never `zh`), `x` as `h` (Uzbek Latin's `x`
+    is `х`), `v` and `w` as `f` (Arabic writes `-ov` with `ف`), vowels and `y` dropped, a
+    final `h` dropped, doubled letters once."""
+    word = _DIGRAPH_RE.sub(lambda found: _DIGRAPH_OF[found.group()], word)  # one pass
     word = _VOWELS.sub("", word)
     if len(word) > 1 and word.endswith("h"):
         word = word[:-1]
