@@ -8,10 +8,11 @@ transaction (`handlers.hits.find_matches` after `commands.entities.extract`).
    build time (keys computed + inserted, in a child process), database size; then the
    start-up (open the database, answer a first match) and the RSS of the process that
    holds the index open and matches.
-2. Match: `--cases` new cases (default 1000), each a case body with a plate, a phone and
-   a name — half of them held already, in another script or spelling — extracted and
-   matched against the index after a warm-up; wall-clock p50/p99/max per case (target:
-   p99 <= 10 ms) and CPU time (what the figure is when the machine is shared).
+2. Match: three rounds of `--cases` new cases (default 1000 each), each a case body with
+   a plate, a phone and a name — half of them held already, in another script or
+   spelling — extracted and matched against the index after a warm-up; wall-clock
+   p50/p99/max per case (target: p99 <= 10 ms) and CPU time (what the figure is when the
+   machine is shared).
 3. Quality: a labelled synthetic set of name pairs (transliteration variants, typos,
    swapped word order, the same name with another date of birth, similar other names);
    precision and recall of `name_score` at the configured threshold and around it,
@@ -49,6 +50,9 @@ from storage.hits import index_keys
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 19
 P99_TARGET_MS = 10.0
+ROUNDS = 3
+"""Rounds of new cases matched (each its own seed); the median round is reported, and
+every round's p99: on a shared machine one round's tail is mostly waiting for a core."""
 
 # Given names as written in Latin (spellings), Cyrillic and Arabic.
 GIVEN = [
@@ -326,7 +330,11 @@ def markdown(result: dict[str, Any]) -> str:
         "# Hits: the entity index and name matching (`python -m bench.hits`)", "",
         f"{result['at']} · {result['machine']} · Python {result['python']} · seed {SEED}", "",
         "| figure | value | target | met |", "|---|---|---|---|",
-        f"| match per new case, p99 (ms) | {matched['p99_ms']} | <= {P99_TARGET_MS} | {met} |",
+        f"| match per new case, p99 (ms), median of {ROUNDS} rounds | {matched['p99_ms']} | "
+        f"<= {P99_TARGET_MS} | {met} |",
+        f"| p99 of each round, wall-clock / CPU (ms) | "
+        f"{', '.join(map(str, matched['p99_ms_by_round']))} / "
+        f"{', '.join(map(str, matched['cpu_p99_ms_by_round']))} | | |",
         f"| match per new case, p50 (ms) | {matched['p50_ms']} | | |",
         f"| CPU time per new case, p50 / p99 (ms) | {matched['cpu_p50_ms']} / "
         f"{matched['cpu_p99_ms']} | | |",
@@ -386,7 +394,11 @@ async def main_async(entities: int, cases: int, pairs: int) -> dict[str, Any]:
                                    threshold=HitsConfig().name_threshold)
             startup = time.perf_counter() - started
             rss_open = rss_now_mib()
-            matched = await match(db, cases, random.Random(SEED + 1), held)
+            rounds = [await match(db, cases, random.Random(SEED + round_), held)
+                      for round_ in range(1, ROUNDS + 1)]
+            matched = sorted(rounds, key=lambda one: one["p99_ms"])[len(rounds) // 2]
+            matched["p99_ms_by_round"] = [one["p99_ms"] for one in rounds]
+            matched["cpu_p99_ms_by_round"] = [one["cpu_p99_ms"] for one in rounds]
             rss_matched = rss_now_mib()
         finally:
             await db.close()
