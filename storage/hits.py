@@ -136,14 +136,6 @@ async def links_of(conn: aiosqlite.Connection, case_id: int, *,
     return [_link(row) for row in rows]
 
 
-async def linked(conn: aiosqlite.Connection, a: int, b: int) -> bool:
-    """Whether the pair has a link, dismissed or not."""
-    async with conn.execute(
-        "SELECT 1 FROM hits WHERE earlier_case_id = ? AND later_case_id = ?",
-        (min(a, b), max(a, b))) as cursor:
-        return await cursor.fetchone() is not None
-
-
 async def unlink(conn: aiosqlite.Connection, a: int, b: int, *, by: str, now_ms: int) -> bool:
     """Dismiss the link of two cases; False if they have none, or it was dismissed."""
     return await changes(
