@@ -21,11 +21,16 @@ from commands.identifiers import (
     strip_invisible,
 )
 from commands.model import Priority, Tlp
-from commands.texts import OPTION_KEYS, fold_word
+from commands.texts import FIELD_KEYS, OPTION_KEYS, fold_word
 
 CaseKind = Literal["alert", "request"]
 
 FIELD_KEY_RE = re.compile(r"[^\W\d_][\w-]{0,23}")
+
+_MULTI_WORD_FIELD_KEYS: frozenset[str] = frozenset(
+    fold_word(typed) for words in FIELD_KEYS.values() for typed in words if " " in typed)
+"""Known field keys of two words (`дата рождения`, `تاريخ الميلاد`): read as keys, although
+no other key may hold a space."""
 
 _WRITTEN_AS: Mapping[str, tuple[re.Pattern[str], str]] = {
     "category": (CATEGORY_RE, "a category"),
@@ -104,7 +109,7 @@ class CaseDraft(BaseModel):
     @classmethod
     def _check_fields(cls, value: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
         for key, field_value in value:
-            if not FIELD_KEY_RE.fullmatch(key) or fold_word(key) in _OPTION_WORDS:
+            if not is_field_key(key) or fold_word(key) in _OPTION_WORDS:
                 raise ValueError(f"{key!r} cannot be a field name")
             if not field_value or field_value != field_value.strip() or _has_break(field_value):
                 raise ValueError(f"field {key!r} needs a one-line value without outer spaces")
@@ -153,6 +158,11 @@ def format_due(due: datetime) -> str:
     return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
+def is_field_key(key: str) -> bool:
+    """One word (`plate`, `vin-код`), or a known key of two (`дата рождения`)."""
+    return bool(FIELD_KEY_RE.fullmatch(key)) or fold_word(key) in _MULTI_WORD_FIELD_KEYS
+
+
 def _field_line(line: str) -> tuple[str, str] | None:
     """(key, value) when the line reads `key: value` (or `key:` alone, value ""), else None.
 
@@ -161,8 +171,8 @@ def _field_line(line: str) -> tuple[str, str] | None:
     head, sep, value = line.partition(":")
     if not sep or (value and not value[0].isspace()):
         return None
-    key = strip_invisible(head).strip()
-    if not FIELD_KEY_RE.fullmatch(key):
+    key = " ".join(strip_invisible(head).split())
+    if not is_field_key(key):
         return None
     return key, value.strip()
 

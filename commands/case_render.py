@@ -298,8 +298,10 @@ def render_withdrawn_notice(case: Case, *, reader: Post, posts: Mapping[str, Pos
 
 def render_status(case: Case, deliveries: Sequence[Delivery],
                   history: Sequence[TimelineEntry], *, posts: Mapping[str, Post],
-                  language: str, timezone: str, show_refusals: bool) -> Notice:
-    """The case, each delivery's state and the timeline, in the reader's time zone."""
+                  language: str, timezone: str, show_refusals: bool,
+                  links: Sequence[Line] = ()) -> Notice:
+    """The case, each delivery's state, its links to other cases (`commands.hits`) and
+    the timeline, in the reader's time zone."""
     lines: list[Line] = [[case_label(case, language), " ", text(
         "case.status.title", language, ref=case.ref, title=case_title(case, language),
         post=post_label(case.origin_post, posts, language),
@@ -310,6 +312,9 @@ def render_status(case: Case, deliveries: Sequence[Delivery],
     lines.extend(BULLET + _delivery_state(delivery, posts, language, timezone)
                  + _deadline_note(case, delivery, language, timezone)
                  for delivery in deliveries)
+    if links:
+        lines.append(text("case.status.links", language))
+        lines.extend(links)
     lines.append(text("case.status.timeline", language))
     for entry in history:
         if entry.kind == "disclosed":  # the record of who looked: for the audit, not here

@@ -33,6 +33,8 @@ class OutboxKind(StrEnum):
     """A case relayed to a target post (handlers.cases)."""
     CASE_ACK = "case-ack"
     """The origin room is told a target acknowledged."""
+    CASE_HIT = "case-hit"
+    """A case's thread is told that another case holds what it holds (handlers.hits)."""
     CHASE_REMIND = "chase-remind"
     """A reminder in the target room, mentioning its duty officers (bot.chaser)."""
     CHASE_ESCALATE = "chase-escalate"
@@ -127,6 +129,7 @@ KIND_RULES: Mapping[OutboxKind, KindRule] = {
     OutboxKind.CASE_REPLY: KindRule(_QUIET),
     OutboxKind.CASE_ATTACHMENT: KindRule(_QUIET),
     OutboxKind.CASE_UPDATE: KindRule(_QUIET),
+    OutboxKind.CASE_HIT: KindRule(_QUIET),
     OutboxKind.CASE_EDIT: KindRule(_QUIET),
     OutboxKind.CASE_WITHDRAWN: KindRule(_QUIET),
     OutboxKind.CASE_CLOSED: KindRule(_QUIET),

@@ -22,8 +22,8 @@ rendered in the reader's language (a noun, a time) is passed as a `Localizable`
 formatted with the reader's locale.
 
 The vocabulary is in `commands.vocabulary`, the English messages by topic in
-`commands.texts_general`, `texts_errors`, `texts_cases`, `texts_chasing`, `texts_shell`
-and `texts_requests` (issue 20);
+`commands.texts_general`, `texts_errors`, `texts_cases`, `texts_chasing`, `texts_shell`,
+`texts_requests` (issue 20) and `texts_hits`;
 this module joins them into `MESSAGES`, reads the catalogues and renders with `text()`.
 """
 
@@ -48,6 +48,7 @@ from commands.texts_chasing import CHASING_MESSAGES
 from commands.texts_errors import ERROR_MESSAGES
 from commands.texts_general import GENERAL_MESSAGES
 from commands.texts_requests import REQUEST_MESSAGES
+from commands.texts_hits import HIT_MESSAGES
 from commands.texts_shell import SHELL_MESSAGES
 from commands.vocabulary import (
     COMMAND_ALIASES,
@@ -62,7 +63,8 @@ from commands.vocabulary import (
 )
 
 MESSAGES: Mapping[str, str] = {**GENERAL_MESSAGES, **ERROR_MESSAGES, **CASE_MESSAGES,
-                               **CHASING_MESSAGES, **SHELL_MESSAGES, **REQUEST_MESSAGES}
+                               **CHASING_MESSAGES, **SHELL_MESSAGES, **REQUEST_MESSAGES,
+                               **HIT_MESSAGES}
 """English, by message id: the source of every catalogue, in the order of the `.pot`."""
 
 PLURAL_MESSAGES: dict[str, tuple[str, str]] = {

@@ -78,4 +78,11 @@ SHELL_MESSAGES: Mapping[str, str] = {
     "field.driver": "driver",
     "field.cargo": "cargo",
     "field.container": "container",
+    "field.vin": "VIN",
+    "field.passport": "passport",
+    "field.phone": "phone",
+    "field.iban": "IBAN",
+    "field.name": "name",
+    "field.dob": "date of birth",
+    "field.nationality": "nationality",
 }

@@ -28,6 +28,9 @@ COMMAND_ALIASES: Mapping[str, tuple[str, ...]] = {
     "delay": ("задержка", "تمديد"),
     "refuse": ("отказ", "رفض"),
     "permit": ("разрешить", "إذن"),
+    "check": ("проверить", "تحقق"),
+    "links": ("связи", "روابط"),
+    "unlink": ("отвязать", "فك"),
 }
 """Aliases per command name; matched after `fold_word` (so `отчет` finds `отчёт`)."""
 
@@ -65,12 +68,19 @@ DAY_WORDS: Mapping[int, tuple[str, ...]] = {
 
 FIELD_KEYS: Mapping[str, tuple[str, ...]] = {
     "vehicle": ("vehicle", "транспорт", "автомобиль", "المركبة", "مركبة", "السيارة"),
-    "plate": ("plate", "госномер", "اللوحة", "لوحة"),
+    "plate": ("plate", "госномер", "номер", "لوحة", "اللوحة", "رقم_اللوحة"),
     "route": ("route", "маршрут", "المسار", "مسار", "الطريق"),
     "eta": ("eta", "arrival", "прибытие", "الوصول", "وصول"),
     "driver": ("driver", "водитель", "السائق", "سائق"),
     "cargo": ("cargo", "груз", "الحمولة", "حمولة", "الشحنة"),
     "container": ("container", "контейнер", "الحاوية", "حاوية"),
+    "vin": ("vin", "вин", "vin-код", "رقم_الشاصي", "الشاصي", "شاصي"),
+    "passport": ("passport", "паспорт", "جواز", "جواز_السفر", "الجواز"),
+    "phone": ("phone", "tel", "телефон", "тел", "هاتف", "الهاتف", "جوال"),
+    "iban": ("iban", "счёт", "счет", "ايبان", "الآيبان", "حساب"),
+    "name": ("name", "фио", "имя", "الاسم", "اسم"),
+    "dob": ("dob", "born", "дата рождения", "تاريخ الميلاد", "الميلاد", "مواليد"),
+    "nationality": ("nationality", "гражданство", "الجنسية", "جنسية"),
 }
 """Case field keys the bot knows, by the key each is shown as (`field.<key>` in the
 reader's language), with what officers type for them in English, Russian and Arabic.
@@ -78,6 +88,15 @@ Any other key is shown as typed."""
 
 TIME_FIELD_KEYS: tuple[str, ...] = FIELD_KEYS["eta"]
 """Case field keys whose value is a time of day (`eta: 18:30`), shown in each reader's zone."""
+
+ENTITY_FIELDS: Mapping[str, str] = {
+    "plate": "plate", "container": "container", "vin": "vin", "passport": "passport",
+    "phone": "phone", "iban": "iban", "name": "name", "driver": "name",
+    "dob": "dob", "nationality": "nationality",
+}
+"""Which known field keys (`FIELD_KEYS`) hold an entity that hits are matched on
+(`commands.entities`), by the entity kind, or the attribute of a name (`dob`,
+`nationality`). A field key typed in any of the three languages counts."""
 
 _ARABIC_MARKS = {chr(c) for c in range(0x064B, 0x0653)} | {"\u0640", "\u0670"}
 _ARABIC_ALEFS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا"})

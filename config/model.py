@@ -26,6 +26,7 @@ from config.sections import (
     BackupsConfig,
     BotConfig,
     DecryptionConfig,
+    HitsConfig,
     HomeserverConfig,
     LimitsConfig,
     LoggingConfig,
@@ -59,6 +60,7 @@ class Config(_Section):
     reports: ReportsConfig = ReportsConfig()
     limits: LimitsConfig = LimitsConfig()
     retention: RetentionConfig = RetentionConfig()
+    hits: HitsConfig = HitsConfig()
     attachments: AttachmentsConfig = AttachmentsConfig()
     metrics: MetricsConfig = MetricsConfig()
     backups: BackupsConfig = BackupsConfig()

@@ -186,6 +186,22 @@ class RetentionConfig(_Section):
         return value
 
 
+class HitsConfig(_Section):
+    """Matching every case's identifiers and people against the cases the bot holds
+    (`commands.entities`, `commands.hits`, `handlers.hits`)."""
+
+    enabled: bool = True
+    name_threshold: Annotated[StrictInt, Field(ge=50, le=100)] = Field(
+        default=90, description="Score (0-100) from which two names are a possible hit")
+    max_entities_per_case: Annotated[StrictInt, Field(ge=1, le=1000)] = Field(
+        default=50, description="Entities matched from one case; the rest are dropped")
+    max_value_chars: Annotated[StrictInt, Field(ge=16, le=1000)] = Field(
+        default=120, description="A field value longer than this is not an identifier")
+    max_notices_per_case: Annotated[StrictInt, Field(ge=1, le=1000)] = Field(
+        default=20, description="Links of one new case told as hit notices; the rest are "
+                                "listed by !links, and its origin is told how many")
+
+
 class BackupsConfig(_Section):
     """Scheduled `liaison backup` archives, written by the running bot (`bot.backup`)."""
 

@@ -170,6 +170,7 @@ CASE_KEY = "org.liaison.case"
 ALERT = (
     "!тревога срочно кому:UZ-TERMEZ,AF-HAIRATAN тлп:amber кат:drugs оценка:B2\n"
     "транспорт: белый КамАЗ, номер 01A123BC\n"
+    "водитель: Мухаммад Абдулла, 03.02.1980\n"
     "маршрут: مزار شریف -> Хайратан -> Термез\n"
     "прибытие: 18:30\n"
     "Подозрение на героин в грузе цемента. Водитель проходил по делу 2026/117."
@@ -250,6 +251,14 @@ async def converse(narrator: Narrator, officers: dict[str, Officer], rooms: dict
             raise RuntimeError(f"{post_id} decrypted a different photo")
         narrator.step(f"{post_id} decrypted {len(received)} bytes, SHA-256 "
                       f"{hashlib.sha256(received).hexdigest()[:16]}…: identical")
+
+    narrator.step("Hairatan asks Termez about a driver, writing his name in Arabic: the bot "
+                  "matches it to the Cyrillic name in " + ref + " and tells both case threads")
+    request = await ask(narrator, officers[af], af, rooms[af], bot_user,
+                        "!طلب عاجل إلى:UZ-TERMEZ\nالسائق: محمد عبدالله\n"
+                        "تاريخ الميلاد: 1980-02-03\nهل تعرفون هذا السائق؟")
+    await relayed(narrator, officers[af], af, rooms[af], bot_user, case_ref(request), "hit")
+    await relayed(narrator, officers[kz], kz, rooms[kz], bot_user, ref, "hit")
 
     narrator.step("A group may not receive AMBER: the bot refuses and says why")
     await ask(narrator, officers[kz], kz, rooms[kz], bot_user,

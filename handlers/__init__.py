@@ -15,6 +15,7 @@ from commands.builtin import register_builtins
 from commands.registry import CommandRegistry
 from handlers.cases import register_case_commands
 from handlers.chasing import register_chasing_commands
+from handlers.hits import register_hit_commands
 from handlers.language import register_language_command
 from handlers.requests import register_request_commands
 
@@ -27,4 +28,5 @@ def default_registry() -> CommandRegistry:
     register_chasing_commands(registry)
     register_language_command(registry)
     register_request_commands(registry)
+    register_hit_commands(registry)
     return registry

@@ -48,6 +48,7 @@ from commands.case_render import (
     render_reply_notice,
     render_withdrawn_notice,
 )
+from commands.entities import Entity, EntityKind
 from commands.errors import CommandError
 from commands.model import Post
 from commands.notify import OutboxKind
@@ -67,6 +68,7 @@ from handlers.cases import (
 )
 from handlers.context import Services
 from handlers.red import red_react
+from handlers.hits import match_case
 from storage import cases
 from storage.audit import AuditAction
 
@@ -208,6 +210,7 @@ async def carry_reply(services: Services, *, room_id: str, sender: str, event_id
     now_ms = _now_ms(services)
     await cases.add_timeline(services.conn, case.id, TimelineKind.REPLIED, ms=now_ms,
                              post=link.post.id, actor=sender, detail={"event_id": event_id})
+    await match_case(services, case, fields=(), free_text=said, region=link.post.country)
     if link.delivery is None:
         return await _to_targets(services, case, said, from_post=link.post, who=sender)
     await _to_origin(services, case, said, from_post=link.post, who=sender)
@@ -282,6 +285,8 @@ async def carry_attachment(services: Services, *, link: CaseLink, sender: str, e
     await cases.add_timeline(services.conn, case.id, TimelineKind.ATTACHED,
                              ms=_now_ms(services), post=link.post.id, actor=sender,
                              detail=timeline_detail(attachment, fetched, event_id))
+    await match_case(services, case, fields=(), free_text=attachment.caption or "",
+                     region=link.post.country, extra=(Entity(EntityKind.FILE, fetched.sha256),))
     posts = posts_by_id(services.config)
 
     def render(reader: Post) -> Notice:
@@ -393,6 +398,7 @@ async def carry_edit(services: Services, *, room_id: str, sender: str, event_id:
                             detail={"changes": list(edit.summary), "event_id": event_id})
     revised = await cases.case_by_id(services.conn, case.id)
     assert revised is not None
+    await match_case(services, revised, fields=revised.fields, free_text=revised.text)
     posts = posts_by_id(services.config)
     told = await tell_targets(services, revised, posts, about="edit",
                               render=lambda reader: render_edit_notice(

@@ -173,6 +173,8 @@ async def _store_and_relay(invocation: Invocation, services: Services, origin: P
             detail={"target": refusal.target, "reason": refusal.reason.value,
                     "detail": refusal.detail},
         )
+    from handlers import hits  # handlers.hits builds on this module
+    await hits.match_case(services, case, fields=case.fields, free_text=case.text)
     return case
 
 
@@ -264,6 +266,8 @@ async def update(invocation: Invocation) -> Reply:
     await cases.add_timeline(services.conn, case.id, TimelineKind.UPDATED, ms=_ms(invocation),
                              post=post.id if post else case.origin_post, actor=invocation.sender,
                              detail={"text": command.text})
+    from handlers import hits  # handlers.hits builds on this module
+    await hits.match_case(services, case, fields=(), free_text=command.text)
     posts = posts_by_id(services.config)
     told = await tell_targets(services, case, posts, about="update",
                                render=lambda reader: render_update_notice(
@@ -330,11 +334,13 @@ async def status(invocation: Invocation) -> Reply:
     conn = services.conn
     await services.record_disclosure(disclosure, case, asked_by=invocation.sender,
                                      shown="status")
+    from handlers import hits  # handlers.hits builds on this module
     return render_status(
         case, await cases.deliveries(conn, case.id), await cases.timeline(conn, case.id),
         posts=posts_by_id(services.config), language=invocation.language,
         timezone=reader_timezone(invocation, services),
         show_refusals=disclosure.detail is Detail.FULL,
+        links=await hits.status_links(services, case, invocation.room_id, invocation.language),
     )
 
 

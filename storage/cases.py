@@ -330,7 +330,7 @@ RECORDED_KEYS = frozenset({"target", "reason", "detail", "event_id", "changes", 
                            "due_ms", "late", "rooms", "unreachable", "until_ms", "for",
                            "messages", "timeline_details", "sha256", "size", "mimetype",
                            "msgtype", "room_id", "shown", "level", "code", "new_due_ms",
-                           "delay", "recipients", "handling", "action", "class"})
+                           "delay", "recipients", "handling", "action", "class", "entities"})
 """The timeline detail keys that hold ids, reasons and times, never what officers wrote
 (an update's `text`, a closure's `outcome`): the audit log keeps only these, and so does
 a case's timeline once the case is purged."""

@@ -3,12 +3,14 @@
 Purging a closed or cancelled case removes what officers wrote — its text, its
 `key: value` lines, its grade, its outcome, the content-bearing parts of its timeline
 details (`storage.cases.recordable` keeps the rest) — and the content of every
-message the bot sent about it. It keeps what statistics and oversight need: the
+message the bot sent about it, and its entities in the hit index with its side of each
+link (`storage.hits.purge_case_entities`). It keeps what statistics and oversight need: the
 reference, kind, posts, priority, TLP, category, states, who did what and when, and
-event ids. A timeline entry `purged`, and with it an audit entry (see
-`storage.cases.add_timeline`), says which case was purged and when. Messages the
+event ids, and that two cases were linked. A timeline entry `purged`, and with it an
+audit entry (see `storage.cases.add_timeline`), says which case was purged and when. Messages the
 bot sent that belong to no case (answers to `!status`, `!pending`, ...) lose their
-content after the same time (`purge_sent_messages`). Nothing here removes a row, and
+content after the same time (`purge_sent_messages`). Nothing here removes a row but the
+index's, and
 nothing else in Liaison removes content; `PRAGMA secure_delete` (see `storage.db`)
 overwrites what was removed in the file.
 
@@ -27,6 +29,7 @@ from storage import audit
 from storage.audit import AuditAction
 from storage.cases import add_timeline, recordable
 from storage.db import changes, fetch_one
+from storage.hits import purge_case_entities
 
 PURGED_CONTENT = "{}"
 """What a message's content becomes once purged."""
@@ -62,12 +65,14 @@ async def purge_case(conn: aiosqlite.Connection, case_id: int, *, now_ms: int) -
     )
     # TLP:RED messages that never reached their direct room (`bot.red`): gone with the rest.
     await conn.execute("UPDATE direct_waiting SET content = '{}' WHERE case_id = ?", (case_id,))
+    entities = await purge_case_entities(conn, case_id)
     details = await _purge_timeline(conn, case_id)
     messages = await changes(
         conn, "UPDATE outbox SET content = ? WHERE case_ref = ? AND state != 'pending'"
         " AND content != ?", (PURGED_CONTENT, ref, PURGED_CONTENT))
     await add_timeline(conn, case_id, TimelineKind.PURGED, ms=now_ms,
-                       detail={"timeline_details": details, "messages": messages})
+                       detail={"timeline_details": details, "messages": messages,
+                               "entities": entities})
     return ref
 
 

@@ -20,6 +20,9 @@ async def test_the_demo_runs_the_whole_flow_to_the_end(tmp_path: Path) -> None:
     assert process.returncode == 0, text[-4000:]
     for line in (
         "Termez reads KZ-0001 in English, Hairatan in Arabic at Kabul time",
+        "the bot matches it to the Cyrillic name in KZ-0001 and tells both case threads",
+        "Возможное совпадение (100%): имя Мухаммад Абдулла из KZ-0001 похоже на лицо в AF-0001 "
+        "поста Погранпост Хайратан (AF-HAIRATAN).",
         "After 8 seconds it escalates to Termez's supervisor in a direct message",
         "uploaded encrypted and decrypted by the supervisor's client",
         "откладывает ответ на KZ-0003 на 12 ч",  # the delay, told to the requester

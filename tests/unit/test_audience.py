@@ -165,7 +165,7 @@ CASE_KINDS = [kind for kind in OutboxKind if kind.name.startswith(("CASE_", "CHA
 def test_the_case_kinds_are_all_the_kinds_about_cases() -> None:
     assert {kind.value for kind in CASE_KINDS} == {
         "case-relay", "case-ack", "case-update", "case-closed", "case-cancelled",
-        "case-reply", "case-attachment", "case-edit", "case-withdrawn",
+        "case-reply", "case-attachment", "case-edit", "case-withdrawn", "case-hit",
         "case-delayed", "case-declined", "chase-remind", "chase-escalate", "chase-taken"}
     assert [kind for kind in OutboxKind if carries_case_content(kind)] == CASE_KINDS
 

@@ -113,7 +113,8 @@ def test_default_registry_is_a_fresh_object_each_time() -> None:
     assert [spec.name for spec in second] == ["help", "ping", "alert", "request", "ack",
                                               "update", "close", "cancel", "status", "pending",
                                               "snooze", "escalations", "report", "lang",
-                                              "delay", "refuse", "permit"]
+                                              "delay", "refuse", "permit",
+                                              "check", "links", "unlink"]
 
 
 def test_help_overview_is_generated_from_the_declarations() -> None:
