@@ -47,8 +47,8 @@ from commands.texts_cases import CASE_MESSAGES
 from commands.texts_chasing import CHASING_MESSAGES
 from commands.texts_errors import ERROR_MESSAGES
 from commands.texts_general import GENERAL_MESSAGES
-from commands.texts_requests import REQUEST_MESSAGES
 from commands.texts_hits import HIT_MESSAGES
+from commands.texts_requests import REQUEST_MESSAGES
 from commands.texts_shell import SHELL_MESSAGES
 from commands.vocabulary import (
     COMMAND_ALIASES,

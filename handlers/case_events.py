@@ -67,8 +67,8 @@ from handlers.cases import (
     tell_targets,
 )
 from handlers.context import Services
-from handlers.red import red_react
 from handlers.hits import match_case
+from handlers.red import red_react
 from storage import cases
 from storage.audit import AuditAction
 
