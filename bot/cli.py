@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.cli_commands import (
@@ -59,40 +60,39 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", dest="command", required=True,
                                 metavar="COMMAND")
 
-    def command(name: str, summary: str, details: str = "",
+    def command(name: str, summary: str, details: str = "", *,
+                func: Callable[[argparse.Namespace], int] | None = None, config: bool = False,
                 parent: argparse._SubParsersAction[argparse.ArgumentParser] = sub
                 ) -> argparse.ArgumentParser:
-        """A subcommand: `summary` in `liaison --help`, both in its own `--help`."""
+        """A subcommand run by `func`: `summary` in `liaison --help`, both in its own
+        `--help`; with `config`, it reads the configuration file named by `-c`."""
         description = summary[0].upper() + summary[1:] + "." + (f"\n\n{details}" if details
                                                                else "")
-        return parent.add_parser(name, help=summary, description=description,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = parent.add_parser(name, help=summary, description=description,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        if config:
+            p.add_argument("-c", "--config", type=Path, default=Path("config.yaml"),
+                           help="configuration file (default: ./config.yaml)")
+        if func is not None:
+            p.set_defaults(func=func)
+        return p
 
-    def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-c", "--config", type=Path, default=Path("config.yaml"),
-                       help="configuration file (default: ./config.yaml)")
+    command("run", "run the bot until stopped",
+            "Stops cleanly on SIGTERM or SIGINT and never logs the device out. Exits 3\n"
+            "when start-up is refused: an identity or device conflict, or a database\n"
+            "written by a newer Liaison. An older database is first copied to\n"
+            "DATA_DIR/backups/, then upgraded.", func=cmd_run, config=True)
 
-    run = command("run", "run the bot until stopped",
-                  "Stops cleanly on SIGTERM or SIGINT and never logs the device out. Exits 3\n"
-                  "when start-up is refused: an identity or device conflict, or a database\n"
-                  "written by a newer Liaison. An older database is first copied to\n"
-                  "DATA_DIR/backups/, then upgraded.")
-    with_config(run)
-    run.set_defaults(func=cmd_run)
-
-    check = command("check-config", "validate a configuration file and its secrets",
-                    "Prints a one-line summary, or every problem with its field and line\n"
-                    "(exit 2).")
-    with_config(check)
-    check.set_defaults(func=cmd_check_config)
+    command("check-config", "validate a configuration file and its secrets",
+            "Prints a one-line summary, or every problem with its field and line\n"
+            "(exit 2).", func=cmd_check_config, config=True)
 
     reset = command("reset-identity",
                     "replace the bot's cross-signing identity (needs the password)",
                     "Every user's client will show that the bot's identity changed. Without\n"
-                    "--yes it only explains this and exits 3.")
-    with_config(reset)
+                    "--yes it only explains this and exits 3.",
+                    func=cmd_reset_identity, config=True)
     reset.add_argument("--yes", action="store_true", help="really do it")
-    reset.set_defaults(func=cmd_reset_identity)
 
     recover = command(
         "recover-device",
@@ -102,43 +102,37 @@ def build_parser() -> argparse.ArgumentParser:
         "cross-signing.json intact. Stop the bot first. Pending outbox messages the old\n"
         "device already sent are marked sent, never sent twice. Without --yes it only\n"
         "explains and exits 3; exits 3 too when the old device could not be deleted\n"
-        "(the request to make is printed).")
-    with_config(recover)
+        "(the request to make is printed).", func=cmd_recover_device, config=True)
     recover.add_argument("--yes", action="store_true", help="really do it")
-    recover.set_defaults(func=cmd_recover_device)
 
     backup = command(
         "backup", "one archive of the data directory to FILE (0600)",
         "Online copies (SQLite's backup API) of the database and the crypto store, the\n"
         "device credentials, the cross-signing seeds and a manifest (versions, schema,\n"
         "device, SHA-256 of each file). Safe while the bot runs; needs no secrets. The\n"
-        "archive is read back and checked before it replaces FILE.")
-    with_config(backup)
+        "archive is read back and checked before it replaces FILE.", func=cmd_backup, config=True)
     backup.add_argument("target", type=Path, help="where to write the archive")
     backup.add_argument("--encrypt-to", metavar="PUBLIC_KEY",
                         help="seal the archive to this key from `liaison backup-key` "
                              "(default: backups.encrypt_to)")
-    backup.set_defaults(func=cmd_backup)
 
     backup_key = command(
         "backup-key", "make a key pair for encrypted backups",
         "Writes the private key to FILE (0600; never over an existing file) and prints the\n"
         "public key for `backup --encrypt-to` or `backups.encrypt_to`. Keep the private key\n"
-        "off the bot's host: `restore --key FILE` needs it.")
+        "off the bot's host: `restore --key FILE` needs it.", func=cmd_backup_key)
     backup_key.add_argument("private_key", type=Path, metavar="FILE",
                             help="where to write the private key")
-    backup_key.set_defaults(func=cmd_backup_key)
 
     restore = command(
         "restore", "unpack a backup archive into a new data directory",
         "Checks the whole archive first (every file against the manifest, a schema this\n"
         "Liaison runs) and changes nothing when it does not check out (exit 3). Then\n"
-        "run recover-device: the bot will not start on a restored crypto store.")
+        "run recover-device: the bot will not start on a restored crypto store.", func=cmd_restore)
     restore.add_argument("archive", type=Path, help="the archive `liaison backup` wrote")
     restore.add_argument("data_dir", type=Path, help="the data directory to create")
     restore.add_argument("--key", type=Path, metavar="FILE",
                          help="the private key of an encrypted archive (`backup-key`)")
-    restore.set_defaults(func=cmd_restore)
 
     audit = command("audit", "the tamper-evident audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
@@ -146,16 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", "recompute the hash chain; name the first broken entry (exit 4)",
         "Read-only, safe while the bot runs, needs no secrets. Prints the number of\n"
         "entries and the last entry's hash; keep that hash elsewhere and pass it as\n"
-        "--anchor later.", parent=audit_sub)
-    with_config(verify)
+        "--anchor later.", parent=audit_sub, func=cmd_audit_verify, config=True)
     verify.add_argument("--anchor", metavar="HASH",
                         help="also require the entry with this hash (printed by an earlier "
                              "verify and kept elsewhere): shows entries cut off the end")
-    verify.set_defaults(func=cmd_audit_verify)
 
     export = command("export", "write cases or the audit log as JSON or CSV",
-                     "Read-only apart from recording the export itself on the audit log.")
-    with_config(export)
+                     "Read-only apart from recording the export itself on the audit log.",
+                     func=cmd_export, config=True)
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--cases", action="store_true",
                        help="cases with their deliveries and timeline")
@@ -171,7 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--include-red", action="store_true",
                         help="include the content of TLP:RED cases (left out otherwise); "
                         "recorded on the audit log")
-    export.set_defaults(func=cmd_export)
 
     stats = command(
         "stats", "response times per post: the figures of !report",
@@ -179,8 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         "time to acknowledge), requests answered (median and 90th percentile time to\n"
         "answer), overdue now, escalations. Reads a snapshot of the database, safe while\n"
         "the bot runs; needs no secrets. Exits 1 when there is no database, 2 for a post\n"
-        "that is not in the configuration.")
-    with_config(stats)
+        "that is not in the configuration.", func=cmd_stats, config=True)
     stats.add_argument("--period", type=report_period, default="7d",
                        metavar="PERIOD", help="how far back: 7d (default), 30d, 12h, …")
     stats.add_argument("--post", action="extend", nargs="+", metavar="ID", default=[],
@@ -188,35 +178,31 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--format", choices=("text", "json"), default="text",
                        help="text (default): an aligned table; json: every figure, times "
                             "in milliseconds")
-    stats.set_defaults(func=cmd_stats)
 
     rooms = command(
         "rooms", "the rooms the bot is in and what each stands for; leave one",
         "Without a subcommand: one line per room: its id, what it stands for (a post, a\n"
         "supervisors' room, a direct room with a configured person, the admins' room, or\n"
         "unknown: the bot answers there once and then stays silent) and its members.\n"
-        "Uses the bot's access token from the data directory; safe while the bot runs.")
-    with_config(rooms)
-    rooms.set_defaults(func=cmd_rooms, rooms_command="list")
+        "Uses the bot's access token from the data directory; safe while the bot runs.",
+        func=cmd_rooms, config=True)
+    rooms.set_defaults(rooms_command="list")
     rooms_sub = rooms.add_subparsers(dest="rooms_command", metavar="COMMAND")
-    leave = command("leave", "make the bot leave ROOM", parent=rooms_sub)
+    leave = command("leave", "make the bot leave ROOM", parent=rooms_sub, func=cmd_rooms)
     leave.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS,
                        help="configuration file (default: ./config.yaml)")
     leave.add_argument("room", metavar="ROOM", help="room id, e.g. '!abc:example.org'")
-    leave.set_defaults(func=cmd_rooms)
 
     version = command(
         "version", "versions of Liaison, Python, matrix-nio, vodozemac and the schema",
         "The schema is the database version this build migrates to. With -c, also the\n"
         "schema of that configuration's database; exits 3 if it is newer than this\n"
-        "build (it would refuse to run on it).")
+        "build (it would refuse to run on it).", func=cmd_version)
     version.add_argument("-c", "--config", type=Path,
                          help="also show the schema of this configuration's database")
-    version.set_defaults(func=cmd_version)
 
-    demo = command("demo", "local homeserver, bot and scripted officers")
+    demo = command("demo", "local homeserver, bot and scripted officers", func=cmd_demo)
     demo.add_argument("--workdir", default=".demo", help="where the demo keeps its state")
-    demo.set_defaults(func=cmd_demo)
     return parser
 
 

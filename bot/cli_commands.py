@@ -24,6 +24,12 @@ EXIT_AUDIT_BROKEN = 4
 EXIT_INTERRUPTED = 130
 
 
+def _stop(code: int, message: object) -> int:
+    """Tell the operator on standard error why the command stops here; exit with `code`."""
+    print(message, file=sys.stderr)
+    return code
+
+
 def _load(path: Path) -> Config:
     config = load_config(path)
     for warning in config.warnings:
@@ -70,17 +76,14 @@ def cmd_reset_identity(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     if config.bot.password is None:
-        print("reset-identity needs bot.password: the homeserver asks for it", file=sys.stderr)
-        return EXIT_CONFIG
+        return _stop(EXIT_CONFIG, "reset-identity needs bot.password: the homeserver asks for it")
     if not args.yes:
-        print(
+        return _stop(
+            EXIT_REFUSED,
             "This replaces the bot's cross-signing identity. Every user's client will show\n"
             "that the bot's identity changed; users who had verified the bot must verify it\n"
             "again, and until then their clients may refuse to send it keys.\n"
-            "Run again with --yes to proceed.",
-            file=sys.stderr,
-        )
-        return EXIT_REFUSED
+            "Run again with --yes to proceed.")
 
     from bot.app import DATABASE_FILE
     from storage.db import require_current_schema
@@ -115,17 +118,16 @@ def cmd_recover_device(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     if config.bot.password is None:
-        print("recover-device needs bot.password: it logs in as a new device and deletes "
-              "the old one", file=sys.stderr)
-        return EXIT_CONFIG
+        return _stop(EXIT_CONFIG, "recover-device needs bot.password: it logs in as a new "
+                                  "device and deletes the old one")
     if not args.yes:
-        print(
+        return _stop(
+            EXIT_REFUSED,
             "Stop the bot first. This moves the current device's credentials and crypto\n"
             "store aside, logs the bot in as a new device signed with its own cross-signing\n"
             "identity, and deletes the old device. Officers see no identity change; messages\n"
             "they sent to the old device that the bot has not read stay unread.\n"
-            "Run again with --yes to proceed.", file=sys.stderr)
-        return EXIT_REFUSED
+            "Run again with --yes to proceed.")
     os.umask(0o077)
     database = config.data_dir / DATABASE_FILE
     if database.is_file():
@@ -143,8 +145,7 @@ def cmd_recover_device(args: argparse.Namespace) -> int:
     try:
         done = asyncio.run(recover())
     except (StartupError, IdentityConflict) as exc:
-        print(f"liaison: recover-device refused: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return _stop(EXIT_REFUSED, f"liaison: recover-device refused: {exc}")
     print(f"new device: {done.new_device} (signed with the bot's cross-signing identity)")
     if done.old_device is not None:
         state = "deleted" if done.old_device_deleted else "NOT deleted"
@@ -152,8 +153,7 @@ def cmd_recover_device(args: argparse.Namespace) -> int:
     print(f"outbox: {done.already_sent} pending messages had been sent by the old device "
           f"(marked sent); {done.still_pending} will be sent by the new device")
     if done.delete_instructions:
-        print(done.delete_instructions, file=sys.stderr)
-        return EXIT_REFUSED
+        return _stop(EXIT_REFUSED, done.delete_instructions)
     return EXIT_OK
 
 
@@ -168,8 +168,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     try:
         manifest = asyncio.run(backup(config.data_dir, args.target, encrypt_to=encrypt_to))
     except BackupError as exc:
-        print(f"liaison: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _stop(EXIT_FAILURE, f"liaison: {exc}")
     sealed = ("encrypted to the backup key" if encrypt_to else
               "NOT encrypted: it holds the access token and the cross-signing seeds, so keep "
               "it encrypted (--encrypt-to)")
@@ -186,9 +185,8 @@ def cmd_backup_key(args: argparse.Namespace) -> int:
     try:
         public = generate_key(args.private_key)
     except FileExistsError:
-        print(f"liaison: {args.private_key} exists; a key is never overwritten",
-              file=sys.stderr)
-        return EXIT_REFUSED
+        return _stop(EXIT_REFUSED,
+                     f"liaison: {args.private_key} exists; a key is never overwritten")
     print(f"private key written to {args.private_key} (0600): keep it off the bot's host; "
           f"without it an encrypted backup cannot be restored.\npublic key: {public}\n"
           f"(liaison backup --encrypt-to {public} FILE, or backups.encrypt_to)")
@@ -202,8 +200,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     try:
         manifest = asyncio.run(restore(args.archive, args.data_dir, key=args.key))
     except BackupError as exc:
-        print(f"liaison: restore refused: {exc}; nothing was changed", file=sys.stderr)
-        return EXIT_REFUSED
+        return _stop(EXIT_REFUSED, f"liaison: restore refused: {exc}; nothing was changed")
     print(f"restored {args.archive} (created {manifest.body.get('created_at')}, device "
           f"{manifest.device_id}, schema {manifest.schema}) into {args.data_dir}.\n"
           f"Next, with data_dir: {args.data_dir} in the configuration and the bot stopped: "
@@ -237,8 +234,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     try:
         check = asyncio.run(verify_chain(_database(args.config), anchor=args.anchor))
     except (FileNotFoundError, NoAuditLog) as exc:
-        print(f"liaison: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _stop(EXIT_FAILURE, f"liaison: {exc}")
     print(describe(check))
     return EXIT_OK if check.ok else EXIT_AUDIT_BROKEN
 
@@ -253,8 +249,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                                            output=args.output,
                                            include_red=args.include_red))
     except (FileNotFoundError, NoAuditLog) as exc:
-        print(f"liaison: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _stop(EXIT_FAILURE, f"liaison: {exc}")
     if args.output is not None:
         print(f"{count} {'cases' if args.cases else 'audit entries'} written to "
               f"{args.output}", file=sys.stderr)
@@ -274,8 +269,7 @@ def cmd_rooms(args: argparse.Namespace) -> int:
         for room in asyncio.run(joined_rooms(config)):
             print(f"{room.room_id}\t{describe(room.audience)}\t{room.members} members")
     except RoomsError as exc:
-        print(f"liaison: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _stop(EXIT_FAILURE, f"liaison: {exc}")
     return EXIT_OK
 
 
@@ -309,8 +303,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     wanted = list(dict.fromkeys(post.upper() for post in args.post)) if args.post else known
     for post in wanted:
         if post not in known:
-            print(_unknown_post(post, known), file=sys.stderr)
-            return EXIT_CONFIG
+            return _stop(EXIT_CONFIG, _unknown_post(post, known))
     period, length = args.period
     until_ms = int(datetime.now(UTC).timestamp() * 1000)
     since_ms = until_ms - int(length.total_seconds() * 1000)
@@ -319,8 +312,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
                                        policies=config.chasing.policies, period=period,
                                        since_ms=since_ms, until_ms=until_ms))
     except (FileNotFoundError, SchemaTooOld) as exc:
-        print(f"liaison: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _stop(EXIT_FAILURE, f"liaison: {exc}")
     sys.stdout.write(stats_json(stats) if args.format == "json" else stats_table(stats))
     return EXIT_OK
 
@@ -368,6 +360,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run_demo(workdir))
     except (AssertionError, RuntimeError, TimeoutError, OSError) as exc:
-        print(f"\nliaison demo failed: {exc}\nLogs: {workdir}/bot/bot.log, "
-              f"{workdir}/synapse/homeserver.log", file=sys.stderr)
-        return EXIT_FAILURE
+        return _stop(EXIT_FAILURE, f"\nliaison demo failed: {exc}\nLogs: {workdir}/bot/bot.log, "
+                                   f"{workdir}/synapse/homeserver.log")

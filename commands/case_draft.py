@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from commands.errors import CommandError
 from commands.identifiers import (
@@ -26,6 +26,13 @@ from commands.texts import OPTION_KEYS, fold_word
 CaseKind = Literal["alert", "request"]
 
 FIELD_KEY_RE = re.compile(r"[^\W\d_][\w-]{0,23}")
+
+_WRITTEN_AS: Mapping[str, tuple[re.Pattern[str], str]] = {
+    "category": (CATEGORY_RE, "a category"),
+    "grading": (GRADE_RE, "a grading"),
+    "ref": (REF_RE, "a case reference"),
+}
+"""A draft's fields that must be written a certain way: the pattern, and what it is."""
 
 _OPTION_WORDS: Mapping[str, str] = {
     fold_word(word): key for key, words in OPTION_KEYS.items() for word in (key, *words)
@@ -76,25 +83,12 @@ class CaseDraft(BaseModel):
                 raise ValueError(f"{target!r} is not written canonically ({canonical!r})")
         return value
 
-    @field_validator("category")
+    @field_validator(*_WRITTEN_AS)
     @classmethod
-    def _check_category(cls, value: str | None) -> str | None:
-        if value is not None and not CATEGORY_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not a category")
-        return value
-
-    @field_validator("grading")
-    @classmethod
-    def _check_grading(cls, value: str | None) -> str | None:
-        if value is not None and not GRADE_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not a grading")
-        return value
-
-    @field_validator("ref")
-    @classmethod
-    def _check_ref(cls, value: str | None) -> str | None:
-        if value is not None and not REF_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not a case reference")
+    def _check_written_as(cls, value: str | None, info: ValidationInfo) -> str | None:
+        pattern, what = _WRITTEN_AS[str(info.field_name)]
+        if value is not None and not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
         return value
 
     @field_validator("due")

@@ -80,35 +80,21 @@ def _cross_check(data: dict[str, Any]) -> tuple[list[Finding], list[Finding]]:
     problems: list[Finding] = []
     warnings: list[Finding] = []
 
-    first_by_id: dict[str, int] = {}
-    first_by_room: dict[str, int] = {}
-    neighbours_of: dict[str, set[str]] = {}
+    first_by: dict[str, dict[str, int]] = {"id": {}, "room": {}}
     for index, post in posts:
-        post_id, room = post.get("id"), post.get("room")
-        if isinstance(post_id, str):
-            if post_id in first_by_id:
-                problems.append(
-                    (
-                        ("posts", index, "id"),
-                        f"duplicate post id {post_id}; "
-                        f"already used by posts[{first_by_id[post_id]}]",
-                    )
-                )
+        for field, first_index in first_by.items():
+            value = post.get(field)
+            if not isinstance(value, str):
+                continue
+            if value in first_index:
+                problems.append((("posts", index, field),
+                                 _taken(field, value, first_index[value], posts)))
             else:
-                first_by_id[post_id] = index
-                neighbours_of[post_id] = set(_strings(post.get("neighbours")))
-        if isinstance(room, str):
-            if room in first_by_room:
-                other = first_by_room[room]
-                problems.append(
-                    (
-                        ("posts", index, "room"),
-                        f"room {room} is already the room of "
-                        f"{_post_label(posts, other)}; each post needs its own room",
-                    )
-                )
-            else:
-                first_by_room[room] = index
+                first_index[value] = index
+    first_by_id = first_by["id"]
+    post_at = dict(posts)
+    neighbours_of = {post_id: set(_strings(post_at[first].get("neighbours")))
+                     for post_id, first in first_by_id.items()}
     known_ids = list(first_by_id)
 
     for index, post in posts:
@@ -204,6 +190,15 @@ def _unknown_post(post_id: str, known_ids: list[str], *, extra: str = "") -> str
     if close:
         return f"unknown post id {post_id!r}; did you mean {by_upper[close[0]]}?"
     return f"unknown post id {post_id!r}; expected a configured post id{extra}"
+
+
+def _taken(field: str, value: str, first: int, posts: list[tuple[int, dict[str, Any]]]
+           ) -> str:
+    """Why a post's `id` or `room` may not be `value`: posts[`first`] has it already."""
+    if field == "id":
+        return f"duplicate post id {value}; already used by posts[{first}]"
+    return (f"room {value} is already the room of {_post_label(posts, first)}; "
+            "each post needs its own room")
 
 
 def _post_label(posts: list[tuple[int, dict[str, Any]]], index: int) -> str:

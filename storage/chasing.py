@@ -23,7 +23,7 @@ from commands.chase_policy import ChasePolicies
 from commands.chasing import Action, ChaseSubject, Phase, PlannedStep
 from commands.model import Priority
 from commands.report import PostReport, ReportDelivery, build_report
-from storage.db import changes, dump_json
+from storage.db import changes, dump_json, fetch_one
 
 
 @dataclass(frozen=True)
@@ -103,10 +103,6 @@ def _step(row: aiosqlite.Row) -> StepRecord:
     )
 
 
-async def _changes(conn: aiosqlite.Connection, sql: str, values: Sequence[Any]) -> int:
-    changed = await changes(conn, sql, tuple(values))
-    return changed
-
 
 # --- planning ---------------------------------------------------------------------------
 
@@ -128,8 +124,7 @@ async def unplanned_deliveries(conn: aiosqlite.Connection, *, delivery_id: int |
 
 async def last_delivery_id(conn: aiosqlite.Connection) -> int:
     """The highest delivery id so far (0 for none)."""
-    async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM deliveries") as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT COALESCE(MAX(id), 0) FROM deliveries")
     return int(row[0]) if row is not None else 0
 
 
@@ -156,8 +151,7 @@ async def pending_steps_of_taken(conn: aiosqlite.Connection, *, after_timeline_i
     """Pending steps of cases whose timeline says something was taken (acknowledged,
     answered, closed, cancelled, withdrawn) after `after_timeline_id`, and the timeline id
     read up to: the candidates `phase_live` decides on, found without scanning every step."""
-    async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM timeline") as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT COALESCE(MAX(id), 0) FROM timeline")
     upto = int(row[0]) if row is not None else 0
     rows = await conn.execute_fetchall(TAKEN_STEPS_SQL, (after_timeline_id, upto))
     return [_step(row) for row in rows], upto
@@ -199,33 +193,31 @@ async def steps_of(conn: aiosqlite.Connection, delivery_id: int) -> list[StepRec
 
 
 async def step_by_id(conn: aiosqlite.Connection, step_id: int) -> StepRecord | None:
-    async with conn.execute(f"{_STEP_SELECT} WHERE s.id = ?", (step_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, f"{_STEP_SELECT} WHERE s.id = ?", (step_id,))
     return None if row is None else _step(row)
 
 
 async def pending_count(conn: aiosqlite.Connection) -> int:
     """How many reminders and escalations are still to fire (one log line at shutdown)."""
-    async with conn.execute("SELECT COUNT(*) FROM chase_steps WHERE state = 'pending'") as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT COUNT(*) FROM chase_steps WHERE state = 'pending'")
     return 0 if row is None else int(row[0])
 
 
 async def next_due_ms(conn: aiosqlite.Connection, *, after_ms: int | None = None) -> int | None:
     """When the earliest pending step (due after `after_ms`, when given) falls due; None
     when there is none."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT MIN(due_ms) FROM chase_steps WHERE state = 'pending' AND due_ms > ?",
         (-1 if after_ms is None else after_ms,),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None or row[0] is None else int(row[0])
 
 
 async def mark_fired(conn: aiosqlite.Connection, step_id: int, *, now_ms: int, late: bool,
                      sent: Sequence[SentMessage]) -> bool:
     """Record that the step fired and what it queued; False if it was no longer pending."""
-    return await _changes(
+    return await changes(
         conn,
         "UPDATE chase_steps SET state = 'fired', done_ms = ?, late = ?, sent = ?"
         " WHERE id = ? AND state = 'pending'",
@@ -238,7 +230,7 @@ async def stop_steps(conn: aiosqlite.Connection, step_ids: Iterable[int], *, now
     """Stop pending steps whose phase was taken; how many were stopped."""
     stopped = 0
     for step_id in step_ids:
-        stopped += await _changes(
+        stopped += await changes(
             conn, "UPDATE chase_steps SET state = 'stopped', done_ms = ?"
                   " WHERE id = ? AND state = 'pending'", (now_ms, step_id))
     return stopped
@@ -275,19 +267,28 @@ async def mark_taken_notified(conn: aiosqlite.Connection, step_ids: Iterable[int
 # --- supervisors' views -----------------------------------------------------------------
 
 
-async def fired_escalations(conn: aiosqlite.Connection, *, posts: Iterable[str]
-                            ) -> list[StepRecord]:
-    """Fired escalations of open cases delivered to or sent by `posts`, oldest first."""
+async def _rows_touching(conn: aiosqlite.Connection, posts: Iterable[str], query: str,
+                         values: Sequence[object], order: str) -> Iterable[aiosqlite.Row]:
+    """The rows of `query` (a SELECT over deliveries `d` joined to cases `c`, ending in its
+    WHERE conditions) about deliveries to or from one of `posts`, in `order`; none without
+    posts."""
     wanted = sorted(set(posts))
     if not wanted:
         return []
     marks = ", ".join("?" for _ in wanted)
-    rows = await conn.execute_fetchall(
-        f"{_STEP_SELECT} WHERE s.state = 'fired' AND s.action = 'escalate'"
-        f" AND c.state = 'open' AND (d.post IN ({marks}) OR c.origin_post IN ({marks}))"
-        " ORDER BY s.delivery_id, s.done_ms, s.id",
-        (*wanted, *wanted),
+    return await conn.execute_fetchall(
+        f"{query} AND (d.post IN ({marks}) OR c.origin_post IN ({marks})) ORDER BY {order}",
+        (*values, *wanted, *wanted),
     )
+
+
+async def fired_escalations(conn: aiosqlite.Connection, *, posts: Iterable[str]
+                            ) -> list[StepRecord]:
+    """Fired escalations of open cases delivered to or sent by `posts`, oldest first."""
+    rows = await _rows_touching(
+        conn, posts,
+        f"{_STEP_SELECT} WHERE s.state = 'fired' AND s.action = 'escalate' AND c.state = 'open'",
+        (), "s.delivery_id, s.done_ms, s.id")
     return [_step(row) for row in rows]
 
 
@@ -295,19 +296,14 @@ async def report_deliveries(conn: aiosqlite.Connection, *, since_ms: int,
                             posts: Iterable[str]) -> list[ReportDelivery]:
     """Deliveries to or from `posts` that were routed since `since_ms` or are still open
     (an open one may be overdue now, however old)."""
-    wanted = sorted(set(posts))
-    if not wanted:
-        return []
-    marks = ", ".join("?" for _ in wanted)
-    rows = await conn.execute_fetchall(
+    rows = await _rows_touching(
+        conn, posts,
         f"SELECT {_DELIVERY_COLUMNS},"
         " (SELECT json_group_array(s.done_ms) FROM chase_steps s WHERE s.delivery_id = d.id"
         "  AND s.action = 'escalate' AND s.state = 'fired'), c.deadline_class"
         " FROM deliveries d JOIN cases c ON c.id = d.case_id"
-        f" WHERE (d.post IN ({marks}) OR c.origin_post IN ({marks}))"
-        " AND (d.routed_ms >= ? OR c.state = 'open') ORDER BY d.id",
-        (*wanted, *wanted, since_ms),
-    )
+        " WHERE (d.routed_ms >= ? OR c.state = 'open')",
+        (since_ms,), "d.id")
     found = []
     for row in rows:
         delivery = _delivery(tuple(row))

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import aiosqlite
 
+from storage.db import fetch_one
+
 
 @dataclass(frozen=True)
 class DirectRoom:
@@ -23,11 +25,11 @@ class DirectRoom:
 
 async def direct_room(conn: aiosqlite.Connection, user_id: str) -> DirectRoom | None:
     """The direct-message room the bot opened (or is opening) with `user_id`, if any."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT user_id, room_id, created_ms, invited_ms, joined_ms FROM direct_rooms"
         " WHERE user_id = ?", (user_id,)
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None else DirectRoom(*row)
 
 

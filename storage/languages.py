@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import aiosqlite
 
+from storage.db import fetch_one
+
 
 async def room_languages(conn: aiosqlite.Connection) -> dict[str, str]:
     """room id → chosen language, for every room that chose one."""
@@ -14,9 +16,8 @@ async def room_languages(conn: aiosqlite.Connection) -> dict[str, str]:
 
 
 async def room_language(conn: aiosqlite.Connection, room_id: str) -> str | None:
-    async with conn.execute("SELECT language FROM room_languages WHERE room_id = ?",
-                            (room_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT language FROM room_languages WHERE room_id = ?",
+                          (room_id,))
     return None if row is None else str(row[0])
 
 
