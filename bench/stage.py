@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.minirelay import MiniRelay
+from bench.postgres import PostgresCluster
 from bench.procs import BenchBot
 from devkit.botprocess import deep_merge
 from devkit.officer import Officer, SeenMessage
@@ -38,26 +39,54 @@ def post_config(post_id: str, room: str, **extra: Any) -> dict[str, Any]:
             "country": post_id[:2], "agency": "border", "room": room, **extra}
 
 
+HOMESERVERS = ("sqlite", "postgres")
+"""Profiles: Synapse on SQLite (its own file), or on a throw-away PostgreSQL cluster."""
+
+
 class Stage:
-    """One homeserver for the whole run; accounts get a random suffix so scenarios never
-    see each other's rooms or messages."""
+    """One homeserver for a profile's scenarios; accounts get a random suffix so scenarios
+    never see each other's rooms or messages."""
 
     def __init__(self, workdir: Path, synapse_python: str | None = None, *,
-                 bot_config: dict[str, Any] | None = None) -> None:
+                 bot_config: dict[str, Any] | None = None,
+                 homeserver: str = "sqlite") -> None:
+        if homeserver not in HOMESERVERS:
+            raise ValueError(f"unknown homeserver profile {homeserver!r}")
         self.workdir = workdir
         self.bot_config = bot_config or {}
-        self.synapse = LocalSynapse(workdir / "synapse", python=synapse_python)
+        self.homeserver = homeserver
+        self.postgres = PostgresCluster() if homeserver == "postgres" else None
+        self.synapse = LocalSynapse(
+            workdir / "synapse", python=synapse_python,
+            database=self.postgres.database() if self.postgres is not None else None)
         self._officers: list[Officer] = []
         self._bots: list[BenchBot] = []
         self._relays: list[MiniRelay] = []
 
     async def __aenter__(self) -> Stage:
-        await self.synapse.start()
+        if self.postgres is not None:
+            await self.postgres.start()
+        try:
+            await self.synapse.start()
+        except BaseException:
+            if self.postgres is not None:
+                await self.postgres.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.clear()
         await self.synapse.stop()
+        if self.postgres is not None:
+            await self.postgres.stop()
+
+    def homeserver_pids(self) -> dict[str, int | None]:
+        """The processes doing the homeserver's work, for `CpuMeter`: Synapse, and on the
+        postgres profile the postmaster (counted with its backends, see `tree_cpu_seconds`)."""
+        pids: dict[str, int | None] = {"synapse": self.synapse_pid}
+        if self.postgres is not None:
+            pids["postgres"] = self.postgres.postmaster_pid
+        return pids
 
     async def clear(self) -> None:
         """Stop every officer, bot and relay started so far (between scenarios)."""
