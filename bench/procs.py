@@ -163,11 +163,21 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def _stat_fields(pid: int, task: int | None = None) -> list[str] | None:
+    path = f"/proc/{pid}/task/{task}/stat" if task is not None else f"/proc/{pid}/stat"
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(path).read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def main_thread_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process's main thread alone: for a bot, its event loop (Python, JSON,
+    crypto), as against its other threads (aiosqlite's workers running SQLite)."""
+    fields = _stat_fields(pid, pid)
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:

@@ -21,7 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.corpus import flow_alert
-from bench.procs import CpuMeter, Profile, rss_mib, summarise_collapsed
+from bench.procs import (
+    CpuMeter,
+    Profile,
+    main_thread_cpu_seconds,
+    rss_mib,
+    summarise_collapsed,
+)
 from bench.scenarios.relay import relayed_case
 from bench.stage import Watcher, poll_until, post_config
 from bench.stats import Summary, Target, ratio
@@ -97,6 +103,8 @@ async def run(ctx: Any) -> dict[str, Any]:
         meter = CpuMeter({**stage.homeserver_pids(), "bench": os.getpid(),
                           system: bot.pid if liaison else relay.pid})
         meter.start()
+        own_pid = bot.pid if liaison else relay.pid
+        loop_cpu_start = main_thread_cpu_seconds(own_pid) if own_pid is not None else None
         started = time.monotonic()
         await asyncio.gather(*(post_all(n) for n in range(SENDERS)))
         posted = time.monotonic() - started
@@ -105,6 +113,9 @@ async def run(ctx: Any) -> dict[str, Any]:
         if liaison:
             await poll_until(lambda: len(answers()) >= alerts, timeout=120 + alerts)
         cpu = meter.stop()
+        loop_cpu_end = main_thread_cpu_seconds(own_pid) if own_pid is not None else None
+        if loop_cpu_start is not None and loop_cpu_end is not None:
+            cpu[f"{system}_main_thread_cpu_s"] = round(loop_cpu_end - loop_cpu_start, 2)
         pid = bot.pid if liaison else relay.pid
         rss = rss_mib(pid) if pid is not None else None
         profile_file = await profile.stop() if profile is not None else None
