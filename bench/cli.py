@@ -46,6 +46,7 @@ class Context:
     workdir: Path
     results: Path
     homeserver: str = "sqlite"
+    profile_gil: bool = False
     stage: Stage | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -84,6 +85,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="sample the bot with py-spy during the relay, burst and open-cases "
                              "scenarios (pip install py-spy into .venv)")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="with --profile: sample only while the bot holds the GIL (its "
+                             "Python CPU, not its wall time)")
     parser.add_argument("--output", default=str(RESULTS / "latest"),
                         help="write OUTPUT.json and OUTPUT.md (default: bench/results/latest)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -118,6 +122,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
             ctx = Context(quick=args.quick, repeats=args.repeats, profile=args.profile,
                           memory_cases=args.memory_cases, workdir=scratch / homeserver,
                           results=Path(args.output).parent, homeserver=homeserver,
+                          profile_gil=args.profile_gil,
                           started=started)
             ctx.workdir.mkdir(parents=True)
             results["profiles"][homeserver] = await run_profile(ctx, names, synapse_python,

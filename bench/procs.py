@@ -60,10 +60,13 @@ class Profile:
     """py-spy sampling one process (all its threads, idle ones left out) into collapsed
     stacks; `start` attaches, `stop` detaches and returns the file."""
 
-    def __init__(self, pid: int, output: Path, *, rate: int = 200) -> None:
+    def __init__(self, pid: int, output: Path, *, rate: int = 200, gil: bool = False) -> None:
         self.pid = pid
         self.output = output
         self.rate = rate
+        self.gil = gil
+        """Only samples where a thread holds the GIL: where Python's CPU goes, rather than
+        where time goes (a thread waiting for a core or the GIL counts as working)."""
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> bool:
@@ -73,7 +76,7 @@ class Profile:
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self._process = await asyncio.create_subprocess_exec(
             exe, "record", "--pid", str(self.pid), "--format", "raw", "--rate", str(self.rate),
-            "--output", str(self.output), "--nonblocking",
+            "--output", str(self.output), "--nonblocking", *(["--gil"] if self.gil else []),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         await asyncio.sleep(0.5)  # attached before the measured work starts
         return True

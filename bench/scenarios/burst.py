@@ -98,7 +98,7 @@ async def run(ctx: Any) -> dict[str, Any]:
 
         profile = None
         if ctx.profile and liaison and bot.pid is not None:
-            profile = Profile(bot.pid, ctx.profile_path("burst"), rate=250)
+            profile = Profile(bot.pid, ctx.profile_path("burst"), rate=250, gil=ctx.profile_gil)
             await profile.start()
         meter = CpuMeter({**stage.homeserver_pids(), "bench": os.getpid(),
                           system: bot.pid if liaison else relay.pid})

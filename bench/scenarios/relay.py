@@ -94,7 +94,7 @@ async def run(ctx: Any) -> dict[str, Any]:
 
     profile = None
     if ctx.profile and bot.pid is not None:  # the bot only: where its part of the hop goes
-        profile = Profile(bot.pid, ctx.profile_path("relay"), rate=1000)
+        profile = Profile(bot.pid, ctx.profile_path("relay"), rate=1000, gil=ctx.profile_gil)
         await profile.start()
     kinds = ["liaison", "minirelay", "direct"]
     samples: dict[str, list[float]] = {kind: [] for kind in kinds}
