@@ -30,7 +30,7 @@ from commands.records import Revision as Revision
 from commands.records import TimelineEntry as TimelineEntry
 from commands.records import TimelineKind as TimelineKind
 from storage import audit
-from storage.db import changes
+from storage.db import changes, fetch_one
 
 REF_DIGITS = 4
 """References are zero-padded to four digits (KZ-0042) and grow beyond 9999 as needed."""
@@ -79,13 +79,13 @@ def format_ref(country: str, number: int) -> str:
 
 
 async def _next_ref(conn: aiosqlite.Connection, country: str) -> str:
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "INSERT INTO case_numbers (country, last_number) VALUES (?, 1)"
         " ON CONFLICT (country) DO UPDATE SET last_number = last_number + 1"
         " RETURNING last_number",
         (country,),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     if row is None:
         raise RuntimeError("SQLite returned no case number")
     return format_ref(country, int(row[0]))
@@ -105,7 +105,6 @@ async def create_case(conn: aiosqlite.Connection, new: NewCase) -> Case:
          new.origin_sender, new.created_ms),
     )
     case_id = cursor.lastrowid
-    await cursor.close()
     if case_id is None:
         raise RuntimeError("SQLite returned no id for the case")
     await add_timeline(conn, case_id, TimelineKind.CREATED, post=new.origin_post,
@@ -116,16 +115,20 @@ async def create_case(conn: aiosqlite.Connection, new: NewCase) -> Case:
 
 
 async def case_by_id(conn: aiosqlite.Connection, case_id: int) -> Case | None:
-    async with conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?",
-                            (case_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(
+        conn,
+        f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?",
+        (case_id,),
+    )
     return None if row is None else _case(row)
 
 
 async def case_by_ref(conn: aiosqlite.Connection, ref: str) -> Case | None:
-    async with conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE ref = ?",
-                            (ref,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(
+        conn,
+        f"SELECT {_CASE_COLUMNS} FROM cases WHERE ref = ?",
+        (ref,),
+    )
     return None if row is None else _case(row)
 
 
@@ -133,11 +136,11 @@ async def case_opened_by(
     conn: aiosqlite.Connection, *, room_id: str, event_id: str
 ) -> Case | None:
     """The case whose `!alert`/`!request` message is `event_id` in `room_id`."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         f"SELECT {_CASE_COLUMNS} FROM cases WHERE origin_room = ? AND origin_event_id = ?",
         (room_id, event_id),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None else _case(row)
 
 
@@ -145,12 +148,12 @@ async def latest_case_by(
     conn: aiosqlite.Connection, *, room_id: str, sender: str, since_ms: int
 ) -> Case | None:
     """The newest case `sender` opened in `room_id` at or after `since_ms`."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         f"SELECT {_CASE_COLUMNS} FROM cases WHERE origin_room = ? AND origin_sender = ?"
         " AND created_ms >= ? ORDER BY created_ms DESC, id DESC LIMIT 1",
         (room_id, sender, since_ms),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None else _case(row)
 
 
@@ -161,13 +164,13 @@ async def case_for_event(
     that opened it there, or a message the bot sent there about it (its outbox row).
     Only the database decides; nothing an event says about itself is believed."""
     columns = ", ".join(f"c.{name.strip()}" for name in _CASE_COLUMNS.split(","))
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         f"SELECT {_CASE_COLUMNS} FROM cases WHERE origin_room = ? AND origin_event_id = ?"
         f" UNION ALL SELECT {columns} FROM outbox o JOIN cases c ON c.ref = o.case_ref"
         " WHERE o.event_id = ? AND o.room_id = ? LIMIT 1",
         (room_id, event_id, event_id, room_id),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None else _case(row)
 
 
@@ -207,7 +210,6 @@ async def add_delivery(
         (case_id, post, room_id, relay_txn_id, now_ms),
     )
     delivery_id = cursor.lastrowid
-    await cursor.close()
     if delivery_id is None:
         raise RuntimeError("SQLite returned no id for the delivery")
     await add_timeline(conn, case_id, TimelineKind.ROUTED, post=post, ms=now_ms)
@@ -237,8 +239,7 @@ async def delivery_by_relayed_event(
 async def _delivery_where(
     conn: aiosqlite.Connection, condition: str, values: Sequence[object]
 ) -> Delivery | None:
-    async with conn.execute(f"{_DELIVERY_SELECT} WHERE {condition}", tuple(values)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, f"{_DELIVERY_SELECT} WHERE {condition}", tuple(values))
     return None if row is None else _delivery(row)
 
 
@@ -347,13 +348,13 @@ async def record_case_event(
 ) -> None:
     """Append a timeline entry to the audit log: its kind is the action, the room is the
     post's (its delivery's room, or the origin room), the detail only `recordable`."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT c.ref, c.kind, c.priority, c.tlp, c.category, c.origin_post, c.origin_room,"
         " (SELECT d.room_id FROM deliveries d WHERE d.case_id = c.id AND d.post = ?)"
         " FROM cases c WHERE c.id = ?",
         (post, case_id),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     if row is None:
         raise LookupError(f"case {case_id} does not exist")
     recorded = recordable(detail)
@@ -374,12 +375,12 @@ async def mark_seen(conn: aiosqlite.Connection, room_id: str, event_id: str, rea
     relayed at or before that event and not seen yet is seen now (the timeline says so).
     The event is placed by when the bot sent it (its outbox row) or processed it; an event
     the bot does not know places nothing. Returns the deliveries marked."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT sent_ms FROM outbox WHERE event_id = ? AND room_id = ?"
         " UNION ALL SELECT processed_ms FROM processed_events WHERE event_id = ? AND room_id = ?",
         (event_id, room_id, event_id, room_id),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     if row is None or row[0] is None:
         return []
     rows = await conn.execute_fetchall(

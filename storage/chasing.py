@@ -24,7 +24,7 @@ from commands.chasing import Action, ChaseSubject, Phase, PlannedStep
 from commands.model import Priority
 from commands.report import PostReport, ReportDelivery, build_report
 from storage.cases import record_case_event
-from storage.db import changes
+from storage.db import changes, fetch_one
 
 
 @dataclass(frozen=True)
@@ -144,8 +144,7 @@ async def unplanned_deliveries(conn: aiosqlite.Connection, *, delivery_id: int |
 
 async def last_delivery_id(conn: aiosqlite.Connection) -> int:
     """The highest delivery id so far (0 for none)."""
-    async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM deliveries") as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT COALESCE(MAX(id), 0) FROM deliveries")
     return int(row[0]) if row is not None else 0
 
 
@@ -172,8 +171,7 @@ async def pending_steps_of_taken(conn: aiosqlite.Connection, *, after_timeline_i
     """Pending steps of cases whose timeline says something was taken (acknowledged,
     answered, closed, cancelled, withdrawn) after `after_timeline_id`, and the timeline id
     read up to: the candidates `phase_live` decides on, found without scanning every step."""
-    async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM timeline") as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT COALESCE(MAX(id), 0) FROM timeline")
     upto = int(row[0]) if row is not None else 0
     rows = await conn.execute_fetchall(TAKEN_STEPS_SQL, (after_timeline_id, upto))
     return [_step(row) for row in rows], upto
@@ -215,26 +213,24 @@ async def steps_of(conn: aiosqlite.Connection, delivery_id: int) -> list[StepRec
 
 
 async def step_by_id(conn: aiosqlite.Connection, step_id: int) -> StepRecord | None:
-    async with conn.execute(f"{_STEP_SELECT} WHERE s.id = ?", (step_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, f"{_STEP_SELECT} WHERE s.id = ?", (step_id,))
     return None if row is None else _step(row)
 
 
 async def pending_count(conn: aiosqlite.Connection) -> int:
     """How many reminders and escalations are still to fire (one log line at shutdown)."""
-    async with conn.execute("SELECT COUNT(*) FROM chase_steps WHERE state = 'pending'") as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT COUNT(*) FROM chase_steps WHERE state = 'pending'")
     return 0 if row is None else int(row[0])
 
 
 async def next_due_ms(conn: aiosqlite.Connection, *, after_ms: int | None = None) -> int | None:
     """When the earliest pending step (due after `after_ms`, when given) falls due; None
     when there is none."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT MIN(due_ms) FROM chase_steps WHERE state = 'pending' AND due_ms > ?",
         (-1 if after_ms is None else after_ms,),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None or row[0] is None else int(row[0])
 
 
@@ -381,11 +377,11 @@ async def add_timeline(conn: aiosqlite.Connection, case_id: int, kind: str, *, m
 
 async def direct_room(conn: aiosqlite.Connection, user_id: str) -> DirectRoom | None:
     """The direct-message room the bot opened (or is opening) with `user_id`, if any."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT user_id, room_id, created_ms, invited_ms, joined_ms FROM direct_rooms"
         " WHERE user_id = ?", (user_id,)
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None else DirectRoom(*row)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import aiosqlite
 
 from commands.notify import INFORMATIONAL, OutboxKind, check_quiet
-from storage.db import changes
+from storage.db import changes, fetch_one
 
 _COLUMNS = (
     "id, room_id, event_type, content, txn_id, state, attempts, next_attempt_ms, created_ms,"
@@ -119,7 +119,6 @@ async def enqueue(
          case_ref),
     )
     message_id = cursor.lastrowid
-    await cursor.close()
     if message_id is None:
         raise RuntimeError("SQLite returned no id for the outbox row")
     return OutboxMessage(
@@ -230,22 +229,22 @@ async def next_wakeup_ms(conn: aiosqlite.Connection) -> int | None:
     Messages queued behind a backing-off head are ignored: they cannot be sent
     before it, and counting them would wake the worker for nothing.
     """
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         f"SELECT MIN(next_attempt_ms) FROM outbox WHERE id IN ({_ROOM_HEADS})"
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None or row[0] is None else int(row[0])
 
 
 async def stats(conn: aiosqlite.Connection, *, now_ms: int) -> OutboxStats:
     """Pending and failed counts and the age of the oldest pending message."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT"
         " (SELECT COUNT(*) FROM outbox WHERE state = 'pending'),"
         " (SELECT COUNT(*) FROM outbox WHERE state = 'failed'),"
         " (SELECT MIN(created_ms) FROM outbox WHERE state = 'pending')"
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     if row is None:
         raise RuntimeError("SQLite returned no outbox statistics")
     pending, failed, oldest_created_ms = row
@@ -255,8 +254,7 @@ async def stats(conn: aiosqlite.Connection, *, now_ms: int) -> OutboxStats:
 
 async def get(conn: aiosqlite.Connection, message_id: int) -> OutboxMessage | None:
     """The message with this id, in whatever state, or None."""
-    async with conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (message_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (message_id,))
     return None if row is None else _message(row)
 
 

@@ -26,7 +26,7 @@ from commands.records import TimelineKind
 from storage import audit
 from storage.audit import AuditAction
 from storage.cases import add_timeline, recordable
-from storage.db import changes
+from storage.db import changes, fetch_one
 
 PURGED_CONTENT = "{}"
 """What a message's content becomes once purged."""
@@ -46,12 +46,12 @@ async def cases_due(conn: aiosqlite.Connection, *, finished_before_ms: int) -> l
 async def purge_case(conn: aiosqlite.Connection, case_id: int, *, now_ms: int) -> str | None:
     """Remove the case's content (see the module docstring) and record it; its reference,
     or None (nothing done) when the case is open, already purged or gone."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT ref FROM cases"
         " WHERE id = ? AND state != 'open' AND purged_ms IS NULL",
         (case_id,),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     if row is None:
         return None
     ref = str(row[0])
