@@ -91,6 +91,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", default=str(RESULTS / "latest"),
                         help="write OUTPUT.json and OUTPUT.md (default: bench/results/latest)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                        help="run nothing: combine the profiles of runs made side by side "
+                             "(e.g. one per homeserver, at the same time on one machine) "
+                             "into OUTPUT.json and OUTPUT.md")
     return parser.parse_args(argv)
 
 
@@ -171,10 +175,30 @@ async def run_profile(ctx: Context, names: list[str], synapse_python: str,
     return outcome
 
 
+def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from runs that each measured some profiles: the profiles side by side,
+    each keeping its own machine record (date, load, commit) under `machine`; the first
+    run's record heads the whole. Runs of different commits are refused."""
+    commits = {run["machine"].get("commit") for run in runs}
+    if len(commits) != 1:
+        raise SystemExit(f"runs of different commits cannot be merged: {sorted(map(str, commits))}")
+    merged: dict[str, Any] = {**runs[0], "profiles": {}, "merged_from": len(runs)}
+    merged["options"] = {**runs[0]["options"], "homeservers": []}
+    for run in runs:
+        for name, profile in run["profiles"].items():
+            merged["profiles"][name] = {**profile, "machine": run["machine"]}
+            merged["options"]["homeservers"].append(name)
+    merged["seconds"] = max(run.get("seconds", 0) for run in runs)
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    results = asyncio.run(run_all(args))
+    if args.merge:
+        results = merge_runs([json.loads(Path(name).read_text()) for name in args.merge])
+    else:
+        results = asyncio.run(run_all(args))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(results, indent=2, ensure_ascii=False)

@@ -63,6 +63,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"Targets are judged on **{judged}**; the other profiles are reported." if judged
         in profiles else "",
+        f"The profiles ran as {results['merged_from']} processes at the same time on this "
+        "machine (merged with `--merge`); each ratio is still of figures measured side by "
+        "side within one profile." if results.get("merged_from", 1) > 1 else "",
         "",
         "| scenario | figure | target | " + " | ".join(profiles) + " |",
         "|---|---|---|" + "---|" * len(profiles),

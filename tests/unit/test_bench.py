@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bench.cli import merge_runs
 from bench.postgres import SMALL_SERVER, as_owner, bin_dir, render_conf, synapse_database
 from bench.procs import cpu_seconds, tree_cpu_seconds
 from bench.report import render_markdown, target_rows
@@ -108,3 +111,22 @@ def test_the_table_has_a_column_per_profile_and_names_the_judged_one() -> None:
     assert "| fanout | old form | (<= 5) |  | 4.0 |" in table
     assert "judged on **postgres**" in table
     assert "PostgreSQL 15.18" in table
+
+
+def test_runs_of_one_commit_merge_into_profiles_side_by_side() -> None:
+    results = _results()
+    sqlite = {**results, "profiles": {"sqlite": results["profiles"]["sqlite"]}, "seconds": 10}
+    postgres = {**results, "profiles": {"postgres": results["profiles"]["postgres"]},
+                "seconds": 20}
+    merged = merge_runs([sqlite, postgres])
+    assert list(merged["profiles"]) == ["sqlite", "postgres"]
+    assert merged["seconds"] == 20
+    assert merged["profiles"]["postgres"]["machine"]["commit"] == "abcdef1234567"
+    assert "2 processes at the same time" in render_markdown(merged)
+
+
+def test_runs_of_different_commits_are_not_merged() -> None:
+    other = _results()
+    other["machine"] = {**other["machine"], "commit": "0000000"}
+    with pytest.raises(SystemExit):
+        merge_runs([_results(), other])
