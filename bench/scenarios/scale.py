@@ -1,5 +1,5 @@
 """Scenario 5: the scale of one bot. Two bots, one configured with 5 posts, one with 500
-(100 with --quick), each post an encrypted room with the same 5 officers in it (an
+(50 with --quick, to stay within its 10 minutes), each post an encrypted room with the same 5 officers in it (an
 officer account in many rooms is what a regional centre looks like; 5 accounts rather
 than 2,500 keeps the set-up within minutes).
 
@@ -87,8 +87,8 @@ def posts_for(rooms: Sequence[str]) -> list[dict[str, Any]]:
 
 async def run(ctx: Any) -> dict[str, Any]:
     stage = ctx.stage
-    large = 100 if ctx.quick else 500
-    rounds = ctx.repeats or (10 if ctx.quick else 40)
+    large = 50 if ctx.quick else 500
+    rounds = ctx.repeats or (8 if ctx.quick else 40)
     starts = 2 if ctx.quick else 3
     officers = [await stage.officer(f"o{n}") for n in range(OFFICERS)]
     sender, receiver = officers[0], officers[1]
