@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="sample the bot with py-spy during the relay, burst and open-cases "
                              "scenarios (pip install py-spy into .venv)")
+    parser.add_argument("--minirelay-answers", action="store_true",
+                        help="the minimal relay also answers every message in its source room, "
+                             "as Liaison does: what the third message per alert costs")
     parser.add_argument("--profile-gil", action="store_true",
                         help="with --profile: sample only while the bot holds the GIL (its "
                              "Python CPU, not its wall time)")
@@ -115,7 +118,8 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine,
         "options": {"quick": args.quick, "repeats": args.repeats, "profile": args.profile,
                     "memory_cases": args.memory_cases, "bot_config": args.bot_config,
-                    "scenarios": names, "homeservers": homeservers},
+                    "scenarios": names, "homeservers": homeservers,
+                    "minirelay_answers": args.minirelay_answers},
         "judged_on": JUDGED_ON,
         "profiles": {},
     }
@@ -130,7 +134,8 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
                           started=started)
             ctx.workdir.mkdir(parents=True)
             results["profiles"][homeserver] = await run_profile(ctx, names, synapse_python,
-                                                                args.bot_config)
+                                                                args.bot_config,
+                                                                args.minirelay_answers)
     finally:
         if not args.keep:
             import shutil
@@ -140,7 +145,8 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run_profile(ctx: Context, names: list[str], synapse_python: str,
-                      bot_config: str | None) -> dict[str, Any]:
+                      bot_config: str | None, minirelay_answers: bool = False
+                      ) -> dict[str, Any]:
     """Every chosen scenario on one homeserver profile, with the load it started under."""
     outcome: dict[str, Any] = {"load_average_at_start": load_average(), "scenarios": {}}
     ctx.progress(f"homeserver {ctx.homeserver}: scratch directory {ctx.workdir}")
@@ -151,7 +157,8 @@ async def run_profile(ctx: Context, names: list[str], synapse_python: str,
             if name in NEEDS_SYNAPSE and stage is None:
                 stage = Stage(ctx.workdir, synapse_python,
                               bot_config=json.loads(bot_config or "{}"),
-                              homeserver=ctx.homeserver)
+                              homeserver=ctx.homeserver,
+                              minirelay_answers=minirelay_answers)
                 await stage.__aenter__()
                 ctx.stage = stage
             ctx.progress(f"{ctx.homeserver}: scenario {name}")

@@ -49,12 +49,13 @@ class Stage:
 
     def __init__(self, workdir: Path, synapse_python: str | None = None, *,
                  bot_config: dict[str, Any] | None = None,
-                 homeserver: str = "sqlite") -> None:
+                 homeserver: str = "sqlite", minirelay_answers: bool = False) -> None:
         if homeserver not in HOMESERVERS:
             raise ValueError(f"unknown homeserver profile {homeserver!r}")
         self.workdir = workdir
         self.bot_config = bot_config or {}
         self.homeserver = homeserver
+        self.minirelay_answers = minirelay_answers
         self.postgres = PostgresCluster() if homeserver == "postgres" else None
         self.synapse = LocalSynapse(
             workdir / "synapse", python=synapse_python,
@@ -164,7 +165,8 @@ class Stage:
         password = secrets.token_urlsafe(12)
         user_id = await self.synapse.register(localpart, password)
         relay = MiniRelay(self.workdir / localpart, homeserver=self.synapse.url,
-                          user_id=user_id, password=password, routes=routes)
+                          user_id=user_id, password=password, routes=routes,
+                          answer=self.minirelay_answers)
         self._relays.append(relay)
         return relay
 

@@ -89,8 +89,8 @@ async def run(ctx: Any) -> dict[str, Any]:
                                                                        to=",".join(TARGETS))))
 
         def answers() -> list[float]:
-            """Arrival times of the bot's answers to this turn's alerts, in the senders'
-            rooms (Liaison only; the minimal relay answers nothing)."""
+            """Arrival times of the answers to this turn's alerts, in the senders' rooms
+            (Liaison's; the minimal relay's only with `--minirelay-answers`)."""
             return [m.received_at for officer, room in zip(senders, rooms_from, strict=True)
                     for m in officer.seen
                     if m.room_id == room and m.sender == relay_user
@@ -110,7 +110,7 @@ async def run(ctx: Any) -> dict[str, Any]:
         posted = time.monotonic() - started
         await asyncio.gather(*(w.wait(all_arrived(w, alerts), 120 + alerts, accept)
                                for w in watchers))
-        if liaison:
+        if liaison or stage.minirelay_answers:
             await poll_until(lambda: len(answers()) >= alerts, timeout=120 + alerts)
         cpu = meter.stop()
         loop_cpu_end = main_thread_cpu_seconds(own_pid) if own_pid is not None else None

@@ -1,7 +1,7 @@
 """Scenario 5: the scale of one bot. Two bots, one configured with 5 posts, one with 500
-(50 with --quick, to stay within its 10 minutes), each post an encrypted room with the same 5 officers in it (an
-officer account in many rooms is what a regional centre looks like; 5 accounts rather
-than 2,500 keeps the set-up within minutes).
+(50 with --quick, to stay within its 10 minutes), each post an encrypted room with the
+same 5 officers in it (an officer account in many rooms is what a regional centre looks
+like; 5 accounts rather than 2,500 keeps the set-up within minutes).
 
 Measured, alternating between the two bots:
 - relay p50: an alert in post 0 relayed to post 1 (both rooms with 5 officers), while
