@@ -49,7 +49,7 @@ unit: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check bot commands storage devkit tests
+	$(VENV)/bin/ruff check bot commands config handlers storage devkit tests
 	$(VENV)/bin/mypy
 
 # Not part of CI: figures are ratios measured side by side, see README "Benchmarks".

@@ -30,7 +30,7 @@ from commands.records import Revision as Revision
 from commands.records import TimelineEntry as TimelineEntry
 from commands.records import TimelineKind as TimelineKind
 from storage import audit
-from storage.db import changes, fetch_one
+from storage.db import changes, dump_json, fetch_one
 
 REF_DIGITS = 4
 """References are zero-padded to four digits (KZ-0042) and grow beyond 9999 as needed."""
@@ -69,9 +69,6 @@ def _delivery(row: aiosqlite.Row) -> Delivery:
     )
 
 
-def _dump(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
 
 def format_ref(country: str, number: int) -> str:
     """`KZ-0042`."""
@@ -100,7 +97,7 @@ async def create_case(conn: aiosqlite.Connection, new: NewCase) -> Case:
         " origin_sender, created_ms)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)",
         (ref, new.kind, new.origin_post, new.priority.value, new.tlp.value, new.category,
-         new.grading, new.related_ref, _dump([list(pair) for pair in new.fields]), new.text,
+         new.grading, new.related_ref, dump_json([list(pair) for pair in new.fields]), new.text,
          new.due_ms, int(new.forwardable), new.origin_room, new.origin_event_id,
          new.origin_sender, new.created_ms),
     )
@@ -115,20 +112,14 @@ async def create_case(conn: aiosqlite.Connection, new: NewCase) -> Case:
 
 
 async def case_by_id(conn: aiosqlite.Connection, case_id: int) -> Case | None:
-    row = await fetch_one(
-        conn,
-        f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?",
-        (case_id,),
-    )
+    row = await fetch_one(conn, f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?",
+                          (case_id,))
     return None if row is None else _case(row)
 
 
 async def case_by_ref(conn: aiosqlite.Connection, ref: str) -> Case | None:
-    row = await fetch_one(
-        conn,
-        f"SELECT {_CASE_COLUMNS} FROM cases WHERE ref = ?",
-        (ref,),
-    )
+    row = await fetch_one(conn, f"SELECT {_CASE_COLUMNS} FROM cases WHERE ref = ?",
+                          (ref,))
     return None if row is None else _case(row)
 
 
@@ -187,7 +178,7 @@ async def revise_case(
     """Store an edit of the case's details; the timeline says who edited what."""
     await conn.execute(
         "UPDATE cases SET fields = ?, text = ?, grading = ?, due_ms = ? WHERE id = ?",
-        (_dump([list(pair) for pair in revision.fields]), revision.text, revision.grading,
+        (dump_json([list(pair) for pair in revision.fields]), revision.text, revision.grading,
          revision.due_ms, case.id),
     )
     await add_timeline(conn, case.id, TimelineKind.EDITED, post=post, actor=by, ms=now_ms,
@@ -247,36 +238,40 @@ async def acknowledge(
     conn: aiosqlite.Connection, delivery: Delivery, *, by: str, now_ms: int
 ) -> bool:
     """Mark the delivery acknowledged by `by`; False (and nothing stored) if it already was."""
-    changed = await changes(
-        conn,
-        "UPDATE deliveries SET acknowledged_ms = ?, acknowledged_by = ?,"
-        " state = CASE state WHEN 'routed' THEN 'acknowledged' ELSE state END"
-        " WHERE id = ? AND acknowledged_ms IS NULL",
-        (now_ms, by, delivery.id),
-    )
-    if changed != 1:
-        return False
-    await add_timeline(conn, delivery.case_id, TimelineKind.ACKNOWLEDGED, post=delivery.post,
-                       actor=by, ms=now_ms)
-    return True
+    return await _mark_delivery(conn, delivery, TimelineKind.ACKNOWLEDGED, by=by, now_ms=now_ms)
 
 
 async def mark_answered(
     conn: aiosqlite.Connection, delivery: Delivery, *, by: str, now_ms: int
 ) -> bool:
     """Mark the delivery answered (an answer acknowledges too); False if it already was."""
-    changed = await changes(
-        conn,
-        "UPDATE deliveries SET state = 'answered', answered_ms = ?, answered_by = ?,"
-        " acknowledged_ms = COALESCE(acknowledged_ms, ?),"
-        " acknowledged_by = COALESCE(acknowledged_by, ?)"
-        " WHERE id = ? AND answered_ms IS NULL",
-        (now_ms, by, now_ms, by, delivery.id),
-    )
-    if changed != 1:
+    return await _mark_delivery(conn, delivery, TimelineKind.ANSWERED, by=by, now_ms=now_ms)
+
+
+_DELIVERY_MARKS: Mapping[TimelineKind, str] = {
+    TimelineKind.ACKNOWLEDGED:
+        "UPDATE deliveries SET acknowledged_ms = :now_ms, acknowledged_by = :by,"
+        " state = CASE state WHEN 'routed' THEN 'acknowledged' ELSE state END"
+        " WHERE id = :id AND acknowledged_ms IS NULL",
+    TimelineKind.ANSWERED:
+        "UPDATE deliveries SET state = 'answered', answered_ms = :now_ms, answered_by = :by,"
+        " acknowledged_ms = COALESCE(acknowledged_ms, :now_ms),"
+        " acknowledged_by = COALESCE(acknowledged_by, :by)"
+        " WHERE id = :id AND answered_ms IS NULL",
+}
+"""How a delivery is marked with each of these timeline kinds: an update guarded by its
+not being so already."""
+
+
+async def _mark_delivery(conn: aiosqlite.Connection, delivery: Delivery, kind: TimelineKind,
+                         *, by: str, now_ms: int) -> bool:
+    """Mark the delivery `kind` by `by` (`_DELIVERY_MARKS`) and put that on the case's
+    timeline; False (and nothing stored) if it already was."""
+    marked = await changes(conn, _DELIVERY_MARKS[kind],
+                           {"now_ms": now_ms, "by": by, "id": delivery.id})
+    if marked != 1:
         return False
-    await add_timeline(conn, delivery.case_id, TimelineKind.ANSWERED, post=delivery.post,
-                       actor=by, ms=now_ms)
+    await add_timeline(conn, delivery.case_id, kind, post=delivery.post, actor=by, ms=now_ms)
     return True
 
 
@@ -317,7 +312,7 @@ async def add_timeline(
 ) -> None:
     await conn.execute(
         "INSERT INTO timeline (case_id, kind, post, actor, ms, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (case_id, kind.value, post, actor, ms, _dump(dict(detail or {}))),
+        (case_id, kind.value, post, actor, ms, dump_json(dict(detail or {}))),
     )
     await record_case_event(conn, case_id, kind, ms=ms, post=post, actor=actor, detail=detail)
 

@@ -21,7 +21,7 @@ from typing import Any
 import aiosqlite
 
 from commands.notify import INFORMATIONAL, OutboxKind, check_quiet
-from storage.db import changes, fetch_one
+from storage.db import changes, dump_json, fetch_one
 
 _COLUMNS = (
     "id, room_id, event_type, content, txn_id, state, attempts, next_attempt_ms, created_ms,"
@@ -89,9 +89,6 @@ def _message(row: aiosqlite.Row) -> OutboxMessage:
     )
 
 
-def _dump(content: dict[str, Any]) -> str:
-    return json.dumps(content, ensure_ascii=False, separators=(",", ":"))
-
 
 async def enqueue(
     conn: aiosqlite.Connection,
@@ -110,7 +107,7 @@ async def enqueue(
     kind = OutboxKind(kind)
     check_quiet(kind, content)
     message_txn_id = txn_id if txn_id is not None else f"liaison-{uuid.uuid4().hex}"
-    stored = _dump(content)
+    stored = dump_json(content)
     cursor = await conn.execute(
         "INSERT INTO outbox (room_id, event_type, content, txn_id, state, attempts,"
         " next_attempt_ms, created_ms, kind, case_ref)"
@@ -169,7 +166,7 @@ async def replace_content(conn: aiosqlite.Connection, message: OutboxMessage,
     """Put `content` in place of a pending message's content — a render request (a report's
     chart) by what it was rendered to — keeping its transaction id, so whatever happens
     next, the same event is sent under the same id."""
-    stored = _dump(content)
+    stored = dump_json(content)
     await _update_pending(conn, message.id, "content = ?", (stored,))
     return replace(message, content=json.loads(stored))
 

@@ -19,11 +19,8 @@ async def first_seen(conn: aiosqlite.Connection, schedule: str, *, now_ms: int) 
     await conn.execute(
         "INSERT INTO report_schedules (schedule, first_seen_ms) VALUES (?, ?)"
         " ON CONFLICT (schedule) DO NOTHING", (schedule, now_ms))
-    row = await fetch_one(
-        conn,
-        "SELECT first_seen_ms FROM report_schedules WHERE schedule = ?",
-        (schedule,),
-    )
+    row = await fetch_one(conn, "SELECT first_seen_ms FROM report_schedules WHERE schedule = ?",
+                          (schedule,))
     if row is None:
         raise RuntimeError("SQLite lost a report schedule it just stored")
     return int(row[0])
@@ -31,11 +28,8 @@ async def first_seen(conn: aiosqlite.Connection, schedule: str, *, now_ms: int) 
 
 async def last_slot_ms(conn: aiosqlite.Connection, schedule: str) -> int | None:
     """The end of the latest period of `schedule` claimed so far (sent or skipped)."""
-    row = await fetch_one(
-        conn,
-        "SELECT MAX(until_ms) FROM report_slots WHERE schedule = ?",
-        (schedule,),
-    )
+    row = await fetch_one(conn, "SELECT MAX(until_ms) FROM report_slots WHERE schedule = ?",
+                          (schedule,))
     return None if row is None or row[0] is None else int(row[0])
 
 

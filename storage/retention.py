@@ -61,7 +61,7 @@ async def purge_case(conn: aiosqlite.Connection, case_id: int, *, now_ms: int) -
         (now_ms, case_id),
     )
     details = await _purge_timeline(conn, case_id)
-    messages = await _changes(
+    messages = await changes(
         conn, "UPDATE outbox SET content = ? WHERE case_ref = ? AND state != 'pending'"
         " AND content != ?", (PURGED_CONTENT, ref, PURGED_CONTENT))
     await add_timeline(conn, case_id, TimelineKind.PURGED, ms=now_ms,
@@ -73,7 +73,7 @@ async def purge_sent_messages(conn: aiosqlite.Connection, *, created_before_ms: 
                               now_ms: int) -> int:
     """Remove the content of every message the bot sent (or gave up on) at or before the
     cutoff; pending messages are kept until they leave. Records how many, if any."""
-    count = await _changes(
+    count = await changes(
         conn, "UPDATE outbox SET content = ? WHERE state != 'pending' AND created_ms <= ?"
         " AND content != ?", (PURGED_CONTENT, created_before_ms, PURGED_CONTENT))
     if count:
@@ -97,7 +97,3 @@ async def _purge_timeline(conn: aiosqlite.Connection, case_id: int) -> int:
             changed += 1
     return changed
 
-
-async def _changes(conn: aiosqlite.Connection, sql: str, values: tuple[object, ...]) -> int:
-    count = await changes(conn, sql, values)
-    return count

@@ -23,12 +23,10 @@ from nio import RoomSendResponse, UploadError, UploadResponse
 from nio.crypto.attachments import decrypt_attachment
 from PIL import Image
 
-from bot.config import Config, parse_config
-from bot.languages import RoomLanguages
+from bot.directory import Directory
 from bot.media import MediaUnavailable
 from bot.reports import UPLOAD_ATTEMPTS, WEEKLY_KIND, ReportCharts, WeeklyReports
 from bot.sender import OutboxSender, SenderSettings
-from commands.builtin import default_registry
 from commands.localtime import Moment
 from commands.report import PostReport
 from commands.report_chart import (
@@ -43,6 +41,8 @@ from commands.report_chart import (
 )
 from commands.report_schedule import WeeklyReport
 from commands.texts import text
+from config import Config, parse_config
+from handlers import default_registry
 from storage import outbox
 from storage.db import Database
 from tests.unit.commandrun import run_command
@@ -595,7 +595,7 @@ def test_a_good_weekly_report_loads_with_its_defaults() -> None:
 
 def reporter(db: Database, conf: Config, clock: FixedClock) -> WeeklyReports:
     """A WeeklyReports as a (re)started process makes it: it starts now."""
-    return WeeklyReports(db, clock, conf, languages=RoomLanguages(conf), wake_sender=lambda: None)
+    return WeeklyReports(db, clock, conf, languages=Directory(conf), wake_sender=lambda: None)
 
 
 async def test_a_weekly_report_goes_out_once_at_its_time_in_the_room_language(
