@@ -9,7 +9,7 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 ELEMENT := devkit/element
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
-.PHONY: setup demo test unit lint bench clean
+.PHONY: setup demo test unit lint bench postgres clean
 
 setup: $(VENV)/.installed $(SYNAPSE_VENV)/.installed
 
@@ -23,6 +23,20 @@ $(SYNAPSE_VENV)/.installed: Makefile
 	test -x $(SYNAPSE_VENV)/bin/python || $(PYTHON) -m venv $(SYNAPSE_VENV)
 	$(SYNAPSE_VENV)/bin/pip install $(PIP_FLAGS) 'matrix-synapse==$(SYNAPSE_VERSION)'
 	touch $@
+
+# The postgres extra (psycopg2, built against libpq-dev) lets the benchmarks run Synapse
+# on PostgreSQL as deployments do; the tests and the demo stay on SQLite and never need it.
+$(SYNAPSE_VENV)/.postgres: $(SYNAPSE_VENV)/.installed | postgres
+	$(SYNAPSE_VENV)/bin/pip install $(PIP_FLAGS) 'matrix-synapse[postgres]==$(SYNAPSE_VERSION)'
+	touch $@
+
+# Debian's PostgreSQL server binaries (initdb, pg_ctl) for the benchmarks' throw-away
+# cluster, and libpq-dev + a compiler for psycopg2; installed only where missing, so that
+# nothing is downloaded while a benchmark runs.
+postgres:
+	@{ command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 \
+	  && command -v pg_config >/dev/null && command -v cc >/dev/null \
+	  || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql libpq-dev gcc)
 
 $(ELEMENT)/node_modules/.installed: $(ELEMENT)/package-lock.json
 	command -v npm >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nodejs npm)
@@ -43,8 +57,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 # Not part of CI: figures are ratios measured side by side, see README "Benchmarks".
-# BENCH_ARGS, e.g. --quick, --only relay,burst, --profile (needs py-spy in .venv).
-bench: setup
+# BENCH_ARGS, e.g. --quick, --only relay,burst, --homeserver postgres, --profile (needs
+# py-spy in .venv).
+bench: setup $(SYNAPSE_VENV)/.postgres
 	LIAISON_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 clean:

@@ -40,9 +40,13 @@ SYNC_FILTER = {
 class Relay:
     """Copies every decrypted text message from a source room into its target rooms."""
 
-    def __init__(self, client: AsyncClient, routes: dict[str, list[str]]) -> None:
+    def __init__(self, client: AsyncClient, routes: dict[str, list[str]], *,
+                 answer: bool = False) -> None:
         self._client = client
         self._routes = routes
+        self._answer = answer
+        """Also answer every message in its source room, as Liaison does (an experiment:
+        what the third message per alert costs, `--minirelay-answers`)."""
         self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self.relayed = 0
@@ -66,6 +70,10 @@ class Relay:
                            RELAY_KEY: {"room": room_id, "event_id": event.event_id}}
                 for target in targets:
                     self._queue(target).put_nowait(content)
+                if self._answer:
+                    self._queue(room_id).put_nowait({
+                        "msgtype": "m.notice", "body": f"relayed to {len(targets)} rooms",
+                        "m.relates_to": {"m.in_reply_to": {"event_id": event.event_id}}})
 
     async def _drain(self, room_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
@@ -104,7 +112,8 @@ async def serve(config: dict[str, Any]) -> None:
     client = AsyncClient(config["homeserver"], config["user_id"], store_path=str(store),
                          config=AsyncClientConfig(store_sync_tokens=False,
                                                   encryption_enabled=True))
-    relay = Relay(client, {room: list(targets) for room, targets in config["routes"].items()})
+    relay = Relay(client, {room: list(targets) for room, targets in config["routes"].items()},
+                  answer=bool(config.get("answer")))
     try:
         login = await client.login(config["password"], device_name="minirelay")
         if not isinstance(login, LoginResponse):
@@ -147,13 +156,13 @@ class MiniRelay:
     """The minimal relay as a child process, started and stopped like `BotProcess`."""
 
     def __init__(self, workdir: Path, *, homeserver: str, user_id: str, password: str,
-                 routes: dict[str, list[str]]) -> None:
+                 routes: dict[str, list[str]], answer: bool = False) -> None:
         self.workdir = workdir
         self.user_id = user_id
         self._config: dict[str, Any] = {
             "homeserver": homeserver, "user_id": user_id, "password": password,
             "store": str(workdir / "store"), "routes": routes,
-            "ready_file": str(workdir / "ready")}
+            "ready_file": str(workdir / "ready"), "answer": answer}
         self._process: asyncio.subprocess.Process | None = None
         self._log: Any = None
 

@@ -60,10 +60,13 @@ class Profile:
     """py-spy sampling one process (all its threads, idle ones left out) into collapsed
     stacks; `start` attaches, `stop` detaches and returns the file."""
 
-    def __init__(self, pid: int, output: Path, *, rate: int = 200) -> None:
+    def __init__(self, pid: int, output: Path, *, rate: int = 200, gil: bool = False) -> None:
         self.pid = pid
         self.output = output
         self.rate = rate
+        self.gil = gil
+        """Only samples where a thread holds the GIL: where Python's CPU goes, rather than
+        where time goes (a thread waiting for a core or the GIL counts as working)."""
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> bool:
@@ -73,7 +76,7 @@ class Profile:
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self._process = await asyncio.create_subprocess_exec(
             exe, "record", "--pid", str(self.pid), "--format", "raw", "--rate", str(self.rate),
-            "--output", str(self.output), "--nonblocking",
+            "--output", str(self.output), "--nonblocking", *(["--gil"] if self.gil else []),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         await asyncio.sleep(0.5)  # attached before the measured work starts
         return True
@@ -163,22 +166,70 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def _stat_fields(pid: int, task: int | None = None) -> list[str] | None:
+    path = f"/proc/{pid}/task/{task}/stat" if task is not None else f"/proc/{pid}/stat"
+    try:
+        return Path(path).read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def main_thread_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process's main thread alone: for a bot, its event loop (Python, JSON,
+    crypto), as against its other threads (aiosqlite's workers running SQLite)."""
+    fields = _stat_fields(pid, pid)
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of `pid` (by their parent pid in /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process and all its descendants, live or exited and reaped: for
+    PostgreSQL, whose work is done in one backend process per connection. Its own
+    user + system time, the reaped children's (cutime + cstime), and the live children's
+    trees."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    own = sum(int(fields[index]) for index in (11, 12, 13, 14)) / ticks
+    return own + sum(tree_cpu_seconds(child) or 0.0 for child in children(pid))
+
+
 class CpuMeter:
     """CPU seconds each named process used between `start()` and `stop()`, and the wall
-    time: shows which process a scenario was waiting for (2 cores: 2 s of CPU per s)."""
+    time: shows which process a scenario was waiting for (2 cores: 2 s of CPU per s).
+    Names in `trees` count the process with its descendants (`tree_cpu_seconds`)."""
 
-    def __init__(self, pids: dict[str, int | None]) -> None:
+    def __init__(self, pids: dict[str, int | None], *, trees: frozenset[str] = frozenset(
+            {"postgres"})) -> None:
         self._pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self._trees = trees
         self._start: dict[str, float] = {}
         self._wall = 0.0
 
+    def _cpu(self, name: str) -> float:
+        pid = self._pids[name]
+        used = tree_cpu_seconds(pid) if name in self._trees else cpu_seconds(pid)
+        return used or 0.0
+
     def start(self) -> None:
         self._wall = time.monotonic()
-        self._start = {name: cpu_seconds(pid) or 0.0 for name, pid in self._pids.items()}
+        self._start = {name: self._cpu(name) for name in self._pids}
 
     def stop(self) -> dict[str, float]:
         wall = time.monotonic() - self._wall
-        used = {name: round((cpu_seconds(pid) or 0.0) - self._start[name], 2)
-                for name, pid in self._pids.items()}
+        used = {name: round(self._cpu(name) - self._start[name], 2) for name in self._pids}
         return {"wall_s": round(wall, 2), **{f"{name}_cpu_s": value
                                              for name, value in used.items()}}

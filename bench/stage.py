@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.minirelay import MiniRelay
+from bench.postgres import PostgresCluster
 from bench.procs import BenchBot
 from devkit.botprocess import deep_merge
 from devkit.officer import Officer, SeenMessage
@@ -38,26 +39,55 @@ def post_config(post_id: str, room: str, **extra: Any) -> dict[str, Any]:
             "country": post_id[:2], "agency": "border", "room": room, **extra}
 
 
+HOMESERVERS = ("sqlite", "postgres")
+"""Profiles: Synapse on SQLite (its own file), or on a throw-away PostgreSQL cluster."""
+
+
 class Stage:
-    """One homeserver for the whole run; accounts get a random suffix so scenarios never
-    see each other's rooms or messages."""
+    """One homeserver for a profile's scenarios; accounts get a random suffix so scenarios
+    never see each other's rooms or messages."""
 
     def __init__(self, workdir: Path, synapse_python: str | None = None, *,
-                 bot_config: dict[str, Any] | None = None) -> None:
+                 bot_config: dict[str, Any] | None = None,
+                 homeserver: str = "sqlite", minirelay_answers: bool = False) -> None:
+        if homeserver not in HOMESERVERS:
+            raise ValueError(f"unknown homeserver profile {homeserver!r}")
         self.workdir = workdir
         self.bot_config = bot_config or {}
-        self.synapse = LocalSynapse(workdir / "synapse", python=synapse_python)
+        self.homeserver = homeserver
+        self.minirelay_answers = minirelay_answers
+        self.postgres = PostgresCluster() if homeserver == "postgres" else None
+        self.synapse = LocalSynapse(
+            workdir / "synapse", python=synapse_python,
+            database=self.postgres.database() if self.postgres is not None else None)
         self._officers: list[Officer] = []
         self._bots: list[BenchBot] = []
         self._relays: list[MiniRelay] = []
 
     async def __aenter__(self) -> Stage:
-        await self.synapse.start()
+        if self.postgres is not None:
+            await self.postgres.start()
+        try:
+            await self.synapse.start()
+        except BaseException:
+            if self.postgres is not None:
+                await self.postgres.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.clear()
         await self.synapse.stop()
+        if self.postgres is not None:
+            await self.postgres.stop()
+
+    def homeserver_pids(self) -> dict[str, int | None]:
+        """The processes doing the homeserver's work, for `CpuMeter`: Synapse, and on the
+        postgres profile the postmaster (counted with its backends, see `tree_cpu_seconds`)."""
+        pids: dict[str, int | None] = {"synapse": self.synapse_pid}
+        if self.postgres is not None:
+            pids["postgres"] = self.postgres.postmaster_pid
+        return pids
 
     async def clear(self) -> None:
         """Stop every officer, bot and relay started so far (between scenarios)."""
@@ -116,6 +146,7 @@ class Stage:
             await owner.invite(room_id, user_id)
         await asyncio.gather(*(owner.wait_until_joined(room_id, user_id, timeout=60)
                                for owner, room_id in pairs))
+        await open_sessions(pairs)
 
     async def bring_in_relay(self, relay: MiniRelay, rooms: Iterable[tuple[Officer, str]]) -> None:
         """Invite the minimal relay, start it (it joins the rooms it was invited to) and wait
@@ -126,6 +157,7 @@ class Stage:
         await relay.start()
         await asyncio.gather(*(owner.wait_until_joined(room_id, relay.user_id, timeout=60)
                                for owner, room_id in pairs))
+        await open_sessions(pairs)
 
     async def minirelay(self, routes: dict[str, list[str]]) -> MiniRelay:
         """The minimal relay, registered but not started: see `bring_in_relay`."""
@@ -133,9 +165,25 @@ class Stage:
         password = secrets.token_urlsafe(12)
         user_id = await self.synapse.register(localpart, password)
         relay = MiniRelay(self.workdir / localpart, homeserver=self.synapse.url,
-                          user_id=user_id, password=password, routes=routes)
+                          user_id=user_id, password=password, routes=routes,
+                          answer=self.minirelay_answers)
         self._relays.append(relay)
         return relay
+
+
+async def open_sessions(pairs: Iterable[tuple[Officer, str]]) -> None:
+    """Each owner claims one-time keys for the room's devices it has no Olm session with,
+    one owner after another, before anything is sent. On PostgreSQL, Synapse claims keys
+    with one DELETE ... RETURNING of the oldest key: concurrent claims for the same device
+    pick the same key and all but one come back empty, and a sender then skips a device
+    that has no fallback key (the minimal relay) when it shares the room key, for good."""
+    for owner, room_id in pairs:
+        client = owner.client
+        if client.should_query_keys:
+            await client.keys_query()
+        missing = client.get_missing_sessions(room_id)
+        if missing:
+            await client.keys_claim(missing)
 
 
 async def poll_until(check: Callable[[], bool], *, interval: float = 0.05,

@@ -43,7 +43,7 @@ RELAY_KIND = OutboxKind.CASE_RELAY
 
 @dataclass(frozen=True)
 class SenderSettings:
-    concurrency: int = 4
+    concurrency: int = 16
     backoff_initial_ms: int = 500
     backoff_max_ms: int = 60_000
     max_attempts: int | None = None

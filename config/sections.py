@@ -152,7 +152,7 @@ class OutboxConfig(_Section):
         default=None, description="Give up after this many attempts; None retries forever"
     )
     backoff_max: Duration = timedelta(seconds=60)
-    concurrency: Annotated[StrictInt, Field(ge=1)] = 4
+    concurrency: Annotated[StrictInt, Field(ge=1)] = 16
 
 
 class LimitsConfig(_Section):

@@ -104,8 +104,10 @@ def registration_mac(secret: str, nonce: str, user: str, password: str, admin: b
     return mac.hexdigest()
 
 
-def homeserver_config(workdir: Path, port: int, server_name: str) -> dict[str, Any]:
-    """A loopback-only, federation-free, never-throttling Synapse configuration."""
+def homeserver_config(workdir: Path, port: int, server_name: str,
+                      database: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A loopback-only, federation-free, never-throttling Synapse configuration; on SQLite
+    in `workdir` unless `database` gives another (Synapse's `database` section)."""
     config: dict[str, Any] = {
         "server_name": server_name,
         "public_baseurl": f"http://127.0.0.1:{port}/",
@@ -120,7 +122,8 @@ def homeserver_config(workdir: Path, port: int, server_name: str) -> dict[str, A
                 "resources": [{"names": ["client"], "compress": False}],
             }
         ],
-        "database": {"name": "sqlite3", "args": {"database": str(workdir / "homeserver.db")}},
+        "database": database or {"name": "sqlite3",
+                                  "args": {"database": str(workdir / "homeserver.db")}},
         "log_config": str(workdir / LOG_CONFIG_FILE),
         "media_store_path": str(workdir / "media"),
         "signing_key_path": str(workdir / f"{server_name}.signing.key"),
@@ -267,7 +270,9 @@ class LocalSynapse:
     """A Synapse on 127.0.0.1 whose files live in `workdir`.
 
     `start()` after `stop()` resumes the same server (same port, same SQLite
-    database), so tests can prove the bot survives a homeserver restart.
+    database), so tests can prove the bot survives a homeserver restart. `database`
+    (Synapse's `database` section) puts it on another database, e.g. the benchmarks'
+    PostgreSQL cluster.
     """
 
     def __init__(
@@ -278,6 +283,7 @@ class LocalSynapse:
         port: int | None = None,
         server_name: str = "localhost",
         federation: FederationTls | None = None,
+        database: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.python = python or default_synapse_python()
@@ -288,6 +294,7 @@ class LocalSynapse:
             )
         self.server_name = server_name
         self._federation = federation
+        self._database = database
         self._config = self._load_or_create_config(port)
         self.port: int = int(self._config["listeners"][0]["port"])
         self.url = f"http://127.0.0.1:{self.port}"
@@ -320,7 +327,8 @@ class LocalSynapse:
             return config
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self._federation is None:
-            config = homeserver_config(self.workdir, port or free_port(), self.server_name)
+            config = homeserver_config(self.workdir, port or free_port(), self.server_name,
+                                       self._database)
         else:
             config = federating_config(self.workdir, port or free_port(), free_port(),
                                        self._federation)

@@ -106,7 +106,6 @@ async def create_case(conn: aiosqlite.Connection, new: NewCase) -> Case:
          new.handling_text, new.action),
     )
     case_id = cursor.lastrowid
-    await cursor.close()
     if case_id is None:
         raise RuntimeError("SQLite returned no id for the case")
     await add_timeline(conn, case_id, TimelineKind.CREATED, post=new.origin_post,
@@ -209,7 +208,6 @@ async def add_delivery(
         (case_id, post, room_id, relay_txn_id, now_ms, due_ms, due_ms, recipient),
     )
     delivery_id = cursor.lastrowid
-    await cursor.close()
     if delivery_id is None:
         raise RuntimeError("SQLite returned no id for the delivery")
     await add_timeline(conn, case_id, TimelineKind.ROUTED, post=post, ms=now_ms)

@@ -1,13 +1,16 @@
 """The SQLite database: one connection, serialised transactions, linear migrations.
 
 Liaison keeps every durable fact (outbox, processed events, deadlines) in one
-SQLite file. There is exactly one aiosqlite connection and one `asyncio.Lock`:
+SQLite file. There is one aiosqlite connection that writes, one that only reads
+(opened `mode=ro`), and one `asyncio.Lock` over both:
 
 * `transaction()` takes the lock and runs `BEGIN IMMEDIATE … COMMIT` (ROLLBACK on
   any exception, cancellation included) — use it for everything that writes.
-* `read()` takes the same lock without opening a write transaction and turns on
-  `PRAGMA query_only`, so a write slipped into it fails loudly instead of landing
-  outside a transaction.
+* `read()` takes the same lock without opening a write transaction and gives the
+  read-only connection, so a write slipped into it fails loudly instead of landing
+  outside a transaction. (It used to turn `PRAGMA query_only` on and off on the one
+  connection: two more round trips to aiosqlite's thread per read, bench findings §10c.)
+  Under the lock no transaction is open, so it sees everything committed.
 
 Every query goes through one of the two. On a single shared connection a bare
 query issued while another task is inside `transaction()` would see (or add to)
@@ -63,18 +66,19 @@ def dump_json(value: object) -> str:
 
 async def fetch_one(conn: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()
                     ) -> aiosqlite.Row | None:
-    """Run one query; its first row, or None when it returns none."""
-    async with conn.execute(sql, parameters) as cursor:
-        return await cursor.fetchone()
+    """Run one query; its first row, or None when it returns none. One round trip to
+    aiosqlite's thread (`async with conn.execute` + `fetchone()` + the cursor's close take
+    three, each a wake-up of two threads: bench findings §10c); for lookups by key,
+    aggregates and LIMIT 1, as the query's other rows, if any, are fetched too."""
+    rows = await conn.execute_fetchall(sql, parameters)
+    return next(iter(rows), None)
 
 
 async def changes(conn: aiosqlite.Connection, sql: str,
                   parameters: Sequence[Any] | Mapping[str, Any] = ()) -> int:
     """Run one write statement (`?` or `:name` parameters); how many rows it changed."""
-    cursor = await conn.execute(sql, parameters)
-    count = cursor.rowcount
-    await cursor.close()
-    return int(count)
+    cursor = await conn.execute(sql, parameters)  # a finished write leaves nothing to close
+    return int(cursor.rowcount)
 
 
 class MigrationError(Exception):
@@ -156,6 +160,8 @@ class Database:
         self.path = path
         self.schema_version = 0
         self._connection = connection
+        self._reader: aiosqlite.Connection | None = None
+        """The read-only connection `read()` gives, once the schema is up to date."""
         self._lock = asyncio.Lock()
         self._holder: asyncio.Task[object] | None = None
         self._closed = False
@@ -182,6 +188,7 @@ class Database:
             if 0 < found < latest_version(known):
                 await database._backup_before_upgrade(found)
             await database._migrate(known)
+            database._reader = await _open_reader(path)
         except BaseException:
             await connection.close()
             raise
@@ -193,6 +200,8 @@ class Database:
             if self._closed:
                 return
             self._closed = True
+            if self._reader is not None:
+                await self._reader.close()
             await self._connection.close()
 
     @asynccontextmanager
@@ -216,7 +225,10 @@ class Database:
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:
         """Give the connection for queries only; a write inside the block raises."""
         async with self._hold():
-            connection = self._connection
+            if self._reader is not None:
+                yield self._reader
+                return
+            connection = self._connection  # while migrating: no reader yet
             await connection.execute("PRAGMA query_only = ON")
             try:
                 yield connection
@@ -304,6 +316,21 @@ class Database:
                         raise MigrationError(f"foreign key violation in table {violation[0]}")
         except (sqlite3.Error, MigrationError) as error:
             raise MigrationError(f"migration {migration.name} failed: {error}") from error
+
+
+async def _open_reader(path: Path) -> aiosqlite.Connection:
+    """A second connection to the database that SQLite refuses writes on (`mode=ro`),
+    set up as the writer is (WAL is the file's own setting)."""
+    reader = await aiosqlite.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                     isolation_level=None)
+    reader.row_factory = aiosqlite.Row
+    try:
+        for pragma in ("synchronous = NORMAL", "busy_timeout = 5000", "foreign_keys = ON"):
+            await reader.execute(f"PRAGMA {pragma}")
+    except BaseException:
+        await reader.close()
+        raise
+    return reader
 
 
 def latest_version(migrations: Sequence[Migration]) -> int:

@@ -10,8 +10,7 @@ from storage.db import fetch_one
 
 async def room_languages(conn: aiosqlite.Connection) -> dict[str, str]:
     """room id → chosen language, for every room that chose one."""
-    async with conn.execute("SELECT room_id, language FROM room_languages") as cursor:
-        rows = await cursor.fetchall()
+    rows = list(await conn.execute_fetchall("SELECT room_id, language FROM room_languages"))
     return {str(room_id): str(language) for room_id, language in rows}
 
 
@@ -25,11 +24,10 @@ async def set_room_language(conn: aiosqlite.Connection, *, room_id: str, languag
                             by: str, now_ms: int) -> str | None:
     """Store the room's language; returns the one it had chosen before (None: none)."""
     previous = await room_language(conn, room_id)
-    cursor = await conn.execute(
+    await conn.execute(
         "INSERT INTO room_languages (room_id, language, set_by, set_ms) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (room_id) DO UPDATE SET language = excluded.language,"
         " set_by = excluded.set_by, set_ms = excluded.set_ms",
         (room_id, language, by, now_ms),
     )
-    await cursor.close()
     return previous

@@ -116,7 +116,6 @@ async def enqueue(
          case_ref),
     )
     message_id = cursor.lastrowid
-    await cursor.close()
     if message_id is None:
         raise RuntimeError("SQLite returned no id for the outbox row")
     return OutboxMessage(

@@ -80,5 +80,4 @@ async def values_with_prefix(conn: aiosqlite.Connection, prefix: str) -> dict[st
 
 
 async def _execute(conn: aiosqlite.Connection, sql: str, parameters: tuple[Any, ...]) -> None:
-    cursor = await conn.execute(sql, parameters)
-    await cursor.close()
+    await conn.execute(sql, parameters)

@@ -1,11 +1,12 @@
 """Scenario 3: fan-out. One alert to 50 posts (50 rooms, the bot in each; one officer
-account watches them all): the time until the last target has decrypted it, against a
-single-target alert from the same room measured in the same rounds, alternating.
+account watches them all): the time until the last target has decrypted it, against the
+officer-direct floor and a single-target alert, measured in the same rounds, alternating.
 
 The homeserver's own floor is measured alongside: the same officer, a member of the 50
 rooms too, sends the same words straight into one room, and into all 50 at once (50
 concurrent sends). Synapse does the same work per message either way, so that ratio is
-what fan-out costs without any bot."""
+what fan-out costs without any bot, and the target is Liaison's fan-out against it
+(≤ 1.2 ×); the old form, against a single-target alert, is reported."""
 
 from __future__ import annotations
 
@@ -90,8 +91,16 @@ async def run(ctx: Any) -> dict[str, Any]:
         "ratios": {"direct_fan_out_vs_direct_single": ratio(d_fifty.p50, d_one.p50),
                    "liaison_fan_out_vs_direct_fan_out": ratio(fifty.p50, d_fifty.p50)},
         "copies_per_fan_out_alert": sorted(set(per_target.values())),
-        "targets": [Target(f"fan-out to {POSTS}: last target p50 / single target p50",
-                           ratio(fifty.p50, one.p50), 5).as_dict()],
+        "targets": [
+            Target(f"fan-out to {POSTS}: last target p50 / officer sending into the {POSTS} "
+                   "rooms concurrently p50", ratio(fifty.p50, d_fifty.p50), 1.2).as_dict(),
+            # The old form of the target (<= 5), reported: it holds the homeserver's own
+            # cost of 50 events against the bot (issue 21).
+            {"name": f"fan-out to {POSTS}: last target p50 / single target p50 (reported)",
+             "value": ratio(fifty.p50, one.p50), "target": "(<= 5)", "met": None},
+            {"name": f"homeserver floor: {POSTS} concurrent direct sends / one (reported)",
+             "value": ratio(d_fifty.p50, d_one.p50), "target": "", "met": None},
+        ],
         "headline": {"liaison single / fan-out p50 ms": f"{one.p50:.0f} / {fifty.p50:.0f}",
                      "direct single / 50 concurrent p50 ms": f"{d_one.p50:.0f} / "
                                                               f"{d_fifty.p50:.0f}"},

@@ -67,7 +67,7 @@ async def run(ctx: Any) -> dict[str, Any]:
         assert bot.pid is not None
         profile = None
         if profile_as is not None:
-            profile = Profile(bot.pid, ctx.results / f"profile-{profile_as}.txt", rate=100)
+            profile = Profile(bot.pid, ctx.profile_path(profile_as), rate=100, gil=ctx.profile_gil)
             await profile.start()
         await bot.wait_ready(timeout=600)
         ready_s = time.monotonic() - started
@@ -156,8 +156,8 @@ async def fire_due(ctx: Any, bot: BenchBot, steps: int, serving_s: float, *,
     ids = await bring_due(bot.data_dir, steps=steps, window_start_ms=window_start_ms)
     await bot.start(wait_ready=True, timeout=600)
     assert bot.pid is not None
-    sampler = Profile(bot.pid, ctx.results / "profile-opencases-firing.txt", rate=100) \
-        if profile else None
+    sampler = Profile(bot.pid, ctx.profile_path("opencases-firing"), rate=100,
+                      gil=ctx.profile_gil) if profile else None
     deadline = time.monotonic() + lead_s + 60 + 300
     fired: list[tuple[int, int, int, int]] = []
     profiling = False

@@ -166,7 +166,7 @@ def test_valid_config_applies_defaults_and_indexes_posts() -> None:
     assert config.decryption.grace_period == timedelta(seconds=30)
     assert config.outbox.max_attempts is None
     assert config.outbox.backoff_max == timedelta(seconds=60)
-    assert config.outbox.concurrency == 4
+    assert config.outbox.concurrency == 16
     assert config.access.allowed_inviters.users == ()
     assert config.warnings == []
     assert config.config_path is None
