@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.layout import DISTRIBUTION
+
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN_IN_CORE = ("storage", "bot", "nio", "aiosqlite", "apscheduler", "devkit")
 SHELL_IN_CORE = frozenset({  # handlers: they read and write the database
@@ -21,14 +23,21 @@ SHELL_IN_CORE = frozenset({  # handlers: they read and write the database
 SQL_CALLS = frozenset({"execute", "execute_fetchall", "executemany", "executescript"})
 
 
+def root_of(module: str) -> str:
+    """The top-level folder a module lives in: `bot` for `bot.app` and for its installed
+    name `liaison.bot.app` (devkit/layout.py)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == DISTRIBUTION and len(parts) > 1 else parts[0]
+
+
 def imported_roots(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     roots = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
+            roots.update(root_of(alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            roots.add(node.module.split(".")[0])
+            roots.add(root_of(node.module))
     return roots
 
 

@@ -463,12 +463,12 @@ def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str])
 def test_an_interrupted_command_does_not_report_success(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.cli
+    from bot import cli
 
     def interrupted(args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bot.cli, "cmd_version", interrupted)
+    monkeypatch.setattr(cli, "cmd_version", interrupted)
     assert main(["version"]) == 130
 
 
