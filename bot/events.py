@@ -37,6 +37,7 @@ from bot.languages import RoomLanguages
 from bot.logs import current_case, log_context, note_case
 from bot.media import MediaInvalid, MediaTooLarge, MediaUnavailable, fetch, upload
 from bot.receipts import ReadReceipts
+from bot.reports import charts_installed
 from bot.room_upgrades import RoomUpgrades
 from bot.seen import note_receipts
 from bot.services import FollowUp, Services
@@ -744,6 +745,7 @@ class EventRouter:
             joined_rooms=frozenset(rooms),
             encrypted_rooms=frozenset(r for r, room in rooms.items() if room.encrypted),
             members_of=lambda room_id: room_members(self._client, room_id),
+            charts=charts_installed(),
         )
 
     async def _answer(self, room: MatrixRoom, event: RoomMessageText | RoomEncryptedMedia,

@@ -62,6 +62,9 @@ class Services:
     """Messages that go out after the handler's reply (see `follow_reply`)."""
     members_of: Callable[[str], frozenset[str] | None] = _no_members
     """A room's joined and invited users, as the Matrix client knows them (None: unknown)."""
+    charts: bool = True
+    """Whether report charts can be drawn (the `charts` extra is installed:
+    `bot.reports.charts_installed`); without it `!report` sends its table alone."""
 
     def audience(self, room_id: str) -> Audience:
         """Who reads what the bot writes into `room_id` (`commands.audience`)."""
