@@ -69,6 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    if args.file is not None:  # `liaison check-config FILE`, as operators tend to type it
+        args.config = args.file
     config = _load(args.config)  # also reads every secret; a missing one names its line
     for gap in config.name_gaps():
         print(f"warning: {gap}", file=sys.stderr)
@@ -422,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Prints a one-line summary, or every problem with its field and line\n"
                     "(exit 2).")
     with_config(check)
+    check.add_argument("file", nargs="?", type=Path, metavar="FILE",
+                       help="the configuration file, instead of -c")
     check.set_defaults(func=cmd_check_config)
 
     reset = command("reset-identity",

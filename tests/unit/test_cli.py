@@ -54,6 +54,8 @@ def test_check_config_accepts_a_good_file(tmp_path: Path, monkeypatch: pytest.Mo
     path.write_text(GOOD)
     assert main(["check-config", "-c", str(path)]) == EXIT_OK
     assert "OK" in capsys.readouterr().out
+    assert main(["check-config", str(path)]) == EXIT_OK  # the file may be named without -c
+    assert capsys.readouterr().out.startswith(f"{path}: OK")
 
 
 def test_check_config_warns_once_per_language_posts_have_no_name_in(
