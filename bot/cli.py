@@ -378,8 +378,21 @@ def cmd_version(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+DEMO_NEEDS_CHECKOUT = (
+    "liaison demo runs from a checkout of Liaison's repository, not from an installed\n"
+    "package: it starts a local Synapse and scripted officers, which the package does not\n"
+    "ship. In a clone, run `make demo` (Python 3.11 or newer and make are all it needs)."
+)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from devkit.demo import run_demo
+    try:
+        from devkit.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "devkit":
+            raise
+        print(DEMO_NEEDS_CHECKOUT, file=sys.stderr)
+        return EXIT_FAILURE
 
     workdir = Path(args.workdir)
     try:

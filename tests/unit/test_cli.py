@@ -8,6 +8,7 @@ import logging
 import platform
 import re
 import sqlite3
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -472,6 +473,14 @@ def test_an_interrupted_command_does_not_report_success(
 
     monkeypatch.setattr(cli, "cmd_version", interrupted)
     assert main(["version"]) == 130
+
+
+def test_demo_outside_a_checkout_says_how_to_run_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "devkit.demo", None)  # as in an installed wheel
+    assert main(["demo"]) == EXIT_FAILURE
+    assert "make demo" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("schema", "code", "says"), [
