@@ -336,7 +336,7 @@ def test_version_names_the_build_and_the_schema_it_migrates_to(
     assert main(["version"]) == EXIT_OK
     out = capsys.readouterr().out
     assert out.splitlines() == version_lines()
-    assert re.match(r"liaison \d+\.\d+\.\d+\nPython 3\.11\.\d+\nmatrix-nio 0\.26\.", out), out
+    assert re.match(r"liaison \d+\.\d+\.\d+\nPython 3\.\d+\.\d+\nmatrix-nio 0\.26\.", out), out
 
 
 def test_dash_dash_version_prints_the_first_line_of_version(
