@@ -47,6 +47,7 @@ demo: setup
 	LIAISON_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(VENV)/bin/liaison demo
 
 test: setup $(ELEMENT)/node_modules/.installed
+	@echo "== unit and end-to-end tests on $$($(VENV)/bin/python --version), $(PYTEST_WORKERS) workers =="
 	LIAISON_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(VENV)/bin/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 unit: $(VENV)/.installed
