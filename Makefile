@@ -68,7 +68,7 @@ unit-all:
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/python -m devkit.layout typecheck-tree
-	$(VENV)/bin/ruff check bot commands storage devkit tests
+	$(VENV)/bin/ruff check bot commands config handlers storage devkit tests
 	$(VENV)/bin/mypy
 
 # A fresh resolution of the ranges in pyproject.toml into constraints.txt.

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config
 from commands.case_render import render_relayed_case
-from commands.cases import case_content
 from commands.chasing import ChaseSubject, plan_delivery
 from commands.model import Post, Priority, Tlp
 from commands.notify import OutboxKind
 from commands.parser import CaseKind
 from commands.records import NewCase
+from config import Config
+from handlers.cases import case_content
 from storage import cases, chasing, outbox
 from storage.db import Database
 

@@ -19,16 +19,16 @@ from bot.backup import RESTORED_MARK, ScheduledBackups
 from bot.chaser import Chaser
 from bot.clock import Clock
 from bot.command_state import CommandDescriptions
-from bot.config import Config
 from bot.crosssigning import ensure_cross_signed
 from bot.devicewatch import DeviceWatch
 from bot.direct_rooms import DirectRooms
+from bot.directory import Directory
+from bot.event_transaction import ClientRooms, EventTransactions
 from bot.events import EventRouter
 from bot.health import HomeserverReach
 from bot.invites import InvitePolicy
 from bot.key_claims import KeyClaims
 from bot.key_health import KeyHealth
-from bot.languages import RoomLanguages
 from bot.metrics import MonitoringListener
 from bot.rawapi import ApiError
 from bot.receipts import ReadReceipts
@@ -41,9 +41,10 @@ from bot.stale_store import check_and_upload
 from bot.sync import SyncLoop
 from bot.trust import TrustPolicy
 from bot.undecryptable import UndecryptableTracker
-from commands.builtin import default_registry
 from commands.model import Post
 from commands.notify import MsgType, OutboxKind, msgtype_for
+from config import Config
+from handlers import default_registry
 from storage import audit, chasing, outbox
 from storage.audit import AuditAction
 from storage.db import Database
@@ -154,7 +155,7 @@ class Liaison:
         return self._posts_by_room.get(room_id)
 
     def language_for_room(self, room_id: str) -> str:
-        """The configured language; a room's `!lang` choice wins (see `bot.languages`)."""
+        """The configured language; a room's `!lang` choice wins (see `bot.directory`)."""
         post = self.post_for_room(room_id)
         return post.language if post else "en"
 
@@ -248,7 +249,7 @@ class Liaison:
     async def _serve(self, client: AsyncClient, db: Database,
                      listener: MonitoringListener | None, keys: KeyHealth) -> None:
         config = self.config
-        languages = RoomLanguages(config)  # `!lang` choices over the configured languages
+        languages = Directory(config)  # `!lang` choices over the configured languages
         await languages.refresh(db)
         trust = TrustPolicy(client, config.trust.policy)
         synced = asyncio.Event()
@@ -290,14 +291,13 @@ class Liaison:
         access = config.access.allowed_inviters
         registry = default_registry()
         descriptions = CommandDescriptions(client, db, languages, registry)
+        transactions = EventTransactions(db=db, clock=self.clock, rooms=ClientRooms(client),
+                                         directory=languages, wake_sender=wake_after_command)
         router = EventRouter(
-            client=client, db=db, clock=self.clock, registry=registry,
+            client=client, transactions=transactions, registry=registry, directory=languages,
             invite_policy=InvitePolicy(frozenset(access.users) | frozenset(config.access.admins),
                                        frozenset(access.servers)),
-            trust=trust, undecryptable=undecryptable, wake_sender=wake_after_command,
-            config=config,
-            language_for_room=languages.language_for_room,
-            post_for_room=languages.post_for_room, languages=languages,
+            trust=trust, undecryptable=undecryptable,
             receipts=ReadReceipts(client), upgrades=upgrades,
         )
         sync = SyncLoop(

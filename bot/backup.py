@@ -39,8 +39,8 @@ from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from bot.clock import Clock
-from bot.config import BackupsConfig
 from bot.session import CREDENTIALS_FILE, CRYPTO_DIR
+from config import BackupsConfig
 from storage.db import latest_version, load_migrations, schema_of_file, sqlite_online_copy
 
 log = logging.getLogger(__name__)

@@ -36,9 +36,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.clock import Clock
-from bot.config import Config
-from bot.languages import RoomLanguages
-from bot.services import audience_in, case_disclosure, require_disclosure
+from bot.directory import Directory
 from commands.audience import Detail, Disclosure
 from commands.case_render import CASE_KEY, case_metadata
 from commands.chase_render import render_escalation, render_reminder, render_taken
@@ -57,8 +55,10 @@ from commands.chasing import (
 )
 from commands.model import Post
 from commands.notify import OutboxKind, msgtype_for
-from commands.records import Case
+from commands.records import Case, TimelineKind
 from commands.render import Notice, notice_content
+from config import Config
+from handlers.context import audience_in, case_disclosure, require_disclosure
 from storage import cases, chasing, outbox
 from storage.chasing import SentMessage, StepRecord
 from storage.db import Database
@@ -115,7 +115,7 @@ class Chaser:
         destinations: Destinations,
         wake_sender: Callable[[], None],
         ready: asyncio.Event | None = None,
-        languages: RoomLanguages | None = None,
+        languages: Directory | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -338,7 +338,7 @@ class Chaser:
             if withheld:  # rooms whose readers may not see the case (TLP, audience)
                 detail["withheld"] = withheld
             if sent or withheld:  # who was told, or kept out; to nobody: only logged
-                await chasing.add_timeline(conn, case.id, _timeline_kind(step.action), ms=now,
+                await cases.add_timeline(conn, case.id, _timeline_kind(step.action), ms=now,
                                            post=delivery.post, detail=detail)
         if unreachable:
             log.error("escalation sent without some supervisors: they did not join the "
@@ -458,5 +458,5 @@ def _outbox_kind(action: Action) -> OutboxKind:
     return OutboxKind.CHASE_REMIND if action is Action.REMIND else OutboxKind.CHASE_ESCALATE
 
 
-def _timeline_kind(action: Action) -> str:
-    return "reminded" if action is Action.REMIND else "escalated"
+def _timeline_kind(action: Action) -> TimelineKind:
+    return TimelineKind.REMINDED if action is Action.REMIND else TimelineKind.ESCALATED

@@ -18,7 +18,7 @@ import logging
 from aiohttp import ClientError
 from nio import AsyncClient, RoomPutStateError
 
-from bot.languages import RoomLanguages
+from bot.directory import Directory
 from commands.command_descriptions import (
     MSC4332_COMMANDS,
     MSC4391_DESCRIPTION,
@@ -40,7 +40,7 @@ Contents = list[tuple[str, str, dict[str, object]]]
 
 
 class CommandDescriptions:
-    def __init__(self, client: AsyncClient, db: Database, languages: RoomLanguages,
+    def __init__(self, client: AsyncClient, db: Database, languages: Directory,
                  registry: CommandRegistry) -> None:
         self._client = client
         self._db = db

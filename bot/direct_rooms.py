@@ -9,7 +9,7 @@ escalation waits (`bot.chaser`, `chasing.direct_room_wait`), then goes elsewhere
 
 Opening is idempotent across outages and crashes, one room per person:
 
-1. the intent is recorded (`storage.chasing.intend_direct_room`) before the room is
+1. the intent is recorded (`storage.direct_rooms.intend_direct_room`) before the room is
    created, without invitees (a remote server that is down would fail the creation
    after the room exists, leaving it behind);
 2. the created room is recorded; then the supervisor is invited, and a failed invite is
@@ -33,9 +33,9 @@ from nio import AsyncClient, RoomCreateError, RoomForgetError, RoomLeaveError, R
 
 from bot.clock import Clock
 from bot.rawapi import ApiError, request_json
-from storage import chasing
-from storage.chasing import DirectRoom
+from storage import direct_rooms
 from storage.db import Database
+from storage.direct_rooms import DirectRoom
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class DirectRooms:
         """The direct room with `user_id` once they have joined it and it is encrypted;
         None while it is being opened or they have not joined yet (ask again shortly)."""
         async with self._db.read() as conn:
-            known = await chasing.direct_room(conn, user_id)
+            known = await direct_rooms.direct_room(conn, user_id)
         now = self._clock.now_ms()
         if self._retry_at.get(user_id, 0) > now:
             return None
@@ -103,7 +103,7 @@ class DirectRooms:
                 await self._list_direct(user_id, known.room_id)
             if known.joined_ms is None:
                 async with self._db.transaction() as conn:
-                    await chasing.mark_direct_room(conn, user_id, joined_ms=now)
+                    await direct_rooms.mark_direct_room(conn, user_id, joined_ms=now)
                 log.info("the supervisor joined the direct room",
                          extra={"user_id": user_id, "room_id": known.room_id})
             return known.room_id if room.encrypted else None
@@ -119,7 +119,7 @@ class DirectRooms:
         """Leave the direct rooms the bot created but never recorded (it stopped between
         the homeserver's answer and the database): named as ours, the bot alone in them."""
         async with self._db.read() as conn:
-            recorded = await chasing.direct_room_ids(conn)
+            recorded = await direct_rooms.direct_room_ids(conn)
         assert self._client.user_id
         mine = frozenset({self._client.user_id})
         for room_id, room in list(self._client.rooms.items()):
@@ -129,7 +129,7 @@ class DirectRooms:
 
     async def _create(self, user_id: str, now: int) -> None:
         async with self._db.transaction() as conn:
-            await chasing.intend_direct_room(conn, user_id, now_ms=now)
+            await direct_rooms.intend_direct_room(conn, user_id, now_ms=now)
         initial_state = [
             {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}},
             {"type": "m.room.history_visibility", "state_key": "",
@@ -147,7 +147,7 @@ class DirectRooms:
                         extra={"user_id": user_id, "error": str(response)})
             return
         async with self._db.transaction() as conn:
-            await chasing.save_direct_room(conn, user_id, response.room_id, now_ms=now)
+            await direct_rooms.save_direct_room(conn, user_id, response.room_id, now_ms=now)
         log.info("opened a direct room for escalations",
                  extra={"user_id": user_id, "room_id": response.room_id})
         await self._list_direct(user_id, response.room_id)
@@ -194,7 +194,7 @@ class DirectRooms:
                         extra={"user_id": user_id, "room_id": room_id, "error": error})
             return
         async with self._db.transaction() as conn:
-            await chasing.mark_direct_room(conn, user_id, invited_ms=now)
+            await direct_rooms.mark_direct_room(conn, user_id, invited_ms=now)
         log.info("invited the supervisor to the direct room",
                  extra={"user_id": user_id, "room_id": room_id})
 
@@ -206,7 +206,7 @@ class DirectRooms:
             self._retry_at[known.user_id] = self._clock.now_ms() + RETRY_MS
             return
         async with self._db.transaction() as conn:
-            await chasing.forget_direct_room(conn, known.user_id)
+            await direct_rooms.forget_direct_room(conn, known.user_id)
 
     async def _leave(self, room_id: str, reason: str) -> bool:
         """Leave and forget `room_id`; False (logged) when the homeserver did not let us."""

@@ -18,7 +18,15 @@ from nio import AsyncClient, MemoryDownloadResponse, UploadResponse
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 from nio.exceptions import EncryptionError
 
-from commands.attachments import EncryptedFile, Fetched
+from commands.attachments import (
+    Attachment,
+    AttachmentRefusal,
+    AttachmentsConfig,
+    EncryptedFile,
+    Fetched,
+    media_fields,
+    refusal_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +81,53 @@ async def upload(client: AsyncClient, data: bytes, *, filename: str) -> dict[str
         raise MediaUnavailable(f"upload failed: {response}")
     return {"url": response.content_uri, "key": keys["key"], "iv": keys["iv"],
             "hashes": keys["hashes"], "v": keys.get("v", "v2")}
+
+
+async def take_attachment(
+    client: AsyncClient, attachment: Attachment, policy: AttachmentsConfig, *, open_case: bool
+) -> AttachmentRefusal | tuple[Fetched, dict[str, Any]]:
+    """Fetch, verify and re-upload an attachment on a case, or say why it is not taken:
+    the new event's media fields (under a fresh key) with what was fetched."""
+    if not open_case:
+        return AttachmentRefusal("finished", {})
+    refusal = refusal_of(attachment, policy)
+    if refusal is not None:
+        return refusal
+    try:
+        fetched = await fetch(client, attachment.file, timeout=policy.fetch_timeout,
+                              max_bytes=policy.max_bytes)
+    except MediaTooLarge as error:
+        return refusal_of(attachment, policy, size=error.size) or AttachmentRefusal(
+            "too_large", {"name": attachment.filename, "size": error.size,
+                          "limit": policy.max_bytes})
+    except MediaUnavailable as error:
+        log.warning("attachment not fetched", extra={"reason": str(error)})
+        return AttachmentRefusal("unavailable", {"name": attachment.filename})
+    except MediaInvalid as error:
+        log.warning("attachment does not decrypt", extra={"reason": str(error)})
+        return AttachmentRefusal("invalid", {"name": attachment.filename})
+    if attachment.declared_size is not None and attachment.declared_size != len(fetched.data):
+        return AttachmentRefusal("invalid", {"name": attachment.filename})
+    thumbnail = await _relayed_thumbnail(client, attachment, policy)
+    try:
+        file = await upload(client, fetched.data, filename=attachment.filename)
+    except MediaUnavailable as error:
+        log.warning("attachment not uploaded", extra={"reason": str(error)})
+        return AttachmentRefusal("unavailable", {"name": attachment.filename})
+    return fetched, media_fields(attachment, file=file, size=len(fetched.data),
+                                 thumbnail=thumbnail)
+
+
+async def _relayed_thumbnail(client: AsyncClient, attachment: Attachment,
+                             policy: AttachmentsConfig) -> dict[str, Any] | None:
+    """The source's thumbnail, re-encrypted and uploaded; None when it had none or it
+    cannot be had (the attachment goes without it)."""
+    if attachment.thumbnail is None:
+        return None
+    try:
+        thumbnail = await fetch(client, attachment.thumbnail, timeout=policy.fetch_timeout,
+                                max_bytes=policy.max_bytes)
+        return await upload(client, thumbnail.data, filename="thumbnail")
+    except (MediaUnavailable, MediaInvalid, MediaTooLarge) as error:
+        log.info("thumbnail left out", extra={"reason": str(error)})
+        return None

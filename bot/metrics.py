@@ -31,10 +31,10 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 
 from bot.clock import Clock
-from bot.config import MetricsConfig
 from bot.health import HealthLimits, HomeserverReach, assess
 from bot.key_health import KeyHealth
 from bot.session import StartupError
+from config import MetricsConfig
 from storage import outbox
 from storage.db import read_only
 from storage.metrics import ACK_BUCKETS_S, WorkFigures, work_figures

@@ -31,8 +31,7 @@ from typing import Any
 from nio import AsyncClient
 
 from bot.clock import Clock
-from bot.config import Config
-from bot.languages import RoomLanguages
+from bot.directory import Directory
 from bot.media import MediaUnavailable, upload
 from commands.chase_render import render_report
 from commands.chasing import is_late
@@ -51,6 +50,7 @@ from commands.report_chart import (
     without_chart,
 )
 from commands.report_schedule import WeeklyReport
+from config import Config
 from storage import chasing, outbox, reports
 from storage.db import Database
 from storage.outbox import OutboxMessage
@@ -132,7 +132,7 @@ class WeeklyReports:
     """Sends each slot of `reports.weekly` once (see the module docstring)."""
 
     def __init__(self, db: Database, clock: Clock, config: Config, *,
-                 languages: RoomLanguages, wake_sender: Callable[[], None],
+                 languages: Directory, wake_sender: Callable[[], None],
                  ready: asyncio.Event | None = None, charts: bool | None = None) -> None:
         self._db = db
         self._charts = charts_installed() if charts is None else charts

@@ -3,7 +3,7 @@ it and serves the post there until the operator updates the configuration.
 
 After each sync batch `check` looks at every post's current room: when nio has seen an
 `m.room.tombstone` in it (`replacement_room`), the replacement is recorded in the
-database (`room.replaced.<old>` → new, read by `bot.languages.RoomLanguages`, so routing,
+database (`room.replaced.<old>` → new, read by `bot.directory.Directory`, so routing,
 chasing and every answer use the new room from then on), the audit log and the log say
 which `posts[].room` to update, and the bot joins the new room (an invite to it is
 accepted whoever sends it: the tombstone came from a room the bot serves). Messages still
@@ -20,8 +20,8 @@ from aiohttp import ClientError
 from nio import AsyncClient, JoinError
 
 from bot.clock import Clock
-from bot.config import Config
-from bot.languages import REPLACED_PREFIX, RoomLanguages
+from bot.directory import REPLACED_PREFIX, Directory
+from config import Config
 from storage import audit, state
 from storage.audit import AuditAction
 from storage.db import Database
@@ -34,7 +34,7 @@ JOIN_RETRY_MS = 30_000
 
 class RoomUpgrades:
     def __init__(self, client: AsyncClient, db: Database, clock: Clock, config: Config,
-                 languages: RoomLanguages) -> None:
+                 languages: Directory) -> None:
         self._client = client
         self._db = db
         self._clock = clock

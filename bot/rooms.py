@@ -18,10 +18,10 @@ from nio import (
     RoomLeaveResponse,
 )
 
-from bot.config import Config
-from bot.services import audience_in
 from bot.session import CREDENTIALS_FILE, Credentials
 from commands.audience import Audience, AudienceKind
+from config import Config
+from handlers.context import audience_in
 
 
 class RoomsError(Exception):

@@ -24,8 +24,9 @@ from nio import AsyncClient, LocalProtocolError, RoomSendError, RoomSendResponse
 
 from bot.clock import Clock
 from bot.logs import log_context
-from commands.notify import OutboxKind
+from commands.notify import AHEAD_OF_BATCH, PLAINTEXT_ALLOWED, OutboxKind
 from commands.report_chart import RENDER_KEY
+from commands.retry import retry_delay_ms
 from storage import audit, outbox
 from storage.audit import AuditAction
 from storage.db import Database
@@ -36,10 +37,7 @@ log = logging.getLogger(__name__)
 # Errors that no retry can fix: the room is gone or the bot may not write there.
 PERMANENT_ERRORS = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN", "M_BAD_JSON",
                               "M_NOT_JSON", "M_TOO_LARGE"})
-PERMANENT_AFTER_ATTEMPTS = 5
-# The one message allowed into an unencrypted room: why the bot will not work there.
-PLAINTEXT_KIND = OutboxKind.PLAINTEXT_WARNING
-# The outbox kind of a case relayed to a target post (see commands.cases).
+# The outbox kind of a case relayed to a target post (see handlers.cases).
 RELAY_KIND = OutboxKind.CASE_RELAY
 
 
@@ -53,8 +51,6 @@ class SenderSettings:
 
 RENDER_POLL_S = 1.0
 """While only charts are being drawn, look at the outbox again at least this often."""
-URGENT_KINDS = frozenset({OutboxKind.CASE_RELAY})
-"""Outbox kinds sent ahead of the rest of their batch."""
 RELAY_HEAD_START_S = 0.05
 """How long the rest of a batch waits after its relays were accepted: the homeserver
 handles one thing at a time, and the counterpart's sync should get the relay before the
@@ -129,8 +125,8 @@ class OutboxSender:
                     # Relayed cases first, on their own: the homeserver persists events one
                     # after another, and an answer to the sender racing the relay would delay
                     # what the counterpart is waiting for.
-                    relays = [message for message in ready if message.kind in URGENT_KINDS]
-                    rest = [message for message in ready if message.kind not in URGENT_KINDS]
+                    relays = [message for message in ready if message.kind in AHEAD_OF_BATCH]
+                    rest = [message for message in ready if message.kind not in AHEAD_OF_BATCH]
                     await asyncio.gather(*(self._send_logged(message) for message in relays))
                     if relays and rest:
                         await asyncio.sleep(RELAY_HEAD_START_S)
@@ -180,7 +176,7 @@ class OutboxSender:
     async def _send(self, message: OutboxMessage) -> None:
         message = self._routed(message)
         room = self._client.rooms.get(message.room_id)
-        if room is not None and not room.encrypted and message.kind != PLAINTEXT_KIND:
+        if room is not None and not room.encrypted and message.kind not in PLAINTEXT_ALLOWED:
             async with self._db.transaction() as conn:
                 await outbox.mark_failed(conn, message.id, now_ms=self._clock.now_ms(),
                                          error="room is not end-to-end encrypted; not sent")
@@ -279,12 +275,13 @@ class OutboxSender:
         self.failure_count += 1
         self.last_error = error
         now = self._clock.now_ms()
-        limit = self._settings.max_attempts
-        give_up = (permanent_after and attempts >= PERMANENT_AFTER_ATTEMPTS) or (
-            limit is not None and attempts >= limit
-        )
+        settings = self._settings
+        delay = retry_delay_ms(attempts, permanent=permanent_after, retry_after_ms=retry_after_ms,
+                               backoff_initial_ms=settings.backoff_initial_ms,
+                               backoff_max_ms=settings.backoff_max_ms,
+                               max_attempts=settings.max_attempts)
         async with self._db.transaction() as conn:
-            if give_up:
+            if delay is None:
                 await outbox.mark_failed(conn, message.id, error=error, now_ms=now)
                 await self._audit_relay(conn, message, AuditAction.UNDELIVERED,
                                         {"error": error})
@@ -293,11 +290,6 @@ class OutboxSender:
                                                           "case_ref": message.case_ref})
                 self.permanent_failures += 1
                 return
-            if retry_after_ms is None:
-                delay = min(self._settings.backoff_initial_ms * 2 ** min(attempts - 1, 16),
-                            self._settings.backoff_max_ms)
-            else:
-                delay = max(retry_after_ms, 100)
             await outbox.mark_retry(conn, message.id, error=error, next_attempt_ms=now + delay)
         self.retries += 1
         log.warning("send failed; will retry", extra={"room_id": message.room_id,

@@ -1,5 +1,5 @@
 """Photos, documents, video and audio on cases — the pure part (the shell that fetches,
-decrypts and uploads is `bot.media`; the case side is `commands.case_events.carry_attachment`).
+decrypts and uploads is `bot.media`; the case side is `handlers.case_events.carry_attachment`).
 
 An attachment is an encrypted media event (`m.image`, `m.file`, `m.video`, `m.audio`)
 whose content carries a `file` object (url, key, iv, hashes). It belongs to a case when

@@ -16,7 +16,7 @@ say about a case is decided by the room's *audience*, never only by who asked:
 
 `case_detail` is the one answer to "may this audience see this case, and how much";
 `disclose` wraps it into the `Disclosure` the shell demands before it queues any
-message that carries case content (see `bot.services.Services.send`). Pure functions
+message that carries case content (see `handlers.context.Services.send`). Pure functions
 over the configured posts: no storage, no Matrix, no clock.
 """
 

@@ -1,26 +1,13 @@
-"""The bot's command set: `!help [command]` and `!ping` here, the case commands
-(`!alert`, `!ack`, ...) from `commands.cases`, `!lang` from `commands.lang`.
+"""The commands that need nothing but the registry: `!help [command]` and `!ping`. The
+bot's whole command set is put together by `handlers.default_registry`.
 """
 
 from __future__ import annotations
 
-from commands.cases import register_case_commands
-from commands.chase_commands import register_chasing_commands
 from commands.errors import CommandError
-from commands.lang import register_language_command
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
 from commands.render import render_notice
 from commands.texts import text
-
-
-def default_registry() -> CommandRegistry:
-    """A fresh registry with the built-in commands; one per bot, never shared."""
-    registry = CommandRegistry()
-    register_builtins(registry)
-    register_case_commands(registry)
-    register_chasing_commands(registry)
-    register_language_command(registry)
-    return registry
 
 
 def register_builtins(registry: CommandRegistry) -> None:

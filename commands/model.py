@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from commands.quiet_hours import QuietHours
 
@@ -87,6 +88,10 @@ def known_zone(value: str) -> str:
     return value
 
 
+Zone = Annotated[str, AfterValidator(known_zone)]
+"""An IANA time zone name such as Asia/Almaty (`known_zone`)."""
+
+
 class Post(BaseModel):
     """A unit with one Matrix room: a border post, a customs office, a regional centre."""
 
@@ -98,7 +103,7 @@ class Post(BaseModel):
     agency: Agency
     room: str = Field(description="Matrix room id of the post's encrypted room")
     language: str = "en"
-    timezone: str = "UTC"
+    timezone: Zone = "UTC"
     clearance: Tlp = Tlp.AMBER
     neighbours: tuple[str, ...] = ()
     duty_officers: tuple[str, ...] = ()
@@ -143,11 +148,6 @@ class Post(BaseModel):
         if value not in LANGUAGES:
             raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
         return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return known_zone(value)
 
     @field_validator("quiet_hours")
     @classmethod

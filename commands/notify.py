@@ -5,8 +5,9 @@ Default push rules silence every `m.notice` before they look at mentions
 on now goes out as `m.text` mentioning exactly the people who must act; everything else
 (answers to commands, help, status, reports, refusals) is a quiet `m.notice`.
 
-`NOTIFICATIONS` is the one table: each `OutboxKind` has a `Notification` class, and a
-kind without one fails `tests/unit/test_notify.py`. The configuration may lower a class
+`KIND_RULES` is the one table of kinds: whether each rings (its `Notification` class),
+may enter an unencrypted room, goes ahead of its batch, or waits behind the rest; a kind
+without a row fails `tests/unit/test_notify.py`. The configuration may lower a class
 (`notifications.quiet_priorities`, `notifications.quiet_posts`), never raise one: a quiet
 kind has no way to become `m.text`, and `storage.outbox` refuses to queue one that is.
 """
@@ -14,6 +15,7 @@ kind has no way to become `m.text`, and `storage.outbox` refuses to queue one th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any, Literal
 
@@ -28,7 +30,7 @@ class OutboxKind(StrEnum):
     """Every kind of message the bot writes to the outbox."""
 
     CASE_RELAY = "case-relay"
-    """A case relayed to a target post (commands.cases)."""
+    """A case relayed to a target post (handlers.cases)."""
     CASE_ACK = "case-ack"
     """The origin room is told a target acknowledged."""
     CHASE_REMIND = "chase-remind"
@@ -59,7 +61,7 @@ class OutboxKind(StrEnum):
     CASE_CLOSED = "case-closed"
     CASE_CANCELLED = "case-cancelled"
     ADMIN_NOTICE = "admin-notice"
-    """The admins' room is told of a room the bot serves nobody in (bot.events)."""
+    """The admins' room is told of a room the bot serves nobody in (bot.command_runner)."""
     REPORT_WEEKLY = "report-weekly"
     """The weekly report's table (bot.reports)."""
     REPORT_CHART = "report-chart"
@@ -85,36 +87,58 @@ class Notification(Enum):
     """`m.notice` (or the media msgtype of an attachment): never rings."""
 
 
-NOTIFICATIONS: Mapping[OutboxKind, Notification] = {
-    OutboxKind.CASE_RELAY: Notification.RING,
-    OutboxKind.CHASE_REMIND: Notification.RING,
-    OutboxKind.CHASE_ESCALATE: Notification.RING,
-    OutboxKind.UNDECRYPTABLE: Notification.RING,
-    OutboxKind.CASE_ACK: Notification.RING_IF_PRESSING,
-    OutboxKind.CHASE_TAKEN: Notification.RING_IF_PRESSING,
-    OutboxKind.REPLY: Notification.QUIET,
-    OutboxKind.REFUSAL: Notification.QUIET,
-    OutboxKind.FLOOD_REFUSAL: Notification.QUIET,
-    OutboxKind.PLAINTEXT_WARNING: Notification.QUIET,
-    OutboxKind.DEVICE_NOTICE: Notification.QUIET,
-    OutboxKind.CASE_REPLY: Notification.QUIET,
-    OutboxKind.CASE_ATTACHMENT: Notification.QUIET,
-    OutboxKind.CASE_UPDATE: Notification.QUIET,
-    OutboxKind.CASE_EDIT: Notification.QUIET,
-    OutboxKind.CASE_WITHDRAWN: Notification.QUIET,
-    OutboxKind.CASE_CLOSED: Notification.QUIET,
-    OutboxKind.CASE_CANCELLED: Notification.QUIET,
-    OutboxKind.ADMIN_NOTICE: Notification.QUIET,
-    OutboxKind.REPORT_WEEKLY: Notification.QUIET,
-    OutboxKind.REPORT_CHART: Notification.QUIET,
+@dataclass(frozen=True)
+class KindRule:
+    """Everything the shell decides by a message's kind, in one row."""
+
+    notification: Notification
+    """Whether it rings (`Notification`)."""
+    plaintext: bool = False
+    """May enter an unencrypted room: only the warning that the bot will not work there."""
+    ahead: bool = False
+    """Sent ahead of the rest of its batch (a relay: the alert is what must arrive first)."""
+    informational: bool = False
+    """Nobody asked for it and nobody must act on it: in its room's queue, the answers to
+    commands and everything else go before it (`storage.outbox`), so a new device's
+    notice never holds up the `!ping` that device sent."""
+
+
+_RING, _PRESSING, _QUIET = (Notification.RING, Notification.RING_IF_PRESSING,
+                            Notification.QUIET)
+
+KIND_RULES: Mapping[OutboxKind, KindRule] = {
+    OutboxKind.CASE_RELAY: KindRule(_RING, ahead=True),
+    OutboxKind.CHASE_REMIND: KindRule(_RING),
+    OutboxKind.CHASE_ESCALATE: KindRule(_RING),
+    OutboxKind.UNDECRYPTABLE: KindRule(_RING),
+    OutboxKind.CASE_ACK: KindRule(_PRESSING),
+    OutboxKind.CHASE_TAKEN: KindRule(_PRESSING),
+    OutboxKind.REPLY: KindRule(_QUIET),
+    OutboxKind.REFUSAL: KindRule(_QUIET),
+    OutboxKind.FLOOD_REFUSAL: KindRule(_QUIET),
+    OutboxKind.PLAINTEXT_WARNING: KindRule(_QUIET, plaintext=True),
+    OutboxKind.DEVICE_NOTICE: KindRule(_QUIET, informational=True),
+    OutboxKind.CASE_REPLY: KindRule(_QUIET),
+    OutboxKind.CASE_ATTACHMENT: KindRule(_QUIET),
+    OutboxKind.CASE_UPDATE: KindRule(_QUIET),
+    OutboxKind.CASE_EDIT: KindRule(_QUIET),
+    OutboxKind.CASE_WITHDRAWN: KindRule(_QUIET),
+    OutboxKind.CASE_CLOSED: KindRule(_QUIET),
+    OutboxKind.CASE_CANCELLED: KindRule(_QUIET),
+    OutboxKind.ADMIN_NOTICE: KindRule(_QUIET),
+    OutboxKind.REPORT_WEEKLY: KindRule(_QUIET),
+    OutboxKind.REPORT_CHART: KindRule(_QUIET),
 }
+"""The one table of outbox kinds; a kind without a row fails `tests/unit/test_notify.py`."""
+
+NOTIFICATIONS: Mapping[OutboxKind, Notification] = {
+    kind: rule.notification for kind, rule in KIND_RULES.items()}
 
 PRESSING = frozenset({Priority.FLASH, Priority.URGENT})
 
-INFORMATIONAL = frozenset({OutboxKind.DEVICE_NOTICE})
-"""Notices nobody asked for and nobody must act on: in their room's queue, the answers
-to commands and everything else go before them (`storage.outbox`), so a new device's
-notice never holds up the `!ping` that device sent."""
+INFORMATIONAL = frozenset(kind for kind, rule in KIND_RULES.items() if rule.informational)
+PLAINTEXT_ALLOWED = frozenset(kind for kind, rule in KIND_RULES.items() if rule.plaintext)
+AHEAD_OF_BATCH = frozenset(kind for kind, rule in KIND_RULES.items() if rule.ahead)
 
 
 class NotificationSettings(BaseModel):

@@ -39,6 +39,12 @@ class TimelineKind(StrEnum):
     """Its content was removed under the retention policy (see `storage.retention`)."""
     SEEN = "seen"
     """A member of the target room sent a read receipt on the relayed case (or later)."""
+    REMINDED = "reminded"
+    """The chaser reminded a target post (`commands.chasing`)."""
+    ESCALATED = "escalated"
+    """The chaser escalated to supervisors."""
+    SNOOZED = "snoozed"
+    """A target post snoozed its reminders (`!snooze`)."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
 
 from commands.durations import Duration, format_duration
-from commands.model import POST_ID_RE, ROOM_ID_RE, Post, known_zone
+from commands.model import POST_ID_RE, ROOM_ID_RE, Post, Zone
 from commands.report import MAX_REPORT_DAYS
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -49,7 +49,7 @@ class WeeklyReport(BaseModel):
     room: str
     day: str
     at: str
-    timezone: str = "UTC"
+    timezone: Zone = "UTC"
     period: Duration = timedelta(days=7)
     posts: tuple[str, ...] = ()
     """Whose figures; empty: the posts whose `supervisors_room` is `room`, else all."""
@@ -79,11 +79,6 @@ class WeeklyReport(BaseModel):
                 "time", "at must be a time of day written \"HH:MM\" (in quotes), like \"08:00\"")
         hours, minutes, seconds = match.groups()
         return f"{int(hours):02d}:{minutes}" + (f":{seconds}" if seconds else "")
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        return known_zone(value)
 
     @field_validator("period")
     @classmethod

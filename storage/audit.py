@@ -37,6 +37,8 @@ from typing import Any
 
 import aiosqlite
 
+from storage.db import fetch_one
+
 GENESIS = "0" * 64
 """The `prev_hash` of the first entry."""
 LIAISON = "liaison"
@@ -156,8 +158,7 @@ async def append(
     """Add one entry; call inside the write transaction that performs the action itself."""
     if not conn.in_transaction:
         raise RuntimeError("audit entries are appended inside the action's transaction")
-    async with conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1") as cur:
-        last = await cur.fetchone()
+    last = await fetch_one(conn, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
     seq, prev_hash = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
     detail_json = _detail_json(detail)
     digest = entry_hash(seq=seq, ts_ms=ts_ms, actor=actor, action=action, case_ref=case_ref,

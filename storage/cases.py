@@ -30,7 +30,7 @@ from commands.records import Revision as Revision
 from commands.records import TimelineEntry as TimelineEntry
 from commands.records import TimelineKind as TimelineKind
 from storage import audit
-from storage.db import changes
+from storage.db import changes, dump_json, fetch_one
 
 REF_DIGITS = 4
 """References are zero-padded to four digits (KZ-0042) and grow beyond 9999 as needed."""
@@ -69,9 +69,6 @@ def _delivery(row: aiosqlite.Row) -> Delivery:
     )
 
 
-def _dump(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
 
 def format_ref(country: str, number: int) -> str:
     """`KZ-0042`."""
@@ -79,13 +76,13 @@ def format_ref(country: str, number: int) -> str:
 
 
 async def _next_ref(conn: aiosqlite.Connection, country: str) -> str:
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "INSERT INTO case_numbers (country, last_number) VALUES (?, 1)"
         " ON CONFLICT (country) DO UPDATE SET last_number = last_number + 1"
         " RETURNING last_number",
         (country,),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     if row is None:
         raise RuntimeError("SQLite returned no case number")
     return format_ref(country, int(row[0]))
@@ -100,7 +97,7 @@ async def create_case(conn: aiosqlite.Connection, new: NewCase) -> Case:
         " origin_sender, created_ms)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)",
         (ref, new.kind, new.origin_post, new.priority.value, new.tlp.value, new.category,
-         new.grading, new.related_ref, _dump([list(pair) for pair in new.fields]), new.text,
+         new.grading, new.related_ref, dump_json([list(pair) for pair in new.fields]), new.text,
          new.due_ms, int(new.forwardable), new.origin_room, new.origin_event_id,
          new.origin_sender, new.created_ms),
     )
@@ -116,16 +113,14 @@ async def create_case(conn: aiosqlite.Connection, new: NewCase) -> Case:
 
 
 async def case_by_id(conn: aiosqlite.Connection, case_id: int) -> Case | None:
-    async with conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?",
-                            (case_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, f"SELECT {_CASE_COLUMNS} FROM cases WHERE id = ?",
+                          (case_id,))
     return None if row is None else _case(row)
 
 
 async def case_by_ref(conn: aiosqlite.Connection, ref: str) -> Case | None:
-    async with conn.execute(f"SELECT {_CASE_COLUMNS} FROM cases WHERE ref = ?",
-                            (ref,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, f"SELECT {_CASE_COLUMNS} FROM cases WHERE ref = ?",
+                          (ref,))
     return None if row is None else _case(row)
 
 
@@ -133,11 +128,11 @@ async def case_opened_by(
     conn: aiosqlite.Connection, *, room_id: str, event_id: str
 ) -> Case | None:
     """The case whose `!alert`/`!request` message is `event_id` in `room_id`."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         f"SELECT {_CASE_COLUMNS} FROM cases WHERE origin_room = ? AND origin_event_id = ?",
         (room_id, event_id),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None else _case(row)
 
 
@@ -145,12 +140,12 @@ async def latest_case_by(
     conn: aiosqlite.Connection, *, room_id: str, sender: str, since_ms: int
 ) -> Case | None:
     """The newest case `sender` opened in `room_id` at or after `since_ms`."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         f"SELECT {_CASE_COLUMNS} FROM cases WHERE origin_room = ? AND origin_sender = ?"
         " AND created_ms >= ? ORDER BY created_ms DESC, id DESC LIMIT 1",
         (room_id, sender, since_ms),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None else _case(row)
 
 
@@ -161,13 +156,13 @@ async def case_for_event(
     that opened it there, or a message the bot sent there about it (its outbox row).
     Only the database decides; nothing an event says about itself is believed."""
     columns = ", ".join(f"c.{name.strip()}" for name in _CASE_COLUMNS.split(","))
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         f"SELECT {_CASE_COLUMNS} FROM cases WHERE origin_room = ? AND origin_event_id = ?"
         f" UNION ALL SELECT {columns} FROM outbox o JOIN cases c ON c.ref = o.case_ref"
         " WHERE o.event_id = ? AND o.room_id = ? LIMIT 1",
         (room_id, event_id, event_id, room_id),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None else _case(row)
 
 
@@ -184,7 +179,7 @@ async def revise_case(
     """Store an edit of the case's details; the timeline says who edited what."""
     await conn.execute(
         "UPDATE cases SET fields = ?, text = ?, grading = ?, due_ms = ? WHERE id = ?",
-        (_dump([list(pair) for pair in revision.fields]), revision.text, revision.grading,
+        (dump_json([list(pair) for pair in revision.fields]), revision.text, revision.grading,
          revision.due_ms, case.id),
     )
     await add_timeline(conn, case.id, TimelineKind.EDITED, post=post, actor=by, ms=now_ms,
@@ -237,8 +232,7 @@ async def delivery_by_relayed_event(
 async def _delivery_where(
     conn: aiosqlite.Connection, condition: str, values: Sequence[object]
 ) -> Delivery | None:
-    async with conn.execute(f"{_DELIVERY_SELECT} WHERE {condition}", tuple(values)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, f"{_DELIVERY_SELECT} WHERE {condition}", tuple(values))
     return None if row is None else _delivery(row)
 
 
@@ -246,36 +240,40 @@ async def acknowledge(
     conn: aiosqlite.Connection, delivery: Delivery, *, by: str, now_ms: int
 ) -> bool:
     """Mark the delivery acknowledged by `by`; False (and nothing stored) if it already was."""
-    changed = await changes(
-        conn,
-        "UPDATE deliveries SET acknowledged_ms = ?, acknowledged_by = ?,"
-        " state = CASE state WHEN 'routed' THEN 'acknowledged' ELSE state END"
-        " WHERE id = ? AND acknowledged_ms IS NULL",
-        (now_ms, by, delivery.id),
-    )
-    if changed != 1:
-        return False
-    await add_timeline(conn, delivery.case_id, TimelineKind.ACKNOWLEDGED, post=delivery.post,
-                       actor=by, ms=now_ms)
-    return True
+    return await _mark_delivery(conn, delivery, TimelineKind.ACKNOWLEDGED, by=by, now_ms=now_ms)
 
 
 async def mark_answered(
     conn: aiosqlite.Connection, delivery: Delivery, *, by: str, now_ms: int
 ) -> bool:
     """Mark the delivery answered (an answer acknowledges too); False if it already was."""
-    changed = await changes(
-        conn,
-        "UPDATE deliveries SET state = 'answered', answered_ms = ?, answered_by = ?,"
-        " acknowledged_ms = COALESCE(acknowledged_ms, ?),"
-        " acknowledged_by = COALESCE(acknowledged_by, ?)"
-        " WHERE id = ? AND answered_ms IS NULL",
-        (now_ms, by, now_ms, by, delivery.id),
-    )
-    if changed != 1:
+    return await _mark_delivery(conn, delivery, TimelineKind.ANSWERED, by=by, now_ms=now_ms)
+
+
+_DELIVERY_MARKS: Mapping[TimelineKind, str] = {
+    TimelineKind.ACKNOWLEDGED:
+        "UPDATE deliveries SET acknowledged_ms = :now_ms, acknowledged_by = :by,"
+        " state = CASE state WHEN 'routed' THEN 'acknowledged' ELSE state END"
+        " WHERE id = :id AND acknowledged_ms IS NULL",
+    TimelineKind.ANSWERED:
+        "UPDATE deliveries SET state = 'answered', answered_ms = :now_ms, answered_by = :by,"
+        " acknowledged_ms = COALESCE(acknowledged_ms, :now_ms),"
+        " acknowledged_by = COALESCE(acknowledged_by, :by)"
+        " WHERE id = :id AND answered_ms IS NULL",
+}
+"""How a delivery is marked with each of these timeline kinds: an update guarded by its
+not being so already."""
+
+
+async def _mark_delivery(conn: aiosqlite.Connection, delivery: Delivery, kind: TimelineKind,
+                         *, by: str, now_ms: int) -> bool:
+    """Mark the delivery `kind` by `by` (`_DELIVERY_MARKS`) and put that on the case's
+    timeline; False (and nothing stored) if it already was."""
+    marked = await changes(conn, _DELIVERY_MARKS[kind],
+                           {"now_ms": now_ms, "by": by, "id": delivery.id})
+    if marked != 1:
         return False
-    await add_timeline(conn, delivery.case_id, TimelineKind.ANSWERED, post=delivery.post,
-                       actor=by, ms=now_ms)
+    await add_timeline(conn, delivery.case_id, kind, post=delivery.post, actor=by, ms=now_ms)
     return True
 
 
@@ -316,7 +314,7 @@ async def add_timeline(
 ) -> None:
     await conn.execute(
         "INSERT INTO timeline (case_id, kind, post, actor, ms, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (case_id, kind.value, post, actor, ms, _dump(dict(detail or {}))),
+        (case_id, kind.value, post, actor, ms, dump_json(dict(detail or {}))),
     )
     await record_case_event(conn, case_id, kind, ms=ms, post=post, actor=actor, detail=detail)
 
@@ -347,13 +345,13 @@ async def record_case_event(
 ) -> None:
     """Append a timeline entry to the audit log: its kind is the action, the room is the
     post's (its delivery's room, or the origin room), the detail only `recordable`."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT c.ref, c.kind, c.priority, c.tlp, c.category, c.origin_post, c.origin_room,"
         " (SELECT d.room_id FROM deliveries d WHERE d.case_id = c.id AND d.post = ?)"
         " FROM cases c WHERE c.id = ?",
         (post, case_id),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     if row is None:
         raise LookupError(f"case {case_id} does not exist")
     recorded = recordable(detail)
@@ -374,12 +372,12 @@ async def mark_seen(conn: aiosqlite.Connection, room_id: str, event_id: str, rea
     relayed at or before that event and not seen yet is seen now (the timeline says so).
     The event is placed by when the bot sent it (its outbox row) or processed it; an event
     the bot does not know places nothing. Returns the deliveries marked."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT sent_ms FROM outbox WHERE event_id = ? AND room_id = ?"
         " UNION ALL SELECT processed_ms FROM processed_events WHERE event_id = ? AND room_id = ?",
         (event_id, room_id, event_id, room_id),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     if row is None or row[0] is None:
         return []
     rows = await conn.execute_fetchall(

@@ -23,8 +23,7 @@ from commands.chase_policy import ChasePolicies
 from commands.chasing import Action, ChaseSubject, Phase, PlannedStep
 from commands.model import Priority
 from commands.report import PostReport, ReportDelivery, build_report
-from storage.cases import record_case_event
-from storage.db import changes
+from storage.db import changes, dump_json, fetch_one
 
 
 @dataclass(frozen=True)
@@ -65,18 +64,6 @@ class StepRecord:
     taken_notified_ms: int | None
 
 
-@dataclass(frozen=True)
-class DirectRoom:
-    """The bot's direct room with one person: `room_id` None while it is being created;
-    `invited_ms` once the homeserver took the invite; `joined_ms` once they joined."""
-
-    user_id: str
-    room_id: str | None
-    created_ms: int
-    invited_ms: int | None = None
-    joined_ms: int | None = None
-
-
 _DELIVERY_COLUMNS = (
     "d.id, d.case_id, c.ref, c.origin_post, d.post, d.room_id, c.kind, c.priority,"
     " d.routed_ms, c.due_ms, d.acknowledged_ms, d.answered_ms, c.state"
@@ -115,14 +102,6 @@ def _step(row: aiosqlite.Row) -> StepRecord:
     )
 
 
-def _dump(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-async def _changes(conn: aiosqlite.Connection, sql: str, values: Sequence[Any]) -> int:
-    changed = await changes(conn, sql, tuple(values))
-    return changed
-
 
 # --- planning ---------------------------------------------------------------------------
 
@@ -144,8 +123,7 @@ async def unplanned_deliveries(conn: aiosqlite.Connection, *, delivery_id: int |
 
 async def last_delivery_id(conn: aiosqlite.Connection) -> int:
     """The highest delivery id so far (0 for none)."""
-    async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM deliveries") as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT COALESCE(MAX(id), 0) FROM deliveries")
     return int(row[0]) if row is not None else 0
 
 
@@ -172,8 +150,7 @@ async def pending_steps_of_taken(conn: aiosqlite.Connection, *, after_timeline_i
     """Pending steps of cases whose timeline says something was taken (acknowledged,
     answered, closed, cancelled, withdrawn) after `after_timeline_id`, and the timeline id
     read up to: the candidates `phase_live` decides on, found without scanning every step."""
-    async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM timeline") as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT COALESCE(MAX(id), 0) FROM timeline")
     upto = int(row[0]) if row is not None else 0
     rows = await conn.execute_fetchall(TAKEN_STEPS_SQL, (after_timeline_id, upto))
     return [_step(row) for row in rows], upto
@@ -187,7 +164,7 @@ async def save_plan(conn: aiosqlite.Connection, delivery_id: int, steps: Iterabl
     await conn.executemany(
         "INSERT INTO chase_steps (delivery_id, step, phase, action, targets, due_ms)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        [(delivery_id, step.key, step.phase.value, step.action.value, _dump(list(step.targets)),
+        [(delivery_id, step.key, step.phase.value, step.action.value, dump_json(list(step.targets)),
           step.due_ms) for step in steps],
     )
 
@@ -215,37 +192,35 @@ async def steps_of(conn: aiosqlite.Connection, delivery_id: int) -> list[StepRec
 
 
 async def step_by_id(conn: aiosqlite.Connection, step_id: int) -> StepRecord | None:
-    async with conn.execute(f"{_STEP_SELECT} WHERE s.id = ?", (step_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, f"{_STEP_SELECT} WHERE s.id = ?", (step_id,))
     return None if row is None else _step(row)
 
 
 async def pending_count(conn: aiosqlite.Connection) -> int:
     """How many reminders and escalations are still to fire (one log line at shutdown)."""
-    async with conn.execute("SELECT COUNT(*) FROM chase_steps WHERE state = 'pending'") as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT COUNT(*) FROM chase_steps WHERE state = 'pending'")
     return 0 if row is None else int(row[0])
 
 
 async def next_due_ms(conn: aiosqlite.Connection, *, after_ms: int | None = None) -> int | None:
     """When the earliest pending step (due after `after_ms`, when given) falls due; None
     when there is none."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT MIN(due_ms) FROM chase_steps WHERE state = 'pending' AND due_ms > ?",
         (-1 if after_ms is None else after_ms,),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None or row[0] is None else int(row[0])
 
 
 async def mark_fired(conn: aiosqlite.Connection, step_id: int, *, now_ms: int, late: bool,
                      sent: Sequence[SentMessage]) -> bool:
     """Record that the step fired and what it queued; False if it was no longer pending."""
-    return await _changes(
+    return await changes(
         conn,
         "UPDATE chase_steps SET state = 'fired', done_ms = ?, late = ?, sent = ?"
         " WHERE id = ? AND state = 'pending'",
-        (now_ms, int(late), _dump([{"room": message.room_id, "txn": message.txn_id,
+        (now_ms, int(late), dump_json([{"room": message.room_id, "txn": message.txn_id,
                                     "reader": message.reader} for message in sent]), step_id),
     ) == 1
 
@@ -254,7 +229,7 @@ async def stop_steps(conn: aiosqlite.Connection, step_ids: Iterable[int], *, now
     """Stop pending steps whose phase was taken; how many were stopped."""
     stopped = 0
     for step_id in step_ids:
-        stopped += await _changes(
+        stopped += await changes(
             conn, "UPDATE chase_steps SET state = 'stopped', done_ms = ?"
                   " WHERE id = ? AND state = 'pending'", (now_ms, step_id))
     return stopped
@@ -291,19 +266,28 @@ async def mark_taken_notified(conn: aiosqlite.Connection, step_ids: Iterable[int
 # --- supervisors' views -----------------------------------------------------------------
 
 
-async def fired_escalations(conn: aiosqlite.Connection, *, posts: Iterable[str]
-                            ) -> list[StepRecord]:
-    """Fired escalations of open cases delivered to or sent by `posts`, oldest first."""
+async def _rows_touching(conn: aiosqlite.Connection, posts: Iterable[str], query: str,
+                         values: Sequence[object], order: str) -> Iterable[aiosqlite.Row]:
+    """The rows of `query` (a SELECT over deliveries `d` joined to cases `c`, ending in its
+    WHERE conditions) about deliveries to or from one of `posts`, in `order`; none without
+    posts."""
     wanted = sorted(set(posts))
     if not wanted:
         return []
     marks = ", ".join("?" for _ in wanted)
-    rows = await conn.execute_fetchall(
-        f"{_STEP_SELECT} WHERE s.state = 'fired' AND s.action = 'escalate'"
-        f" AND c.state = 'open' AND (d.post IN ({marks}) OR c.origin_post IN ({marks}))"
-        " ORDER BY s.delivery_id, s.done_ms, s.id",
-        (*wanted, *wanted),
+    return await conn.execute_fetchall(
+        f"{query} AND (d.post IN ({marks}) OR c.origin_post IN ({marks})) ORDER BY {order}",
+        (*values, *wanted, *wanted),
     )
+
+
+async def fired_escalations(conn: aiosqlite.Connection, *, posts: Iterable[str]
+                            ) -> list[StepRecord]:
+    """Fired escalations of open cases delivered to or sent by `posts`, oldest first."""
+    rows = await _rows_touching(
+        conn, posts,
+        f"{_STEP_SELECT} WHERE s.state = 'fired' AND s.action = 'escalate' AND c.state = 'open'",
+        (), "s.delivery_id, s.done_ms, s.id")
     return [_step(row) for row in rows]
 
 
@@ -311,19 +295,14 @@ async def report_deliveries(conn: aiosqlite.Connection, *, since_ms: int,
                             posts: Iterable[str]) -> list[ReportDelivery]:
     """Deliveries to or from `posts` that were routed since `since_ms` or are still open
     (an open one may be overdue now, however old)."""
-    wanted = sorted(set(posts))
-    if not wanted:
-        return []
-    marks = ", ".join("?" for _ in wanted)
-    rows = await conn.execute_fetchall(
+    rows = await _rows_touching(
+        conn, posts,
         f"SELECT {_DELIVERY_COLUMNS},"
         " (SELECT json_group_array(s.done_ms) FROM chase_steps s WHERE s.delivery_id = d.id"
         "  AND s.action = 'escalate' AND s.state = 'fired')"
         " FROM deliveries d JOIN cases c ON c.id = d.case_id"
-        f" WHERE (d.post IN ({marks}) OR c.origin_post IN ({marks}))"
-        " AND (d.routed_ms >= ? OR c.state = 'open') ORDER BY d.id",
-        (*wanted, *wanted, since_ms),
-    )
+        " WHERE (d.routed_ms >= ? OR c.state = 'open')",
+        (since_ms,), "d.id")
     found = []
     for row in rows:
         delivery = _delivery(tuple(row))
@@ -359,76 +338,3 @@ async def post_reports(conn: aiosqlite.Connection, posts: Sequence[str], *,
     sent = await cases_sent(conn, since_ms=since_ms, posts=posts, until_ms=now_ms)
     return build_report(posts, deliveries, sent=sent, policies=policies, since_ms=since_ms,
                         now_ms=now_ms)
-
-
-# --- the timeline -----------------------------------------------------------------------
-
-
-async def add_timeline(conn: aiosqlite.Connection, case_id: int, kind: str, *, ms: int,
-                       post: str | None = None, actor: str | None = None,
-                       detail: Mapping[str, Any] | None = None) -> None:
-    """Append a chase event (`reminded`, `escalated`, `snoozed`) to the case's timeline,
-    and to the audit log (`storage.cases.record_case_event`)."""
-    await conn.execute(
-        "INSERT INTO timeline (case_id, kind, post, actor, ms, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (case_id, kind, post, actor, ms, _dump(dict(detail or {}))),
-    )
-    await record_case_event(conn, case_id, kind, ms=ms, post=post, actor=actor, detail=detail)
-
-
-# --- direct rooms -----------------------------------------------------------------------
-
-
-async def direct_room(conn: aiosqlite.Connection, user_id: str) -> DirectRoom | None:
-    """The direct-message room the bot opened (or is opening) with `user_id`, if any."""
-    async with conn.execute(
-        "SELECT user_id, room_id, created_ms, invited_ms, joined_ms FROM direct_rooms"
-        " WHERE user_id = ?", (user_id,)
-    ) as cursor:
-        row = await cursor.fetchone()
-    return None if row is None else DirectRoom(*row)
-
-
-async def direct_room_ids(conn: aiosqlite.Connection) -> frozenset[str]:
-    """Every direct room the bot has recorded."""
-    rows = await conn.execute_fetchall(
-        "SELECT room_id FROM direct_rooms WHERE room_id IS NOT NULL")
-    return frozenset(str(row[0]) for row in rows)
-
-
-async def intend_direct_room(conn: aiosqlite.Connection, user_id: str, *, now_ms: int) -> None:
-    """Record that a direct room with `user_id` is about to be created (replacing one the
-    bot gave up on), before asking the homeserver."""
-    await conn.execute(
-        "INSERT INTO direct_rooms (user_id, room_id, created_ms) VALUES (?, NULL, ?)"
-        " ON CONFLICT (user_id) DO UPDATE SET room_id = NULL, created_ms = excluded.created_ms,"
-        " invited_ms = NULL, joined_ms = NULL",
-        (user_id, now_ms),
-    )
-
-
-async def save_direct_room(conn: aiosqlite.Connection, user_id: str, room_id: str, *,
-                           now_ms: int) -> None:
-    """The homeserver created the direct room with `user_id`: remember it."""
-    await conn.execute(
-        "INSERT INTO direct_rooms (user_id, room_id, created_ms) VALUES (?, ?, ?)"
-        " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id,"
-        " created_ms = excluded.created_ms, invited_ms = NULL, joined_ms = NULL",
-        (user_id, room_id, now_ms),
-    )
-
-
-async def mark_direct_room(conn: aiosqlite.Connection, user_id: str, *,
-                           invited_ms: int | None = None, joined_ms: int | None = None) -> None:
-    """The invite was taken (`invited_ms`) or the person joined (`joined_ms`); first time
-    only."""
-    await conn.execute(
-        "UPDATE direct_rooms SET invited_ms = COALESCE(invited_ms, ?),"
-        " joined_ms = COALESCE(joined_ms, ?) WHERE user_id = ?",
-        (invited_ms, joined_ms, user_id),
-    )
-
-
-async def forget_direct_room(conn: aiosqlite.Connection, user_id: str) -> None:
-    """The bot gave up on (and left) its direct room with `user_id`."""
-    await conn.execute("DELETE FROM direct_rooms WHERE user_id = ?", (user_id,))

@@ -32,12 +32,13 @@ is written to it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,8 +56,21 @@ BACKUP_DIR = "backups"
 """Beside the database: its copies taken before each upgrade."""
 
 
-async def changes(conn: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()) -> int:
-    """Run one write statement; return how many rows it changed."""
+def dump_json(value: object) -> str:
+    """JSON as the database stores it: compact, and text as written (no ASCII escapes)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+async def fetch_one(conn: aiosqlite.Connection, sql: str, parameters: Sequence[Any] = ()
+                    ) -> aiosqlite.Row | None:
+    """Run one query; its first row, or None when it returns none."""
+    async with conn.execute(sql, parameters) as cursor:
+        return await cursor.fetchone()
+
+
+async def changes(conn: aiosqlite.Connection, sql: str,
+                  parameters: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+    """Run one write statement (`?` or `:name` parameters); how many rows it changed."""
     cursor = await conn.execute(sql, parameters)
     count = cursor.rowcount
     await cursor.close()
@@ -251,8 +265,7 @@ class Database:
     async def _configure(self) -> None:
         connection = self._connection
         connection.row_factory = aiosqlite.Row
-        async with connection.execute("PRAGMA journal_mode = WAL") as cursor:
-            row = await cursor.fetchone()
+        row = await fetch_one(connection, "PRAGMA journal_mode = WAL")
         if row is None or str(row[0]).lower() != "wal":
             raise RuntimeError(f"SQLite refused WAL journal mode for {self.path}")
         await connection.execute("PRAGMA synchronous = NORMAL")
@@ -262,8 +275,7 @@ class Database:
         await connection.execute("PRAGMA secure_delete = ON")
 
     async def _user_version(self) -> int:
-        async with self._connection.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
+        row = await fetch_one(self._connection, "PRAGMA user_version")
         return int(row[0]) if row is not None else 0
 
     async def _migrate(self, migrations: list[Migration]) -> None:
@@ -287,8 +299,7 @@ class Database:
                     for statement in split_statements(migration.sql):
                         await connection.execute(statement)
                     await connection.execute(f"PRAGMA user_version = {migration.version:d}")
-                    async with connection.execute("PRAGMA foreign_key_check") as cursor:
-                        violation = await cursor.fetchone()
+                    violation = await fetch_one(connection, "PRAGMA foreign_key_check")
                     if violation is not None:
                         raise MigrationError(f"foreign key violation in table {violation[0]}")
         except (sqlite3.Error, MigrationError) as error:
@@ -380,8 +391,7 @@ async def stored_schema_version(path: Path) -> int:
 
 async def schema_version_of(connection: aiosqlite.Connection) -> int:
     """The schema version of the database open on `connection`."""
-    async with connection.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(connection, "PRAGMA user_version")
     return int(row[0]) if row is not None else 0
 
 
@@ -407,10 +417,10 @@ def schema_of_file(path: Path) -> int:
 async def has_table(connection: aiosqlite.Connection, name: str) -> bool:
     """Whether the database open on `connection` has the table `name` (an older schema
     may not)."""
-    async with connection.execute(
+    return await fetch_one(
+        connection,
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-    ) as cursor:
-        return await cursor.fetchone() is not None
+    ) is not None
 
 
 def _create_private_file(path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage.db import changes
+from storage.db import changes, fetch_one
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,10 @@ async def claim_event(
 
 async def is_processed(conn: aiosqlite.Connection, event_id: str) -> bool:
     """True once `claim_event` has been committed for this event."""
-    async with conn.execute(
+    return await fetch_one(
+        conn,
         "SELECT 1 FROM processed_events WHERE event_id = ?", (event_id,)
-    ) as cursor:
-        return await cursor.fetchone() is not None
+    ) is not None
 
 
 async def save_undecryptable(

@@ -1,9 +1,11 @@
 """The language each room chose with `!lang`: stored, so it outlives restarts and wins
-over the post's configured language (see `bot.languages`)."""
+over the post's configured language (see `bot.directory`)."""
 
 from __future__ import annotations
 
 import aiosqlite
+
+from storage.db import fetch_one
 
 
 async def room_languages(conn: aiosqlite.Connection) -> dict[str, str]:
@@ -14,9 +16,8 @@ async def room_languages(conn: aiosqlite.Connection) -> dict[str, str]:
 
 
 async def room_language(conn: aiosqlite.Connection, room_id: str) -> str | None:
-    async with conn.execute("SELECT language FROM room_languages WHERE room_id = ?",
-                            (room_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT language FROM room_languages WHERE room_id = ?",
+                          (room_id,))
     return None if row is None else str(row[0])
 
 

@@ -17,6 +17,7 @@ import aiosqlite
 from commands.model import Priority
 from commands.notify import OutboxKind
 from storage import outbox
+from storage.db import fetch_one
 from storage.outbox import OutboxStats
 
 PRIORITIES = tuple(priority.value for priority in Priority)
@@ -87,11 +88,11 @@ async def _cases(conn: aiosqlite.Connection) -> dict[tuple[str, str], int]:
 
 async def _deliveries(conn: aiosqlite.Connection) -> DeliveryFigures:
     within = "".join(f", SUM(took <= {bound * 1000})" for bound in ACK_BUCKETS_S)
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         f"SELECT COUNT(*), SUM(took){within} FROM (SELECT max(0, acknowledged_ms - routed_ms)"
         " AS took FROM deliveries WHERE acknowledged_ms IS NOT NULL)"
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     assert row is not None  # an aggregate gives one row, of NULL sums when nothing matched
     acknowledged, sum_ms, *within_counts = (int(value or 0) for value in tuple(row))
     return DeliveryFigures(routed=await _count(conn, "SELECT COUNT(*) FROM deliveries"),
@@ -109,6 +110,5 @@ async def _fired_steps(conn: aiosqlite.Connection) -> tuple[int, int]:
 
 
 async def _count(conn: aiosqlite.Connection, sql: str) -> int:
-    async with conn.execute(sql) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, sql)
     return 0 if row is None else int(row[0])

@@ -21,7 +21,7 @@ from typing import Any
 import aiosqlite
 
 from commands.notify import INFORMATIONAL, OutboxKind, check_quiet
-from storage.db import changes
+from storage.db import changes, dump_json, fetch_one
 
 _COLUMNS = (
     "id, room_id, event_type, content, txn_id, state, attempts, next_attempt_ms, created_ms,"
@@ -89,9 +89,6 @@ def _message(row: aiosqlite.Row) -> OutboxMessage:
     )
 
 
-def _dump(content: dict[str, Any]) -> str:
-    return json.dumps(content, ensure_ascii=False, separators=(",", ":"))
-
 
 async def enqueue(
     conn: aiosqlite.Connection,
@@ -110,7 +107,7 @@ async def enqueue(
     kind = OutboxKind(kind)
     check_quiet(kind, content)
     message_txn_id = txn_id if txn_id is not None else f"liaison-{uuid.uuid4().hex}"
-    stored = _dump(content)
+    stored = dump_json(content)
     cursor = await conn.execute(
         "INSERT INTO outbox (room_id, event_type, content, txn_id, state, attempts,"
         " next_attempt_ms, created_ms, kind, case_ref)"
@@ -170,7 +167,7 @@ async def replace_content(conn: aiosqlite.Connection, message: OutboxMessage,
     """Put `content` in place of a pending message's content — a render request (a report's
     chart) by what it was rendered to — keeping its transaction id, so whatever happens
     next, the same event is sent under the same id."""
-    stored = _dump(content)
+    stored = dump_json(content)
     await _update_pending(conn, message.id, "content = ?", (stored,))
     return replace(message, content=json.loads(stored))
 
@@ -230,22 +227,22 @@ async def next_wakeup_ms(conn: aiosqlite.Connection) -> int | None:
     Messages queued behind a backing-off head are ignored: they cannot be sent
     before it, and counting them would wake the worker for nothing.
     """
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         f"SELECT MIN(next_attempt_ms) FROM outbox WHERE id IN ({_ROOM_HEADS})"
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     return None if row is None or row[0] is None else int(row[0])
 
 
 async def stats(conn: aiosqlite.Connection, *, now_ms: int) -> OutboxStats:
     """Pending and failed counts and the age of the oldest pending message."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT"
         " (SELECT COUNT(*) FROM outbox WHERE state = 'pending'),"
         " (SELECT COUNT(*) FROM outbox WHERE state = 'failed'),"
         " (SELECT MIN(created_ms) FROM outbox WHERE state = 'pending')"
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     if row is None:
         raise RuntimeError("SQLite returned no outbox statistics")
     pending, failed, oldest_created_ms = row
@@ -255,8 +252,7 @@ async def stats(conn: aiosqlite.Connection, *, now_ms: int) -> OutboxStats:
 
 async def get(conn: aiosqlite.Connection, message_id: int) -> OutboxMessage | None:
     """The message with this id, in whatever state, or None."""
-    async with conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (message_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (message_id,))
     return None if row is None else _message(row)
 
 

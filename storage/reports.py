@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import aiosqlite
 
-from storage.db import changes
+from storage.db import changes, fetch_one
 
 
 async def first_seen(conn: aiosqlite.Connection, schedule: str, *, now_ms: int) -> int:
@@ -19,9 +19,8 @@ async def first_seen(conn: aiosqlite.Connection, schedule: str, *, now_ms: int) 
     await conn.execute(
         "INSERT INTO report_schedules (schedule, first_seen_ms) VALUES (?, ?)"
         " ON CONFLICT (schedule) DO NOTHING", (schedule, now_ms))
-    async with conn.execute("SELECT first_seen_ms FROM report_schedules WHERE schedule = ?",
-                            (schedule,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT first_seen_ms FROM report_schedules WHERE schedule = ?",
+                          (schedule,))
     if row is None:
         raise RuntimeError("SQLite lost a report schedule it just stored")
     return int(row[0])
@@ -29,9 +28,8 @@ async def first_seen(conn: aiosqlite.Connection, schedule: str, *, now_ms: int) 
 
 async def last_slot_ms(conn: aiosqlite.Connection, schedule: str) -> int | None:
     """The end of the latest period of `schedule` claimed so far (sent or skipped)."""
-    async with conn.execute("SELECT MAX(until_ms) FROM report_slots WHERE schedule = ?",
-                            (schedule,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT MAX(until_ms) FROM report_slots WHERE schedule = ?",
+                          (schedule,))
     return None if row is None or row[0] is None else int(row[0])
 
 

@@ -26,7 +26,7 @@ from commands.records import TimelineKind
 from storage import audit
 from storage.audit import AuditAction
 from storage.cases import add_timeline, recordable
-from storage.db import changes
+from storage.db import changes, fetch_one
 
 PURGED_CONTENT = "{}"
 """What a message's content becomes once purged."""
@@ -46,12 +46,12 @@ async def cases_due(conn: aiosqlite.Connection, *, finished_before_ms: int) -> l
 async def purge_case(conn: aiosqlite.Connection, case_id: int, *, now_ms: int) -> str | None:
     """Remove the case's content (see the module docstring) and record it; its reference,
     or None (nothing done) when the case is open, already purged or gone."""
-    async with conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT ref FROM cases"
         " WHERE id = ? AND state != 'open' AND purged_ms IS NULL",
         (case_id,),
-    ) as cursor:
-        row = await cursor.fetchone()
+    )
     if row is None:
         return None
     ref = str(row[0])
@@ -61,7 +61,7 @@ async def purge_case(conn: aiosqlite.Connection, case_id: int, *, now_ms: int) -
         (now_ms, case_id),
     )
     details = await _purge_timeline(conn, case_id)
-    messages = await _changes(
+    messages = await changes(
         conn, "UPDATE outbox SET content = ? WHERE case_ref = ? AND state != 'pending'"
         " AND content != ?", (PURGED_CONTENT, ref, PURGED_CONTENT))
     await add_timeline(conn, case_id, TimelineKind.PURGED, ms=now_ms,
@@ -73,7 +73,7 @@ async def purge_sent_messages(conn: aiosqlite.Connection, *, created_before_ms: 
                               now_ms: int) -> int:
     """Remove the content of every message the bot sent (or gave up on) at or before the
     cutoff; pending messages are kept until they leave. Records how many, if any."""
-    count = await _changes(
+    count = await changes(
         conn, "UPDATE outbox SET content = ? WHERE state != 'pending' AND created_ms <= ?"
         " AND content != ?", (PURGED_CONTENT, created_before_ms, PURGED_CONTENT))
     if count:
@@ -97,7 +97,3 @@ async def _purge_timeline(conn: aiosqlite.Connection, case_id: int) -> int:
             changed += 1
     return changed
 
-
-async def _changes(conn: aiosqlite.Connection, sql: str, values: tuple[object, ...]) -> int:
-    count = await changes(conn, sql, values)
-    return count

@@ -6,13 +6,12 @@ from typing import Any
 
 import aiosqlite
 
-from storage.db import changes
+from storage.db import changes, fetch_one
 
 
 async def get_value(conn: aiosqlite.Connection, key: str) -> str | None:
     """The value stored under `key`, or None."""
-    async with conn.execute("SELECT value FROM kv WHERE key = ?", (key,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT value FROM kv WHERE key = ?", (key,))
     return None if row is None else str(row[0])
 
 
@@ -41,8 +40,7 @@ async def record_room_joined(conn: aiosqlite.Connection, *, room_id: str, joined
 
 async def room_joined_ms(conn: aiosqlite.Connection, room_id: str) -> int | None:
     """When the bot first joined `room_id`, or None if it never did."""
-    async with conn.execute("SELECT joined_ms FROM rooms WHERE room_id = ?", (room_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, "SELECT joined_ms FROM rooms WHERE room_id = ?", (room_id,))
     return None if row is None else int(row[0])
 
 

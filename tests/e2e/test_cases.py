@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from commands.builtin import default_registry
 from commands.case_render import CASE_KEY
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
+from handlers import default_registry
 from tests.e2e.conftest import BotFactory, OfficerFactory
 
 pytestmark = pytest.mark.skipif(
     "alert" not in default_registry(),
-    reason="case commands are not registered in commands.builtin.default_registry() yet",
+    reason="case commands are not registered in handlers.default_registry() yet",
 )
 
 ALERT = (

@@ -1,46 +1,67 @@
-"""Run one command the way the router does, without Matrix: for handler tests."""
+"""Run one command through the router's own command runner (`bot.command_runner`), with
+the rooms given here instead of a Matrix client: for handler tests."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.clock import Clock
-from bot.config import Config
-from bot.services import FollowUp, Services
-from commands.errors import CommandError
-from commands.registry import CommandRegistry, Invocation, split_command
-from commands.render import Notice, render_command_error
+from bot.command_runner import CommandEvent, CommandRunner
+from bot.directory import Directory
+from bot.event_transaction import EventTransactions
+from commands.flood import FloodGate
+from commands.registry import CommandRegistry, split_command
+from commands.relations import relation_of
+from commands.render import Notice
+from config import Config
 from storage.db import Database
 
 BOT_USER = "@liaison:liaison.example"
+
+
+@dataclass(frozen=True)
+class GivenRooms:
+    """The rooms as a test declares them: all joined ones are encrypted."""
+
+    joined_rooms: frozenset[str]
+    members_by_room: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    user_id: str = BOT_USER
+
+    def joined(self) -> frozenset[str]:
+        return self.joined_rooms
+
+    def encrypted(self) -> frozenset[str]:
+        return self.joined_rooms
+
+    def members(self, room_id: str) -> frozenset[str] | None:
+        return self.members_by_room.get(room_id)
 
 
 async def run_command(
     db: Database, config: Config, clock: Clock, registry: CommandRegistry, *,
     room_id: str, sender: str, body: str, event_id: str, at: datetime,
     joined: frozenset[str], members: Mapping[str, frozenset[str]] | None = None,
-    charts: bool = True, follow_ups: list[FollowUp] | None = None,
+    charts: bool = True,
 ) -> Notice:
-    """One command in its own transaction; a CommandError is answered as the router does.
-    `charts`: whether the charts extra is installed; `follow_ups` receives what the
-    command queued after its answer."""
+    """One command in its own transaction, answered as the router answers it (the answer
+    is queued in the outbox too); returns the answer."""
     parsed = split_command(body)
     assert parsed is not None
     word, args, lines = parsed
-    async with db.transaction() as conn:
-        services = Services(config=config, clock=clock, conn=conn, bot_user_id=BOT_USER,
-                            joined_rooms=joined, encrypted_rooms=joined,
-                            members_of=lambda room: (members or {}).get(room),
-                            charts=charts,
-                            follow_ups=follow_ups if follow_ups is not None else [])
-        try:
-            spec = registry.resolve(word)
-            invocation = Invocation(
-                command=spec, args=args, lines=lines, room_id=room_id, sender=sender,
-                event_id=event_id, sent_at=at, now=at, post=config.post_by_room(room_id),
-                audience=services.audience(room_id), language="en", bot_device_id="DEVICE",
-                services=services)
-            return await spec.handler(invocation)
-        except CommandError as error:
-            return render_command_error(error)
+    transactions = EventTransactions(
+        db=db, clock=clock, rooms=GivenRooms(joined, members or {}),
+        directory=Directory(config), wake_sender=lambda: None, charts=charts)
+    await transactions.joined_ms(room_id)  # the router notes when it joined a room first
+    limits = config.limits
+    runner = CommandRunner(
+        transactions=transactions, registry=registry, directory=Directory(config),
+        flood=FloodGate(per_user=limits.commands_per_user, per_room=limits.commands_per_room),
+        bot_device_id="DEVICE")
+    result = await runner.run(CommandEvent(
+        room_id=room_id, sender=sender, event_id=event_id,
+        server_ms=int(at.timestamp() * 1000), content={"body": body},
+        relation=relation_of({}), word=word, args=args, lines=lines))
+    assert result is not None and result.reply is not None, "the command was not answered"
+    return result.reply

@@ -8,9 +8,6 @@ from typing import Any
 
 import pytest
 
-from bot import services as bot_services
-from bot.services import UndisclosedCaseContent, require_disclosure
-from commands import cases as case_commands
 from commands.audience import (
     Audience,
     AudienceKind,
@@ -27,6 +24,9 @@ from commands.audience import (
 from commands.case_render import CASE_KEY
 from commands.model import Post, Tlp
 from commands.notify import OutboxKind
+from handlers import cases as case_commands
+from handlers import context as bot_services
+from handlers.context import UndisclosedCaseContent, require_disclosure
 from storage import cases, outbox
 from tests.unit.test_chaser import (
     ADMIN,

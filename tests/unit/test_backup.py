@@ -22,7 +22,7 @@ from bot.backup import (
     write_archive,
 )
 from bot.cli import EXIT_REFUSED, main
-from bot.config import BackupsConfig
+from config import BackupsConfig
 from storage.db import Database, latest_version, load_migrations
 
 CREDENTIALS = {"homeserver": "https://h", "user_id": "@liaison:h", "device_id": "OLDDEVICE",

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from bot.config import parse_config
-from bot.services import Services
-from commands import case_events
 from commands.attachments import Attachment, Fetched, attachment_of
 from commands.errors import CommandError
 from commands.registry import Reply
 from commands.relations import Relation
 from commands.render import render_command_error
+from config import parse_config
+from handlers import case_events
+from handlers.context import Services
 from storage import audit, cases, outbox
 from storage.audit import AuditAction
 from storage.db import Database

@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 
 from bot.chaser import Chaser
 from bot.clock import Clock
-from bot.config import Config, parse_config
-from commands.builtin import default_registry
 from commands.case_render import CASE_KEY
 from commands.chasing import plan_delivery
 from commands.registry import CommandRegistry
 from commands.render import Notice
+from config import Config, parse_config
+from handlers import default_registry
 from storage import cases, chasing, outbox
 from storage.db import Database
 from tests.unit.commandrun import run_command
@@ -420,7 +420,8 @@ async def test_the_target_post_snoozes_its_chase_within_the_policy_bound(bot: Bo
     (TJ_ROOM, TJ, "!snooze KZ-0001 5m", "There is no case KZ-0001 that your post can see."),
     (UZ_ROOM, UZ, "!snooze KZ-0001", "Give the case and how long, e.g. !snooze KZ-0042 30m."),
     (UZ_ROOM, UZ, "!snooze KZ-0001 soon", "soon is not a duration; write it like 30m, 2h or 1d."),
-    (OTHER_ROOM, UZ, "!snooze KZ-0001 5m", "This room is not a post's room"),
+    (TJ_SUP_ROOM, UZ, "!snooze KZ-0001 5m", "This room is not a post's room"),
+    (OTHER_ROOM, UZ, "!snooze KZ-0001 5m", "I do not serve this room"),
 ])
 async def test_bad_snoozes_are_refused_and_change_nothing(
         bot: Bot, room: str, sender: str, body: str, expected: str) -> None:

@@ -112,7 +112,7 @@ def test_backup_writes_a_private_checked_archive_without_secrets(
     import tarfile
 
     from bot.app import DATABASE_FILE
-    from bot.config import load_config
+    from config import load_config
     from storage.db import Database
 
     monkeypatch.delenv("TEST_LIAISON_PASSWORD", raising=False)  # backup needs no secret
@@ -146,7 +146,7 @@ def test_backup_without_a_database_creates_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from bot.app import DATABASE_FILE
-    from bot.config import load_config
+    from config import load_config
 
     path = tmp_path / "config.yaml"
     path.write_text(GOOD)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from commands.builtin import default_registry
 from commands.command_descriptions import (
     command_text,
     msc4332_commands,
@@ -14,6 +13,7 @@ from commands.command_descriptions import (
     published_digest,
     state_key,
 )
+from handlers import default_registry
 
 BOT = "@liaison:liaison.example"
 REGISTRY = default_registry()

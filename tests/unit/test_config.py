@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import (
+from commands.model import Agency, Tlp
+from config import (
     INLINE_SECRET_MESSAGE,
     Config,
     ConfigError,
@@ -18,7 +19,6 @@ from bot.config import (
     load_config,
     parse_config,
 )
-from commands.model import Agency, Tlp
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from bot.config import ConfigError, parse_config
 from commands.flood import FloodGate, Rate, Scope, TokenBucket, flood_notice
+from config import ConfigError, parse_config
 
 MINUTE_MS = 60_000
 TEN_A_MINUTE = Rate(10, timedelta(minutes=1))

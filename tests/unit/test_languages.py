@@ -17,13 +17,9 @@ import pytest
 from babel import Locale
 from babel.messages.mofile import read_mo, write_mo
 
-from bot.config import Config, parse_config
-from bot.languages import RoomLanguages
-from bot.services import Services
-from commands.builtin import default_registry
+from bot.directory import Directory
 from commands.case_render import CASE_KEY
 from commands.errors import CommandError
-from commands.lang import language_code
 from commands.localtime import (
     field_time_ms,
     format_elapsed,
@@ -46,7 +42,11 @@ from commands.render import (
     render_notice,
 )
 from commands.texts import MESSAGES, Term, catalogue, text
+from config import Config, parse_config
 from devkit import catalogues
+from handlers import default_registry
+from handlers.context import Services
+from handlers.language import language_code
 from storage import audit, outbox
 from storage.db import Database
 from tests.unit.test_case_commands import FixedClock
@@ -345,7 +345,7 @@ class Bot:
     events: int = 0
 
     def __post_init__(self) -> None:
-        self.languages = RoomLanguages(self.config)
+        self.languages = Directory(self.config)
 
     async def say(self, room_id: str, sender: str, body: str) -> Any:
         """One command as the router runs it: the rooms' languages read again first."""

@@ -17,7 +17,6 @@ import pytest
 from nio import RoomSendError
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.config import ConfigError, MetricsConfig, parse_config
 from bot.health import HealthLimits, assess
 from bot.key_health import KeyHealth
 from bot.metrics import MonitoringListener, ProcessFigures, exposition
@@ -25,6 +24,7 @@ from bot.sender import OutboxSender, SenderSettings
 from bot.session import StartupError
 from commands.chasing import Action, Phase, PlannedStep
 from commands.model import Priority, Tlp
+from config import ConfigError, MetricsConfig, parse_config
 from devkit.synapse import free_port
 from storage import cases, chasing, inbox, outbox
 from storage.db import Database, read_only

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, parse_config
 from commands.model import Priority
 from commands.notify import (
     NOTIFICATIONS,
@@ -17,6 +16,7 @@ from commands.notify import (
     case_notice_kind,
     msgtype_for,
 )
+from config import ConfigError, parse_config
 from storage import outbox
 from storage.db import Database
 from tests.unit.test_config import VALID, line_of

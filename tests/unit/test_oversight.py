@@ -19,12 +19,12 @@ from nio import InviteInfo, InviteMemberEvent, RoomLeaveResponse, RoomSendError,
 
 from bot.app import Liaison
 from bot.cli import EXIT_AUDIT_BROKEN, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
-from bot.config import ConfigError, parse_config
-from bot.events import record_refusal
+from bot.command_runner import record_refusal
 from bot.invites import InvitePolicy, answer_invite
 from bot.sender import OutboxSender, SenderSettings
-from bot.services import Services
 from commands.errors import CommandError
+from config import ConfigError, parse_config
+from handlers.context import Services
 from storage import audit, export
 from storage.db import Database
 from tests.unit.test_case_commands import (
@@ -136,7 +136,7 @@ async def test_refusals_for_want_of_authority_are_recorded_and_bad_input_is_not(
 async def test_the_start_records_a_digest_of_the_config_and_no_secret(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG_YAML)
-    from bot.config import load_config
+    from config import load_config
 
     config = load_config(path, check_secrets=False)
     db = await Database.open(tmp_path / "liaison.db")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from commands.builtin import default_registry, register_builtins
+from commands.builtin import register_builtins
 from commands.errors import CommandError
 from commands.registry import (
     CommandRegistry,
@@ -17,6 +17,7 @@ from commands.registry import (
     split_command,
 )
 from commands.render import render_notice
+from handlers import default_registry
 
 SENT = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 

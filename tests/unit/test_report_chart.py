@@ -23,8 +23,7 @@ from nio import RoomSendResponse, UploadError, UploadResponse
 from nio.crypto.attachments import decrypt_attachment
 from PIL import Image
 
-from bot.config import Config, parse_config
-from bot.languages import RoomLanguages
+from bot.directory import Directory
 from bot.media import MediaUnavailable
 from bot.reports import (
     UPLOAD_ATTEMPTS,
@@ -34,9 +33,8 @@ from bot.reports import (
     charts_installed,
 )
 from bot.sender import OutboxSender, SenderSettings
-from bot.services import FollowUp
-from commands.builtin import default_registry
 from commands.localtime import Moment
+from commands.notify import OutboxKind
 from commands.report import PostReport
 from commands.report_chart import (
     CHART_KIND,
@@ -50,6 +48,8 @@ from commands.report_chart import (
 )
 from commands.report_schedule import WeeklyReport
 from commands.texts import text
+from config import Config, parse_config
+from handlers import default_registry
 from storage import outbox
 from storage.db import Database
 from tests.unit.commandrun import run_command
@@ -418,23 +418,21 @@ async def test_without_the_charts_extra_report_answers_with_the_table_and_one_li
         db: Database) -> None:
     conf = config()
     bot = await acknowledged_case(db, conf)
-    queued: list[FollowUp] = []
     answer = await run_command(
         db, conf, bot.clock, default_registry(), room_id=SUP_ROOM, sender=UZ_BOSS,
-        body="!report 7d", event_id="$report", at=bot.clock.at, joined=JOINED, charts=False,
-        follow_ups=queued)
+        body="!report 7d", event_id="$report", at=bot.clock.at, joined=JOINED, charts=False)
     lines = answer.text.splitlines()  # the supervisors' room reads Russian
     assert "Termez (UZ-TERMEZ)" in lines
     assert any(line.startswith("• Подтверждено 1 из 1: медиана 2") for line in lines)
     assert lines[-1] == text("chart.not_installed", "ru")
-    assert queued == []
+    assert [message.kind for message in await bot.queued(SUP_ROOM)] == [OutboxKind.REPLY]
 
     with_charts = await run_command(
         db, conf, bot.clock, default_registry(), room_id=SUP_ROOM, sender=UZ_BOSS,
-        body="!report 7d", event_id="$report2", at=bot.clock.at, joined=JOINED,
-        follow_ups=queued)
+        body="!report 7d", event_id="$report2", at=bot.clock.at, joined=JOINED)
     assert with_charts.text == "\n".join(lines[:-1])
-    assert [follow_up.kind for follow_up in queued] == [CHART_KIND]
+    assert [message.kind for message in await bot.queued(SUP_ROOM)][1:] == [
+        OutboxKind.REPLY, CHART_KIND]
 
 
 async def test_a_chart_asked_for_before_matplotlib_went_away_becomes_that_line(
@@ -646,7 +644,7 @@ def test_a_good_weekly_report_loads_with_its_defaults() -> None:
 def reporter(db: Database, conf: Config, clock: FixedClock, *,
              charts: bool = True) -> WeeklyReports:
     """A WeeklyReports as a (re)started process makes it: it starts now."""
-    return WeeklyReports(db, clock, conf, languages=RoomLanguages(conf), wake_sender=lambda: None,
+    return WeeklyReports(db, clock, conf, languages=Directory(conf), wake_sender=lambda: None,
                          charts=charts)
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import parse_config
 from bot.retention import Retention
+from config import parse_config
 from storage import audit, cases
 from storage.db import Database
 from tests.unit.test_case_commands import (

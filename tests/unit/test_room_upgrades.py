@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import parse_config
-from bot.languages import REPLACED_PREFIX, RoomLanguages
+from bot.directory import REPLACED_PREFIX, Directory
+from config import parse_config
 from storage import languages, state
 from storage.db import Database
 from tests.unit.test_config import VALID
@@ -38,7 +38,7 @@ def test_a_replaced_room_serves_its_post_and_the_old_room_still_names_it() -> No
 
 async def test_room_languages_read_replacements_and_a_lang_in_the_new_room_counts(
         db: Database) -> None:
-    rooms = RoomLanguages(parse_config(VALID, source="config.yaml"))
+    rooms = Directory(parse_config(VALID, source="config.yaml"))
     async with db.transaction() as conn:
         await state.set_value(conn, REPLACED_PREFIX + OLD, NEW)
         await languages.set_room_language(conn, room_id=NEW, language="ar", by="@u:x", now_ms=1)

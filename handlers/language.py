@@ -1,19 +1,19 @@
 """`!lang en|ru|ar`: the language the bot writes in for this room — handled in `lang`.
 
 The choice is stored (`storage.languages`) and audited, and wins over the post's
-configured language from the next message on (`bot.languages`). In a post's room only
+configured language from the next message on (`bot.directory`). In a post's room only
 those who act for the post may change it; elsewhere (a supervisors' room, a direct
 message) whoever is in the room may. The answer is already in the new language.
 """
 
 from __future__ import annotations
 
-from bot.services import Services
 from commands.access import acts_for
 from commands.errors import CommandError
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
 from commands.render import render_notice
 from commands.texts import LANGUAGE_WORDS, fold_word, text
+from handlers.context import Services
 from storage import languages
 
 AUDIT_ACTION = "language-set"

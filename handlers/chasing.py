@@ -5,7 +5,7 @@
 - `!report [PERIOD]`: `report` (supervisors: response times per post)
 
 Like the case commands they run inside the command event's transaction (see
-`bot.services`). The timing is decided in `commands.chasing`, the report figures in
+`handlers.context`). The timing is decided in `commands.chasing`, the report figures in
 `commands.report`; this module reads and writes `storage.chasing`.
 
 Supervisors are the users listed under any post's `supervisors`; they see their own
@@ -22,8 +22,6 @@ from datetime import timedelta
 
 import aiosqlite
 
-from bot.config import Config
-from bot.services import Services
 from commands.access import SUPERVISOR_ROOMS
 from commands.audience import post_figures_visible
 from commands.chase_render import render_escalations, render_report, render_snoozed
@@ -34,12 +32,14 @@ from commands.localtime import Elapsed
 from commands.model import Post, Priority
 from commands.parser import parse_ref
 from commands.quiet_hours import QuietHours
-from commands.records import Case
+from commands.records import Case, TimelineKind
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
 from commands.render import Notice, render_notice
 from commands.report import MAX_REPORT_DAYS
 from commands.report_chart import CHART_KIND, chart_request, without_chart
 from commands.texts import text
+from config import Config
+from handlers.context import Services
 from storage import cases, chasing
 
 DEFAULT_REPORT_PERIOD = "7d"
@@ -85,7 +85,7 @@ async def snooze(invocation: Invocation) -> Reply:
                     until_ms=until_ms, routine=case.priority is Priority.ROUTINE,
                     quiet_hours=quiet, timezone=post.timezone)
     await chasing.reschedule(conn, {record.id: moved[record.step.key] for record in pending})
-    await chasing.add_timeline(conn, case.id, "snoozed", ms=now_ms, post=post.id,
+    await cases.add_timeline(conn, case.id, TimelineKind.SNOOZED, ms=now_ms, post=post.id,
                                actor=invocation.sender,
                                detail={"until_ms": until_ms, "for": format_duration(duration)})
     return render_snoozed(case, min(moved.values()), reader=post)

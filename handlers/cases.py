@@ -6,7 +6,7 @@
 - `!close REF [outcome]`, `!cancel REF`: `close`, `cancel`
 - `!status REF`: `status`;  `!pending`: `pending`
 
-Every handler runs inside the command event's transaction (see `bot.services`):
+Every handler runs inside the command event's transaction (see `handlers.context`):
 what it stores and every message it queues commit together with the claim of the
 event, or not at all. Parsing, routing and rendering are the pure core
 (`commands.parser`, `commands.routing`, `commands.case_render`); this module reads
@@ -27,8 +27,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from bot.config import Config
-from bot.services import Services, case_parties, require_disclosure
 from commands.access import SUPERVISOR_ROOMS
 from commands.audience import Audience, CaseParties, Detail, Disclosure, disclose
 from commands.case_render import (
@@ -70,7 +68,9 @@ from commands.routing import (
     still_reaches,
 )
 from commands.texts import Term, text
-from storage import cases, outbox
+from config import Config
+from handlers.context import Services, case_parties
+from storage import cases
 
 SUPERVISOR_COMMANDS = frozenset({"update", "close", "cancel", "status"})
 """Also served in a supervisor's own room, about the cases of the posts they supervise."""
@@ -143,19 +143,15 @@ async def _store_and_relay(invocation: Invocation, services: Services, origin: P
         target = posts[post_id]
         audience = services.audience(target.room)
         disclosure = disclose(audience, parties, posts)
-        require_disclosure(OutboxKind.CASE_RELAY, target.room, case.ref, disclosure)
         related_visible = related_parties is not None and disclose(
             audience, related_parties, posts) is not None
         notice = render_relayed_case(case, target=target, posts=posts,
                                      related_visible=related_visible)
         msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority, post=post_id,
                               settings=services.config.notifications)
-        # Straight to the outbox, not services.send: the delivery keeps the txn_id.
-        message = await outbox.enqueue(
-            conn, room_id=target.room, event_type="m.room.message",
-            content=case_content(notice, case, msgtype=msgtype), now_ms=now_ms,
-            kind=OutboxKind.CASE_RELAY, case_ref=case.ref,
-        )
+        message = await services.send(  # refused without the disclosure; keeps the txn_id
+            target.room, case_content(notice, case, msgtype=msgtype),
+            kind=OutboxKind.CASE_RELAY, case_ref=case.ref, disclosure=disclosure)
         await cases.add_delivery(conn, case.id, post=post_id, room_id=target.room,
                                  relay_txn_id=message.txn_id, now_ms=now_ms)
     for refusal in decision.refusals:

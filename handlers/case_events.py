@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.services import Services
 from commands.access import acts_for
 from commands.attachments import (
     Attachment,
@@ -49,13 +48,6 @@ from commands.case_render import (
     render_reply_notice,
     render_withdrawn_notice,
 )
-from commands.cases import (
-    acknowledge_delivery,
-    case_content,
-    directory_for,
-    posts_by_id,
-    tell_targets,
-)
 from commands.errors import CommandError
 from commands.model import Post
 from commands.notify import OutboxKind
@@ -66,6 +58,14 @@ from commands.relations import Relation, acknowledges, reply_text
 from commands.render import Line, Notice, render_notice
 from commands.routing import Refusal, RefusalReason, still_reaches
 from commands.texts import COMMAND_ALIASES, fold_word, text
+from handlers.cases import (
+    acknowledge_delivery,
+    case_content,
+    directory_for,
+    posts_by_id,
+    tell_targets,
+)
+from handlers.context import Services
 from storage import cases
 from storage.audit import AuditAction
 

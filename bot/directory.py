@@ -1,16 +1,21 @@
-"""Which language each room reads: the one it chose with `!lang` (stored in the database,
-`storage.languages`), else its post's configured language, else English.
+"""The directory: which post a room is, which language it reads, with which people.
 
-The database is the truth; `RoomLanguages` keeps a copy for the synchronous lookups the
-shell makes while it renders (`language_for_room`, `post_for_room`, the `config` whose
+It answers from the configuration (posts, their officers and supervisors) combined with
+the runtime state the bot keeps in its database — each room's `!lang` choice
+(`storage.languages`) and the rooms that replaced upgraded post rooms
+(`bot.room_upgrades`). A room reads the language it chose with `!lang`, else its post's
+configured language, else English.
+
+The database is the truth; `Directory` keeps a copy for the synchronous lookups the
+shell makes while it renders (`language_for_room`, `post_for_room`, and `config`, whose
 posts read their chosen languages). The router refreshes it before every event and the
 chaser before every round, so a `!lang` is seen from the next event on.
 """
 
 from __future__ import annotations
 
-from bot.config import Config
 from commands.model import Post
+from config import Config
 from storage import languages, state
 from storage.db import Database
 
@@ -19,7 +24,7 @@ REPLACED_PREFIX = "room.replaced."
 (written by `bot.room_upgrades`)."""
 
 
-class RoomLanguages:
+class Directory:
     def __init__(self, config: Config) -> None:
         self._base = config
         self._chosen: dict[str, str] = {}

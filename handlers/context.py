@@ -1,9 +1,11 @@
-"""What a command handler may use while it runs: all of it bound to one transaction.
+"""What a handler may use while it runs: all of it bound to one transaction.
 
-The router opens one database transaction per command event, claims the
-event id in it, and hands the handler this object. Whatever the handler
-stores or sends (through `send`, which writes to the outbox) and records (through
-`record`, on the audit log) commits together with the claim, or not at all.
+The shell opens one database transaction per event (`bot.event_transaction`), claims
+the event id in it, and hands the handler this object. Whatever the handler stores or
+sends (through `send`/`send_case`, which write to the outbox once the room's readers
+may see it) and records (through `record`, on the audit log) commits together with
+the claim, or not at all. The clock and the log context come from the shell as plain
+callables, so handlers never import it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 import aiosqlite
 
-from bot.clock import Clock
-from bot.config import Config
-from bot.logs import note_case
 from commands.audience import (
     Audience,
     AudienceKind,
@@ -30,7 +30,9 @@ from commands.audience import (
 )
 from commands.notify import OutboxKind
 from commands.records import Case, TimelineKind
+from config import Config
 from storage import audit, cases, inbox, outbox
+from storage.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,19 @@ class UndisclosedCaseContent(RuntimeError):
     a programming error, never sent (the event's transaction rolls back)."""
 
 
+class Clock(Protocol):
+    """The time as the shell reads it (`bot.clock.Clock`, or a test's clock)."""
+
+    def now(self) -> datetime: ...
+
+    def now_ms(self) -> int: ...
+
+
 def _no_members(room_id: str) -> frozenset[str] | None:
+    return None
+
+
+def _no_log_context(case_ref: str) -> None:
     return None
 
 
@@ -62,6 +76,8 @@ class Services:
     """Messages that go out after the handler's reply (see `follow_reply`)."""
     members_of: Callable[[str], frozenset[str] | None] = _no_members
     """A room's joined and invited users, as the Matrix client knows them (None: unknown)."""
+    note_case: Callable[[str], None] = _no_log_context
+    """Names the case the event in hand is about in its log lines (`bot.logs.note_case`)."""
     charts: bool = True
     """Whether report charts can be drawn (the `charts` extra is installed:
     `bot.reports.charts_installed`); without it `!report` sends its table alone."""
@@ -101,16 +117,17 @@ class Services:
         case_ref: str | None = None,
         event_type: str = "m.room.message",
         disclosure: Disclosure | None = None,
-    ) -> None:
+    ) -> OutboxMessage:
         """Queue a message; it leaves once the transaction commits. A message that carries
         case content (`commands.audience.carries_case_content`) needs the `Disclosure`
         of that case to that room."""
         require_disclosure(kind, room_id, case_ref, disclosure)
         if case_ref is not None:
-            note_case(case_ref)  # the event in hand is about this case: its log lines say so
-        await outbox.enqueue(self.conn, room_id=room_id, event_type=event_type,
-                             content=content, now_ms=self.clock.now_ms(), kind=kind,
-                             case_ref=case_ref)
+            self.note_case(case_ref)  # the event in hand is about this case: its log lines say so
+        message = await outbox.enqueue(self.conn, room_id=room_id, event_type=event_type,
+                                       content=content, now_ms=self.clock.now_ms(), kind=kind,
+                                       case_ref=case_ref)
+        return message
 
     async def send_case(self, room_id: str, content: dict[str, Any], *, case: Case,
                         kind: OutboxKind,
@@ -144,7 +161,7 @@ class Services:
         `detail`, never message content). Case timeline entries are recorded by
         `storage.cases` itself."""
         if case_ref is not None:
-            note_case(case_ref)
+            self.note_case(case_ref)
         await audit.append(self.conn, ts_ms=self.clock.now_ms(), actor=actor, action=action,
                            case_ref=case_ref, room_id=room_id, detail=detail)
 
