@@ -10,6 +10,7 @@ slow tests, on one worker (`xdist_group`), so the distribution is built once."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -44,12 +45,29 @@ def run(*args: str | Path, env: dict[str, str] | None = None,
                           env=env, cwd=cwd, check=False, timeout=600)
 
 
+def tracked_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkout's tracked files, copied: a release is built from a clean tree, and
+    the build's staging directory then lives outside the checkout the other test
+    workers run in (in the checkout itself it once lost a file mid-build)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                            check=False)
+    if listed.returncode != 0:  # not a git checkout (an unpacked sdist): build it as it is
+        return ROOT
+    source = tmp_path_factory.mktemp("source")
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        path = ROOT / name
+        if path.is_file() and not path.is_symlink():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, source / name)
+    return source
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
     """`python -m build`: the sdist, then the wheel from the sdist (so a file the sdist
     lacks fails the wheel's build)."""
     out = tmp_path_factory.mktemp("dist")
-    built = run(sys.executable, "-m", "build", "--outdir", out, ROOT)
+    built = run(sys.executable, "-m", "build", "--outdir", out, tracked_copy(tmp_path_factory))
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     name = f"{DISTRIBUTION}-{version()}"
     return Dist(sdist=out / f"{name}.tar.gz", wheel=out / f"{name}-py3-none-any.whl")
