@@ -83,9 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
             "written by a newer Liaison. An older database is first copied to\n"
             "DATA_DIR/backups/, then upgraded.", func=cmd_run, config=True)
 
-    command("check-config", "validate a configuration file and its secrets",
-            "Prints a one-line summary, or every problem with its field and line\n"
-            "(exit 2).", func=cmd_check_config, config=True)
+    check = command("check-config", "validate a configuration file and its secrets",
+                    "Prints a one-line summary, or every problem with its field and line\n"
+                    "(exit 2).", func=cmd_check_config, config=True)
+    check.add_argument("file", nargs="?", type=Path, metavar="FILE",
+                       help="the configuration file, instead of -c")
 
     reset = command("reset-identity",
                     "replace the bot's cross-signing identity (needs the password)",

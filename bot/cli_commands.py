@@ -59,6 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    if args.file is not None:  # `liaison check-config FILE`, as operators tend to type it
+        args.config = args.file
     config = _load(args.config)  # also reads every secret; a missing one names its line
     for gap in config.name_gaps():
         print(f"warning: {gap}", file=sys.stderr)
@@ -353,8 +355,20 @@ def cmd_version(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+DEMO_NEEDS_CHECKOUT = (
+    "liaison demo runs from a checkout of Liaison's repository, not from an installed\n"
+    "package: it starts a local Synapse and scripted officers, which the package does not\n"
+    "ship. In a clone, run `make demo` (Python 3.11 or newer and make are all it needs)."
+)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from devkit.demo import run_demo
+    try:
+        from devkit.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "devkit":
+            raise
+        return _stop(EXIT_FAILURE, DEMO_NEEDS_CHECKOUT)
 
     workdir = Path(args.workdir)
     try:

@@ -21,6 +21,7 @@ from bot.clock import Clock
 from bot.direct_rooms import room_members
 from bot.directory import Directory
 from bot.logs import note_case
+from bot.reports import charts_installed
 from bot.seen import note_receipts
 from commands.notify import OutboxKind
 from commands.registry import Reply
@@ -116,8 +117,11 @@ class EventTransactions:
     """Opens each event's transaction, hands its `Services` to the work, wakes the sender."""
 
     def __init__(self, *, db: Database, clock: Clock, rooms: Rooms,
-                 directory: Directory, wake_sender: Callable[[], None]) -> None:
+                 directory: Directory, wake_sender: Callable[[], None],
+                 charts: bool | None = None) -> None:
         self._db = db
+        self._charts = charts_installed() if charts is None else charts
+        """Whether report charts can be drawn (the `charts` extra): `Services.charts`."""
         self._clock = clock
         self._rooms = rooms
         self._directory = directory
@@ -132,7 +136,7 @@ class EventTransactions:
             config=self._directory.config, clock=self._clock, conn=conn,
             bot_user_id=self._rooms.user_id, joined_rooms=self._rooms.joined(),
             encrypted_rooms=self._rooms.encrypted(), members_of=self._rooms.members,
-            note_case=note_case,
+            note_case=note_case, charts=self._charts,
         )
 
     async def run(self, room_id: str, event_id: str | None, work: Work) -> bool:

@@ -22,6 +22,8 @@ database.
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -42,8 +44,10 @@ from commands.report_chart import (
     ChartRequest,
     ack_time_chart,
     chart_failed_content,
+    chart_not_installed_content,
     chart_request,
     image_content,
+    without_chart,
 )
 from commands.report_schedule import WeeklyReport
 from config import Config
@@ -66,6 +70,13 @@ MAX_SLEEP_S = 60.0
 """Look at the schedules at least this often: the wall clock may have jumped."""
 
 
+@functools.cache
+def charts_installed() -> bool:
+    """Whether matplotlib (the `charts` extra) can be imported: without it reports go out
+    as their table, saying that charts are not installed."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 class ReportCharts:
     """The sender's renderer (`bot.sender.Renderer`) for report charts."""
 
@@ -86,6 +97,10 @@ class ReportCharts:
             return chart_failed_content("en", extra)
         try:
             chart = await self._draw(request)
+        except ModuleNotFoundError:  # asked for while the charts extra was still installed
+            log.warning("report chart not drawn: matplotlib (the charts extra) is not installed",
+                        extra={"room_id": message.room_id, "txn_id": message.txn_id})
+            return chart_not_installed_content(request.language, extra)
         except Exception:
             log.exception("report chart could not be drawn; a notice goes instead",
                           extra={"room_id": message.room_id, "txn_id": message.txn_id})
@@ -118,8 +133,9 @@ class WeeklyReports:
 
     def __init__(self, db: Database, clock: Clock, config: Config, *,
                  languages: Directory, wake_sender: Callable[[], None],
-                 ready: asyncio.Event | None = None) -> None:
+                 ready: asyncio.Event | None = None, charts: bool | None = None) -> None:
         self._db = db
+        self._charts = charts_installed() if charts is None else charts
         self._clock = clock
         self._schedules = config.reports.weekly
         self._languages = languages
@@ -197,12 +213,16 @@ class WeeklyReports:
         notice = render_report(figures, period=schedule.period_text, since_ms=since_ms,
                                now_ms=until_ms, posts={post.id: post for post in config.posts},
                                language=language, timezone=schedule.timezone, late=late)
+        if not self._charts:
+            notice = without_chart(notice, language)
         about = {"weekly": True, "period": schedule.period_text, "since_ms": since_ms,
                  "until_ms": until_ms, "late": late}
         await outbox.enqueue(conn, room_id=schedule.room, event_type="m.room.message",
                              content=notice_content(notice.text, notice.html,
                                                     extra={REPORT_KEY: about}),
                              now_ms=now, kind=WEEKLY_KIND)
+        if not self._charts:
+            return
         request = chart_request(since_ms=since_ms, now_ms=until_ms, posts=posts,
                                 language=language, period=schedule.period_text)
         await outbox.enqueue(conn, room_id=schedule.room, event_type="m.room.message",

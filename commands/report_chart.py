@@ -23,7 +23,7 @@ from typing import Any
 
 from commands.chase_render import elapsed
 from commands.notify import OutboxKind
-from commands.render import notice_content, render_notice
+from commands.render import Notice, notice_content, render_notice
 from commands.report import PostReport
 from commands.texts import text
 
@@ -134,6 +134,21 @@ def chart_failed_content(language: str, extra: Mapping[str, Any] | None = None
     """Sent instead of a chart that cannot be drawn (the table went out before it)."""
     notice = render_notice(text("chart.failed", language), language=language)
     return notice_content(notice.text, notice.html, extra=extra)
+
+
+def chart_not_installed_content(language: str, extra: Mapping[str, Any] | None = None
+                                ) -> dict[str, Any]:
+    """Sent instead of a chart asked for before matplotlib went away (the table went out)."""
+    notice = render_notice(text("chart.not_installed", language), language=language)
+    return notice_content(notice.text, notice.html, extra=extra)
+
+
+def without_chart(notice: Notice, language: str) -> Notice:
+    """A report's table with one line more saying that charts are not installed (the
+    `charts` extra, matplotlib): what a report is without its picture."""
+    line = render_notice(text("chart.not_installed", language), language=language)
+    return Notice(text=f"{notice.text}\n{line.text}", html=f"{notice.html}<br>{line.html}",
+                  mentions=notice.mentions)
 
 
 def chart_language(language: str) -> str:

@@ -94,13 +94,14 @@ def catalogue_path(language: str, suffix: str = ".po") -> Path:
 @functools.cache
 def _loaded(language: str) -> Catalog | None:
     """A translated language's catalogue: its compiled `.mo` when it is at least as new as
-    the `.po`, else the `.po`; None when there is none."""
+    the `.po` (an installed wheel has only the `.mo`), else the `.po`; None when there is
+    neither."""
     po, mo = catalogue_path(language), catalogue_path(language, ".mo")
-    if not po.exists():
-        return None
-    if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+    if mo.exists() and (not po.exists() or mo.stat().st_mtime >= po.stat().st_mtime):
         with mo.open("rb") as handle:
             return read_mo(handle)
+    if not po.exists():
+        return None
     with po.open("rb") as handle:
         return read_po(handle, locale=language, domain=DOMAIN)
 

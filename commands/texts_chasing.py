@@ -86,6 +86,9 @@ CHASING_MESSAGES: Mapping[str, str] = {
     "chart.failed": (
         "The chart of this report could not be drawn; the figures above are complete."
     ),
+    "chart.not_installed": (
+        "No chart: charts are not installed with this Liaison (the liaison[charts] extra)."
+    ),
     "case.timeline.reminded": "{time} reminder to {post}{late}",
     "case.timeline.escalated": "{time} escalated about {post}{late}",
     "case.timeline.snoozed": "{time} reminders snoozed by {post} ({who})",

@@ -44,6 +44,9 @@ HEALTH_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 HEALTH_POLL_S = 0.05
 LOG_TAIL_LINES = 40
+PORT_ATTEMPTS = 3
+PORT_TAKEN = "Address already in use"
+"""What Synapse's log says when a listener's port was taken before it could bind it."""
 
 # Generous enough that no test, demo or benchmark burst is ever throttled.
 _UNLIMITED = {"per_second": 1000, "burst_count": 1000}
@@ -295,6 +298,8 @@ class LocalSynapse:
         self.server_name = server_name
         self._federation = federation
         self._database = database
+        self._ports_chosen_here = port is None and not self.config_path.exists()
+        """Until the first start, ports that turn out to be taken may be picked again."""
         self._config = self._load_or_create_config(port)
         self.port: int = int(self._config["listeners"][0]["port"])
         self.url = f"http://127.0.0.1:{self.port}"
@@ -339,7 +344,28 @@ class LocalSynapse:
         return config
 
     async def start(self) -> None:
-        """Run Synapse and return once /health answers OK; the first start also writes its key."""
+        """Run Synapse and return once /health answers OK; the first start also writes its key.
+
+        A port is picked free (`free_port`) a moment before Synapse binds it, so another
+        process (a parallel test worker's server, an outgoing connection) may take it in
+        between: before the server's first successful start, such a start is tried again
+        on new ports. After that the ports stay, so that restarts resume the same server."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                await self._start()
+                self._ports_chosen_here = False
+                return
+            except SynapseError as error:
+                if not self._ports_chosen_here or attempt == PORT_ATTEMPTS \
+                        or PORT_TAKEN not in str(error):
+                    raise
+                log.warning("Synapse's port was taken (attempt %d); picking new ports", attempt)
+                self.config_path.unlink()
+                self._config = self._load_or_create_config(None)
+                self.port = int(self._config["listeners"][0]["port"])
+                self.url = f"http://127.0.0.1:{self.port}"
+
+    async def _start(self) -> None:
         if self.running:
             return
         await self.stop()  # reap a server that died on its own, close its output file

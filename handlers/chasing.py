@@ -36,7 +36,7 @@ from commands.records import Case, TimelineKind
 from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
 from commands.render import Notice, render_notice
 from commands.report import MAX_REPORT_DAYS
-from commands.report_chart import CHART_KIND, chart_request
+from commands.report_chart import CHART_KIND, chart_request, without_chart
 from commands.texts import text
 from config import Config
 from handlers.context import Services
@@ -164,12 +164,15 @@ async def report(invocation: Invocation) -> Reply:
     language, timezone = _reader(invocation, services.config, supervised)
     # The same figures as a picture, right after the table: queued as a request the
     # sender draws just before sending it (`commands.report_chart`, `bot.reports`).
-    if ids:
+    # Without the charts extra the table says so instead.
+    if ids and services.charts:
         request = chart_request(since_ms=since_ms, now_ms=now_ms, posts=ids,
                                 language=language, period=period)
         services.follow_reply(request.content(), kind=CHART_KIND)
     notice = render_report(reports, period=period, since_ms=since_ms, now_ms=now_ms,
                            posts=posts, language=language, timezone=timezone)
+    if ids and not services.charts:
+        notice = without_chart(notice, language)
     return _with_audience_hint(notice, invocation, services)
 
 

@@ -78,6 +78,9 @@ class Services:
     """A room's joined and invited users, as the Matrix client knows them (None: unknown)."""
     note_case: Callable[[str], None] = _no_log_context
     """Names the case the event in hand is about in its log lines (`bot.logs.note_case`)."""
+    charts: bool = True
+    """Whether report charts can be drawn (the `charts` extra is installed:
+    `bot.reports.charts_installed`); without it `!report` sends its table alone."""
 
     def audience(self, room_id: str) -> Audience:
         """Who reads what the bot writes into `room_id` (`commands.audience`)."""

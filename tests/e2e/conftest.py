@@ -32,11 +32,20 @@ def unique(prefix: str) -> str:
     return f"{prefix.lower()}-{secrets.token_hex(4)}"
 
 
+FEDERATION_GROUP = "federation"
+"""The xdist group of every test on the federating pair: with `--dist loadgroup` (make
+test) they share one worker, so one pair of servers starts, not one per worker."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark everything under tests/e2e as e2e, so `-m "not e2e"` skips the homeserver."""
+    """Mark everything under tests/e2e as e2e, so `-m "not e2e"` skips the homeserver;
+    put the tests on the federating pair in one xdist group."""
     for item in items:
         if E2E_DIR in item.path.resolve().parents:
             item.add_marker(pytest.mark.e2e)
+        if "synapse_pair" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(FEDERATION_GROUP))
 
 
 # --- homeserver -------------------------------------------------------------

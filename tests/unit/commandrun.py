@@ -43,6 +43,7 @@ async def run_command(
     db: Database, config: Config, clock: Clock, registry: CommandRegistry, *,
     room_id: str, sender: str, body: str, event_id: str, at: datetime,
     joined: frozenset[str], members: Mapping[str, frozenset[str]] | None = None,
+    charts: bool = True,
 ) -> Notice:
     """One command in its own transaction, answered as the router answers it (the answer
     is queued in the outbox too); returns the answer."""
@@ -51,7 +52,7 @@ async def run_command(
     word, args, lines = parsed
     transactions = EventTransactions(
         db=db, clock=clock, rooms=GivenRooms(joined, members or {}),
-        directory=Directory(config), wake_sender=lambda: None)
+        directory=Directory(config), wake_sender=lambda: None, charts=charts)
     await transactions.joined_ms(room_id)  # the router notes when it joined a room first
     limits = config.limits
     runner = CommandRunner(

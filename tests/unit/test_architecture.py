@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.layout import DISTRIBUTION
+
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("commands", "config", "storage", "handlers", "bot", "devkit")
 THIRD_PARTY_SHELL = ("nio", "aiosqlite", "apscheduler")
@@ -28,6 +30,13 @@ FORBIDDEN = {
     "bot": {"devkit"},
 }
 SQL_CALLS = frozenset({"execute", "execute_fetchall", "executemany", "executescript"})
+
+
+def root_of(module: str) -> str:
+    """The top-level folder a module lives in: `bot` for `bot.app` and for its installed
+    name `liaison.bot.app` (devkit/layout.py)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == DISTRIBUTION and len(parts) > 1 else parts[0]
 
 
 def imported_modules(path: Path, *, top_level_only: bool = False) -> set[str]:
@@ -57,7 +66,7 @@ def test_each_folder_imports_only_what_its_layer_may(folder: str) -> None:
     forbidden = FORBIDDEN[folder]
     reached = {name_of(path): sorted(root for module in imported_modules(
                    path, top_level_only=folder == "bot")
-               if (root := module.split(".")[0]) in forbidden)
+               if (root := root_of(module)) in forbidden)
                for path in modules_of(folder)}
     assert {name: roots for name, roots in reached.items() if roots} == {}
 
@@ -67,7 +76,7 @@ def folder_graph() -> dict[str, set[str]]:
     for folder in FOLDERS:
         for path in modules_of(folder):
             for module in imported_modules(path, top_level_only=True):
-                root = module.split(".")[0]
+                root = root_of(module)
                 if root in graph and root != folder:
                     graph[folder].add(root)
     return graph
@@ -107,5 +116,5 @@ def test_the_checks_see_the_code() -> None:
     """The rules above would pass on an empty tree: make sure they read real modules and
     that a forbidden import would be seen."""
     assert len(modules_of("commands")) > 20 and len(modules_of("handlers")) >= 4
-    assert "storage" in {m.split(".")[0] for m in imported_modules(ROOT / "handlers/cases.py")}
+    assert "storage" in {root_of(m) for m in imported_modules(ROOT / "handlers/cases.py")}
     assert folder_graph()["bot"] >= {"handlers", "storage", "commands"}

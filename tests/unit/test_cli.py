@@ -8,6 +8,7 @@ import logging
 import platform
 import re
 import sqlite3
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -54,6 +55,8 @@ def test_check_config_accepts_a_good_file(tmp_path: Path, monkeypatch: pytest.Mo
     path.write_text(GOOD)
     assert main(["check-config", "-c", str(path)]) == EXIT_OK
     assert "OK" in capsys.readouterr().out
+    assert main(["check-config", str(path)]) == EXIT_OK  # the file may be named without -c
+    assert capsys.readouterr().out.startswith(f"{path}: OK")
 
 
 def test_check_config_warns_once_per_language_posts_have_no_name_in(
@@ -333,7 +336,7 @@ def test_version_names_the_build_and_the_schema_it_migrates_to(
     assert main(["version"]) == EXIT_OK
     out = capsys.readouterr().out
     assert out.splitlines() == version_lines()
-    assert re.match(r"liaison \d+\.\d+\.\d+\nPython 3\.11\.\d+\nmatrix-nio 0\.26\.", out), out
+    assert re.match(r"liaison \d+\.\d+\.\d+\nPython 3\.\d+\.\d+\nmatrix-nio 0\.26\.", out), out
 
 
 def test_dash_dash_version_prints_the_first_line_of_version(
@@ -463,13 +466,21 @@ def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str])
 def test_an_interrupted_command_does_not_report_success(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bot.cli
+    from bot import cli
 
     def interrupted(args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bot.cli, "cmd_version", interrupted)
+    monkeypatch.setattr(cli, "cmd_version", interrupted)
     assert main(["version"]) == 130
+
+
+def test_demo_outside_a_checkout_says_how_to_run_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "devkit.demo", None)  # as in an installed wheel
+    assert main(["demo"]) == EXIT_FAILURE
+    assert "make demo" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("schema", "code", "says"), [

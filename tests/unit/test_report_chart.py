@@ -25,9 +25,16 @@ from PIL import Image
 
 from bot.directory import Directory
 from bot.media import MediaUnavailable
-from bot.reports import UPLOAD_ATTEMPTS, WEEKLY_KIND, ReportCharts, WeeklyReports
+from bot.reports import (
+    UPLOAD_ATTEMPTS,
+    WEEKLY_KIND,
+    ReportCharts,
+    WeeklyReports,
+    charts_installed,
+)
 from bot.sender import OutboxSender, SenderSettings
 from commands.localtime import Moment
+from commands.notify import OutboxKind
 from commands.report import PostReport
 from commands.report_chart import (
     CHART_KIND,
@@ -407,6 +414,47 @@ async def test_a_chart_that_cannot_be_drawn_becomes_a_notice_and_an_upload_failu
     assert content["body"] == text("chart.failed", "en")
 
 
+async def test_without_the_charts_extra_report_answers_with_the_table_and_one_line_saying_so(
+        db: Database) -> None:
+    conf = config()
+    bot = await acknowledged_case(db, conf)
+    answer = await run_command(
+        db, conf, bot.clock, default_registry(), room_id=SUP_ROOM, sender=UZ_BOSS,
+        body="!report 7d", event_id="$report", at=bot.clock.at, joined=JOINED, charts=False)
+    lines = answer.text.splitlines()  # the supervisors' room reads Russian
+    assert "Termez (UZ-TERMEZ)" in lines
+    assert any(line.startswith("• Подтверждено 1 из 1: медиана 2") for line in lines)
+    assert lines[-1] == text("chart.not_installed", "ru")
+    assert [message.kind for message in await bot.queued(SUP_ROOM)] == [OutboxKind.REPLY]
+
+    with_charts = await run_command(
+        db, conf, bot.clock, default_registry(), room_id=SUP_ROOM, sender=UZ_BOSS,
+        body="!report 7d", event_id="$report2", at=bot.clock.at, joined=JOINED)
+    assert with_charts.text == "\n".join(lines[:-1])
+    assert [message.kind for message in await bot.queued(SUP_ROOM)][1:] == [
+        OutboxKind.REPLY, CHART_KIND]
+
+
+async def test_a_chart_asked_for_before_matplotlib_went_away_becomes_that_line(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = config()
+    message = await queued_request(db, 0)
+
+    def not_installed(*args: Any, **kwargs: Any) -> Any:
+        raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
+
+    monkeypatch.setattr("bot.reports.ack_time_chart", not_installed)
+    client = UploadingClient()
+    content = await ReportCharts(db, client, conf)(message)  # type: ignore[arg-type]
+    assert client.uploads == []
+    assert (content["msgtype"], content["body"]) == ("m.notice",
+                                                    text("chart.not_installed", "en"))
+
+
+def test_charts_are_installed_in_the_development_environment() -> None:
+    assert charts_installed()  # the wheel test checks the other way: tests/e2e/test_wheel.py
+
+
 async def test_a_chart_the_media_repository_keeps_refusing_becomes_a_notice_in_the_end(
         db: Database) -> None:
     """Its room's queue waits behind it, so it cannot wait for ever."""
@@ -593,9 +641,24 @@ def test_a_good_weekly_report_loads_with_its_defaults() -> None:
 # --- weekly reports, once ------------------------------------------------------------------
 
 
-def reporter(db: Database, conf: Config, clock: FixedClock) -> WeeklyReports:
+def reporter(db: Database, conf: Config, clock: FixedClock, *,
+             charts: bool = True) -> WeeklyReports:
     """A WeeklyReports as a (re)started process makes it: it starts now."""
-    return WeeklyReports(db, clock, conf, languages=Directory(conf), wake_sender=lambda: None)
+    return WeeklyReports(db, clock, conf, languages=Directory(conf), wake_sender=lambda: None,
+                         charts=charts)
+
+
+async def test_without_the_charts_extra_a_weekly_report_is_its_table_saying_so(
+        db: Database) -> None:
+    conf = config()
+    bot = await acknowledged_case(db, conf)
+    bot.clock.at = SLOT
+    await reporter(db, conf, bot.clock, charts=False).tick()
+    [table] = await bot.queued(SUP_ROOM)
+    assert table.kind == WEEKLY_KIND
+    lines = table.content["body"].splitlines()
+    assert lines[1] == "Termez (UZ-TERMEZ)"
+    assert lines[-1] == text("chart.not_installed", "ru")
 
 
 async def test_a_weekly_report_goes_out_once_at_its_time_in_the_room_language(
