@@ -40,12 +40,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from commands.entities import Entity, EntityKind, extract
-from commands.names import Person, name_forms, name_score
-from config.sections import HitsConfig
-from handlers.hits import find_matches
-from storage.db import Database
-from storage.hits import index_keys
+from liaison.commands.entities import Entity, EntityKind, extract
+from liaison.commands.names import Person, name_forms, name_score
+from liaison.config.sections import HitsConfig
+from liaison.handlers.hits import find_matches
+from liaison.storage.db import Database
+from liaison.storage.hits import index_keys
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 19

@@ -10,16 +10,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from commands.case_render import render_relayed_case
-from commands.chasing import ChaseSubject, plan_delivery
-from commands.model import Post, Priority, Tlp
-from commands.notify import OutboxKind
-from commands.parser import CaseKind
-from commands.records import NewCase
-from config import Config
-from handlers.cases import case_content
-from storage import cases, chasing, outbox
-from storage.db import Database
+from liaison.commands.case_render import render_relayed_case
+from liaison.commands.chasing import ChaseSubject, plan_delivery
+from liaison.commands.model import Post, Priority, Tlp
+from liaison.commands.notify import OutboxKind
+from liaison.commands.parser import CaseKind
+from liaison.commands.records import NewCase
+from liaison.config import Config
+from liaison.handlers.cases import case_content
+from liaison.storage import cases, chasing, outbox
+from liaison.storage.db import Database
 
 DATABASE_FILE = "liaison.db"
 SEED_SENDER = "@seed-officer:localhost"

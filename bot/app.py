@@ -14,40 +14,40 @@ from typing import TypeVar
 from aiohttp import ClientError
 from nio import AsyncClient, ProfileGetDisplayNameResponse, ProfileSetDisplayNameError
 
-from bot import fallback_keys
-from bot.backup import RESTORED_MARK, ScheduledBackups
-from bot.chaser import Chaser
-from bot.clock import Clock
-from bot.command_state import CommandDescriptions
-from bot.crosssigning import ensure_cross_signed
-from bot.devicewatch import DeviceWatch
-from bot.direct_rooms import DirectRooms
-from bot.directory import Directory
-from bot.event_transaction import ClientRooms, EventTransactions
-from bot.events import EventRouter
-from bot.health import HomeserverReach
-from bot.invites import InvitePolicy
-from bot.key_claims import KeyClaims
-from bot.key_health import KeyHealth
-from bot.metrics import MonitoringListener
-from bot.rawapi import ApiError
-from bot.receipts import ReadReceipts
-from bot.reports import ReportCharts, WeeklyReports
-from bot.retention import Retention
-from bot.room_upgrades import RoomUpgrades
-from bot.sender import OutboxSender, SenderSettings
-from bot.session import SessionSettings, StartupError, open_session, refused_or_unreachable
-from bot.stale_store import check_and_upload
-from bot.sync import SyncLoop
-from bot.trust import TrustPolicy
-from bot.undecryptable import UndecryptableTracker
-from commands.model import Post
-from commands.notify import MsgType, OutboxKind, msgtype_for
-from config import Config
-from handlers import default_registry
-from storage import audit, chasing, outbox
-from storage.audit import AuditAction
-from storage.db import Database
+from liaison.bot import fallback_keys
+from liaison.bot.backup import RESTORED_MARK, ScheduledBackups
+from liaison.bot.chaser import Chaser
+from liaison.bot.clock import Clock
+from liaison.bot.command_state import CommandDescriptions
+from liaison.bot.crosssigning import ensure_cross_signed
+from liaison.bot.devicewatch import DeviceWatch
+from liaison.bot.direct_rooms import DirectRooms
+from liaison.bot.directory import Directory
+from liaison.bot.event_transaction import ClientRooms, EventTransactions
+from liaison.bot.events import EventRouter
+from liaison.bot.health import HomeserverReach
+from liaison.bot.invites import InvitePolicy
+from liaison.bot.key_claims import KeyClaims
+from liaison.bot.key_health import KeyHealth
+from liaison.bot.metrics import MonitoringListener
+from liaison.bot.rawapi import ApiError
+from liaison.bot.receipts import ReadReceipts
+from liaison.bot.reports import ReportCharts, WeeklyReports
+from liaison.bot.retention import Retention
+from liaison.bot.room_upgrades import RoomUpgrades
+from liaison.bot.sender import OutboxSender, SenderSettings
+from liaison.bot.session import SessionSettings, StartupError, open_session, refused_or_unreachable
+from liaison.bot.stale_store import check_and_upload
+from liaison.bot.sync import SyncLoop
+from liaison.bot.trust import TrustPolicy
+from liaison.bot.undecryptable import UndecryptableTracker
+from liaison.commands.model import Post
+from liaison.commands.notify import MsgType, OutboxKind, msgtype_for
+from liaison.config import Config
+from liaison.handlers import default_registry
+from liaison.storage import audit, chasing, outbox
+from liaison.storage.audit import AuditAction
+from liaison.storage.db import Database
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

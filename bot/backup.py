@@ -38,10 +38,10 @@ from typing import Any
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
-from bot.clock import Clock
-from bot.session import CREDENTIALS_FILE, CRYPTO_DIR
-from config import BackupsConfig
-from storage.db import latest_version, load_migrations, schema_of_file, sqlite_online_copy
+from liaison.bot.clock import Clock
+from liaison.bot.session import CREDENTIALS_FILE, CRYPTO_DIR
+from liaison.config import BackupsConfig
+from liaison.storage.db import latest_version, load_migrations, schema_of_file, sqlite_online_copy
 
 log = logging.getLogger(__name__)
 

@@ -22,24 +22,24 @@ from nio import (
     RoomMessageText,
 )
 
-from bot.command_runner import record_refusal
-from bot.directory import Directory
-from bot.event_transaction import EventTransactions, queue_reply, thread_of
-from bot.logs import current_case
-from bot.media import take_attachment
-from bot.trust import TOFU, TrustPolicy
-from commands.access import acts_for
-from commands.attachments import AttachmentRefusal, attachment_of
-from commands.errors import CommandError
-from commands.flood import FloodGate, flood_notice
-from commands.notify import OutboxKind
-from commands.registry import Reply
-from commands.relations import Relation, acknowledges, relation_of, reply_text
-from commands.render import render_command_error
-from handlers import case_events
-from handlers.context import Services
-from handlers.red import carry_red_reply
-from storage import cases
+from liaison.bot.command_runner import record_refusal
+from liaison.bot.directory import Directory
+from liaison.bot.event_transaction import EventTransactions, queue_reply, thread_of
+from liaison.bot.logs import current_case
+from liaison.bot.media import take_attachment
+from liaison.bot.trust import TOFU, TrustPolicy
+from liaison.commands.access import acts_for
+from liaison.commands.attachments import AttachmentRefusal, attachment_of
+from liaison.commands.errors import CommandError
+from liaison.commands.flood import FloodGate, flood_notice
+from liaison.commands.notify import OutboxKind
+from liaison.commands.registry import Reply
+from liaison.commands.relations import Relation, acknowledges, relation_of, reply_text
+from liaison.commands.render import render_command_error
+from liaison.handlers import case_events
+from liaison.handlers.context import Services
+from liaison.handlers.red import carry_red_reply
+from liaison.storage import cases
 
 log = logging.getLogger(__name__)
 

@@ -35,12 +35,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.clock import Clock
-from bot.directory import Directory
-from commands.audience import Detail, Disclosure
-from commands.case_render import CASE_KEY, case_metadata
-from commands.chase_render import render_escalation, render_reminder, render_taken
-from commands.chasing import (
+from liaison.bot.clock import Clock
+from liaison.bot.directory import Directory
+from liaison.commands.audience import Detail, Disclosure
+from liaison.commands.case_render import CASE_KEY, case_metadata
+from liaison.commands.chase_render import render_escalation, render_reminder, render_taken
+from liaison.commands.chasing import (
     Action,
     Phase,
     Recipient,
@@ -53,16 +53,16 @@ from commands.chasing import (
     suggested_snooze,
     taken_reason,
 )
-from commands.model import Post
-from commands.notify import OutboxKind, msgtype_for
-from commands.records import Case, TimelineKind
-from commands.render import Notice, notice_content
-from config import Config
-from handlers.context import audience_in, case_disclosure, require_disclosure
-from handlers.red import deliver_waiting, red_home, red_reader
-from storage import cases, chasing, outbox
-from storage.chasing import SentMessage, StepRecord
-from storage.db import Database
+from liaison.commands.model import Post
+from liaison.commands.notify import OutboxKind, msgtype_for
+from liaison.commands.records import Case, TimelineKind
+from liaison.commands.render import Notice, notice_content
+from liaison.config import Config
+from liaison.handlers.context import audience_in, case_disclosure, require_disclosure
+from liaison.handlers.red import deliver_waiting, red_home, red_reader
+from liaison.storage import cases, chasing, outbox
+from liaison.storage.chasing import SentMessage, StepRecord
+from liaison.storage.db import Database
 
 log = logging.getLogger(__name__)
 

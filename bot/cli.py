@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.cli_commands import (
+from liaison.bot.cli_commands import (
     EXIT_AUDIT_BROKEN,
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -46,9 +46,9 @@ from bot.cli_commands import (
     cmd_version,
     report_period,
 )
-from bot.oversight import parse_since
-from config import ConfigError
-from storage.db import MigrationError, SchemaTooNewError
+from liaison.bot.oversight import parse_since
+from liaison.config import ConfigError
+from liaison.storage.db import MigrationError, SchemaTooNewError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 
-from config import Config, load_config
-from storage.db import BACKUP_DIR, SchemaTooNewError
+from liaison.config import Config, load_config
+from liaison.storage.db import BACKUP_DIR, SchemaTooNewError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -38,10 +38,10 @@ def _load(path: Path) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bot.app import run_until_signalled
-    from bot.crosssigning import IdentityConflict
-    from bot.logs import setup_logging
-    from bot.session import StartupError
+    from liaison.bot.app import run_until_signalled
+    from liaison.bot.crosssigning import IdentityConflict
+    from liaison.bot.logs import setup_logging
+    from liaison.bot.session import StartupError
 
     config = _load(args.config)
     # Everything the bot writes (crypto store, database, ready file) is for its own user
@@ -64,7 +64,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)  # also reads every secret; a missing one names its line
     for gap in config.name_gaps():
         print(f"warning: {gap}", file=sys.stderr)
-    from commands.texts import text
+    from liaison.commands.texts import text
 
     print(f"{args.config}: OK — {text('count.posts', count=len(config.posts))}, "
           f"{text('count.groups', count=len(config.groups))}, "
@@ -73,8 +73,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_reset_identity(args: argparse.Namespace) -> int:
-    from bot.app import CROSS_SIGNING_FILE, connect
-    from bot.crosssigning import reset_identity
+    from liaison.bot.app import CROSS_SIGNING_FILE, connect
+    from liaison.bot.crosssigning import reset_identity
 
     config = _load(args.config)
     if config.bot.password is None:
@@ -87,8 +87,8 @@ def cmd_reset_identity(args: argparse.Namespace) -> int:
             "again, and until then their clients may refuse to send it keys.\n"
             "Run again with --yes to proceed.")
 
-    from bot.app import DATABASE_FILE
-    from storage.db import require_current_schema
+    from liaison.bot.app import DATABASE_FILE
+    from liaison.storage.db import require_current_schema
 
     database = config.data_dir / DATABASE_FILE
     if database.is_file():  # the reset is recorded there: never by migrating behind the bot
@@ -103,7 +103,7 @@ def cmd_reset_identity(args: argparse.Namespace) -> int:
         finally:
             await client.close()
 
-    from bot.oversight import record_identity_reset
+    from liaison.bot.oversight import record_identity_reset
 
     master = asyncio.run(reset())
     print(f"new cross-signing master key: {master}")
@@ -112,11 +112,11 @@ def cmd_reset_identity(args: argparse.Namespace) -> int:
 
 
 def cmd_recover_device(args: argparse.Namespace) -> int:
-    from bot.app import CROSS_SIGNING_FILE, DATABASE_FILE, session_settings
-    from bot.crosssigning import IdentityConflict
-    from bot.recovery import Recovery, recover_device
-    from bot.session import StartupError
-    from storage.db import Database, require_current_schema
+    from liaison.bot.app import CROSS_SIGNING_FILE, DATABASE_FILE, session_settings
+    from liaison.bot.crosssigning import IdentityConflict
+    from liaison.bot.recovery import Recovery, recover_device
+    from liaison.bot.session import StartupError
+    from liaison.storage.db import Database, require_current_schema
 
     config = _load(args.config)
     if config.bot.password is None:
@@ -163,7 +163,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     """One archive of the data directory: online copies of the database and the crypto
     store, credentials, cross-signing seeds, a manifest. Safe while the bot runs; needs no
     secrets and never creates, migrates or changes the database."""
-    from bot.backup import BackupError, backup
+    from liaison.bot.backup import BackupError, backup
 
     config = _offline_config(args.config)
     encrypt_to = args.encrypt_to or config.backups.encrypt_to
@@ -181,7 +181,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_backup_key(args: argparse.Namespace) -> int:
-    from bot.backup import generate_key
+    from liaison.bot.backup import generate_key
 
     os.umask(0o077)
     try:
@@ -196,7 +196,7 @@ def cmd_backup_key(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from bot.backup import BackupError, restore
+    from liaison.bot.backup import BackupError, restore
 
     os.umask(0o077)
     try:
@@ -220,7 +220,7 @@ def _offline_config(path: Path) -> Config:
 
 
 def _database_of(config: Config) -> Path:
-    from bot.app import DATABASE_FILE
+    from liaison.bot.app import DATABASE_FILE
 
     return config.data_dir / DATABASE_FILE
 
@@ -231,7 +231,7 @@ def _database(path: Path) -> Path:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from bot.oversight import NoAuditLog, describe, verify_chain
+    from liaison.bot.oversight import NoAuditLog, describe, verify_chain
 
     try:
         check = asyncio.run(verify_chain(_database(args.config), anchor=args.anchor))
@@ -242,7 +242,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bot.oversight import NoAuditLog, export_records
+    from liaison.bot.oversight import NoAuditLog, export_records
 
     since_ms = None if args.since is None else int(args.since.timestamp() * 1000)
     try:
@@ -260,7 +260,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_rooms(args: argparse.Namespace) -> int:
     """List the bot's rooms and what each stands for, or leave one."""
-    from bot.rooms import RoomsError, describe, joined_rooms, leave_room
+    from liaison.bot.rooms import RoomsError, describe, joined_rooms, leave_room
 
     config = _offline_config(args.config)
     try:
@@ -277,8 +277,8 @@ def cmd_rooms(args: argparse.Namespace) -> int:
 
 def report_period(value: str) -> tuple[str, timedelta]:
     """`--period`: a duration like `!report`'s (`7d`, `30d`, `12h`), at most a year."""
-    from commands.durations import format_duration, parse_duration
-    from commands.report import MAX_REPORT_DAYS
+    from liaison.commands.durations import format_duration, parse_duration
+    from liaison.commands.report import MAX_REPORT_DAYS
 
     try:
         length = parse_duration(value)
@@ -298,7 +298,7 @@ def _unknown_post(post: str, known: list[str]) -> str:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from bot.stats import SchemaTooOld, read_stats, stats_json, stats_table
+    from liaison.bot.stats import SchemaTooOld, read_stats, stats_json, stats_table
 
     config = _offline_config(args.config)
     known = [post.id for post in config.posts]
@@ -327,7 +327,7 @@ def _installed(distribution: str) -> str:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
-    from storage.db import latest_version, load_migrations, stored_schema_version
+    from liaison.storage.db import latest_version, load_migrations, stored_schema_version
 
     migrations = load_migrations()
     latest = latest_version(migrations)

@@ -16,21 +16,26 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from bot.clock import from_ms
-from bot.directory import Directory
-from bot.event_transaction import EventTransactions, queue_reply, reply_content, reply_relation
-from commands.access import AUTHORITY_REFUSALS, command_refusal
-from commands.errors import CommandError
-from commands.flood import FloodGate, flood_notice
-from commands.notify import OutboxKind
-from commands.registry import CommandRegistry, Invocation, Reply
-from commands.relations import Relation
-from commands.render import render_command_error, render_notice
-from commands.texts import text
-from handlers import case_events
-from handlers.context import FollowUp, Services
-from storage import cases, state
-from storage.audit import AuditAction
+from liaison.bot.clock import from_ms
+from liaison.bot.directory import Directory
+from liaison.bot.event_transaction import (
+    EventTransactions,
+    queue_reply,
+    reply_content,
+    reply_relation,
+)
+from liaison.commands.access import AUTHORITY_REFUSALS, command_refusal
+from liaison.commands.errors import CommandError
+from liaison.commands.flood import FloodGate, flood_notice
+from liaison.commands.notify import OutboxKind
+from liaison.commands.registry import CommandRegistry, Invocation, Reply
+from liaison.commands.relations import Relation
+from liaison.commands.render import render_command_error, render_notice
+from liaison.commands.texts import text
+from liaison.handlers import case_events
+from liaison.handlers.context import FollowUp, Services
+from liaison.storage import cases, state
+from liaison.storage.audit import AuditAction
 
 log = logging.getLogger(__name__)
 

@@ -18,17 +18,17 @@ import logging
 from aiohttp import ClientError
 from nio import AsyncClient, RoomPutStateError
 
-from bot.directory import Directory
-from commands.command_descriptions import (
+from liaison.bot.directory import Directory
+from liaison.commands.command_descriptions import (
     MSC4332_COMMANDS,
     MSC4391_DESCRIPTION,
     msc4332_commands,
     msc4391_descriptions,
     published_digest,
 )
-from commands.registry import CommandRegistry
-from storage import state
-from storage.db import Database
+from liaison.commands.registry import CommandRegistry
+from liaison.storage import state
+from liaison.storage.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from Crypto.PublicKey import ECC
 from Crypto.Signature import eddsa
 from nio import AsyncClient
 
-from bot.files import write_private_file
-from bot.rawapi import ApiError, request_json
+from liaison.bot.files import write_private_file
+from liaison.bot.rawapi import ApiError, request_json
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 from nio import AsyncClient
 
-from bot.clock import Clock
-from commands.notify import OutboxKind
-from commands.render import Code, notice_content, render_notice
-from commands.texts import text
-from storage import outbox, state
-from storage.db import Database
+from liaison.bot.clock import Clock
+from liaison.commands.notify import OutboxKind
+from liaison.commands.render import Code, notice_content, render_notice
+from liaison.commands.texts import text
+from liaison.storage import outbox, state
+from liaison.storage.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,11 @@ from urllib.parse import quote
 from aiohttp import ClientError
 from nio import AsyncClient, RoomCreateError, RoomForgetError, RoomLeaveError, RoomPreset
 
-from bot.clock import Clock
-from bot.rawapi import ApiError, request_json
-from storage import direct_rooms
-from storage.db import Database
-from storage.direct_rooms import DirectRoom
+from liaison.bot.clock import Clock
+from liaison.bot.rawapi import ApiError, request_json
+from liaison.storage import direct_rooms
+from liaison.storage.db import Database
+from liaison.storage.direct_rooms import DirectRoom
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ chaser before every round, so a `!lang` is seen from the next event on.
 
 from __future__ import annotations
 
-from commands.model import Post
-from config import Config
-from storage import languages, state
-from storage.db import Database
+from liaison.commands.model import Post
+from liaison.config import Config
+from liaison.storage import languages, state
+from liaison.storage.db import Database
 
 REPLACED_PREFIX = "room.replaced."
 """kv keys of upgraded post rooms: `room.replaced.<old room id>` → the new room id

@@ -17,20 +17,20 @@ from typing import Any, Protocol
 
 from nio import AsyncClient, MatrixRoom
 
-from bot.clock import Clock
-from bot.direct_rooms import room_members
-from bot.directory import Directory
-from bot.logs import note_case
-from bot.reports import charts_installed
-from bot.seen import note_receipts
-from commands.notify import OutboxKind
-from commands.registry import Reply
-from commands.render import notice_content, render_notice
-from commands.texts import text
-from handlers.context import Services
-from storage import inbox, outbox, state
-from storage.audit import AuditAction
-from storage.db import Database
+from liaison.bot.clock import Clock
+from liaison.bot.direct_rooms import room_members
+from liaison.bot.directory import Directory
+from liaison.bot.logs import note_case
+from liaison.bot.reports import charts_installed
+from liaison.bot.seen import note_receipts
+from liaison.commands.notify import OutboxKind
+from liaison.commands.registry import Reply
+from liaison.commands.render import notice_content, render_notice
+from liaison.commands.texts import text
+from liaison.handlers.context import Services
+from liaison.storage import inbox, outbox, state
+from liaison.storage.audit import AuditAction
+from liaison.storage.db import Database
 
 Work = Callable[[Services], Awaitable[None]]
 

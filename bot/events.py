@@ -26,29 +26,29 @@ from nio import (
     SyncResponse,
 )
 
-from bot.case_messages import UNTRUSTED_DEVICE_REPLY, CaseMessages, sealed, sender_device
-from bot.command_runner import CommandEvent, CommandRunner
-from bot.directory import Directory
-from bot.event_transaction import (
+from liaison.bot.case_messages import UNTRUSTED_DEVICE_REPLY, CaseMessages, sealed, sender_device
+from liaison.bot.command_runner import CommandEvent, CommandRunner
+from liaison.bot.directory import Directory
+from liaison.bot.event_transaction import (
     EventTransactions,
     queue_reply,
     reply_content,
     valid_unicode,
 )
-from bot.invites import InvitePolicy, answer_invite
-from bot.logs import log_context
-from bot.receipts import ReadReceipts
-from bot.room_upgrades import RoomUpgrades
-from bot.trust import TrustPolicy
-from bot.undecryptable import UndecryptableTracker
-from commands.command_descriptions import MSC4391_COMMAND, command_text
-from commands.flood import FloodGate
-from commands.notify import OutboxKind
-from commands.registry import CommandRegistry, split_command
-from commands.relations import edited_body, relation_of
-from handlers.context import Services
-from storage import state
-from storage.audit import AuditAction
+from liaison.bot.invites import InvitePolicy, answer_invite
+from liaison.bot.logs import log_context
+from liaison.bot.receipts import ReadReceipts
+from liaison.bot.room_upgrades import RoomUpgrades
+from liaison.bot.trust import TrustPolicy
+from liaison.bot.undecryptable import UndecryptableTracker
+from liaison.commands.command_descriptions import MSC4391_COMMAND, command_text
+from liaison.commands.flood import FloodGate
+from liaison.commands.notify import OutboxKind
+from liaison.commands.registry import CommandRegistry, split_command
+from liaison.commands.relations import edited_body, relation_of
+from liaison.handlers.context import Services
+from liaison.storage import state
+from liaison.storage.audit import AuditAction
 
 log = logging.getLogger(__name__)
 

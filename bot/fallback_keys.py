@@ -28,10 +28,10 @@ from typing import Any
 
 from nio import AsyncClient
 
-from bot.clock import Clock
-from bot.rawapi import ApiError, request_json
-from storage import state
-from storage.db import Database
+from liaison.bot.clock import Clock
+from liaison.bot.rawapi import ApiError, request_json
+from liaison.storage import state
+from liaison.storage.db import Database
 
 log = logging.getLogger(__name__)
 

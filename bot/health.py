@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from bot.key_health import KeyHealth
-from commands.durations import format_duration
-from storage.outbox import OutboxStats
+from liaison.bot.key_health import KeyHealth
+from liaison.commands.durations import format_duration
+from liaison.storage.outbox import OutboxStats
 
 
 @dataclass(frozen=True)

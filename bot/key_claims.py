@@ -31,7 +31,7 @@ from nio import (
 )
 from nio.crypto import OlmDevice
 
-from bot.key_health import KeyHealth
+from liaison.bot.key_health import KeyHealth
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from nio import AsyncClient, MemoryDownloadResponse, UploadResponse
 from nio.crypto.attachments import decrypt_attachment, encrypt_attachment
 from nio.exceptions import EncryptionError
 
-from commands.attachments import (
+from liaison.commands.attachments import (
     Attachment,
     AttachmentRefusal,
     AttachmentsConfig,

@@ -30,14 +30,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
-from bot.clock import Clock
-from bot.health import HealthLimits, HomeserverReach, assess
-from bot.key_health import KeyHealth
-from bot.session import StartupError
-from config import MetricsConfig
-from storage import outbox
-from storage.db import read_only
-from storage.metrics import ACK_BUCKETS_S, WorkFigures, work_figures
+from liaison.bot.clock import Clock
+from liaison.bot.health import HealthLimits, HomeserverReach, assess
+from liaison.bot.key_health import KeyHealth
+from liaison.bot.session import StartupError
+from liaison.config import MetricsConfig
+from liaison.storage import outbox
+from liaison.storage.db import read_only
+from liaison.storage.metrics import ACK_BUCKETS_S, WorkFigures, work_figures
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from typing import TextIO
 
 import aiosqlite
 
-from storage import audit, export
-from storage.audit import AuditAction, ChainCheck
-from storage.db import Database, has_table, read_only, require_current_schema
+from liaison.storage import audit, export
+from liaison.storage.audit import AuditAction, ChainCheck
+from liaison.storage.db import Database, has_table, read_only, require_current_schema
 
 
 class NoAuditLog(RuntimeError):

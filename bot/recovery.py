@@ -34,13 +34,13 @@ from urllib.parse import quote
 from aiohttp import ClientError
 from nio import AsyncClient, AsyncClientConfig
 
-from bot.app import retrying
-from bot.backup import RESTORED_MARK
-from bot.crosssigning import ensure_cross_signed, load_seeds
-from bot.files import ensure_private_dir
-from bot.key_health import KeyHealth
-from bot.rawapi import request_json
-from bot.session import (
+from liaison.bot.app import retrying
+from liaison.bot.backup import RESTORED_MARK
+from liaison.bot.crosssigning import ensure_cross_signed, load_seeds
+from liaison.bot.files import ensure_private_dir
+from liaison.bot.key_health import KeyHealth
+from liaison.bot.rawapi import request_json
+from liaison.bot.session import (
     CREDENTIALS_FILE,
     CRYPTO_DIR,
     Credentials,
@@ -48,10 +48,10 @@ from bot.session import (
     StartupError,
     open_session,
 )
-from bot.stale_store import check_and_upload
-from storage import audit, outbox
-from storage.audit import AuditAction
-from storage.db import Database
+from liaison.bot.stale_store import check_and_upload
+from liaison.storage import audit, outbox
+from liaison.storage.audit import AuditAction
+from liaison.storage.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -30,14 +30,14 @@ from typing import Any
 
 from nio import AsyncClient
 
-from bot.clock import Clock
-from bot.directory import Directory
-from bot.media import MediaUnavailable, upload
-from commands.chase_render import render_report
-from commands.chasing import is_late
-from commands.notify import OutboxKind
-from commands.render import notice_content
-from commands.report_chart import (
+from liaison.bot.clock import Clock
+from liaison.bot.directory import Directory
+from liaison.bot.media import MediaUnavailable, upload
+from liaison.commands.chase_render import render_report
+from liaison.commands.chasing import is_late
+from liaison.commands.notify import OutboxKind
+from liaison.commands.render import notice_content
+from liaison.commands.report_chart import (
     CHART_KIND,
     REPORT_KEY,
     Chart,
@@ -49,11 +49,11 @@ from commands.report_chart import (
     image_content,
     without_chart,
 )
-from commands.report_schedule import WeeklyReport
-from config import Config
-from storage import chasing, outbox, reports
-from storage.db import Database
-from storage.outbox import OutboxMessage
+from liaison.commands.report_schedule import WeeklyReport
+from liaison.config import Config
+from liaison.storage import chasing, outbox, reports
+from liaison.storage.db import Database
+from liaison.storage.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
 

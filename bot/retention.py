@@ -10,9 +10,9 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from bot.clock import Clock
-from storage import retention
-from storage.db import Database
+from liaison.bot.clock import Clock
+from liaison.storage import retention
+from liaison.storage.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ import logging
 from aiohttp import ClientError
 from nio import AsyncClient, JoinError
 
-from bot.clock import Clock
-from bot.directory import REPLACED_PREFIX, Directory
-from config import Config
-from storage import audit, state
-from storage.audit import AuditAction
-from storage.db import Database
+from liaison.bot.clock import Clock
+from liaison.bot.directory import REPLACED_PREFIX, Directory
+from liaison.config import Config
+from liaison.storage import audit, state
+from liaison.storage.audit import AuditAction
+from liaison.storage.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from nio import (
     RoomLeaveResponse,
 )
 
-from bot.session import CREDENTIALS_FILE, Credentials
-from commands.audience import Audience, AudienceKind
-from config import Config
-from handlers.context import audience_in
+from liaison.bot.session import CREDENTIALS_FILE, Credentials
+from liaison.commands.audience import Audience, AudienceKind
+from liaison.config import Config
+from liaison.handlers.context import audience_in
 
 
 class RoomsError(Exception):

@@ -15,9 +15,9 @@ import logging
 
 from nio import MatrixRoom, ReceiptEvent
 
-from bot.clock import Clock
-from storage import cases
-from storage.db import Database
+from liaison.bot.clock import Clock
+from liaison.storage import cases
+from liaison.storage.db import Database
 
 log = logging.getLogger(__name__)
 

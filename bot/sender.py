@@ -22,15 +22,15 @@ import aiosqlite
 from aiohttp import ClientError
 from nio import AsyncClient, LocalProtocolError, RoomSendError, RoomSendResponse, SendRetryError
 
-from bot.clock import Clock
-from bot.logs import log_context
-from commands.notify import AHEAD_OF_BATCH, PLAINTEXT_ALLOWED, OutboxKind
-from commands.report_chart import RENDER_KEY
-from commands.retry import retry_delay_ms
-from storage import audit, outbox
-from storage.audit import AuditAction
-from storage.db import Database
-from storage.outbox import OutboxMessage
+from liaison.bot.clock import Clock
+from liaison.bot.logs import log_context
+from liaison.commands.notify import AHEAD_OF_BATCH, PLAINTEXT_ALLOWED, OutboxKind
+from liaison.commands.report_chart import RENDER_KEY
+from liaison.commands.retry import retry_delay_ms
+from liaison.storage import audit, outbox
+from liaison.storage.audit import AuditAction
+from liaison.storage.db import Database
+from liaison.storage.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from nio import (
     WhoamiResponse,
 )
 
-from bot.crosssigning import query_identity
-from bot.files import ensure_private_dir, write_private_file
-from bot.megolm_compat import LiaisonClient
+from liaison.bot.crosssigning import query_identity
+from liaison.bot.files import ensure_private_dir, write_private_file
+from liaison.bot.megolm_compat import LiaisonClient
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ import secrets
 
 from nio import AsyncClient
 
-from bot.key_health import ALREADY_EXISTS, KeyHealth, upload_keys
-from bot.rawapi import ApiError, request_json
-from bot.session import StartupError
-from storage import state
-from storage.db import Database
+from liaison.bot.key_health import ALREADY_EXISTS, KeyHealth, upload_keys
+from liaison.bot.rawapi import ApiError, request_json
+from liaison.bot.session import StartupError
+from liaison.storage import state
+from liaison.storage.db import Database
 
 log = logging.getLogger(__name__)
 

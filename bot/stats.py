@@ -13,18 +13,18 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from commands.chase_policy import ChasePolicies
-from commands.chase_render import elapsed
-from commands.report import PostReport
-from storage.chasing import post_reports
-from storage.db import (
+from liaison.commands.chase_policy import ChasePolicies
+from liaison.commands.chase_render import elapsed
+from liaison.commands.report import PostReport
+from liaison.storage.chasing import post_reports
+from liaison.storage.db import (
     latest_version,
     load_migrations,
     read_only,
     refuse_newer_schema,
     schema_version_of,
 )
-from storage.export import iso
+from liaison.storage.export import iso
 
 NONE = "-"
 """A time that cannot be given (nothing acknowledged or answered)."""

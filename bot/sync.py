@@ -22,10 +22,10 @@ from nio import (
     SyncResponse,
 )
 
-from bot.key_health import KeyHealth, note_server_count, upload_keys
-from bot.stale_store import remember_counter
-from storage import state
-from storage.db import Database
+from liaison.bot.key_health import KeyHealth, note_server_count, upload_keys
+from liaison.bot.stale_store import remember_counter
+from liaison.storage import state
+from liaison.storage.db import Database
 
 log = logging.getLogger(__name__)
 

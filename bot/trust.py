@@ -20,8 +20,8 @@ from typing import Any
 from aiohttp import ClientError
 from nio import AsyncClient
 
-from bot.crosssigning import KEYS_QUERY, device_is_cross_signed
-from bot.rawapi import request_json
+from liaison.bot.crosssigning import KEYS_QUERY, device_is_cross_signed
+from liaison.bot.rawapi import request_json
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,15 @@ from typing import Any
 from aiohttp import ClientError
 from nio import AsyncClient, EncryptionError, LocalProtocolError, MatrixRoom, MegolmEvent
 
-from bot.clock import Clock
-from bot.megolm_compat import LiaisonClient
-from commands.notify import MsgType, msgtype_for
-from commands.render import notice_content, render_notice
-from commands.texts import text
-from storage import inbox, outbox
-from storage.db import Database
-from storage.inbox import UndecryptableEvent
-from storage.metrics import UNDECRYPTABLE_KIND
+from liaison.bot.clock import Clock
+from liaison.bot.megolm_compat import LiaisonClient
+from liaison.commands.notify import MsgType, msgtype_for
+from liaison.commands.render import notice_content, render_notice
+from liaison.commands.texts import text
+from liaison.storage import inbox, outbox
+from liaison.storage.db import Database
+from liaison.storage.inbox import UndecryptableEvent
+from liaison.storage.metrics import UNDECRYPTABLE_KIND
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from commands.audience import Audience, AudienceKind
-from commands.errors import CommandError
-from commands.model import Post
-from commands.registry import CommandSpec, Role
-from commands.texts import Term
+from liaison.commands.audience import Audience, AudienceKind
+from liaison.commands.errors import CommandError
+from liaison.commands.model import Post
+from liaison.commands.registry import CommandSpec, Role
+from liaison.commands.texts import Term
 
 AUTHORITY_REFUSALS = frozenset({
     "error.case_room_not_post", "error.not_post_officer", "error.role_required",

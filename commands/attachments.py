@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from pydantic_core import PydanticCustomError
 
-from commands.durations import Duration
+from liaison.commands.durations import Duration
 
 MEDIA_MSGTYPES = frozenset({"m.image", "m.file", "m.video", "m.audio"})
 DEFAULT_TYPE = "application/octet-stream"

@@ -26,7 +26,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
-from commands.model import Post, Tlp
+from liaison.commands.model import Post, Tlp
 
 
 class Detail(IntEnum):

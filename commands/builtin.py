@@ -4,10 +4,10 @@ bot's whole command set is put together by `handlers.default_registry`.
 
 from __future__ import annotations
 
-from commands.errors import CommandError
-from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
-from commands.render import render_notice
-from commands.texts import text
+from liaison.commands.errors import CommandError
+from liaison.commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
+from liaison.commands.render import render_notice
+from liaison.commands.texts import text
 
 
 def register_builtins(registry: CommandRegistry) -> None:

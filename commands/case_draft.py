@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
-from commands.errors import CommandError
-from commands.identifiers import (
+from liaison.commands.errors import CommandError
+from liaison.commands.identifiers import (
     CATEGORY_RE,
     GRADE_RE,
     NEIGHBOURS,
@@ -20,8 +20,8 @@ from commands.identifiers import (
     _canonical_target,
     strip_invisible,
 )
-from commands.model import Priority, Tlp
-from commands.texts import FIELD_KEYS, OPTION_KEYS, fold_word
+from liaison.commands.model import Priority, Tlp
+from liaison.commands.texts import FIELD_KEYS, OPTION_KEYS, fold_word
 
 CaseKind = Literal["alert", "request"]
 

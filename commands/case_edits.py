@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from commands.parser import CaseDraft
-from commands.records import Case, Revision
+from liaison.commands.parser import CaseDraft
+from liaison.commands.records import Case, Revision
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from commands.case_edits import CaseEdit
-from commands.deadlines import class_summary
-from commands.handling import handling_label
-from commands.localtime import Moment, field_time_ms, format_time, is_time_field
-from commands.model import Post, Tlp
-from commands.records import Case, Delivery, TimelineEntry
-from commands.render import Code, Line, Mention, Notice, Relayed, Span, Strong, render_notice
-from commands.routing import Refusal, RefusalReason
-from commands.texts import field_key, text
+from liaison.commands.case_edits import CaseEdit
+from liaison.commands.deadlines import class_summary
+from liaison.commands.handling import handling_label
+from liaison.commands.localtime import Moment, field_time_ms, format_time, is_time_field
+from liaison.commands.model import Post, Tlp
+from liaison.commands.records import Case, Delivery, TimelineEntry
+from liaison.commands.render import (
+    Code,
+    Line,
+    Mention,
+    Notice,
+    Relayed,
+    Span,
+    Strong,
+    render_notice,
+)
+from liaison.commands.routing import Refusal, RefusalReason
+from liaison.commands.texts import field_key, text
 
 MAX_RELAYED_TEXT_IN_STATUS = 300
 """Updates and outcomes are cut to this many characters in `!status`."""

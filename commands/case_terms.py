@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from commands.deadlines import DeadlineClass, check_due, class_deadline_ms, resolve_class
-from commands.errors import CommandError
-from commands.handling import (
+from liaison.commands.deadlines import DeadlineClass, check_due, class_deadline_ms, resolve_class
+from liaison.commands.errors import CommandError
+from liaison.commands.handling import (
     Handling,
     Terms,
     check_h3,

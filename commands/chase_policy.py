@@ -21,8 +21,8 @@ from typing import Annotated, Any, TypeAlias
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from commands.durations import Duration, format_duration
-from commands.model import MXID_RE, POST_ID_RE, Priority
+from liaison.commands.durations import Duration, format_duration
+from liaison.commands.model import MXID_RE, POST_ID_RE, Priority
 
 TARGET_SUPERVISORS = "target-supervisors"
 ORIGIN_SUPERVISORS = "origin-supervisors"

@@ -13,15 +13,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
-from commands.case_render import BULLET, case_label, case_moment, case_title, post_label
-from commands.chasing import Phase, Recipient, TakenReason
-from commands.durations import format_duration
-from commands.localtime import Elapsed, Moment, format_elapsed, format_time
-from commands.model import Post
-from commands.records import Case, Delivery
-from commands.render import Code, Line, Mention, Notice, Relayed, Span, Strong, render_notice
-from commands.report import PostReport
-from commands.texts import field_key, text
+from liaison.commands.case_render import BULLET, case_label, case_moment, case_title, post_label
+from liaison.commands.chasing import Phase, Recipient, TakenReason
+from liaison.commands.durations import format_duration
+from liaison.commands.localtime import Elapsed, Moment, format_elapsed, format_time
+from liaison.commands.model import Post
+from liaison.commands.records import Case, Delivery
+from liaison.commands.render import (
+    Code,
+    Line,
+    Mention,
+    Notice,
+    Relayed,
+    Span,
+    Strong,
+    render_notice,
+)
+from liaison.commands.report import PostReport
+from liaison.commands.texts import field_key, text
 
 SUMMARY_CHARS = 160
 """A reminder or escalation quotes this much of the case."""

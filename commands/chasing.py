@@ -25,7 +25,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
 
-from commands.chase_policy import (
+from liaison.commands.chase_policy import (
     ORIGIN_SUPERVISORS,
     REGIONAL_CENTRE,
     TARGET_SUPERVISORS,
@@ -33,8 +33,8 @@ from commands.chase_policy import (
     ChasePolicy,
     EscalationStep,
 )
-from commands.model import MXID_RE, Post, Priority
-from commands.quiet_hours import QuietHours
+from liaison.commands.model import MXID_RE, Post, Priority
+from liaison.commands.quiet_hours import QuietHours
 
 LATE_AFTER_MS = 60_000
 """A step fired more than this after it fell due is marked late (the bot was down or busy)."""

@@ -31,9 +31,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from commands.model import LANGUAGES
-from commands.registry import CommandRegistry, CommandSpec
-from commands.texts import text
+from liaison.commands.model import LANGUAGES
+from liaison.commands.registry import CommandRegistry, CommandSpec
+from liaison.commands.texts import text
 
 MSC4391_DESCRIPTION = "org.matrix.msc4391.command_description"
 MSC4391_COMMAND = "org.matrix.msc4391.command"

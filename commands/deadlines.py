@@ -23,11 +23,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from commands.durations import Duration, parse_duration
-from commands.errors import CommandError
-from commands.identifiers import REF_RE, parse_ref, strip_invisible
-from commands.localtime import Elapsed, Moment
-from commands.texts import fold_word, text
+from liaison.commands.durations import Duration, parse_duration
+from liaison.commands.errors import CommandError
+from liaison.commands.identifiers import REF_RE, parse_ref, strip_invisible
+from liaison.commands.localtime import Elapsed, Moment
+from liaison.commands.texts import fold_word, text
 
 CLASS_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
 DAY = timedelta(days=1)

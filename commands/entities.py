@@ -32,9 +32,9 @@ import phonenumbers
 from stdnum import iban as stdnum_iban
 from stdnum import iso6346
 
-from commands.identifiers import strip_invisible
-from commands.names import Person, name_forms
-from commands.vocabulary import ENTITY_FIELDS, FIELD_KEYS, fold_word
+from liaison.commands.identifiers import strip_invisible
+from liaison.commands.names import Person, name_forms
+from liaison.commands.vocabulary import ENTITY_FIELDS, FIELD_KEYS, fold_word
 
 
 class EntityKind(StrEnum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from commands.texts import text
+from liaison.commands.texts import text
 
 
 class CommandError(Exception):

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
-from commands.durations import format_duration, parse_duration
-from commands.localtime import Elapsed
-from commands.render import Notice, render_notice
-from commands.texts import text
+from liaison.commands.durations import format_duration, parse_duration
+from liaison.commands.localtime import Elapsed
+from liaison.commands.render import Notice, render_notice
+from liaison.commands.texts import text
 
 MAX_RATE_COUNT = 100_000
 MAX_TRACKED_BUCKETS = 10_000

@@ -24,9 +24,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from commands.errors import CommandError
-from commands.identifiers import CATEGORY_RE, parse_ref, strip_invisible
-from commands.texts import fold_word, has_text, text
+from liaison.commands.errors import CommandError
+from liaison.commands.identifiers import CATEGORY_RE, parse_ref, strip_invisible
+from liaison.commands.texts import fold_word, has_text, text
 
 
 class Handling(StrEnum):

@@ -26,11 +26,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from commands.audience import REFERENCE_TLPS, CaseParties, Detail
-from commands.entities import STRONG_KINDS, Entity, EntityKind
-from commands.model import Post, Tlp
-from commands.render import Code, Line, Notice, render_notice
-from commands.texts import text
+from liaison.commands.audience import REFERENCE_TLPS, CaseParties, Detail
+from liaison.commands.entities import STRONG_KINDS, Entity, EntityKind
+from liaison.commands.model import Post, Tlp
+from liaison.commands.render import Code, Line, Notice, render_notice
+from liaison.commands.texts import text
 
 
 class HitRole(StrEnum):

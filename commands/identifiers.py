@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from commands.errors import CommandError
-from commands.texts import NEIGHBOUR_WORDS, Term, fold_word
+from liaison.commands.errors import CommandError
+from liaison.commands.texts import NEIGHBOUR_WORDS, Term, fold_word
 
 NEIGHBOURS = NEIGHBOUR_WORDS[0]
 

@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 
-from commands.errors import CommandError
-from commands.model import LANGUAGES
-from commands.texts import DAY_WORDS, TIME_FIELD_KEYS, fold_word, text
+from liaison.commands.errors import CommandError
+from liaison.commands.model import LANGUAGES
+from liaison.commands.texts import DAY_WORDS, TIME_FIELD_KEYS, fold_word, text
 
 _DATE_PATTERNS = {"en": "yyyy-MM-dd", "ru": "dd.MM.yyyy", "ar": "d MMMM y"}
 """English keeps ISO dates: its readers come from every locale, and 05/01 is ambiguous."""

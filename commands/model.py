@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from commands.quiet_hours import QuietHours
+from liaison.commands.quiet_hours import QuietHours
 
 POST_ID_RE = re.compile(r"^[A-Z]{2}-[A-Z0-9]+(?:-[A-Z0-9]+)*$")
 GROUP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,39}$")

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from commands.model import Priority
+from liaison.commands.model import Priority
 
 MsgType = Literal["m.text", "m.notice"]
 

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from commands.case_draft import (
+from liaison.commands.case_draft import (
     _OPTION_WORDS,
     FIELD_KEY_RE,
     CaseDraft,
@@ -41,9 +41,9 @@ from commands.case_draft import (
     format_due,
     render_draft,
 )
-from commands.durations import parse_duration
-from commands.errors import CommandError
-from commands.identifiers import (
+from liaison.commands.durations import parse_duration
+from liaison.commands.errors import CommandError
+from liaison.commands.identifiers import (
     _ARABIC_DIGITS,
     CATEGORY_RE,
     GRADE_RE,
@@ -55,9 +55,9 @@ from commands.identifiers import (
     parse_ref,
     strip_invisible,
 )
-from commands.localtime import Moment, read_day_clock, starts_day_clock, to_ms, wall_clock
-from commands.model import Priority, Tlp
-from commands.ref_commands import (
+from liaison.commands.localtime import Moment, read_day_clock, starts_day_clock, to_ms, wall_clock
+from liaison.commands.model import Priority, Tlp
+from liaison.commands.ref_commands import (
     RefCommand,
     TextRule,
     parse_ack,
@@ -67,7 +67,7 @@ from commands.ref_commands import (
     parse_status,
     parse_update,
 )
-from commands.texts import OPTION_KEYS, PRIORITY_WORDS, fold_word, text
+from liaison.commands.texts import OPTION_KEYS, PRIORITY_WORDS, fold_word, text
 
 _RELATIVE_RE = re.compile(r"(?:\d+[smhdw])+")
 _CLOCK_RE = re.compile(r"(\d{1,2}):(\d{2})")

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from commands.model import Priority, Tlp
-from commands.parser import CaseKind
+from liaison.commands.model import Priority, Tlp
+from liaison.commands.parser import CaseKind
 
 CaseState = Literal["open", "closed", "cancelled"]
 DeliveryState = Literal["routed", "acknowledged", "answered"]

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from commands.errors import CommandError
-from commands.identifiers import strip_invisible
-from commands.model import MXID_RE, ROOM_ID_RE, Post, Tlp
+from liaison.commands.errors import CommandError
+from liaison.commands.identifiers import strip_invisible
+from liaison.commands.model import MXID_RE, ROOM_ID_RE, Post, Tlp
 
 
 @dataclass(frozen=True)

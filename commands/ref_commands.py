@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from commands.case_draft import CaseLimits
-from commands.errors import CommandError
-from commands.identifiers import _ARABIC_DIGITS, parse_ref, strip_invisible
-from commands.texts import text
+from liaison.commands.case_draft import CaseLimits
+from liaison.commands.errors import CommandError
+from liaison.commands.identifiers import _ARABIC_DIGITS, parse_ref, strip_invisible
+from liaison.commands.texts import text
 
 _REF_LIKE_RE = re.compile(r"[^\W\d_]{1,4}-?\d{1,12}")
 

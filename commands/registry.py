@@ -19,13 +19,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from commands.audience import Audience
-from commands.errors import CommandError
-from commands.model import Post
-from commands.parser import strip_invisible
-from commands.relations import without_reply_fallback
-from commands.render import Code, Line, Notice, render_notice
-from commands.texts import COMMAND_ALIASES, fold_word, has_text, text
+from liaison.commands.audience import Audience
+from liaison.commands.errors import CommandError
+from liaison.commands.model import Post
+from liaison.commands.parser import strip_invisible
+from liaison.commands.relations import without_reply_fallback
+from liaison.commands.render import Code, Line, Notice, render_notice
+from liaison.commands.texts import COMMAND_ALIASES, fold_word, has_text, text
 
 Reply = Notice
 """What a handler answers in the sender's room: a rendered notice (see `commands.render`)."""

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from commands.errors import CommandError
-from commands.model import MXID_RE
-from commands.texts import is_rtl
-from commands.texts import text as message
+from liaison.commands.errors import CommandError
+from liaison.commands.model import MXID_RE
+from liaison.commands.texts import is_rtl
+from liaison.commands.texts import text as message
 
 MAX_NOTICE_BYTES = 40_000
 """Budget for body + formatted_body as JSON; a Matrix event may be 65,536 bytes after

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import median
 
-from commands.chase_policy import ChasePolicies
-from commands.chasing import ChaseSubject, overdue
+from liaison.commands.chase_policy import ChasePolicies
+from liaison.commands.chasing import ChaseSubject, overdue
 
 MAX_REPORT_DAYS = 366
 """The longest period a report covers."""

@@ -21,11 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from commands.chase_render import elapsed
-from commands.notify import OutboxKind
-from commands.render import Notice, notice_content, render_notice
-from commands.report import PostReport
-from commands.texts import text
+from liaison.commands.chase_render import elapsed
+from liaison.commands.notify import OutboxKind
+from liaison.commands.render import Notice, notice_content, render_notice
+from liaison.commands.report import PostReport
+from liaison.commands.texts import text
 
 REPORT_KEY = "org.liaison.report"
 """What a report message is about, machine-readable (the period, the chart)."""

@@ -29,9 +29,9 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
 
-from commands.durations import Duration, format_duration
-from commands.model import POST_ID_RE, ROOM_ID_RE, Post, Zone
-from commands.report import MAX_REPORT_DAYS
+from liaison.commands.durations import Duration, format_duration
+from liaison.commands.model import POST_ID_RE, ROOM_ID_RE, Post, Zone
+from liaison.commands.report import MAX_REPORT_DAYS
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")

@@ -28,9 +28,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from commands.model import CategoryRule, Group, Post, Tlp
-from commands.parser import NEIGHBOURS
-from commands.texts import NEIGHBOUR_WORDS, fold_word
+from liaison.commands.model import CategoryRule, Group, Post, Tlp
+from liaison.commands.parser import NEIGHBOURS
+from liaison.commands.texts import NEIGHBOUR_WORDS, fold_word
 
 SAME_COUNTRY = "same-country:"
 

@@ -42,15 +42,15 @@ from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
-from commands.model import LANGUAGES
-from commands.texts_cases import CASE_MESSAGES
-from commands.texts_chasing import CHASING_MESSAGES
-from commands.texts_errors import ERROR_MESSAGES
-from commands.texts_general import GENERAL_MESSAGES
-from commands.texts_hits import HIT_MESSAGES
-from commands.texts_requests import REQUEST_MESSAGES
-from commands.texts_shell import SHELL_MESSAGES
-from commands.vocabulary import (
+from liaison.commands.model import LANGUAGES
+from liaison.commands.texts_cases import CASE_MESSAGES
+from liaison.commands.texts_chasing import CHASING_MESSAGES
+from liaison.commands.texts_errors import ERROR_MESSAGES
+from liaison.commands.texts_general import GENERAL_MESSAGES
+from liaison.commands.texts_hits import HIT_MESSAGES
+from liaison.commands.texts_requests import REQUEST_MESSAGES
+from liaison.commands.texts_shell import SHELL_MESSAGES
+from liaison.commands.vocabulary import (
     COMMAND_ALIASES,
     DAY_WORDS,
     FIELD_KEYS,

@@ -8,7 +8,7 @@ import functools
 import unicodedata
 from collections.abc import Mapping
 
-from commands.model import Priority
+from liaison.commands.model import Priority
 
 COMMAND_ALIASES: Mapping[str, tuple[str, ...]] = {
     "alert": ("тревога", "ориентировка", "تنبيه"),

@@ -15,15 +15,15 @@ whole file), `loading` (YAML with line numbers) and `checks` (the cross-checks).
 
 from __future__ import annotations
 
-from commands.attachments import AttachmentsConfig
-from commands.durations import Duration
-from config.checks import RESERVED_TARGET_WORDS, SAME_COUNTRY_PREFIX
-from config.errors import ConfigError, ConfigProblem, Finding, Loc
-from config.fields import RateLimit, ServerName, UserId
-from config.loading import format_path, load_config, parse_config
-from config.model import Config
-from config.secrets import INLINE_SECRET_MESSAGE, SecretRef
-from config.sections import (
+from liaison.commands.attachments import AttachmentsConfig
+from liaison.commands.durations import Duration
+from liaison.config.checks import RESERVED_TARGET_WORDS, SAME_COUNTRY_PREFIX
+from liaison.config.errors import ConfigError, ConfigProblem, Finding, Loc
+from liaison.config.fields import RateLimit, ServerName, UserId
+from liaison.config.loading import format_path, load_config, parse_config
+from liaison.config.model import Config
+from liaison.config.secrets import INLINE_SECRET_MESSAGE, SecretRef
+from liaison.config.sections import (
     AccessConfig,
     AllowedInviters,
     BackupsConfig,

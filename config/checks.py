@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from commands.chase_policy import escalation_target_problems
-from commands.model import Agency
-from commands.notify import quiet_post_problems
-from commands.report_schedule import report_problems
-from config.errors import Finding, Loc
-from config.model import Config
+from liaison.commands.chase_policy import escalation_target_problems
+from liaison.commands.model import Agency
+from liaison.commands.notify import quiet_post_problems
+from liaison.commands.report_schedule import report_problems
+from liaison.config.errors import Finding, Loc
+from liaison.config.model import Config
 
 SAME_COUNTRY_PREFIX = "same-country:"
 # Target words a group name must not shadow (`to:neighbours`).

@@ -16,8 +16,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from commands.flood import Rate
-from commands.model import MXID_RE, SERVER_NAME
+from liaison.commands.flood import Rate
+from liaison.commands.model import MXID_RE, SERVER_NAME
 
 _SERVER_NAME_RE = re.compile(rf"^{SERVER_NAME}$")
 

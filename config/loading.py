@@ -21,10 +21,10 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from config.checks import _cross_check, _metrics_warnings
-from config.errors import ConfigError, ConfigProblem, Loc
-from config.model import Config
-from config.secrets import _check_secrets
+from liaison.config.checks import _cross_check, _metrics_warnings
+from liaison.config.errors import ConfigError, ConfigProblem, Loc
+from liaison.config.model import Config
+from liaison.config.secrets import _check_secrets
 
 
 def load_config(path: Path, *, check_secrets: bool = True) -> Config:

@@ -13,15 +13,15 @@ from pydantic import (
     field_validator,
 )
 
-from commands.attachments import AttachmentsConfig
-from commands.chase_policy import ChasingConfig
-from commands.deadlines import RequestsConfig
-from commands.handling import HandlingConfig
-from commands.model import CategoryRule, Group, Post
-from commands.notify import NotificationSettings
-from commands.report_schedule import ReportsConfig
-from config.fields import _relative_to_base, _Section
-from config.sections import (
+from liaison.commands.attachments import AttachmentsConfig
+from liaison.commands.chase_policy import ChasingConfig
+from liaison.commands.deadlines import RequestsConfig
+from liaison.commands.handling import HandlingConfig
+from liaison.commands.model import CategoryRule, Group, Post
+from liaison.commands.notify import NotificationSettings
+from liaison.commands.report_schedule import ReportsConfig
+from liaison.config.fields import _relative_to_base, _Section
+from liaison.config.sections import (
     AccessConfig,
     BackupsConfig,
     BotConfig,

@@ -18,8 +18,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from config.errors import ConfigError, ConfigProblem, Finding, Loc
-from config.fields import _relative_to_base, _Section
+from liaison.config.errors import ConfigError, ConfigProblem, Finding, Loc
+from liaison.config.fields import _relative_to_base, _Section
 
 INLINE_SECRET_MESSAGE = "secrets must not be written in the config; use {env: NAME} or {file: PATH}"
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -18,11 +18,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from commands.durations import Duration
-from commands.flood import Rate
-from commands.model import ROOM_ID_RE
-from config.fields import RateLimit, ServerName, UserId, _check_listen_host, _Section
-from config.secrets import SecretRef
+from liaison.commands.durations import Duration
+from liaison.commands.flood import Rate
+from liaison.commands.model import ROOM_ID_RE
+from liaison.config.fields import RateLimit, ServerName, UserId, _check_listen_host, _Section
+from liaison.config.secrets import SecretRef
 
 
 class HomeserverConfig(_Section):

@@ -1,4 +1,4 @@
-"""The bot as a real process (`python -m bot run`), for the demo, e2e tests and benchmarks.
+"""The bot as a real process (`python -m liaison.bot run`), for the demo, e2e tests and benchmarks.
 
 Running it as a separate process is what lets a test stop it, SIGKILL it in
 the middle of work and start it again on the same data directory.
@@ -103,7 +103,7 @@ class BotProcess:
         env = dict(os.environ, **{PASSWORD_ENV: self.password, PICKLE_KEY_ENV: self.pickle_key})
         self._log_file = open(self.log_path, "ab")  # noqa: ASYNC230 - closed in _reap
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", "-c", str(self.config_path),
+            sys.executable, "-m", "liaison.bot", "run", "-c", str(self.config_path),
             stdout=self._log_file, stderr=self._log_file, env=env,
         )
         if wait_ready:

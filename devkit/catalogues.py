@@ -28,8 +28,8 @@ from babel.messages.catalog import Catalog, Message
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 
-from commands.model import LANGUAGES
-from commands.texts import DOMAIN, LOCALE_DIR, MESSAGES, PLURAL_MESSAGES, catalogue_path
+from liaison.commands.model import LANGUAGES
+from liaison.commands.texts import DOMAIN, LOCALE_DIR, MESSAGES, PLURAL_MESSAGES, catalogue_path
 
 TRANSLATED = tuple(language for language in LANGUAGES if language != "en")
 TEMPLATE = LOCALE_DIR / f"{DOMAIN}.pot"

@@ -392,7 +392,7 @@ async def operate(narrator: Narrator, bot: BotProcess, metrics_port: int) -> Non
     """What an operator sees: the figures in a terminal, Prometheus metrics, health."""
     narrator.step("The operator's view: `liaison stats` in a terminal")
     stats = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "stats", "-c", str(bot.config_path), "--period", "7d",
+        sys.executable, "-m", "liaison.bot", "stats", "-c", str(bot.config_path), "--period", "7d",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output, _ = await stats.communicate()
     print(textwrap.indent(output.decode().rstrip(), "    "))

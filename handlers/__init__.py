@@ -11,13 +11,13 @@ other way round.
 
 from __future__ import annotations
 
-from commands.builtin import register_builtins
-from commands.registry import CommandRegistry
-from handlers.cases import register_case_commands
-from handlers.chasing import register_chasing_commands
-from handlers.hits import register_hit_commands
-from handlers.language import register_language_command
-from handlers.requests import register_request_commands
+from liaison.commands.builtin import register_builtins
+from liaison.commands.registry import CommandRegistry
+from liaison.handlers.cases import register_case_commands
+from liaison.handlers.chasing import register_chasing_commands
+from liaison.handlers.hits import register_hit_commands
+from liaison.handlers.language import register_language_command
+from liaison.handlers.requests import register_request_commands
 
 
 def default_registry() -> CommandRegistry:

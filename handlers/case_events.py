@@ -32,45 +32,45 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from commands.access import acts_for
-from commands.attachments import (
+from liaison.commands.access import acts_for
+from liaison.commands.attachments import (
     Attachment,
     AttachmentRefusal,
     Fetched,
     in_window,
     timeline_detail,
 )
-from commands.case_edits import compare_edit
-from commands.case_render import (
+from liaison.commands.case_edits import compare_edit
+from liaison.commands.case_render import (
     render_attachment_notice,
     render_edit_notice,
     render_refusal,
     render_reply_notice,
     render_withdrawn_notice,
 )
-from commands.entities import Entity, EntityKind
-from commands.errors import CommandError
-from commands.model import Post
-from commands.notify import OutboxKind
-from commands.parser import CaseKind, parse_case
-from commands.records import Case, Delivery, TimelineKind
-from commands.registry import Reply, split_command
-from commands.relations import Relation, acknowledges, reply_text
-from commands.render import Line, Notice, render_notice
-from commands.routing import Refusal, RefusalReason, still_reaches
-from commands.texts import COMMAND_ALIASES, fold_word, text
-from handlers.cases import (
+from liaison.commands.entities import Entity, EntityKind
+from liaison.commands.errors import CommandError
+from liaison.commands.model import Post
+from liaison.commands.notify import OutboxKind
+from liaison.commands.parser import CaseKind, parse_case
+from liaison.commands.records import Case, Delivery, TimelineKind
+from liaison.commands.registry import Reply, split_command
+from liaison.commands.relations import Relation, acknowledges, reply_text
+from liaison.commands.render import Line, Notice, render_notice
+from liaison.commands.routing import Refusal, RefusalReason, still_reaches
+from liaison.commands.texts import COMMAND_ALIASES, fold_word, text
+from liaison.handlers.cases import (
     acknowledge_delivery,
     case_content,
     directory_for,
     posts_by_id,
     tell_targets,
 )
-from handlers.context import Services
-from handlers.hits import match_case
-from handlers.red import red_react
-from storage import cases
-from storage.audit import AuditAction
+from liaison.handlers.context import Services
+from liaison.handlers.hits import match_case
+from liaison.handlers.red import red_react
+from liaison.storage import cases
+from liaison.storage.audit import AuditAction
 
 _CASE_WORDS: dict[str, CaseKind] = {
     fold_word(word): kind

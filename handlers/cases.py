@@ -27,9 +27,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from commands.access import SUPERVISOR_ROOMS
-from commands.audience import Audience, CaseParties, Detail, Disclosure, disclose
-from commands.case_render import (
+from liaison.commands.access import SUPERVISOR_ROOMS
+from liaison.commands.audience import Audience, CaseParties, Detail, Disclosure, disclose
+from liaison.commands.case_render import (
     CASE_KEY,
     case_metadata,
     post_label,
@@ -42,13 +42,13 @@ from commands.case_render import (
     render_status,
     render_update_notice,
 )
-from commands.case_terms import CaseTerms, delivery_due_ms
-from commands.errors import CommandError
-from commands.handling import split_terms
-from commands.localtime import Moment
-from commands.model import Post
-from commands.notify import OutboxKind, case_notice_kind, msgtype_for
-from commands.parser import (
+from liaison.commands.case_terms import CaseTerms, delivery_due_ms
+from liaison.commands.errors import CommandError
+from liaison.commands.handling import split_terms
+from liaison.commands.localtime import Moment
+from liaison.commands.model import Post
+from liaison.commands.notify import OutboxKind, case_notice_kind, msgtype_for
+from liaison.commands.parser import (
     CaseDraft,
     CaseKind,
     parse_ack,
@@ -58,10 +58,10 @@ from commands.parser import (
     parse_ref_command,
     parse_status,
 )
-from commands.records import Case, Delivery, NewCase, TimelineKind
-from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
-from commands.render import Notice, notice_content, render_notice
-from commands.routing import (
+from liaison.commands.records import Case, Delivery, NewCase, TimelineKind
+from liaison.commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
+from liaison.commands.render import Notice, notice_content, render_notice
+from liaison.commands.routing import (
     Directory,
     Refusal,
     RefusalReason,
@@ -69,11 +69,11 @@ from commands.routing import (
     route,
     still_reaches,
 )
-from commands.texts import Term, text
-from config import Config
-from handlers import requests as law  # issue 20: class:, h:, action:, RED, passing on
-from handlers.context import Services, case_parties
-from storage import cases
+from liaison.commands.texts import Term, text
+from liaison.config import Config
+from liaison.handlers import requests as law  # issue 20: class:, h:, action:, RED, passing on
+from liaison.handlers.context import Services, case_parties
+from liaison.storage import cases
 
 SUPERVISOR_COMMANDS = frozenset({"update", "close", "cancel", "status"})
 """Also served in a supervisor's own room, about the cases of the posts they supervise."""
@@ -173,7 +173,7 @@ async def _store_and_relay(invocation: Invocation, services: Services, origin: P
             detail={"target": refusal.target, "reason": refusal.reason.value,
                     "detail": refusal.detail},
         )
-    from handlers import hits  # handlers.hits builds on this module
+    from liaison.handlers import hits  # handlers.hits builds on this module
     await hits.match_case(services, case, fields=case.fields, free_text=case.text)
     return case
 
@@ -266,7 +266,7 @@ async def update(invocation: Invocation) -> Reply:
     await cases.add_timeline(services.conn, case.id, TimelineKind.UPDATED, ms=_ms(invocation),
                              post=post.id if post else case.origin_post, actor=invocation.sender,
                              detail={"text": command.text})
-    from handlers import hits  # handlers.hits builds on this module
+    from liaison.handlers import hits  # handlers.hits builds on this module
     await hits.match_case(services, case, fields=(), free_text=command.text)
     posts = posts_by_id(services.config)
     told = await tell_targets(services, case, posts, about="update",
@@ -334,7 +334,7 @@ async def status(invocation: Invocation) -> Reply:
     conn = services.conn
     await services.record_disclosure(disclosure, case, asked_by=invocation.sender,
                                      shown="status")
-    from handlers import hits  # handlers.hits builds on this module
+    from liaison.handlers import hits  # handlers.hits builds on this module
     return render_status(
         case, await cases.deliveries(conn, case.id), await cases.timeline(conn, case.id),
         posts=posts_by_id(services.config), language=invocation.language,

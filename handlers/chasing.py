@@ -22,25 +22,25 @@ from datetime import timedelta
 
 import aiosqlite
 
-from commands.access import SUPERVISOR_ROOMS
-from commands.audience import post_figures_visible
-from commands.chase_render import render_escalations, render_report, render_snoozed
-from commands.chasing import Phase, phase_live, plan_delivery, snooze_allowed, snoozed
-from commands.durations import format_duration, parse_duration
-from commands.errors import CommandError
-from commands.localtime import Elapsed
-from commands.model import Post, Priority
-from commands.parser import parse_ref
-from commands.quiet_hours import QuietHours
-from commands.records import Case, TimelineKind
-from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
-from commands.render import Notice, render_notice
-from commands.report import MAX_REPORT_DAYS
-from commands.report_chart import CHART_KIND, chart_request, without_chart
-from commands.texts import text
-from config import Config
-from handlers.context import Services
-from storage import cases, chasing
+from liaison.commands.access import SUPERVISOR_ROOMS
+from liaison.commands.audience import post_figures_visible
+from liaison.commands.chase_render import render_escalations, render_report, render_snoozed
+from liaison.commands.chasing import Phase, phase_live, plan_delivery, snooze_allowed, snoozed
+from liaison.commands.durations import format_duration, parse_duration
+from liaison.commands.errors import CommandError
+from liaison.commands.localtime import Elapsed
+from liaison.commands.model import Post, Priority
+from liaison.commands.parser import parse_ref
+from liaison.commands.quiet_hours import QuietHours
+from liaison.commands.records import Case, TimelineKind
+from liaison.commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
+from liaison.commands.render import Notice, render_notice
+from liaison.commands.report import MAX_REPORT_DAYS
+from liaison.commands.report_chart import CHART_KIND, chart_request, without_chart
+from liaison.commands.texts import text
+from liaison.config import Config
+from liaison.handlers.context import Services
+from liaison.storage import cases, chasing
 
 DEFAULT_REPORT_PERIOD = "7d"
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
-from commands.audience import (
+from liaison.commands.audience import (
     Audience,
     AudienceKind,
     CaseParties,
@@ -28,11 +28,11 @@ from commands.audience import (
     disclose,
     room_audience,
 )
-from commands.notify import OutboxKind
-from commands.records import Case, TimelineKind
-from config import Config
-from storage import audit, cases, inbox, outbox
-from storage.outbox import OutboxMessage
+from liaison.commands.notify import OutboxKind
+from liaison.commands.records import Case, TimelineKind
+from liaison.config import Config
+from liaison.storage import audit, cases, inbox, outbox
+from liaison.storage.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
 

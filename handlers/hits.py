@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from commands.audience import CaseParties, Detail
-from commands.entities import (
+from liaison.commands.audience import CaseParties, Detail
+from liaison.commands.entities import (
     STRONG_KINDS,
     Entity,
     EntityKind,
@@ -33,8 +33,8 @@ from commands.entities import (
     normalise,
     normalise_dob,
 )
-from commands.errors import CommandError
-from commands.hits import (
+from liaison.commands.errors import CommandError
+from liaison.commands.hits import (
     HitRole,
     HitView,
     Link,
@@ -46,21 +46,21 @@ from commands.hits import (
     render_check,
     render_hit,
 )
-from commands.identifiers import parse_ref
-from commands.model import Tlp
-from commands.names import name_score
-from commands.notify import OutboxKind
-from commands.records import Case
-from commands.ref_commands import parse_ref_command
-from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
-from commands.render import Line, render_notice
-from commands.routing import still_reaches
-from commands.texts import FIELD_KEYS, fold_word, text
-from commands.vocabulary import ENTITY_FIELDS
-from handlers import cases as case_commands
-from handlers.context import Services, case_parties
-from storage import audit, cases
-from storage import hits as index
+from liaison.commands.identifiers import parse_ref
+from liaison.commands.model import Tlp
+from liaison.commands.names import name_score
+from liaison.commands.notify import OutboxKind
+from liaison.commands.records import Case
+from liaison.commands.ref_commands import parse_ref_command
+from liaison.commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
+from liaison.commands.render import Line, render_notice
+from liaison.commands.routing import still_reaches
+from liaison.commands.texts import FIELD_KEYS, fold_word, text
+from liaison.commands.vocabulary import ENTITY_FIELDS
+from liaison.handlers import cases as case_commands
+from liaison.handlers.context import Services, case_parties
+from liaison.storage import audit, cases
+from liaison.storage import hits as index
 
 _KIND_WORDS: Mapping[str, EntityKind] = {
     **{fold_word(kind.value): kind for kind in EntityKind},

@@ -8,13 +8,13 @@ message) whoever is in the room may. The answer is already in the new language.
 
 from __future__ import annotations
 
-from commands.access import acts_for
-from commands.errors import CommandError
-from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
-from commands.render import render_notice
-from commands.texts import LANGUAGE_WORDS, fold_word, text
-from handlers.context import Services
-from storage import languages
+from liaison.commands.access import acts_for
+from liaison.commands.errors import CommandError
+from liaison.commands.registry import CommandRegistry, CommandSpec, Invocation, Reply, Role
+from liaison.commands.render import render_notice
+from liaison.commands.texts import LANGUAGE_WORDS, fold_word, text
+from liaison.handlers.context import Services
+from liaison.storage import languages
 
 AUDIT_ACTION = "language-set"
 

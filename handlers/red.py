@@ -25,31 +25,31 @@ from collections.abc import Mapping
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from commands.audience import Detail
-from commands.case_render import case_label, render_relayed_case, render_reply_notice
-from commands.case_terms import delivery_due_ms
-from commands.errors import CommandError
-from commands.handling import Terms
-from commands.model import Post, Tlp
-from commands.notify import OutboxKind, msgtype_for
-from commands.parser import CaseKind, parse_case
-from commands.records import Case, Delivery, NewCase, TimelineKind
-from commands.red import cleared_post, red_recipients, split_people
-from commands.registry import Invocation, Reply
-from commands.relations import Relation, acknowledges, reply_text
-from commands.render import Strong, render_notice
-from commands.texts import text
-from commands.vocabulary import OPTION_KEYS, fold_word
-from config import Config
-from handlers.context import (
+from liaison.commands.audience import Detail
+from liaison.commands.case_render import case_label, render_relayed_case, render_reply_notice
+from liaison.commands.case_terms import delivery_due_ms
+from liaison.commands.errors import CommandError
+from liaison.commands.handling import Terms
+from liaison.commands.model import Post, Tlp
+from liaison.commands.notify import OutboxKind, msgtype_for
+from liaison.commands.parser import CaseKind, parse_case
+from liaison.commands.records import Case, Delivery, NewCase, TimelineKind
+from liaison.commands.red import cleared_post, red_recipients, split_people
+from liaison.commands.registry import Invocation, Reply
+from liaison.commands.relations import Relation, acknowledges, reply_text
+from liaison.commands.render import Strong, render_notice
+from liaison.commands.texts import text
+from liaison.commands.vocabulary import OPTION_KEYS, fold_word
+from liaison.config import Config
+from liaison.handlers.context import (
     Clock,
     Services,
     audience_in,
     case_disclosure,
     require_disclosure,
 )
-from storage import cases, outbox, request_terms
-from storage.db import Database
+from liaison.storage import cases, outbox, request_terms
+from liaison.storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,8 @@ async def open_red_case(kind: CaseKind, invocation: Invocation, services: Servic
                         origin: Post, split: Terms) -> Reply:
     """Store a TLP:RED case for named people and queue one direct message each; answer the
     origin room with the reference and the people only."""
-    from handlers.cases import case_content  # (it imports this module)
-    from handlers.requests import case_terms  # the terms check shared with !alert
+    from liaison.handlers.cases import case_content  # (it imports this module)
+    from liaison.handlers.requests import case_terms  # the terms check shared with !alert
     config, language = services.config, invocation.language
     people, rest = split_red_targets(split.rest)
     usage_id = f"command.{kind}.usage"
@@ -214,7 +214,7 @@ async def red_react(services: Services, *, room_id: str, sender: str, event_id: 
 
 async def acknowledge_in_direct_room(invocation: Invocation, services: Services) -> Reply:
     """`!ack REF` (or `!ack` in reply to the case) in the person's direct room."""
-    from commands.parser import parse_ack
+    from liaison.commands.parser import parse_ack
     ref = parse_ack(invocation.args, invocation.lines, context_ref=invocation.context_ref)
     case = await cases.case_by_ref(services.conn, ref)
     delivery = None if case is None else await request_terms.delivery_in_room(
@@ -272,7 +272,7 @@ async def _to_originator(services: Services, case: Case, headline: str | None, *
                          who: str | None = None) -> None:
     """Into the origin's case thread when its readers may read RED (a cleared room of
     exactly the origin post's people), else to the officer who sent it, by DM."""
-    from handlers.cases import case_content
+    from liaison.handlers.cases import case_content
     config = services.config
     posts = {post.id: post for post in config.posts}
     origin = posts.get(case.origin_post)

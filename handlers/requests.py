@@ -18,34 +18,39 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from commands.audience import disclose
-from commands.case_render import case_label, post_label, render_not_sent, render_relayed_case
-from commands.case_terms import CaseTerms, resolve_terms
-from commands.chasing import plan_delivery
-from commands.deadlines import (
+from liaison.commands.audience import disclose
+from liaison.commands.case_render import (
+    case_label,
+    post_label,
+    render_not_sent,
+    render_relayed_case,
+)
+from liaison.commands.case_terms import CaseTerms, resolve_terms
+from liaison.commands.chasing import plan_delivery
+from liaison.commands.deadlines import (
     class_deadline_ms,
     delayed_deadline_ms,
     parse_delay,
     parse_refusal,
 )
-from commands.durations import format_duration
-from commands.errors import CommandError
-from commands.handling import Forwarding, Handling, Terms, may_forward, parse_permit
-from commands.localtime import Elapsed, Moment
-from commands.model import Post
-from commands.notify import OutboxKind, msgtype_for
-from commands.parser import CaseDraft, CaseKind
-from commands.records import Case, Delivery
-from commands.red import is_person_list
-from commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
-from commands.render import Line, Mention, Relayed, Span, Strong, render_notice
-from commands.routing import RefusalReason, route
-from commands.texts import text
-from commands.vocabulary import OPTION_KEYS, fold_word
-from handlers import cases as case_commands
-from handlers import red
-from handlers.context import Services, case_parties
-from storage import cases, chasing, request_terms
+from liaison.commands.durations import format_duration
+from liaison.commands.errors import CommandError
+from liaison.commands.handling import Forwarding, Handling, Terms, may_forward, parse_permit
+from liaison.commands.localtime import Elapsed, Moment
+from liaison.commands.model import Post
+from liaison.commands.notify import OutboxKind, msgtype_for
+from liaison.commands.parser import CaseDraft, CaseKind
+from liaison.commands.records import Case, Delivery
+from liaison.commands.red import is_person_list
+from liaison.commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
+from liaison.commands.render import Line, Mention, Relayed, Span, Strong, render_notice
+from liaison.commands.routing import RefusalReason, route
+from liaison.commands.texts import text
+from liaison.commands.vocabulary import OPTION_KEYS, fold_word
+from liaison.handlers import cases as case_commands
+from liaison.handlers import red
+from liaison.handlers.context import Services, case_parties
+from liaison.storage import cases, chasing, request_terms
 
 Headline = Callable[[Post], list[Span]]
 TO_WORDS = frozenset(fold_word(word) for word in ("to", *OPTION_KEYS["to"]))

@@ -37,7 +37,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage.db import fetch_one
+from liaison.storage.db import fetch_one
 
 GENESIS = "0" * 64
 """The `prev_hash` of the first entry."""

@@ -20,17 +20,17 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from commands.model import Priority, Tlp
-from commands.records import Case as Case
-from commands.records import CaseState as CaseState
-from commands.records import Delivery as Delivery
-from commands.records import DeliveryState as DeliveryState
-from commands.records import NewCase as NewCase
-from commands.records import Revision as Revision
-from commands.records import TimelineEntry as TimelineEntry
-from commands.records import TimelineKind as TimelineKind
-from storage import audit
-from storage.db import changes, dump_json, fetch_one
+from liaison.commands.model import Priority, Tlp
+from liaison.commands.records import Case as Case
+from liaison.commands.records import CaseState as CaseState
+from liaison.commands.records import Delivery as Delivery
+from liaison.commands.records import DeliveryState as DeliveryState
+from liaison.commands.records import NewCase as NewCase
+from liaison.commands.records import Revision as Revision
+from liaison.commands.records import TimelineEntry as TimelineEntry
+from liaison.commands.records import TimelineKind as TimelineKind
+from liaison.storage import audit
+from liaison.storage.db import changes, dump_json, fetch_one
 
 REF_DIGITS = 4
 """References are zero-padded to four digits (KZ-0042) and grow beyond 9999 as needed."""

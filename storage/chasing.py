@@ -19,11 +19,11 @@ from typing import Any
 
 import aiosqlite
 
-from commands.chase_policy import ChasePolicies
-from commands.chasing import Action, ChaseSubject, Phase, PlannedStep
-from commands.model import Priority
-from commands.report import PostReport, ReportDelivery, build_report
-from storage.db import changes, dump_json, fetch_one
+from liaison.commands.chase_policy import ChasePolicies
+from liaison.commands.chasing import Action, ChaseSubject, Phase, PlannedStep
+from liaison.commands.model import Priority
+from liaison.commands.report import PostReport, ReportDelivery, build_report
+from liaison.storage.db import changes, dump_json, fetch_one
 
 
 @dataclass(frozen=True)

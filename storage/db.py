@@ -104,7 +104,7 @@ def load_migrations(source: Traversable | None = None) -> list[Migration]:
     Raises `MigrationError` for a misnamed `.sql` file, a duplicate number or a gap,
     so a mistake in the migrations directory stops the bot before it touches data.
     """
-    directory = source if source is not None else files("storage") / "migrations"
+    directory = source if source is not None else files("liaison.storage") / "migrations"
     found: dict[int, Migration] = {}
     for entry in directory.iterdir():
         if not entry.is_file() or not entry.name.endswith(".sql"):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from storage.db import fetch_one
+from liaison.storage.db import fetch_one
 
 
 @dataclass(frozen=True)

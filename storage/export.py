@@ -27,9 +27,9 @@ from typing import Any, Literal, Protocol
 
 import aiosqlite
 
-from commands.deadlines import on_time
-from storage import audit
-from storage.cases import recordable
+from liaison.commands.deadlines import on_time
+from liaison.storage import audit
+from liaison.storage.cases import recordable
 
 _CASE_COLUMNS = ("ref", "kind", "origin_post", "priority", "tlp", "category", "state",
                  "created", "due", "closed", "closed_by", "purged", "deadline_class",

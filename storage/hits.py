@@ -17,10 +17,10 @@ from typing import Any
 
 import aiosqlite
 
-from commands.entities import Entity, EntityKind
-from commands.hits import Link
-from commands.names import blocking_keys
-from storage.db import changes
+from liaison.commands.entities import Entity, EntityKind
+from liaison.commands.hits import Link
+from liaison.commands.names import blocking_keys
+from liaison.storage.db import changes
 
 CANDIDATE_LIMIT = 200
 """Candidates read for one key at most (a common name in a large index)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage.db import changes, fetch_one
+from liaison.storage.db import changes, fetch_one
 
 
 @dataclass(frozen=True)

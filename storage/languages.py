@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import aiosqlite
 
-from storage.db import fetch_one
+from liaison.storage.db import fetch_one
 
 
 async def room_languages(conn: aiosqlite.Connection) -> dict[str, str]:

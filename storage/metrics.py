@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from commands.model import Priority
-from commands.notify import OutboxKind
-from storage import outbox
-from storage.db import fetch_one
-from storage.outbox import OutboxStats
+from liaison.commands.model import Priority
+from liaison.commands.notify import OutboxKind
+from liaison.storage import outbox
+from liaison.storage.db import fetch_one
+from liaison.storage.outbox import OutboxStats
 
 PRIORITIES = tuple(priority.value for priority in Priority)
 CASE_KINDS = ("alert", "request")

@@ -20,8 +20,8 @@ from typing import Any
 
 import aiosqlite
 
-from commands.notify import INFORMATIONAL, OutboxKind, check_quiet
-from storage.db import changes, dump_json, fetch_one
+from liaison.commands.notify import INFORMATIONAL, OutboxKind, check_quiet
+from liaison.storage.db import changes, dump_json, fetch_one
 
 _COLUMNS = (
     "id, room_id, event_type, content, txn_id, state, attempts, next_attempt_ms, created_ms,"

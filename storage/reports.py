@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import aiosqlite
 
-from storage.db import changes, fetch_one
+from liaison.storage.db import changes, fetch_one
 
 
 async def first_seen(conn: aiosqlite.Connection, schedule: str, *, now_ms: int) -> int:

@@ -17,10 +17,10 @@ from typing import Any
 
 import aiosqlite
 
-from commands.chasing import Phase, PlannedStep
-from commands.records import Delivery, TimelineKind
-from storage.cases import add_timeline, deliveries
-from storage.db import changes
+from liaison.commands.chasing import Phase, PlannedStep
+from liaison.commands.records import Delivery, TimelineKind
+from liaison.storage.cases import add_timeline, deliveries
+from liaison.storage.db import changes
 
 
 async def delay_delivery(conn: aiosqlite.Connection, delivery: Delivery, *, new_due_ms: int,

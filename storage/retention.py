@@ -24,12 +24,12 @@ import json
 
 import aiosqlite
 
-from commands.records import TimelineKind
-from storage import audit
-from storage.audit import AuditAction
-from storage.cases import add_timeline, recordable
-from storage.db import changes, fetch_one
-from storage.hits import purge_case_entities
+from liaison.commands.records import TimelineKind
+from liaison.storage import audit
+from liaison.storage.audit import AuditAction
+from liaison.storage.cases import add_timeline, recordable
+from liaison.storage.db import changes, fetch_one
+from liaison.storage.hits import purge_case_entities
 
 PURGED_CONTENT = "{}"
 """What a message's content becomes once purged."""

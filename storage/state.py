@@ -6,7 +6,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage.db import changes, fetch_one
+from liaison.storage.db import changes, fetch_one
 
 
 async def get_value(conn: aiosqlite.Connection, key: str) -> str | None:

@@ -21,7 +21,7 @@ from bench.scenarios.relay import answers_event
 from bench.seed import DATABASE_FILE, bring_due, seed_open_deliveries
 from bench.stage import post_config
 from bench.stats import Summary, Target, ratio
-from config import load_config
+from liaison.config import load_config
 
 POSTS = ("KZ-ZHIBEK", "KZ-SHYMKENT", "UZ-TERMEZ", "UZ-DUSTLIK", "TJ-PANJ", "TJ-DUSHANBE",
          "KG-DOSTUK", "TM-SERHETABAT", "AF-HAIRATAN", "AF-TORGHUNDI")

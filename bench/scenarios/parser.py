@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 from bench.corpus import CORPUS
 from bench.stats import Summary, Target
-from commands.parser import parse_case
-from commands.registry import split_command
-from handlers import default_registry
+from liaison.commands.parser import parse_case
+from liaison.commands.registry import split_command
+from liaison.handlers import default_registry
 
 TARGET_PER_S = 20_000
 

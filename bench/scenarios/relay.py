@@ -22,8 +22,8 @@ from bench.corpus import flow_alert, plain_message
 from bench.procs import Profile, summarise_collapsed
 from bench.stage import Watcher, post_config
 from bench.stats import Summary, Target, ratio
-from commands.case_render import CASE_KEY
 from devkit.officer import SeenMessage
+from liaison.commands.case_render import CASE_KEY
 
 PAUSE_S = 0.3
 TIMEOUT_S = 30.0

@@ -16,13 +16,13 @@ from typing import Any, Protocol
 import pytest
 import pytest_asyncio
 
-from bot.oversight import describe
 from devkit.botprocess import BotProcess
 from devkit.federation import SynapsePair
 from devkit.officer import Officer
 from devkit.synapse import LocalSynapse
-from storage import audit
-from storage.db import read_only
+from liaison.bot.oversight import describe
+from liaison.storage import audit
+from liaison.storage.db import read_only
 
 E2E_DIR = Path(__file__).resolve().parent
 

@@ -24,7 +24,7 @@ async def liaison(bot: BotProcess, *args: str) -> tuple[int, str, str]:
     """`liaison ARGS -c CONFIG` as a separate process, as an operator runs it; it needs
     no secret from the environment."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, "-c", str(bot.config_path), cwd=REPO,
+        sys.executable, "-m", "liaison.bot", *args, "-c", str(bot.config_path), cwd=REPO,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None

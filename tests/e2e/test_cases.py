@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from commands.case_render import CASE_KEY
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
-from handlers import default_registry
+from liaison.commands.case_render import CASE_KEY
+from liaison.handlers import default_registry
 from tests.e2e.conftest import BotFactory, OfficerFactory
 
 pytestmark = pytest.mark.skipif(

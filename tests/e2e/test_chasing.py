@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from commands.case_render import CASE_KEY
-from commands.chase_render import elapsed
-from commands.report import median_ms, percentile_ms
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
+from liaison.commands.case_render import CASE_KEY
+from liaison.commands.chase_render import elapsed
+from liaison.commands.report import median_ms, percentile_ms
 from tests.e2e.conftest import BotFactory, OfficerFactory
 
 ANSWER_TIMEOUT_S = 30.0

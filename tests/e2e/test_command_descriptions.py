@@ -7,13 +7,13 @@ import asyncio
 from typing import Any
 from urllib.parse import quote
 
-from commands.command_descriptions import (
+from devkit.synapse import LocalSynapse, SynapseAdminError
+from liaison.commands.command_descriptions import (
     MSC4332_COMMANDS,
     MSC4391_COMMAND,
     MSC4391_DESCRIPTION,
     state_key,
 )
-from devkit.synapse import LocalSynapse, SynapseAdminError
 from tests.e2e.conftest import BotFactory, OfficerFactory
 from tests.e2e.test_chasing import ANSWER_TIMEOUT_S, post
 from tests.e2e.test_notifications import ask

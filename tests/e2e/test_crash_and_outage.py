@@ -12,11 +12,11 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from bot.crosssigning import ensure_cross_signed
-from commands.case_render import CASE_KEY
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
 from devkit.synapse import LocalSynapse
+from liaison.bot.crosssigning import ensure_cross_signed
+from liaison.commands.case_render import CASE_KEY
 from tests.e2e.conftest import BotFactory, OfficerFactory, known_to_the_bot
 from tests.e2e.test_case_flow import db_rows
 from tests.e2e.test_cases import post, replies_to

@@ -13,7 +13,7 @@ DEMO_TIMEOUT_S = 300
 async def test_the_demo_runs_the_whole_flow_to_the_end(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "demo", "--workdir", str(workdir),
+        sys.executable, "-m", "liaison.bot", "demo", "--workdir", str(workdir),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output, _ = await asyncio.wait_for(process.communicate(), DEMO_TIMEOUT_S)
     text = output.decode()

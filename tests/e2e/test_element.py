@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from bot.crosssigning import ensure_cross_signed
-from commands.case_render import CASE_KEY
 from devkit.botprocess import BotProcess
 from devkit.element import ElementMessage, ElementOfficer, Isolation, node_available
 from devkit.officer import Officer
 from devkit.synapse import LocalSynapse
+from liaison.bot.crosssigning import ensure_cross_signed
+from liaison.commands.case_render import CASE_KEY
 from tests.e2e.conftest import BotFactory, OfficerFactory, post_rooms, unique
 from tests.e2e.test_case_flow import in_thread
 from tests.e2e.test_cases import about_case, post, replies_to

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from bot.crosssigning import ensure_cross_signed
 from devkit.botprocess import BotProcess
 from devkit.element import ElementOfficer, Isolation, node_available
 from devkit.federation import SynapsePair
 from devkit.officer import Officer
 from devkit.synapse import LocalSynapse
+from liaison.bot.crosssigning import ensure_cross_signed
 from tests.e2e.conftest import BotFactory, OfficerOnFactory, unique
 from tests.e2e.test_case_flow import in_thread, relayed, told
 from tests.e2e.test_cases import ALERT, Posts, about_case, post

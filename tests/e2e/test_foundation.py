@@ -12,10 +12,10 @@ from urllib.parse import quote
 import canonicaljson
 import vodozemac
 
-from bot.rawapi import request_json
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
 from devkit.synapse import LocalSynapse
+from liaison.bot.rawapi import request_json
 from tests.e2e.conftest import BotFactory, OfficerFactory, known_to_the_bot, unique
 
 
@@ -266,13 +266,13 @@ async def test_reset_identity_replaces_the_cross_signing_keys_with_the_password(
 
     env = dict(os.environ, LIAISON_BOT_PASSWORD=bot.password, LIAISON_PICKLE_KEY=bot.pickle_key)
     refused = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "reset-identity", "-c", str(bot.config_path),
+        sys.executable, "-m", "liaison.bot", "reset-identity", "-c", str(bot.config_path),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await refused.communicate()
     assert refused.returncode == 3 and b"identity changed" in err  # asks for --yes first
 
     reset = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "reset-identity", "--yes", "-c", str(bot.config_path),
+        sys.executable, "-m", "liaison.bot", "reset-identity", "--yes", "-c", str(bot.config_path),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await reset.communicate()
     assert reset.returncode == 0, err.decode()

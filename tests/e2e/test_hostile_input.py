@@ -17,11 +17,11 @@ from uuid import uuid4
 
 import pytest
 
-from bot.rawapi import request_json
-from commands.case_render import CASE_KEY
-from commands.flood import FloodGate, Rate
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, OfficerError, SeenMessage
+from liaison.bot.rawapi import request_json
+from liaison.commands.case_render import CASE_KEY
+from liaison.commands.flood import FloodGate, Rate
 from tests.e2e.conftest import BotFactory, OfficerFactory, post_rooms
 from tests.e2e.test_case_flow import db_rows, edit, relayed, told
 from tests.e2e.test_cases import Posts, post, posts_for, replies_to

@@ -8,8 +8,8 @@ import asyncio
 
 from nio import KeysUploadResponse
 
-from bot.rawapi import request_json
 from devkit.officer import Officer
+from liaison.bot.rawapi import request_json
 from tests.e2e.conftest import BotFactory, OfficerFactory, post_rooms
 from tests.e2e.test_foundation import replies_to
 

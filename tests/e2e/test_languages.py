@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from commands.render import FSI, LRI, PDI
+from liaison.commands.render import FSI, LRI, PDI
 from tests.e2e.conftest import BotFactory, OfficerFactory
 from tests.e2e.test_cases import about_case, replies_to
 

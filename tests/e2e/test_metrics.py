@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from devkit.synapse import LocalSynapse, free_port
-from storage.metrics import ACK_BUCKETS_S
+from liaison.storage.metrics import ACK_BUCKETS_S
 from tests.e2e.conftest import BotFactory, OfficerFactory
 from tests.e2e.test_case_flow import db_rows, relayed, told
 from tests.e2e.test_hostile_input import posts_for

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 from PIL import Image
 
-from commands.report_chart import PNG_SIGNATURE, REPORT_KEY
 from devkit.officer import Officer, SeenMessage
+from liaison.commands.report_chart import PNG_SIGNATURE, REPORT_KEY
 from tests.e2e.conftest import BotFactory, OfficerFactory
 from tests.e2e.test_chasing import ANSWER_TIMEOUT_S, Chase, flash_policy, two_posts
 from tests.e2e.test_foundation import raw_event, replies_to

@@ -10,9 +10,9 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from commands.case_render import CASE_KEY
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
+from liaison.commands.case_render import CASE_KEY
 from tests.e2e.conftest import BotFactory, OfficerFactory
 
 TIMEOUT_S = 30.0

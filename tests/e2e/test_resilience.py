@@ -1,6 +1,6 @@
 """The bot against late or missing room keys, crashes and homeserver outages.
 
-Every test drives the real bot process (`python -m bot run`) with a real
+Every test drives the real bot process (`python -m liaison.bot run`) with a real
 officer and asserts only on what the officer decrypted, plus, where the point
 is durability, on the bot's own database. The test configuration's grace
 period for undecryptable messages is 3 s (see BotProcess.config_dict).
@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from bot.rawapi import request_json
 from devkit.botprocess import BotProcess
 from devkit.officer import Officer, SeenMessage
 from devkit.synapse import LocalSynapse
+from liaison.bot.rawapi import request_json
 from tests.e2e.conftest import BotFactory, OfficerFactory, known_to_the_bot, post_rooms
 from tests.e2e.test_foundation import verify
 

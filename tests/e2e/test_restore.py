@@ -13,14 +13,14 @@ from urllib.parse import quote
 
 from nio import AsyncClient
 
-from bot.rawapi import request_json
-from bot.session import Credentials
 from devkit.botprocess import BotProcess
 from devkit.element import ElementOfficer, node_available
 from devkit.officer import Officer
 from devkit.synapse import LocalSynapse, free_port
-from storage import outbox
-from storage.db import Database
+from liaison.bot.rawapi import request_json
+from liaison.bot.session import Credentials
+from liaison.storage import outbox
+from liaison.storage.db import Database
 from tests.e2e.conftest import BotFactory, OfficerFactory, known_to_the_bot, post_rooms, unique
 from tests.e2e.test_element import answers
 from tests.e2e.test_foundation import ask, open_room, replies_to, verify
@@ -113,7 +113,7 @@ async def liaison(bot: BotProcess, *args: str) -> tuple[int, str, str]:
     """Run a `liaison` command the way an operator would, with the bot's secrets."""
     env = dict(os.environ, LIAISON_BOT_PASSWORD=bot.password, LIAISON_PICKLE_KEY=bot.pickle_key)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, "-c", str(bot.config_path), env=env,
+        sys.executable, "-m", "liaison.bot", *args, "-c", str(bot.config_path), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await process.communicate()
     assert process.returncode is not None
@@ -310,7 +310,7 @@ async def send_as_old_device(old: Credentials, room_id: str, txn_id: str, body: 
 
 async def liaison_restore(bot: BotProcess, archive: Path) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "restore", str(archive), str(bot.data_dir),
+        sys.executable, "-m", "liaison.bot", "restore", str(archive), str(bot.data_dir),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await process.communicate()
     assert process.returncode is not None

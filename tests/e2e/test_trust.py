@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.crosssigning import ensure_cross_signed
 from devkit.officer import Officer
 from devkit.synapse import LocalSynapse
+from liaison.bot.crosssigning import ensure_cross_signed
 from tests.e2e.conftest import BotFactory, OfficerFactory, known_to_the_bot, post_rooms
 from tests.e2e.test_foundation import replies_to
 

@@ -7,16 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot.clock import Clock
-from bot.command_runner import CommandEvent, CommandRunner
-from bot.directory import Directory
-from bot.event_transaction import EventTransactions
-from commands.flood import FloodGate
-from commands.registry import CommandRegistry, split_command
-from commands.relations import relation_of
-from commands.render import Notice
-from config import Config
-from storage.db import Database
+from liaison.bot.clock import Clock
+from liaison.bot.command_runner import CommandEvent, CommandRunner
+from liaison.bot.directory import Directory
+from liaison.bot.event_transaction import EventTransactions
+from liaison.commands.flood import FloodGate
+from liaison.commands.registry import CommandRegistry, split_command
+from liaison.commands.relations import relation_of
+from liaison.commands.render import Notice
+from liaison.config import Config
+from liaison.storage.db import Database
 
 BOT_USER = "@liaison:liaison.example"
 

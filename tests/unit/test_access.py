@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from commands.access import acts_for, command_refusal, held_role
-from commands.model import Agency, Post
-from commands.registry import CommandSpec, Invocation, Reply, Role
+from liaison.commands.access import acts_for, command_refusal, held_role
+from liaison.commands.model import Agency, Post
+from liaison.commands.registry import CommandSpec, Invocation, Reply, Role
 
 OPEN = Post(id="UZ-TERMEZ", names={"en": "Termez"}, country="UZ", agency=Agency.BORDER,
             room="!uz:example.org")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from commands.attachments import (
+from liaison.commands.attachments import (
     AttachmentsConfig,
     Fetched,
     attachment_of,
@@ -20,7 +20,7 @@ from commands.attachments import (
     timeline_detail,
     type_allowed,
 )
-from storage.cases import recordable
+from liaison.storage.cases import recordable
 
 FILE = {"url": "mxc://kz.example/abc", "v": "v2", "iv": "aXY", "key": {"k": "a2V5"},
         "hashes": {"sha256": "aGFzaA"}}

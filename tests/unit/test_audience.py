@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from commands.audience import (
+from liaison.commands.audience import (
     Audience,
     AudienceKind,
     CaseParties,
@@ -21,13 +21,13 @@ from commands.audience import (
     post_figures_visible,
     room_audience,
 )
-from commands.case_render import CASE_KEY
-from commands.model import Post, Tlp
-from commands.notify import OutboxKind
-from handlers import cases as case_commands
-from handlers import context as bot_services
-from handlers.context import UndisclosedCaseContent, require_disclosure
-from storage import cases, outbox
+from liaison.commands.case_render import CASE_KEY
+from liaison.commands.model import Post, Tlp
+from liaison.commands.notify import OutboxKind
+from liaison.handlers import cases as case_commands
+from liaison.handlers import context as bot_services
+from liaison.handlers.context import UndisclosedCaseContent, require_disclosure
+from liaison.storage import cases, outbox
 from tests.unit.test_chaser import (
     ADMIN,
     CARICC_ROOM,

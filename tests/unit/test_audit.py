@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from storage import audit, cases
-from storage.audit import ChainCheck
-from storage.db import Database, read_only
+from liaison.storage import audit, cases
+from liaison.storage.audit import ChainCheck
+from liaison.storage.db import Database, read_only
 from tests.unit.test_case_storage import NEW, T0, relay
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.backup import (
+from liaison.bot.backup import (
     RESTORED_MARK,
     BackupError,
     ScheduledBackups,
@@ -21,9 +21,9 @@ from bot.backup import (
     restore_archive,
     write_archive,
 )
-from bot.cli import EXIT_REFUSED, main
-from config import BackupsConfig
-from storage.db import Database, latest_version, load_migrations
+from liaison.bot.cli import EXIT_REFUSED, main
+from liaison.config import BackupsConfig
+from liaison.storage.db import Database, latest_version, load_migrations
 
 CREDENTIALS = {"homeserver": "https://h", "user_id": "@liaison:h", "device_id": "OLDDEVICE",
                "access_token": "secret"}

@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from bot.clock import Clock
-from commands.builtin import register_builtins
-from commands.case_render import CASE_KEY, format_time
-from commands.registry import CommandRegistry
-from commands.render import Notice
-from config import Config, parse_config
-from handlers.cases import register_case_commands
-from storage import cases, outbox
-from storage.db import Database
+from liaison.bot.clock import Clock
+from liaison.commands.builtin import register_builtins
+from liaison.commands.case_render import CASE_KEY, format_time
+from liaison.commands.registry import CommandRegistry
+from liaison.commands.render import Notice
+from liaison.config import Config, parse_config
+from liaison.handlers.cases import register_case_commands
+from liaison.storage import cases, outbox
+from liaison.storage.db import Database
 from tests.unit.commandrun import run_command
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from commands.case_edits import FieldChange, compare_edit, field_changes
-from commands.model import Priority, Tlp
-from commands.parser import CaseDraft
-from commands.records import Case
+from liaison.commands.case_edits import FieldChange, compare_edit, field_changes
+from liaison.commands.model import Priority, Tlp
+from liaison.commands.parser import CaseDraft
+from liaison.commands.records import Case
 
 CASE = Case(
     id=1, ref="KZ-0001", kind="alert", origin_post="KZ-ZHIBEK", priority=Priority.URGENT,

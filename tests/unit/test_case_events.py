@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
-from commands.attachments import Attachment, Fetched, attachment_of
-from commands.errors import CommandError
-from commands.registry import Reply
-from commands.relations import Relation
-from commands.render import render_command_error
-from config import parse_config
-from handlers import case_events
-from handlers.context import Services
-from storage import audit, cases, outbox
-from storage.audit import AuditAction
-from storage.db import Database
+from liaison.commands.attachments import Attachment, Fetched, attachment_of
+from liaison.commands.errors import CommandError
+from liaison.commands.registry import Reply
+from liaison.commands.relations import Relation
+from liaison.commands.render import render_command_error
+from liaison.config import parse_config
+from liaison.handlers import case_events
+from liaison.handlers.context import Services
+from liaison.storage import audit, cases, outbox
+from liaison.storage.audit import AuditAction
+from liaison.storage.db import Database
 from tests.unit.test_case_commands import (
     ALERT,
     CONFIG,

@@ -9,9 +9,9 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from commands.model import Priority, Tlp
-from storage import cases, outbox
-from storage.db import Database
+from liaison.commands.model import Priority, Tlp
+from liaison.storage import cases, outbox
+from liaison.storage.db import Database
 
 T0 = 1_777_600_000_000
 

@@ -7,9 +7,9 @@ import textwrap
 from datetime import timedelta
 from pathlib import Path
 
-from commands.chase_policy import DEFAULT_POLICIES
-from commands.model import Priority
-from config import load_config, parse_config
+from liaison.commands.chase_policy import DEFAULT_POLICIES
+from liaison.commands.model import Priority
+from liaison.config import load_config, parse_config
 from tests.unit.test_config import VALID, line_of, problems_of
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"

@@ -17,16 +17,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.chaser import Chaser
-from bot.clock import Clock
-from commands.case_render import CASE_KEY
-from commands.chasing import plan_delivery
-from commands.registry import CommandRegistry
-from commands.render import Notice
-from config import Config, parse_config
-from handlers import default_registry
-from storage import cases, chasing, outbox
-from storage.db import Database
+from liaison.bot.chaser import Chaser
+from liaison.bot.clock import Clock
+from liaison.commands.case_render import CASE_KEY
+from liaison.commands.chasing import plan_delivery
+from liaison.commands.registry import CommandRegistry
+from liaison.commands.render import Notice
+from liaison.config import Config, parse_config
+from liaison.handlers import default_registry
+from liaison.storage import cases, chasing, outbox
+from liaison.storage.db import Database
 from tests.unit.commandrun import run_command
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
@@ -545,7 +545,7 @@ async def test_an_escalation_waits_for_the_direct_room_join_then_goes_to_the_sup
 async def test_one_round_plans_every_new_delivery_however_many_and_later_ones_too(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bot.chaser.PLAN_BATCH", 2)
+    monkeypatch.setattr("liaison.bot.chaser.PLAN_BATCH", 2)
 
     async def planned() -> int:
         async with bot.db.read() as conn:
@@ -618,7 +618,7 @@ async def test_a_delivery_that_cannot_be_planned_does_not_stop_the_others(
             raise ValueError("a policy the planner cannot read")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr("bot.chaser.plan_delivery", plan_or_fail)
+    monkeypatch.setattr("liaison.bot.chaser.plan_delivery", plan_or_fail)
     await bot.say(KZ_ROOM, KZ, FLASH)
     await bot.say(KZ_ROOM, KZ, FLASH)
     await bot.tick()

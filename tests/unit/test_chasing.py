@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commands.chase_policy import ChasePolicies, ChasePolicy
-from commands.chasing import (
+from liaison.commands.chase_policy import ChasePolicies, ChasePolicy
+from liaison.commands.chasing import (
     LATE_AFTER_MS,
     Action,
     ChaseSubject,
@@ -30,8 +30,8 @@ from commands.chasing import (
     snoozed,
     taken_reason,
 )
-from commands.model import Post, Priority
-from commands.quiet_hours import QuietHours
+from liaison.commands.model import Post, Priority
+from liaison.commands.quiet_hours import QuietHours
 
 MIN = 60_000
 HOUR = 60 * MIN

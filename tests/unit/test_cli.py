@@ -17,11 +17,11 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from bot.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_REFUSED, main
-from commands.chasing import Action, Phase, PlannedStep
-from commands.model import Priority, Tlp
-from storage import cases, chasing, outbox
-from storage.db import Database, load_migrations
+from liaison.bot.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_REFUSED, main
+from liaison.commands.chasing import Action, Phase, PlannedStep
+from liaison.commands.model import Priority, Tlp
+from liaison.storage import cases, chasing, outbox
+from liaison.storage.db import Database, load_migrations
 
 UZ = "@uz:example.org"
 
@@ -111,9 +111,9 @@ def test_backup_writes_a_private_checked_archive_without_secrets(
     import stat
     import tarfile
 
-    from bot.app import DATABASE_FILE
-    from config import load_config
-    from storage.db import Database
+    from liaison.bot.app import DATABASE_FILE
+    from liaison.config import load_config
+    from liaison.storage.db import Database
 
     monkeypatch.delenv("TEST_LIAISON_PASSWORD", raising=False)  # backup needs no secret
     monkeypatch.delenv("TEST_LIAISON_PICKLE", raising=False)
@@ -145,8 +145,8 @@ def test_backup_writes_a_private_checked_archive_without_secrets(
 def test_backup_without_a_database_creates_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bot.app import DATABASE_FILE
-    from config import load_config
+    from liaison.bot.app import DATABASE_FILE
+    from liaison.config import load_config
 
     path = tmp_path / "config.yaml"
     path.write_text(GOOD)
@@ -466,7 +466,7 @@ def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str])
 def test_an_interrupted_command_does_not_report_success(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import cli
+    from liaison.bot import cli
 
     def interrupted(args: object) -> int:
         raise KeyboardInterrupt

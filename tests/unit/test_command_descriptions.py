@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from commands.command_descriptions import (
+from liaison.commands.command_descriptions import (
     command_text,
     msc4332_commands,
     msc4391_descriptions,
@@ -13,7 +13,7 @@ from commands.command_descriptions import (
     published_digest,
     state_key,
 )
-from handlers import default_registry
+from liaison.handlers import default_registry
 
 BOT = "@liaison:liaison.example"
 REGISTRY = default_registry()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from commands.model import Agency, Tlp
-from config import (
+from liaison.commands.model import Agency, Tlp
+from liaison.config import (
     INLINE_SECRET_MESSAGE,
     Config,
     ConfigError,

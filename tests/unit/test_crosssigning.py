@@ -6,7 +6,7 @@ import copy
 import stat
 from pathlib import Path
 
-from bot.crosssigning import (
+from liaison.bot.crosssigning import (
     CrossSigningSeeds,
     SigningKey,
     build_public_keys,

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from commands.durations import MAX_SECONDS, parse_duration
+from liaison.commands.durations import MAX_SECONDS, parse_duration
 
 
 def test_a_duration_is_read_in_its_units() -> None:

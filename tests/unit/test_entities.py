@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commands.entities import (
+from liaison.commands.entities import (
     Entity,
     EntityKind,
     EntityLimits,
@@ -17,7 +17,7 @@ from commands.entities import (
     normalise_dob,
     vin_check_digit,
 )
-from commands.names import Person, name_forms, name_score, name_similarity
+from liaison.commands.names import Person, name_forms, name_score, name_similarity
 
 
 @pytest.mark.parametrize(("kind", "typed", "region", "key"), [

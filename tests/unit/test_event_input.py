@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from bot.event_transaction import valid_unicode
+from liaison.bot.event_transaction import valid_unicode
 
 
 def test_ordinary_events_in_any_script_are_valid() -> None:

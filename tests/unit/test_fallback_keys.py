@@ -18,11 +18,11 @@ import pytest
 import vodozemac
 from nio import AsyncClient, AsyncClientConfig
 
-from bot import fallback_keys
-from bot.clock import Clock
-from bot.rawapi import ApiError, ApiResult
-from storage import state
-from storage.db import Database
+from liaison.bot import fallback_keys
+from liaison.bot.clock import Clock
+from liaison.bot.rawapi import ApiError, ApiResult
+from liaison.storage import state
+from liaison.storage.db import Database
 
 USER = "@liaison:example.org"
 DEVICE = "LIAISONDEV"

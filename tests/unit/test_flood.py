@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from commands.flood import FloodGate, Rate, Scope, TokenBucket, flood_notice
-from config import ConfigError, parse_config
+from liaison.commands.flood import FloodGate, Rate, Scope, TokenBucket, flood_notice
+from liaison.config import ConfigError, parse_config
 
 MINUTE_MS = 60_000
 TEN_A_MINUTE = Rate(10, timedelta(minutes=1))
@@ -130,7 +130,7 @@ def test_no_limits_admit_everything() -> None:
 
 
 def test_idle_buckets_are_forgotten_when_there_are_many(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("commands.flood.MAX_TRACKED_BUCKETS", 4)
+    monkeypatch.setattr("liaison.commands.flood.MAX_TRACKED_BUCKETS", 4)
     flood = gate()
     for number in range(4):
         flood.admit(f"@u{number}:x", "!r:x", 0)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from commands.builtin import register_builtins
-from commands.registry import CommandRegistry
-from config import parse_config
-from handlers.cases import register_case_commands
-from handlers.hits import register_hit_commands
-from storage import hits, retention
-from storage.db import Database
+from liaison.commands.builtin import register_builtins
+from liaison.commands.registry import CommandRegistry
+from liaison.config import parse_config
+from liaison.handlers.cases import register_case_commands
+from liaison.handlers.hits import register_hit_commands
+from liaison.storage import hits, retention
+from liaison.storage.db import Database
 from tests.unit.test_case_commands import (
     AF,
     AF_ROOM,

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from commands.audience import Audience, AudienceKind, CaseParties, Detail, case_detail
-from commands.entities import Entity, EntityKind
-from commands.hits import HitRole, HitView, Match, hit_view, may_match, render_check, render_hit
-from commands.model import Post, Tlp
+from liaison.commands.audience import Audience, AudienceKind, CaseParties, Detail, case_detail
+from liaison.commands.entities import Entity, EntityKind
+from liaison.commands.hits import (
+    HitRole,
+    HitView,
+    Match,
+    hit_view,
+    may_match,
+    render_check,
+    render_hit,
+)
+from liaison.commands.model import Post, Tlp
 
 POSTS = {post_id: Post(id=post_id, names={"en": post_id.split("-")[1].title()},
                        country=post_id[:2], agency="border", room=f"!{post_id.lower()}:x")

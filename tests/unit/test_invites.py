@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from nio import InviteInfo, InviteMemberEvent, JoinError, JoinResponse
 
-from bot.invites import InvitePolicy, answer_invite
+from liaison.bot.invites import InvitePolicy, answer_invite
 
 BOT = "@liaison:127.0.0.1:39123"
 PARTNER = "@ops:127.0.0.1:41555"

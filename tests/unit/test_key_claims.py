@@ -16,9 +16,9 @@ import vodozemac
 from nio import AsyncClient, AsyncClientConfig, KeysClaimError, KeysClaimResponse, MatrixRoom
 from nio.crypto import OlmDevice
 
-from bot.key_claims import KeyClaims
-from bot.key_health import KeyHealth
-from bot.sync import SyncLoop
+from liaison.bot.key_claims import KeyClaims
+from liaison.bot.key_health import KeyHealth
+from liaison.bot.sync import SyncLoop
 
 BOT = "@liaison:example.org"
 ROOM = "!post:example.org"
@@ -118,7 +118,7 @@ async def test_a_failed_claim_is_retried_and_logged_in_words(
     health = KeyHealth()
     claims = KeyClaims(client, health, sleep=no_sleep)
     try:
-        with caplog.at_level(logging.WARNING, logger="bot.key_claims"):
+        with caplog.at_level(logging.WARNING, logger="liaison.bot.key_claims"):
             await claims.prepare_room(ROOM)
 
         assert claims.devices_without_session(client.rooms[ROOM]) == []
@@ -141,7 +141,7 @@ async def test_devices_left_out_get_the_room_key_before_the_next_message(
     olm = client.olm
     assert olm is not None
     try:
-        with caplog.at_level(logging.ERROR, logger="bot.key_claims"):
+        with caplog.at_level(logging.ERROR, logger="liaison.bot.key_claims"):
             await claims.prepare_room(ROOM)  # every try fails: the message goes to nobody
         named = sorted(r.device_id for r in caplog.records  # type: ignore[attr-defined]
                        if r.getMessage().startswith("no Olm session with a device"))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from nio import KeysUploadError, KeysUploadResponse
 
-from bot.key_health import KeyHealth, upload_keys
+from liaison.bot.key_health import KeyHealth, upload_keys
 
 REFUSAL = ("One time key signed_curve25519:AAAAAAAAADs already exists. Old key: {\"key\": "
            "\"oWRO9\"}; new key: {'key': '3Ckwg'}")
@@ -37,7 +37,7 @@ async def test_a_refused_upload_names_a_stale_store_once_and_counts_every_refusa
     health = KeyHealth()
     client = Uploads(refused(400), refused(400), KeysUploadResponse(50, 50))
 
-    with caplog.at_level(logging.DEBUG, logger="bot.key_health"):
+    with caplog.at_level(logging.DEBUG, logger="liaison.bot.key_health"):
         assert await upload_keys(client, health) is None  # type: ignore[arg-type]
         assert await upload_keys(client, health) is None  # type: ignore[arg-type]
         errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
@@ -58,7 +58,7 @@ async def test_an_unanswered_upload_is_a_warning_and_does_not_make_the_bot_unhea
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     health = KeyHealth()
-    with caplog.at_level(logging.WARNING, logger="bot.key_health"):
+    with caplog.at_level(logging.WARNING, logger="liaison.bot.key_health"):
         assert await upload_keys(Uploads(refused(502, "Bad Gateway")), health) is None  # type: ignore[arg-type]
     assert health.upload_failures == 1 and health.upload_rejected is None
     assert [r.levelno for r in caplog.records] == [logging.WARNING]

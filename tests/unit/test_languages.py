@@ -17,10 +17,11 @@ import pytest
 from babel import Locale
 from babel.messages.mofile import read_mo, write_mo
 
-from bot.directory import Directory
-from commands.case_render import CASE_KEY
-from commands.errors import CommandError
-from commands.localtime import (
+from devkit import catalogues
+from liaison.bot.directory import Directory
+from liaison.commands.case_render import CASE_KEY
+from liaison.commands.errors import CommandError
+from liaison.commands.localtime import (
     field_time_ms,
     format_elapsed,
     format_time,
@@ -29,9 +30,9 @@ from commands.localtime import (
     to_ms,
     wall_clock,
 )
-from commands.parser import parse_case
-from commands.registry import CommandRegistry, Invocation, split_command
-from commands.render import (
+from liaison.commands.parser import parse_case
+from liaison.commands.registry import CommandRegistry, Invocation, split_command
+from liaison.commands.render import (
     FSI,
     LRI,
     PDI,
@@ -41,14 +42,13 @@ from commands.render import (
     render_command_error,
     render_notice,
 )
-from commands.texts import MESSAGES, Term, catalogue, text
-from config import Config, parse_config
-from devkit import catalogues
-from handlers import default_registry
-from handlers.context import Services
-from handlers.language import language_code
-from storage import audit, outbox
-from storage.db import Database
+from liaison.commands.texts import MESSAGES, Term, catalogue, text
+from liaison.config import Config, parse_config
+from liaison.handlers import default_registry
+from liaison.handlers.context import Services
+from liaison.handlers.language import language_code
+from liaison.storage import audit, outbox
+from liaison.storage.db import Database
 from tests.unit.test_case_commands import FixedClock
 
 ALMATY, KABUL, TEHRAN, ISTANBUL = "Asia/Almaty", "Asia/Kabul", "Asia/Tehran", "Europe/Istanbul"

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from nio import Event, RoomSendError
 
-from bot.logs import current_case, log_context, log_handler, note_case
-from bot.sender import OutboxSender, SenderSettings
-from storage import outbox
-from storage.db import Database
+from liaison.bot.logs import current_case, log_context, log_handler, note_case
+from liaison.bot.sender import OutboxSender, SenderSettings
+from liaison.storage import outbox
+from liaison.storage.db import Database
 from tests.unit.test_sender import ROOM, FixedClock, ScriptedClient
 
 
@@ -115,7 +115,7 @@ async def test_a_failed_send_is_logged_with_its_room_and_case(
     tmp_path: Path, lines: tuple[logging.Logger, io.StringIO, io.StringIO]
 ) -> None:
     _, json_out, _ = lines
-    logging.getLogger("bot.sender").handlers[:] = logging.getLogger("liaison.test").handlers
+    logging.getLogger("liaison.bot.sender").handlers[:] = logging.getLogger("liaison.test").handlers
     db = await Database.open(tmp_path / "db.sqlite")
     try:
         clock = FixedClock(1_000_000)
@@ -132,9 +132,9 @@ async def test_a_failed_send_is_logged_with_its_room_and_case(
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
     finally:
-        logging.getLogger("bot.sender").handlers.clear()
+        logging.getLogger("liaison.bot.sender").handlers.clear()
         await db.close()
-    [line] = [line for line in json_lines(json_out) if line["logger"] == "bot.sender"]
+    [line] = [line for line in json_lines(json_out) if line["logger"] == "liaison.bot.sender"]
     assert (line["msg"], line["room_id"], line["case_ref"]) == (
         "send failed; will retry", ROOM, "KZ-0042")
     assert "Suspected heroin" not in json_out.getvalue()

@@ -7,7 +7,7 @@ from typing import Any
 from nio import MegolmEvent
 from nio.events import Event
 
-from bot.megolm_compat import fill_megolm_fields
+from liaison.bot.megolm_compat import fill_megolm_fields
 
 ROOM = "!room:example.org"
 

@@ -17,19 +17,19 @@ import pytest
 from nio import RoomSendError
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.health import HealthLimits, assess
-from bot.key_health import KeyHealth
-from bot.metrics import MonitoringListener, ProcessFigures, exposition
-from bot.sender import OutboxSender, SenderSettings
-from bot.session import StartupError
-from commands.chasing import Action, Phase, PlannedStep
-from commands.model import Priority, Tlp
-from config import ConfigError, MetricsConfig, parse_config
 from devkit.synapse import free_port
-from storage import cases, chasing, inbox, outbox
-from storage.db import Database, read_only
-from storage.metrics import UNDECRYPTABLE_KIND, DeliveryFigures, WorkFigures, work_figures
-from storage.outbox import OutboxStats
+from liaison.bot.health import HealthLimits, assess
+from liaison.bot.key_health import KeyHealth
+from liaison.bot.metrics import MonitoringListener, ProcessFigures, exposition
+from liaison.bot.sender import OutboxSender, SenderSettings
+from liaison.bot.session import StartupError
+from liaison.commands.chasing import Action, Phase, PlannedStep
+from liaison.commands.model import Priority, Tlp
+from liaison.config import ConfigError, MetricsConfig, parse_config
+from liaison.storage import cases, chasing, inbox, outbox
+from liaison.storage.db import Database, read_only
+from liaison.storage.metrics import UNDECRYPTABLE_KIND, DeliveryFigures, WorkFigures, work_figures
+from liaison.storage.outbox import OutboxStats
 from tests.unit.test_sender import ROOM, FixedClock, ScriptedClient
 
 T0 = 1_777_600_000_000

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from commands.model import Priority
-from commands.notify import (
+from liaison.commands.model import Priority
+from liaison.commands.notify import (
     NOTIFICATIONS,
     Notification,
     NotificationSettings,
@@ -16,9 +16,9 @@ from commands.notify import (
     case_notice_kind,
     msgtype_for,
 )
-from config import ConfigError, parse_config
-from storage import outbox
-from storage.db import Database
+from liaison.config import ConfigError, parse_config
+from liaison.storage import outbox
+from liaison.storage.db import Database
 from tests.unit.test_config import VALID, line_of
 
 MUST_RING = {OutboxKind.CASE_RELAY, OutboxKind.CHASE_REMIND, OutboxKind.CHASE_ESCALATE,

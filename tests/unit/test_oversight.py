@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 from nio import InviteInfo, InviteMemberEvent, RoomLeaveResponse, RoomSendError, RoomSendResponse
 
-from bot.app import Liaison
-from bot.cli import EXIT_AUDIT_BROKEN, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
-from bot.command_runner import record_refusal
-from bot.invites import InvitePolicy, answer_invite
-from bot.sender import OutboxSender, SenderSettings
-from commands.errors import CommandError
-from config import ConfigError, parse_config
-from handlers.context import Services
-from storage import audit, export
-from storage.db import Database
+from liaison.bot.app import Liaison
+from liaison.bot.cli import EXIT_AUDIT_BROKEN, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
+from liaison.bot.command_runner import record_refusal
+from liaison.bot.invites import InvitePolicy, answer_invite
+from liaison.bot.sender import OutboxSender, SenderSettings
+from liaison.commands.errors import CommandError
+from liaison.config import ConfigError, parse_config
+from liaison.handlers.context import Services
+from liaison.storage import audit, export
+from liaison.storage.db import Database
 from tests.unit.test_case_commands import (
     ALERT,
     CONFIG,
@@ -136,7 +136,7 @@ async def test_refusals_for_want_of_authority_are_recorded_and_bad_input_is_not(
 async def test_the_start_records_a_digest_of_the_config_and_no_secret(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG_YAML)
-    from config import load_config
+    from liaison.config import load_config
 
     config = load_config(path, check_secrets=False)
     db = await Database.open(tmp_path / "liaison.db")
@@ -358,7 +358,7 @@ async def test_an_export_longer_than_a_batch_has_each_case_once_in_order(
 async def test_an_export_that_fails_half_way_leaves_no_file_behind(
     bot: Bot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.oversight import export_records
+    from liaison.bot.oversight import export_records
 
     monkeypatch.setattr(export, "BATCH_SIZE", 3)
     await many_cases(bot)

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from commands.errors import CommandError
-from commands.model import Priority, Tlp
-from commands.parser import (
+from liaison.commands.errors import CommandError
+from liaison.commands.model import Priority, Tlp
+from liaison.commands.parser import (
     FIELD_KEY_RE,
     CaseDraft,
     CaseKind,
@@ -31,8 +31,8 @@ from commands.parser import (
     parse_update,
     render_draft,
 )
-from commands.registry import split_command
-from commands.texts import OPTION_KEYS, fold_word
+from liaison.commands.registry import split_command
+from liaison.commands.texts import OPTION_KEYS, fold_word
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)  # 15:00 in Tashkent, 12:00 in Berlin
 TASHKENT = ZoneInfo("Asia/Tashkent")

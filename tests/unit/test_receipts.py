@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from bot.receipts import ReadReceipts, receipt_thread
+from liaison.bot.receipts import ReadReceipts, receipt_thread
 
 
 class FakeClient:

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from commands.builtin import register_builtins
-from commands.errors import CommandError
-from commands.registry import (
+from liaison.commands.builtin import register_builtins
+from liaison.commands.errors import CommandError
+from liaison.commands.registry import (
     CommandRegistry,
     CommandSpec,
     Invocation,
@@ -16,8 +16,8 @@ from commands.registry import (
     Role,
     split_command,
 )
-from commands.render import render_notice
-from handlers import default_registry
+from liaison.commands.render import render_notice
+from liaison.handlers import default_registry
 
 SENT = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 

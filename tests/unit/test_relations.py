@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from commands.relations import (
+from liaison.commands.relations import (
     Relation,
     acknowledges,
     edited_body,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from commands.errors import CommandError
-from commands.render import (
+from liaison.commands.errors import CommandError
+from liaison.commands.render import (
     Code,
     Mention,
     Relayed,

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from commands.chase_policy import ChasePolicies
-from commands.chasing import ChaseSubject
-from commands.model import Priority
-from commands.report import ReportDelivery, build_report, median_ms, percentile_ms
+from liaison.commands.chase_policy import ChasePolicies
+from liaison.commands.chasing import ChaseSubject
+from liaison.commands.model import Priority
+from liaison.commands.report import ReportDelivery, build_report, median_ms, percentile_ms
 
 MIN = 60_000
 T0 = 1_777_000_000_000

@@ -23,20 +23,20 @@ from nio import RoomSendResponse, UploadError, UploadResponse
 from nio.crypto.attachments import decrypt_attachment
 from PIL import Image
 
-from bot.directory import Directory
-from bot.media import MediaUnavailable
-from bot.reports import (
+from liaison.bot.directory import Directory
+from liaison.bot.media import MediaUnavailable
+from liaison.bot.reports import (
     UPLOAD_ATTEMPTS,
     WEEKLY_KIND,
     ReportCharts,
     WeeklyReports,
     charts_installed,
 )
-from bot.sender import OutboxSender, SenderSettings
-from commands.localtime import Moment
-from commands.notify import OutboxKind
-from commands.report import PostReport
-from commands.report_chart import (
+from liaison.bot.sender import OutboxSender, SenderSettings
+from liaison.commands.localtime import Moment
+from liaison.commands.notify import OutboxKind
+from liaison.commands.report import PostReport
+from liaison.commands.report_chart import (
     CHART_KIND,
     PNG_SIGNATURE,
     RENDER_KEY,
@@ -46,12 +46,12 @@ from commands.report_chart import (
     chart_request,
     png_size,
 )
-from commands.report_schedule import WeeklyReport
-from commands.texts import text
-from config import Config, parse_config
-from handlers import default_registry
-from storage import outbox
-from storage.db import Database
+from liaison.commands.report_schedule import WeeklyReport
+from liaison.commands.texts import text
+from liaison.config import Config, parse_config
+from liaison.handlers import default_registry
+from liaison.storage import outbox
+from liaison.storage.db import Database
 from tests.unit.commandrun import run_command
 from tests.unit.test_chaser import FixedClock
 from tests.unit.test_config import VALID, line_of, problems_of
@@ -406,7 +406,7 @@ async def test_a_chart_that_cannot_be_drawn_becomes_a_notice_and_an_upload_failu
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("no fonts")
 
-    monkeypatch.setattr("bot.reports.ack_time_chart", broken)
+    monkeypatch.setattr("liaison.bot.reports.ack_time_chart", broken)
     client = UploadingClient()
     content = await ReportCharts(db, client, conf)(message)  # type: ignore[arg-type]
     assert client.uploads == []
@@ -443,7 +443,7 @@ async def test_a_chart_asked_for_before_matplotlib_went_away_becomes_that_line(
     def not_installed(*args: Any, **kwargs: Any) -> Any:
         raise ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
 
-    monkeypatch.setattr("bot.reports.ack_time_chart", not_installed)
+    monkeypatch.setattr("liaison.bot.reports.ack_time_chart", not_installed)
     client = UploadingClient()
     content = await ReportCharts(db, client, conf)(message)  # type: ignore[arg-type]
     assert client.uploads == []

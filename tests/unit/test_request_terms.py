@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from commands.builtin import register_builtins
-from commands.case_terms import resolve_terms
-from commands.deadlines import (
+from liaison.commands.builtin import register_builtins
+from liaison.commands.case_terms import resolve_terms
+from liaison.commands.deadlines import (
     BUILTIN_CLASSES,
     DeadlineClass,
     check_due,
@@ -24,8 +24,8 @@ from commands.deadlines import (
     parse_refusal,
     resolve_class,
 )
-from commands.errors import CommandError
-from commands.handling import (
+from liaison.commands.errors import CommandError
+from liaison.commands.handling import (
     Handling,
     action_label,
     handling_label,
@@ -34,14 +34,14 @@ from commands.handling import (
     resolve_action,
     split_terms,
 )
-from commands.model import Post, Tlp
-from commands.red import red_recipients
-from commands.registry import CommandRegistry
-from config import parse_config
-from handlers.cases import register_case_commands
-from handlers.requests import register_request_commands
-from storage import cases, chasing
-from storage.db import Database
+from liaison.commands.model import Post, Tlp
+from liaison.commands.red import red_recipients
+from liaison.commands.registry import CommandRegistry
+from liaison.config import parse_config
+from liaison.handlers.cases import register_case_commands
+from liaison.handlers.requests import register_request_commands
+from liaison.storage import cases, chasing
+from liaison.storage.db import Database
 from tests.unit.commandrun import run_command
 from tests.unit.test_case_commands import (
     CONFIG,
@@ -432,7 +432,7 @@ class FakeDirectRooms:
 
 async def test_red_goes_to_each_named_officer_by_direct_message_and_the_origin_sees_only_who(
         tmp_path: Path) -> None:
-    from handlers.red import deliver_waiting
+    from liaison.handlers.red import deliver_waiting
     config: dict[str, Any] = json.loads(json.dumps(CONFIG))
     config["posts"][1].update(clearance="RED", officers=[UZ])
     config["posts"][0].update(officers=[KZ])
@@ -492,10 +492,10 @@ async def test_red_goes_to_each_named_officer_by_direct_message_and_the_origin_s
 
 
 def test_the_report_gives_the_on_time_share_per_post_and_class() -> None:
-    from commands.chase_policy import ChasePolicies
-    from commands.chasing import ChaseSubject
-    from commands.model import Priority
-    from commands.report import ClassFigure, ReportDelivery, build_report
+    from liaison.commands.chase_policy import ChasePolicies
+    from liaison.commands.chasing import ChaseSubject
+    from liaison.commands.model import Priority
+    from liaison.commands.report import ClassFigure, ReportDelivery, build_report
 
     def request(answered: int | None, due: int, deadline_class: str | None) -> ReportDelivery:
         return ReportDelivery("UZ-TERMEZ", "KZ-ZHIBEK", ChaseSubject(
@@ -512,7 +512,7 @@ def test_the_report_gives_the_on_time_share_per_post_and_class() -> None:
 
 
 async def test_an_export_leaves_red_content_out_unless_the_admin_asks(tmp_path: Path) -> None:
-    from storage.export import case_batches
+    from liaison.storage.export import case_batches
     config: dict[str, Any] = json.loads(json.dumps(CONFIG))
     config["posts"][1].update(clearance="RED", officers=[UZ])
     database = await Database.open(tmp_path / "liaison.db")
@@ -538,8 +538,8 @@ async def test_an_export_leaves_red_content_out_unless_the_admin_asks(tmp_path: 
 
 def test_a_red_case_is_read_in_its_origin_room_only_when_cleared_and_exactly_its_people(
 ) -> None:
-    from commands.audience import CaseParties, Detail, case_detail, escalation_detail
-    from handlers.context import audience_in
+    from liaison.commands.audience import CaseParties, Detail, case_detail, escalation_detail
+    from liaison.handlers.context import audience_in
     config_data: dict[str, Any] = json.loads(json.dumps(CONFIG))
     config_data["posts"][0].update(officers=[KZ])
     config_data["posts"][1].update(clearance="RED", officers=[UZ],

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.retention import Retention
-from config import parse_config
-from storage import audit, cases
-from storage.db import Database
+from liaison.bot.retention import Retention
+from liaison.config import parse_config
+from liaison.storage import audit, cases
+from liaison.storage.db import Database
 from tests.unit.test_case_commands import (
     ALERT,
     CONFIG,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from commands.retry import PERMANENT_AFTER_ATTEMPTS, retry_delay_ms
+from liaison.commands.retry import PERMANENT_AFTER_ATTEMPTS, retry_delay_ms
 
 BACKOFF = {"backoff_initial_ms": 500, "backoff_max_ms": 60_000}
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.directory import REPLACED_PREFIX, Directory
-from config import parse_config
-from storage import languages, state
-from storage.db import Database
+from liaison.bot.directory import REPLACED_PREFIX, Directory
+from liaison.config import parse_config
+from liaison.storage import languages, state
+from liaison.storage.db import Database
 from tests.unit.test_config import VALID
 
 OLD, NEW, NEWER = "!uz-termez:liaison.example", "!uz-termez-2:liaison.example", "!uz-3:x"

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from commands.model import Agency, CategoryRule, Group, Post, Tlp
-from commands.routing import Directory, Refusal, RefusalReason, RoutingDecision, route
+from liaison.commands.model import Agency, CategoryRule, Group, Post, Tlp
+from liaison.commands.routing import Directory, Refusal, RefusalReason, RoutingDecision, route
 
 
 def post(post_id: str, *, agency: Agency = Agency.BORDER, clearance: Tlp = Tlp.AMBER,

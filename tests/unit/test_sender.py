@@ -15,10 +15,10 @@ from typing import Any
 
 from nio import RoomSendError, RoomSendResponse
 
-from bot.sender import RELAY_HEAD_START_S, OutboxSender, SenderSettings
-from storage import outbox
-from storage.db import Database
-from storage.outbox import OutboxMessage
+from liaison.bot.sender import RELAY_HEAD_START_S, OutboxSender, SenderSettings
+from liaison.storage import outbox
+from liaison.storage.db import Database
+from liaison.storage.outbox import OutboxMessage
 
 ROOM = "!room:example.org"
 

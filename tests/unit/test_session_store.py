@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.session import (
+from liaison.bot.session import (
     CREDENTIALS_FILE,
     Credentials,
     SessionSettings,

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from bot import app
-from bot.app import retrying, transient
-from bot.health import HealthLimits, HomeserverReach, assess
-from bot.rawapi import ApiError, ApiResult
-from bot.session import StartupError
-from storage.outbox import OutboxStats
+from liaison.bot import app
+from liaison.bot.app import retrying, transient
+from liaison.bot.health import HealthLimits, HomeserverReach, assess
+from liaison.bot.rawapi import ApiError, ApiResult
+from liaison.bot.session import StartupError
+from liaison.storage.outbox import OutboxStats
 
 
 def api_error(status: int) -> ApiError:
@@ -105,7 +105,7 @@ async def test_an_unreachable_homeserver_is_an_error_after_three_tries_and_healt
         health_while_down.append(reach.check())
 
     app.asyncio.sleep = sleep  # type: ignore[assignment]  # restored by the fixture
-    with caplog.at_level(logging.WARNING, logger="bot.app"):
+    with caplog.at_level(logging.WARNING, logger="liaison.bot.app"):
         assert await retrying("open the session", down, reach=reach) == "open"
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == [

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commands.notify import OutboxKind
-from storage import inbox, outbox, state
-from storage.db import (
+from liaison.commands.notify import OutboxKind
+from liaison.storage import inbox, outbox, state
+from liaison.storage.db import (
     Database,
     MigrationError,
     SchemaTooNewError,
@@ -183,7 +183,7 @@ async def test_an_existing_database_is_backed_up_before_its_schema_is_upgraded(
     assert not (path.parent / "backups").exists()  # a brand-new database needs none
 
     write_migrations(migrations, {"0002_more.sql": "ALTER TABLE base ADD COLUMN y TEXT;"})
-    with caplog.at_level(logging.INFO, logger="storage.db"):
+    with caplog.at_level(logging.INFO, logger="liaison.storage.db"):
         upgraded = await Database.open(path, migrations=migrations)
     await upgraded.close()
 
@@ -195,7 +195,7 @@ async def test_an_existing_database_is_backed_up_before_its_schema_is_upgraded(
     assert await raw_query(backup, "SELECT * FROM base") == [(42,)]
     assert await raw_query(path, "SELECT * FROM base") == [(42, None)]
     assert upgraded.schema_version == 2
-    [line] = [r for r in caplog.records if r.name == "storage.db"]
+    [line] = [r for r in caplog.records if r.name == "liaison.storage.db"]
     assert (line.levelno, line.getMessage()) == (
         logging.INFO, "database backed up before upgrading its schema")
     assert line.backup == str(backup)  # type: ignore[attr-defined]

@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp import ServerDisconnectedError
 from nio import MatrixRoom, MegolmEvent
 
-from bot.undecryptable import KEEP_AFTER_NOTICE_MS, UndecryptableTracker
-from storage import inbox
-from storage.db import Database
+from liaison.bot.undecryptable import KEEP_AFTER_NOTICE_MS, UndecryptableTracker
+from liaison.storage import inbox
+from liaison.storage.db import Database
 
 
 class FixedClock:
