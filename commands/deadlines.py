@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from liaison.commands.durations import Duration, parse_duration
 from liaison.commands.errors import CommandError
-from liaison.commands.identifiers import REF_RE, parse_ref, strip_invisible
+from liaison.commands.identifiers import REF_RE, declared_word, parse_ref, strip_invisible
 from liaison.commands.localtime import Elapsed, Moment
 from liaison.commands.texts import fold_word, text
 
@@ -169,21 +169,23 @@ class RefusalCommand:
 
 
 def _reason(word: str, reasons: Mapping[str, tuple[str, ...]], msg_id: str) -> str:
-    folded = fold_word(strip_invisible(word).strip())
-    table = {fold_word(code): code for code in reasons}
-    table.update({fold_word(alias): code for code, aliases in reasons.items()
-                  for alias in aliases})
-    if folded in table:
-        return table[folded]
-    near = difflib.get_close_matches(folded, list(table), n=1, cutoff=0.6)
-    raise CommandError.of(msg_id, value=word, codes=", ".join(reasons),
-                          suggestions=tuple(table[match] for match in near))
+    code, near = declared_word(word, reasons, cutoff=0.6)
+    if code is not None:
+        return code
+    raise CommandError.of(msg_id, value=word, codes=", ".join(reasons), suggestions=near)
 
 
-def _words(args: str, lines: Sequence[str]) -> tuple[list[str], str]:
-    """The first line's words and everything typed after them, as one text."""
+def _ref_and_words(args: str, lines: Sequence[str], context_ref: str | None
+                   ) -> tuple[str, list[str], str]:
+    """The case (typed first, or the thread's), the first line's other words, and
+    everything typed after them as one text."""
     words = strip_invisible(args).split()
-    return words, "\n".join(line for line in lines).strip()
+    more = "\n".join(line for line in lines).strip()
+    if (words and REF_RE.fullmatch(words[0].upper())) or context_ref is None:
+        if not words:
+            raise CommandError.of("error.ref_missing")
+        return parse_ref(words[0]), words[1:], more
+    return parse_ref(context_ref), words, more
 
 
 def parse_delay(args: str, lines: Sequence[str], *, context_ref: str | None = None
@@ -191,13 +193,7 @@ def parse_delay(args: str, lines: Sequence[str], *, context_ref: str | None = No
     """`!delay REF DURATION REASON [text]` (REF may be left out in the case's thread)."""
     usage = text("command.delay.usage")
     try:
-        words, more = _words(args, lines)
-        if (words and REF_RE.fullmatch(words[0].upper())) or context_ref is None:
-            if not words:
-                raise CommandError.of("error.ref_missing")
-            ref, words = parse_ref(words[0]), words[1:]
-        else:
-            ref = parse_ref(context_ref)
+        ref, words, more = _ref_and_words(args, lines, context_ref)
         if not words:
             raise CommandError.of("request.error.delay_duration_missing")
         try:
@@ -220,13 +216,7 @@ def parse_refusal(args: str, lines: Sequence[str], *, context_ref: str | None = 
     """`!refuse REF REASON [text]` (REF may be left out in the case's thread)."""
     usage = text("command.refuse.usage")
     try:
-        words, more = _words(args, lines)
-        if (words and REF_RE.fullmatch(words[0].upper())) or context_ref is None:
-            if not words:
-                raise CommandError.of("error.ref_missing")
-            ref, words = parse_ref(words[0]), words[1:]
-        else:
-            ref = parse_ref(context_ref)
+        ref, words, more = _ref_and_words(args, lines, context_ref)
         if not words:
             raise CommandError.of("request.error.refuse_reason_missing",
                                   codes=", ".join(REFUSAL_REASONS))

@@ -17,7 +17,6 @@ Pure: no storage, no Matrix, no clock.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,7 +24,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from liaison.commands.errors import CommandError
-from liaison.commands.identifiers import CATEGORY_RE, parse_ref, strip_invisible
+from liaison.commands.identifiers import CATEGORY_RE, declared_word, parse_ref, strip_invisible
 from liaison.commands.texts import fold_word, has_text, text
 
 
@@ -139,16 +138,12 @@ def actions_of(extra: Mapping[str, Mapping[str, str]]) -> dict[str, tuple[str, .
 def resolve_action(word: str, extra: Mapping[str, Mapping[str, str]]) -> str:
     """The declared action a typed word names; a CommandError with the nearest otherwise."""
     declared = actions_of(extra)
-    folded = fold_word(strip_invisible(word).strip())
-    table = {fold_word(name): name for name in declared}
-    table.update({fold_word(alias): name for name, aliases in declared.items()
-                  for alias in aliases})
-    if folded in table:
-        return table[folded]
-    near = difflib.get_close_matches(folded, list(table), n=1, cutoff=0.5)
+    name, near = declared_word(word, declared, cutoff=0.5)
+    if name is not None:
+        return name
     raise CommandError.of("handling.error.action_unknown", value=word,
                           actions=", ".join(declared),
-                          suggestions=tuple("action:" + table[match] for match in near))
+                          suggestions=tuple("action:" + match for match in near))
 
 
 def h3_restriction(fields: Sequence[tuple[str, str]]) -> tuple[str | None,

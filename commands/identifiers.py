@@ -5,8 +5,10 @@ suggestion (see `commands.parser`)."""
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping
 
 from liaison.commands.errors import CommandError
 from liaison.commands.texts import NEIGHBOUR_WORDS, Term, fold_word
@@ -95,3 +97,17 @@ def _canonical_target(token: str) -> str:
     if len(cleaned) > 40 or not _TARGET_RE.fullmatch(cleaned):
         raise CommandError.of("error.target_bad", value=cleaned)
     return cleaned.upper() if _POST_SHAPE_RE.fullmatch(cleaned) else cleaned.lower()
+
+
+def declared_word(word: str, declared: Mapping[str, Iterable[str]], *,
+                  cutoff: float) -> tuple[str | None, tuple[str, ...]]:
+    """The declared name a typed word stands for (the name itself or one of its aliases,
+    compared folded, invisible characters dropped), else None and the nearest names."""
+    folded = fold_word(strip_invisible(word).strip())
+    table = {fold_word(name): name for name in declared}
+    table.update({fold_word(alias): name for name, aliases in declared.items()
+                  for alias in aliases})
+    if folded in table:
+        return table[folded], ()
+    near = difflib.get_close_matches(folded, list(table), n=1, cutoff=cutoff)
+    return None, tuple(table[match] for match in near)
