@@ -72,6 +72,9 @@ class OutboxKind(StrEnum):
     """The weekly report's table (bot.reports)."""
     REPORT_CHART = "report-chart"
     """A report's chart, drawn just before it is sent."""
+    LINK_PROTOCOL = "link-protocol"
+    """A protocol event to a partner bot in a link room (`handlers.links`, `docs/links.md`):
+    read by a bot, never by a person, so it never rings."""
 
 
 def case_notice_kind(about: str) -> OutboxKind:
@@ -114,6 +117,7 @@ _RING, _PRESSING, _QUIET = (Notification.RING, Notification.RING_IF_PRESSING,
 
 KIND_RULES: Mapping[OutboxKind, KindRule] = {
     OutboxKind.CASE_RELAY: KindRule(_RING, ahead=True),
+    OutboxKind.LINK_PROTOCOL: KindRule(_QUIET, ahead=True),
     OutboxKind.CHASE_REMIND: KindRule(_RING),
     OutboxKind.CHASE_ESCALATE: KindRule(_RING),
     OutboxKind.UNDECRYPTABLE: KindRule(_RING),

@@ -17,6 +17,7 @@ from liaison.commands.attachments import AttachmentsConfig
 from liaison.commands.chase_policy import ChasingConfig
 from liaison.commands.deadlines import RequestsConfig
 from liaison.commands.handling import HandlingConfig
+from liaison.commands.links import Link
 from liaison.commands.model import CategoryRule, Group, Post
 from liaison.commands.notify import NotificationSettings
 from liaison.commands.report_schedule import ReportsConfig
@@ -68,6 +69,7 @@ class Config(_Section):
     posts: list[Post] = []  # noqa: RUF012
     groups: list[Group] = []  # noqa: RUF012
     category_rules: list[CategoryRule] = []  # noqa: RUF012
+    links: list[Link] = []  # noqa: RUF012
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
     _config_path: Path | None = PrivateAttr(default=None)
