@@ -28,6 +28,7 @@ from liaison.commands.audience import (
     disclose,
     room_audience,
 )
+from liaison.commands.links import LinkView
 from liaison.commands.notify import OutboxKind
 from liaison.commands.records import Case, TimelineKind
 from liaison.config import Config
@@ -78,6 +79,8 @@ class Services:
     """A room's joined and invited users, as the Matrix client knows them (None: unknown)."""
     note_case: Callable[[str], None] = _no_log_context
     """Names the case the event in hand is about in its log lines (`bot.logs.note_case`)."""
+    links: LinkView = field(default_factory=LinkView)
+    """The configured links and the partners' accepted directories (`commands.links`)."""
     charts: bool = True
     """Whether report charts can be drawn (the `charts` extra is installed:
     `bot.reports.charts_installed`); without it `!report` sends its table alone."""
