@@ -338,7 +338,8 @@ class LinkView:
                     continue
                 posts[entry.id] = Post(
                     id=entry.id, country=entry.country,
-                    names={str(lang): name for lang, name in entry.names.items()},
+                    names={"en": entry.id} | {str(lang): name
+                                              for lang, name in entry.names.items()},
                     agency=entry.agency, room=link.room, language=entry.language,
                     timezone=entry.timezone if _known_zone(entry.timezone) else "UTC",
                     clearance=min(entry.clearance, link.max_tlp, key=lambda t: t.rank),
@@ -551,6 +552,8 @@ def check_directory(link: Link, content: DirectoryContent) -> LinkRefusal | None
     for post in content.posts:
         if post.id in seen:
             return LinkRefusal(RefusalReason.SCHEMA, f"post {post.id} is listed twice")
+        if "en" not in post.names:
+            return LinkRefusal(RefusalReason.SCHEMA, f"post {post.id} has no English name")
         seen.add(post.id)
     return None
 
