@@ -14,20 +14,30 @@ and `id`, its idempotency key: a key already accepted from the partner changes n
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from liaison.commands.model import (
     MXID_RE,
     POST_ID_RE,
     ROOM_ID_RE,
     Agency,
+    Group,
     Post,
     Tlp,
     known_zone,
@@ -372,3 +382,239 @@ def _known_zone(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# --- the rules of the protocol (pure) ---------------------------------------------------
+
+ParsedContent = DirectoryContent | OfferContent | ReceiptContent | CaseEventContent
+
+_CONTENT_MODELS: dict[str, type[DirectoryContent | OfferContent | ReceiptContent
+                                 | CaseEventContent]] = {
+    LinkEventType.DIRECTORY: DirectoryContent,
+    LinkEventType.OFFER: OfferContent,
+    LinkEventType.RECEIPT: ReceiptContent,
+    LinkEventType.CASE: CaseEventContent,
+}
+Language = Literal["en", "ru", "ar"]
+_LANGUAGES: tuple[Language, ...] = ("en", "ru", "ar")
+
+
+@dataclass(frozen=True)
+class LinkRefusal:
+    """Why a protocol event (or an offer) is refused: the reason the partner and the
+    origin officer are told (rendered from `reason`) and a detail in English for the
+    log, the audit trail and the receipt's `detail`."""
+
+    reason: RefusalReason
+    detail: str
+
+
+def canonical_json(value: object) -> bytes:
+    """The canonical JSON of a content (sorted keys, no spaces, UTF-8): what the size
+    limit counts and the directory digest hashes."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+
+
+def directory_key(version: int) -> str:
+    """The `id` of the directory of `version`."""
+    return f"directory:{version}"
+
+
+def offer_key(ref: str, target: str) -> str:
+    """The `id` of the offer of case `ref` to the partner's post `target`."""
+    return f"offer:{ref}:{target}"
+
+
+def receipt_key(ref: str, target: str) -> str:
+    """The `id` of the receipt answering the offer of `ref` to `target`."""
+    return f"receipt:{ref}:{target}"
+
+
+def case_event_key(ref: str, event: CaseEventKind, post: str | None, unique: str) -> str:
+    """The `id` of a case event: `case:<ref>:<event>:<post>` (`-` when it is about the
+    whole case), then `:<unique>` when the same kind may happen again for that post
+    (a reply's or a reminder's own event id or step); `unique` empty for what happens
+    once (an ack, a close)."""
+    key = f"case:{ref}:{event.value}:{post or '-'}"
+    return f"{key}:{unique}" if unique else key
+
+
+def directory_posts(link: Link, posts: Sequence[Post],
+                    groups: Sequence[Group]) -> tuple[DirectoryPost, ...]:
+    """The local posts published to `link`, in configuration order: those `link.expose`
+    names (every post when it is None), with the groups of `link.expose_groups` they
+    belong to and the neighbours the partner may know (published posts and the
+    partner's own). Never a room, officer or supervisor; a clearance above the link's
+    `max_tlp` is published as `max_tlp`, as nothing above it crosses."""
+    exposed = [post for post in posts
+               if link.expose is None or post.id in link.expose]
+    published = {post.id for post in exposed}
+    shown_groups = [group for group in groups if group.name in link.expose_groups]
+    return tuple(
+        DirectoryPost(
+            id=post.id,
+            names={lang: post.names[lang] for lang in _LANGUAGES if lang in post.names},
+            country=post.country, agency=post.agency,
+            language=_language(post.language),
+            timezone=post.timezone,
+            clearance=min(post.clearance, link.max_tlp, key=lambda tlp: tlp.rank),
+            groups=tuple(group.name for group in shown_groups if post.id in group.posts),
+            neighbours=tuple(neighbour for neighbour in post.neighbours
+                             if neighbour in published
+                             or neighbour[:2] in link.countries))
+        for post in exposed)
+
+
+def _language(value: str) -> Language:
+    return next((lang for lang in _LANGUAGES if lang == value), "en")
+
+
+def directory_digest(posts: tuple[DirectoryPost, ...]) -> str:
+    """SHA-256 (hex) of the published posts' canonical JSON: the directory is published
+    again (its version up by one) only when this changes."""
+    payload = canonical_json([post.model_dump(mode="json") for post in posts])
+    return hashlib.sha256(payload).hexdigest()
+
+
+def parse_content(event_type: str, content: Mapping[str, Any]) -> ParsedContent | LinkRefusal:
+    """Read a protocol event's content: its type known, its size within
+    `MAX_EVENT_BYTES`, its `v` this bot's version, its schema exact (no unknown field)
+    and its `id` the key its fields give."""
+    model = _CONTENT_MODELS.get(event_type)
+    if model is None:
+        return LinkRefusal(RefusalReason.SCHEMA, f"unknown event type {event_type[:80]!r}")
+    try:
+        raw = canonical_json(content)
+    except (TypeError, ValueError):
+        return LinkRefusal(RefusalReason.SCHEMA, "the content is not JSON")
+    if len(raw) > MAX_EVENT_BYTES:
+        return LinkRefusal(RefusalReason.TOO_LARGE,
+                           f"{len(raw)} bytes, more than {MAX_EVENT_BYTES}")
+    version = content.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        return LinkRefusal(RefusalReason.UNKNOWN_VERSION,
+                           f"protocol version {str(version)[:20]!r}, this bot speaks "
+                           f"{PROTOCOL_VERSION}")
+    try:
+        parsed = model.model_validate_json(raw)
+    except ValidationError as error:
+        return LinkRefusal(RefusalReason.SCHEMA, _first_error(error))
+    expected = _expected_key(parsed)
+    if expected is not None and parsed.id != expected:
+        return LinkRefusal(RefusalReason.SCHEMA,
+                           f"id {parsed.id[:80]!r} should be {expected[:80]!r}")
+    if isinstance(parsed, CaseEventContent):
+        return _check_event_shape(parsed) or parsed
+    return parsed
+
+
+def _expected_key(parsed: ParsedContent) -> str | None:
+    """The `id` a content must carry, or None when only its prefix is fixed (a case
+    event: checked in `_check_event_shape`)."""
+    if isinstance(parsed, DirectoryContent):
+        return directory_key(parsed.version)
+    if isinstance(parsed, OfferContent):
+        return offer_key(parsed.ref, parsed.target)
+    if isinstance(parsed, ReceiptContent):
+        return receipt_key(parsed.ref, parsed.target)
+    return None
+
+
+def _check_event_shape(event: CaseEventContent) -> LinkRefusal | None:
+    prefix = case_event_key(event.ref, event.event, event.post, "")
+    if event.id != prefix and not event.id.startswith(prefix + ":"):
+        return LinkRefusal(RefusalReason.SCHEMA,
+                           f"id {event.id[:80]!r} should start with {prefix[:80]!r}")
+    if event.event is CaseEventKind.ATTACHMENT and event.attachment is None:
+        return LinkRefusal(RefusalReason.SCHEMA, "an attachment event without its attachment")
+    return None
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "content"
+    return f"{where}: {first['msg']}"[:200]
+
+
+def check_directory(link: Link, content: DirectoryContent) -> LinkRefusal | None:
+    """Whether the partner may publish this directory: every post of a country (and
+    agency) the link serves, each id once. Refused as a whole otherwise."""
+    foreign = [post.id for post in content.posts if not serves(link, post)]
+    if foreign:
+        return LinkRefusal(RefusalReason.COUNTRY,
+                           f"posts the link {link.name} does not serve (countries "
+                           f"{','.join(link.countries)}"
+                           + (f", agencies {','.join(link.agencies)}" if link.agencies else "")
+                           + f"): {', '.join(foreign[:10])}")
+    seen: set[str] = set()
+    for post in content.posts:
+        if post.id in seen:
+            return LinkRefusal(RefusalReason.SCHEMA, f"post {post.id} is listed twice")
+        seen.add(post.id)
+    return None
+
+
+def may_cross(link: Link, tlp: Tlp) -> bool:
+    """Whether a case of `tlp` may cross `link`: never AMBER+STRICT or RED, never above
+    the link's `max_tlp`."""
+    return LINK_TLP_CEILING.covers(tlp) and link.max_tlp.covers(tlp)
+
+
+def check_offer(link: Link, offer: OfferContent, target: Post | None, *,
+                partner_directory: DirectoryContent | None) -> LinkRefusal | None:
+    """Whether this bot accepts `offer` from `link`'s partner for its post `target`
+    (the local post named `offer.target`, None when there is none): the TLP may cross
+    the link, the target is a local post exposed to the link and cleared for the TLP,
+    the origin post is one the partner published and the link serves."""
+    if not may_cross(link, offer.tlp):
+        return LinkRefusal(RefusalReason.TLP,
+                           f"TLP:{offer.tlp.value} does not cross the link {link.name} "
+                           f"(AMBER+STRICT and RED never do; at most "
+                           f"TLP:{link.max_tlp.value})")
+    if offer.target not in offer.targets:
+        return LinkRefusal(RefusalReason.SCHEMA, f"target {offer.target} is not in targets")
+    if target is None or target.id != offer.target:
+        return LinkRefusal(RefusalReason.UNKNOWN_POST, f"no post {offer.target} here")
+    if link.expose is not None and target.id not in link.expose:
+        return LinkRefusal(RefusalReason.NOT_EXPOSED,
+                           f"{target.id} is not offered to the link {link.name}")
+    if not target.clearance.covers(offer.tlp):
+        return LinkRefusal(RefusalReason.CLEARANCE,
+                           f"{target.id} is cleared up to TLP:{target.clearance.value}, "
+                           f"the case is TLP:{offer.tlp.value}")
+    origin = None if partner_directory is None else next(
+        (post for post in partner_directory.posts if post.id == offer.origin_post), None)
+    if origin is None:
+        return LinkRefusal(RefusalReason.UNKNOWN_POST,
+                           f"origin post {offer.origin_post} is not in the partner's "
+                           f"directory")
+    if not serves(link, origin):
+        return LinkRefusal(RefusalReason.COUNTRY,
+                           f"origin post {origin.id} is of a country or agency the link "
+                           f"{link.name} does not serve")
+    return None
+
+
+def check_case_event(event: CaseEventContent, *, we_are_origin: bool,
+                     offered_posts: frozenset[str]) -> LinkRefusal | None:
+    """Whether a case event of a case that crossed the link may be applied: its kind
+    is one the other side may send (the target's side when this bot is the origin,
+    the origin's otherwise) and its `post` is among `offered_posts`, the posts the case
+    was offered to at the partner (when this bot is the origin) or here (when the
+    partner is). Events from the target's side always name their post; the origin's
+    may be about the whole case (no `post`)."""
+    allowed = FROM_TARGET_SIDE if we_are_origin else FROM_ORIGIN_SIDE
+    if event.event not in allowed:
+        side = "the origin's" if we_are_origin else "the target's"
+        return LinkRefusal(RefusalReason.SCHEMA,
+                           f"a {event.event.value} event does not come from {side} side")
+    if event.post is None:
+        if we_are_origin:
+            return LinkRefusal(RefusalReason.NOT_TARGET,
+                               f"a {event.event.value} event must name its post")
+        return None
+    if event.post not in offered_posts:
+        return LinkRefusal(RefusalReason.NOT_TARGET,
+                           f"{event.ref} was not offered to {event.post}")
+    return None

@@ -14,6 +14,13 @@ TLP 2.0 policy, enforced here:
 - AMBER+STRICT: as AMBER, and the decision says it may not be forwarded onward.
 - RED: never into a room; everything is refused (RED is for named individuals).
 
+Partner posts (`commands.links.LinkView`: the posts each linked bot published, each
+in its link room) are routed like local ones — by id, country code, group (a partner
+post's published group memberships join the local group of that name) and the origin's
+`neighbours` — with their clearance as published. On top of that, a case crosses a link
+only if the link lets its TLP cross (`commands.links.may_cross`): AMBER+STRICT and RED
+never do, nor anything above the link's `max_tlp` (`LINK_TLP`).
+
 Category rules (`cat:financial` adds the national FIU) are routing the operator
 configured on purpose, so their posts count as named explicitly and are allowed
 for AMBER when the clearance covers it. For AMBER+STRICT, where the sender limits
@@ -25,9 +32,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
+from liaison.commands.links import Link, LinkView, may_cross
 from liaison.commands.model import CategoryRule, Group, Post, Tlp
 from liaison.commands.parser import NEIGHBOURS
 from liaison.commands.texts import NEIGHBOUR_WORDS, fold_word
@@ -54,17 +62,39 @@ class RefusalReason(StrEnum):
     """The bot is not in the post's room."""
     NOT_ENCRYPTED = "not_encrypted"
     """The post's room is not end-to-end encrypted."""
+    LINK_TLP = "link_tlp"
+    """A partner post behind a link that does not let the case's TLP cross: AMBER+STRICT
+    and RED never cross a link, nor anything above the link's `max_tlp`."""
 
 
 @dataclass(frozen=True)
 class Directory:
-    """What routing knows: posts, groups and rules from the config, and live room state."""
+    """What routing knows: posts, groups and rules from the config, live room state, and
+    the partner posts of the links (`links`; none by default)."""
 
     posts: Mapping[str, Post]
     groups: Mapping[str, Group]
     category_rules: Sequence[CategoryRule]
     joined_rooms: frozenset[str]
     encrypted_rooms: frozenset[str]
+    links: LinkView = field(default_factory=LinkView)
+
+    def all_posts(self) -> dict[str, Post]:
+        """Local and partner posts by id; a local post wins over a partner's of the
+        same id (a partner cannot shadow a configured post)."""
+        return {**self.links.partner_posts(), **self.posts}
+
+    def post(self, post_id: str) -> Post | None:
+        """The local or partner post `post_id` (exact id), if any."""
+        local = self.posts.get(post_id)
+        return local if local is not None else self.links.partner_posts().get(post_id)
+
+    def link_of(self, post: Post) -> Link | None:
+        """The link `post` is behind when it is a partner post (its room is a link
+        room and it is not a local post); None for a local post."""
+        if post.id in self.posts:
+            return None
+        return self.links.link_for_room(post.room)
 
 
 @dataclass(frozen=True)
@@ -121,7 +151,11 @@ def still_reaches(post: Post, room_id: str, tlp: Tlp,
     posts it was routed to; nothing of it ever goes to a post it was not delivered
     to. That is what "never forwarded onward" means for AMBER+STRICT, and it holds
     for every TLP. Those posts are checked again each time, because the operator
-    may have lowered a clearance or the room may have changed since routing."""
+    may have lowered a clearance or the room may have changed since routing. A partner
+    post (its room a link room) is checked against the link's TLP rule first."""
+    link = directory.links.link_for_room(room_id)
+    if link is not None and not may_cross(link, tlp):
+        return RefusalReason.LINK_TLP
     if tlp is Tlp.RED or not post.clearance.covers(tlp):
         return RefusalReason.CLEARANCE
     if room_id not in directory.joined_rooms:
@@ -141,9 +175,10 @@ class _Plan:
         self.deliveries: list[str] = []
         self.refusals: list[Refusal] = []
         self._decided: set[str] = set()
-        self._posts = {post_id.upper(): post for post_id, post in directory.posts.items()}
-        self._groups = {name.lower(): group for name, group in directory.groups.items()}
-        self._countries = {post.country for post in directory.posts.values()}
+        every = directory.all_posts()
+        self._posts = {post_id.upper(): post for post_id, post in every.items()}
+        self._groups = _merged_groups(directory.groups, directory.links.partner_groups())
+        self._countries = {post.country for post in every.values()}
 
     def add_target(self, token: str) -> None:
         key = token.strip()
@@ -164,8 +199,7 @@ class _Plan:
             return
         if key.upper() in self._countries:
             country = key.upper()
-            members = [post.id for post in self.directory.posts.values()
-                       if post.country == country]
+            members = [post.id for post in self._posts.values() if post.country == country]
             self._fan_out(country, members, f"country {country}")
             return
         self._refuse(Refusal(key, RefusalReason.UNKNOWN_TARGET, self._nearest(key),
@@ -228,7 +262,13 @@ class _Plan:
         """Deliver to the post if its clearance and room allow; refuse it otherwise."""
         if post.id in self._decided:
             return
-        if not post.clearance.covers(self.tlp):
+        link = self.directory.link_of(post)
+        if link is not None and not may_cross(link, self.tlp):
+            self._refuse(Refusal(post.id, RefusalReason.LINK_TLP, detail=_joined(
+                f"TLP:{self.tlp.value} does not cross the link {link.name}: AMBER+STRICT "
+                f"and RED never cross a link, and this one carries at most "
+                f"TLP:{link.max_tlp.value}", via)))
+        elif not post.clearance.covers(self.tlp):
             self._refuse(Refusal(post.id, RefusalReason.CLEARANCE, detail=_joined(
                 f"cleared up to {post.clearance.value}, the case is {self.tlp.value}", via)))
         elif post.room not in self.directory.joined_rooms:
@@ -264,6 +304,22 @@ class _Plan:
 
 
 _NEIGHBOUR_FOLDED = frozenset(fold_word(word) for word in NEIGHBOUR_WORDS)
+
+
+def _merged_groups(local: Mapping[str, Group],
+                   partner: Mapping[str, tuple[str, ...]]) -> dict[str, Group]:
+    """Groups by lower-case name: the configured ones, each joined by the partner posts
+    that published membership of it, and the groups only partners published."""
+    merged = {name.lower(): group for name, group in local.items()}
+    for name, members in partner.items():
+        known = merged.get(name.lower())
+        if known is None:
+            merged[name.lower()] = Group.model_construct(name=name, posts=members)
+        else:
+            extra = tuple(post_id for post_id in members if post_id not in known.posts)
+            merged[name.lower()] = Group.model_construct(name=known.name,
+                                                         posts=known.posts + extra)
+    return merged
 
 
 def _joined(reason: str, via: str) -> str:

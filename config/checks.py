@@ -1,5 +1,5 @@
-"""Cross-checks: posts, groups and category rules against each other, and settings that
-load but are unsafe or look wrong together."""
+"""Cross-checks: posts, groups, category rules and links against each other, and settings
+that load but are unsafe or look wrong together."""
 
 from __future__ import annotations
 
@@ -77,6 +77,8 @@ def _cross_check(data: dict[str, Any]) -> tuple[list[Finding], list[Finding]]:
     posts = _mappings(data.get("posts"))
     groups = _mappings(data.get("groups"))
     rules = _mappings(data.get("category_rules"))
+    links = _mappings(data.get("links"))
+    partner_countries = _link_countries(links)
     problems: list[Finding] = []
     warnings: list[Finding] = []
 
@@ -103,8 +105,11 @@ def _cross_check(data: dict[str, Any]) -> tuple[list[Finding], list[Finding]]:
             loc: Loc = ("posts", index, "neighbours", position)
             if neighbour == post_id:
                 problems.append((loc, "a post cannot be its own neighbour"))
+            elif neighbour not in first_by_id and neighbour[:2] in partner_countries:
+                continue  # a partner's post: its directory decides whether it exists
             elif neighbour not in first_by_id:
-                problems.append((loc, _unknown_post(neighbour, known_ids)))
+                problems.append((loc, _unknown_post(neighbour, known_ids, extra=(
+                    " or a post of a country a link serves" if links else ""))))
             elif isinstance(post_id, str) and post_id not in neighbours_of[neighbour]:
                 warnings.append(
                     (
@@ -116,6 +121,9 @@ def _cross_check(data: dict[str, Any]) -> tuple[list[Finding], list[Finding]]:
 
     problems.extend(_check_groups(groups, posts, known_ids))
     problems.extend(_check_rules(rules, known_ids))
+    link_problems, link_warnings = _check_links(data, links, posts, groups, known_ids)
+    problems.extend(link_problems)
+    warnings.extend(link_warnings)
     problems.extend(escalation_target_problems(data))
     problems.extend(quiet_post_problems(data))
     problems.extend(_insecure_homeserver(data))
@@ -182,6 +190,107 @@ def _check_rules(rules: list[tuple[int, dict[str, Any]]], known_ids: list[str]) 
                     )
                 )
     return problems
+
+
+def _link_countries(links: list[tuple[int, dict[str, Any]]]) -> set[str]:
+    """The countries some link serves: a post of one may be named as a neighbour."""
+    return {country for _, link in links for country in _strings(link.get("countries"))}
+
+
+def _check_links(
+    data: Mapping[str, Any],
+    links: list[tuple[int, dict[str, Any]]],
+    posts: list[tuple[int, dict[str, Any]]],
+    groups: list[tuple[int, dict[str, Any]]],
+    known_ids: list[str],
+) -> tuple[list[Finding], list[Finding]]:
+    """Each link's name and room once; its room none of the bot's other rooms; its
+    `expose` and `expose_groups` configured posts and groups; its partner not the bot
+    itself. Warns when two links serve one country (a partner post id offered by both
+    is taken from the first)."""
+    problems: list[Finding] = []
+    warnings: list[Finding] = []
+    other_rooms = _configured_rooms(data, posts)
+    group_names = [name for _, group in groups
+                   if isinstance(name := group.get("name"), str)]
+    bot = data.get("bot")
+    own_user = bot.get("user_id") if isinstance(bot, dict) else None
+    first_name: dict[str, int] = {}
+    first_room: dict[str, int] = {}
+    first_country: dict[str, int] = {}
+    for index, link in links:
+        name, room, partner = link.get("name"), link.get("room"), link.get("partner")
+        label = f"{name} (links[{index}])" if isinstance(name, str) else f"links[{index}]"
+        if isinstance(name, str):
+            if name in first_name:
+                problems.append((("links", index, "name"),
+                                 f"duplicate link name {name}; already used by "
+                                 f"links[{first_name[name]}]"))
+            else:
+                first_name[name] = index
+        if isinstance(room, str):
+            if room in first_room:
+                problems.append((("links", index, "room"),
+                                 f"room {room} is already the room of links"
+                                 f"[{first_room[room]}]; each link needs its own room"))
+            else:
+                first_room[room] = index
+            if room in other_rooms:
+                problems.append((("links", index, "room"),
+                                 f"room {room} is already {other_rooms[room]}; a link "
+                                 "room holds only the two bots and their protocol"))
+        if isinstance(partner, str) and partner == own_user:
+            problems.append((("links", index, "partner"),
+                             "the partner is this bot's own user id; name the other "
+                             "side's bot"))
+        for position, post_id in _indexed_strings(link.get("expose")):
+            if post_id not in known_ids:
+                problems.append((("links", index, "expose", position),
+                                 _unknown_post(post_id, known_ids)))
+        for position, group in _indexed_strings(link.get("expose_groups")):
+            if group not in group_names:
+                problems.append((("links", index, "expose_groups", position),
+                                 _unknown_group(group, group_names)))
+        for position, country in _indexed_strings(link.get("countries")):
+            if country in first_country and first_country[country] != index:
+                warnings.append((("links", index, "countries", position),
+                                 f"{country} is also served by links[{first_country[country]}]"
+                                 f" ({label} too); a post id both partners publish is "
+                                 "taken from the first link"))
+            else:
+                first_country.setdefault(country, index)
+    return problems, warnings
+
+
+def _configured_rooms(data: Mapping[str, Any],
+                      posts: list[tuple[int, dict[str, Any]]]) -> dict[str, str]:
+    """Room id → what the configuration already uses it for (posts' rooms and their
+    supervisors' rooms, the admins' room, weekly report rooms)."""
+    rooms: dict[str, str] = {}
+    for index, post in posts:
+        room, supervisors = post.get("room"), post.get("supervisors_room")
+        if isinstance(room, str):
+            rooms.setdefault(room, f"the room of {_post_label(posts, index)}")
+        if isinstance(supervisors, str):
+            rooms.setdefault(supervisors,
+                             f"the supervisors' room of {_post_label(posts, index)}")
+    access = data.get("access")
+    admins_room = access.get("admins_room") if isinstance(access, dict) else None
+    if isinstance(admins_room, str):
+        rooms.setdefault(admins_room, "access.admins_room")
+    reports = data.get("reports")
+    weekly = reports.get("weekly") if isinstance(reports, dict) else None
+    for index, entry in _mappings(weekly):
+        if isinstance(room := entry.get("room"), str):
+            rooms.setdefault(room, f"the room of reports.weekly[{index}]")
+    return rooms
+
+
+def _unknown_group(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name.lower(), known, n=1)
+    if close:
+        return f"unknown group {name!r}; did you mean {close[0]}?"
+    return f"unknown group {name!r}; expected a configured group name"
 
 
 def _unknown_post(post_id: str, known_ids: list[str], *, extra: str = "") -> str:
