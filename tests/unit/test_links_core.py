@@ -31,6 +31,7 @@ from liaison.commands.links import (
     directory_digest,
     directory_key,
     directory_posts,
+    directory_to_publish,
     may_cross,
     offer_key,
     parse_content,
@@ -141,6 +142,26 @@ def test_directory_digest_changes_with_what_is_published_only() -> None:
     assert directory_digest(directory_posts(exposed, renamed, GROUPS)) != first
     assert directory_digest(()) != first
     assert len(first) == 64
+
+
+def test_a_directory_is_published_again_only_when_it_changes() -> None:
+    exposed = link(expose=("KZ-ZHIBEK",))
+    first = directory_to_publish(exposed, POSTS, GROUPS, None)
+    assert first is not None
+    content, digest = first
+    moved = (ZHIBEK.model_copy(update={"room": "!moved:kz.example"}), ALMATY, SECRET)
+    renamed = (ZHIBEK.model_copy(update={"names": {"en": "Zhibek Zholy"}}), ALMATY, SECRET)
+    again = directory_to_publish(exposed, renamed, GROUPS, (content.version, digest))
+
+    assert (content.id, content.version) == ("directory:1", 1)
+    assert [post.id for post in content.posts] == ["KZ-ZHIBEK"]
+    assert directory_to_publish(exposed, moved, GROUPS, (1, digest)) is None
+    assert again is not None
+    assert (again[0].id, again[0].version, again[0].posts[0].names["en"]) == (
+        "directory:2", 2, "Zhibek Zholy")
+    # what is published reads back as the partner's parser reads it
+    assert parse_content(LinkEventType.DIRECTORY, as_content(again[0])) == again[0]
+    assert check_directory(link(name="kz", countries=("KZ",)), again[0]) is None
 
 
 # --- reading a partner's events ---------------------------------------------------------
