@@ -64,9 +64,12 @@ class LinkEventType(StrEnum):
 LINK_TLP_CEILING = Tlp.AMBER
 """The highest TLP that may ever cross a link: AMBER+STRICT and RED never do."""
 
-MAX_EVENT_BYTES = 60_000
-"""The largest protocol event content accepted or sent (canonical JSON, UTF-8): below
-Synapse's 65,536-byte event limit with room for the Megolm envelope's growth."""
+MAX_EVENT_BYTES = 44_000
+"""The largest protocol event content accepted or sent (canonical JSON, UTF-8). Megolm
+encrypts the event (type, content, room id) and the ciphertext travels in unpadded
+base64, a third larger: 44,000 bytes become about 59,000 in `m.room.encrypted`, which
+leaves room for the envelope and the federation PDU's own fields under Synapse's
+65,536-byte limit on a whole event (60,000 would become about 80,300 and never be sent)."""
 
 
 class Link(BaseModel):
@@ -491,6 +494,16 @@ def directory_to_publish(link: Link, posts: Sequence[Post], groups: Sequence[Gro
         return None
     version = 1 if published is None else published[0] + 1
     return DirectoryContent(id=directory_key(version), version=version, posts=exposed), digest
+
+
+def oversized(content: BaseModel) -> LinkRefusal | None:
+    """`TOO_LARGE` when a content to send is over `MAX_EVENT_BYTES` (a case with long text
+    and many fields in Cyrillic or Arabic can be): the partner would refuse it, and
+    encrypted it would not fit in a Matrix event. None when it fits."""
+    size = len(canonical_json(content.model_dump(mode="json")))
+    if size > MAX_EVENT_BYTES:
+        return LinkRefusal(RefusalReason.TOO_LARGE, f"{size} bytes, more than {MAX_EVENT_BYTES}")
+    return None
 
 
 def parse_content(event_type: str, content: Mapping[str, Any]) -> ParsedContent | LinkRefusal:

@@ -34,6 +34,7 @@ from liaison.commands.links import (
     directory_to_publish,
     may_cross,
     offer_key,
+    oversized,
     parse_content,
     receipt_key,
 )
@@ -242,6 +243,35 @@ def test_an_oversized_event_is_refused_before_it_is_read() -> None:
     # each Cyrillic letter is two bytes: 40,000 characters fit a 60,000-character limit
     # but not 60,000 bytes
     assert sum(len(value) for _, value in big["fields"]) < MAX_EVENT_BYTES
+
+
+def test_the_largest_event_still_fits_in_a_matrix_event_once_encrypted() -> None:
+    """Synapse refuses an event over 65,536 bytes (the whole PDU); Megolm's ciphertext is
+    base64, a third larger than the event it encrypts."""
+    vodozemac = pytest.importorskip("vodozemac")
+    content = {"v": 1, "id": "x", "text": "x" * (MAX_EVENT_BYTES - 30)}
+    assert len(json.dumps(content, separators=(",", ":"))) <= MAX_EVENT_BYTES
+    plaintext = json.dumps({"type": LinkEventType.OFFER.value, "content": content,
+                            "room_id": "!" + "r" * 40 + ":kz.example"},
+                           separators=(",", ":")).encode()
+    ciphertext = vodozemac.GroupSession().encrypt(plaintext).to_base64()
+    encrypted = json.dumps({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": ciphertext,
+                            "sender_key": "k" * 43, "session_id": "s" * 43,
+                            "device_id": "D" * 10}, separators=(",", ":"))
+    pdu_fields = 2_500  # sender, room, ids, prev/auth events, hashes, signatures, depth, ts
+
+    assert len(encrypted) + pdu_fields < 65_536
+
+
+def test_a_content_too_large_to_send_is_found_before_it_is_queued() -> None:
+    """A maximal local draft (8,000 characters and 40 fields of 1,000) in Cyrillic."""
+    longest = offer(text="ж" * 8000,
+                    fields=tuple((f"field{number}", "ж" * 1000) for number in range(40)))
+    refused = oversized(longest)
+
+    assert refused is not None and refused.reason is RefusalReason.TOO_LARGE
+    assert parse_content(LinkEventType.OFFER, as_content(longest)) == refused
+    assert oversized(offer()) is None
 
 
 def test_the_idempotency_keys_are_those_of_the_spec() -> None:
