@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -331,6 +332,12 @@ class LinkView:
         supervisors or duty officers: those are the partner's), keyed by post id. A post
         a link may not serve (country, agency) is left out, as is a post id that another
         link already offers."""
+        return dict(self._partner_posts)
+
+    @cached_property
+    def _partner_posts(self) -> dict[str, Post]:
+        """`partner_posts`, built once per view (the view never changes: a new directory
+        makes a new view)."""
         posts: dict[str, Post] = {}
         for link in self.links:
             directory = self.directories.get(link.name)

@@ -21,6 +21,7 @@ from liaison.commands.links import (
     Link,
     LinkEventType,
     LinkRefusal,
+    LinkView,
     OfferContent,
     ReceiptContent,
     RefusalReason,
@@ -607,3 +608,24 @@ def test_the_commented_links_example_loads_once_uncommented(
     assert configured.expose is not None
     assert all(config.post_by_id(post_id) is not None for post_id in configured.expose)
     assert config.warnings == []
+
+
+# --- the view of partners ----------------------------------------------------------------
+
+
+def test_partner_posts_are_read_from_the_directories_and_never_shared() -> None:
+    view = LinkView(links=(link(),), directories={"uz": partner_directory(
+        partner_post(timezone="Mars/Olympus", clearance="AMBER"),
+        partner_post("UZ-SHAVAT", names={"ru": "Шават"}, groups=("amu-darya",)),
+        partner_post("TJ-PANJ"))})
+    posts = view.partner_posts()
+    posts.pop("UZ-TERMEZ")
+
+    again = view.partner_posts()
+    assert set(again) == {"UZ-TERMEZ", "UZ-SHAVAT"}  # TJ is not the link's
+    assert again["UZ-TERMEZ"].timezone == "UTC"  # a zone this machine does not know
+    assert again["UZ-SHAVAT"].name("en") == "UZ-SHAVAT"  # no English name published
+    assert again["UZ-SHAVAT"].name("ru") == "Шават"
+    assert view.partner_groups() == {"amu-darya": ("UZ-SHAVAT",)}
+    assert view.link_for_post("UZ-SHAVAT") == link()
+    assert view.link_for_post("TJ-PANJ") is None
