@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -64,9 +65,12 @@ class LinkEventType(StrEnum):
 LINK_TLP_CEILING = Tlp.AMBER
 """The highest TLP that may ever cross a link: AMBER+STRICT and RED never do."""
 
-MAX_EVENT_BYTES = 60_000
-"""The largest protocol event content accepted or sent (canonical JSON, UTF-8): below
-Synapse's 65,536-byte event limit with room for the Megolm envelope's growth."""
+MAX_EVENT_BYTES = 44_000
+"""The largest protocol event content accepted or sent (canonical JSON, UTF-8). Megolm
+encrypts the event (type, content, room id) and the ciphertext travels in unpadded
+base64, a third larger: 44,000 bytes become about 59,000 in `m.room.encrypted`, which
+leaves room for the envelope and the federation PDU's own fields under Synapse's
+65,536-byte limit on a whole event (60,000 would become about 80,300 and never be sent)."""
 
 
 class Link(BaseModel):
@@ -328,6 +332,12 @@ class LinkView:
         supervisors or duty officers: those are the partner's), keyed by post id. A post
         a link may not serve (country, agency) is left out, as is a post id that another
         link already offers."""
+        return dict(self._partner_posts)
+
+    @cached_property
+    def _partner_posts(self) -> dict[str, Post]:
+        """`partner_posts`, built once per view (the view never changes: a new directory
+        makes a new view)."""
         posts: dict[str, Post] = {}
         for link in self.links:
             directory = self.directories.get(link.name)
@@ -338,7 +348,8 @@ class LinkView:
                     continue
                 posts[entry.id] = Post(
                     id=entry.id, country=entry.country,
-                    names={str(lang): name for lang, name in entry.names.items()},
+                    names={"en": entry.id} | {str(lang): name
+                                              for lang, name in entry.names.items()},
                     agency=entry.agency, room=link.room, language=entry.language,
                     timezone=entry.timezone if _known_zone(entry.timezone) else "UTC",
                     clearance=min(entry.clearance, link.max_tlp, key=lambda t: t.rank),
@@ -477,6 +488,31 @@ def directory_digest(posts: tuple[DirectoryPost, ...]) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def directory_to_publish(link: Link, posts: Sequence[Post], groups: Sequence[Group],
+                         published: tuple[int, str] | None
+                         ) -> tuple[DirectoryContent, str] | None:
+    """The directory to publish to `link` and its digest, when what it exposes differs
+    from what was last published (`published`: that version and digest, as
+    `storage.links.published` gives them; None: never published); its version is the
+    last one plus one. None when the partner already has it."""
+    exposed = directory_posts(link, posts, groups)
+    digest = directory_digest(exposed)
+    if published is not None and published[1] == digest:
+        return None
+    version = 1 if published is None else published[0] + 1
+    return DirectoryContent(id=directory_key(version), version=version, posts=exposed), digest
+
+
+def oversized(content: BaseModel) -> LinkRefusal | None:
+    """`TOO_LARGE` when a content to send is over `MAX_EVENT_BYTES` (a case with long text
+    and many fields in Cyrillic or Arabic can be): the partner would refuse it, and
+    encrypted it would not fit in a Matrix event. None when it fits."""
+    size = len(canonical_json(content.model_dump(mode="json")))
+    if size > MAX_EVENT_BYTES:
+        return LinkRefusal(RefusalReason.TOO_LARGE, f"{size} bytes, more than {MAX_EVENT_BYTES}")
+    return None
+
+
 def parse_content(event_type: str, content: Mapping[str, Any]) -> ParsedContent | LinkRefusal:
     """Read a protocol event's content: its type known, its size within
     `MAX_EVENT_BYTES`, its `v` this bot's version, its schema exact (no unknown field)
@@ -551,6 +587,8 @@ def check_directory(link: Link, content: DirectoryContent) -> LinkRefusal | None
     for post in content.posts:
         if post.id in seen:
             return LinkRefusal(RefusalReason.SCHEMA, f"post {post.id} is listed twice")
+        if "en" not in post.names:
+            return LinkRefusal(RefusalReason.SCHEMA, f"post {post.id} has no English name")
         seen.add(post.id)
     return None
 

@@ -439,7 +439,7 @@ def directory_for(services: Services) -> Directory:
     return Directory(
         posts=posts_by_id(config), groups={group.name: group for group in config.groups},
         category_rules=config.category_rules, joined_rooms=services.joined_rooms,
-        encrypted_rooms=services.encrypted_rooms,
+        encrypted_rooms=services.encrypted_rooms, links=services.links,
     )
 
 

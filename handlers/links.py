@@ -25,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import aiosqlite
-from pydantic import BaseModel
 
 from liaison.commands.audience import CaseParties, Disclosure, disclose
 from liaison.commands.case_render import (
@@ -44,6 +43,7 @@ from liaison.commands.links import (
     LinkEventType,
     LinkRefusal,
     OfferContent,
+    ParsedContent,
     ReceiptContent,
     RefusalReason,
     case_event_key,
@@ -99,12 +99,13 @@ def link_of_room(services: Services, room_id: str) -> Link | None:
 # --- sending ----------------------------------------------------------------------------
 
 
-async def _send(services: Services, link: Link, event_type: LinkEventType, content: BaseModel,
+async def _send(services: Services, link: Link, event_type: LinkEventType,
+                content: ParsedContent,
                 *, case_ref: str | None, disclosure: Disclosure | None = None,
                 detail: Mapping[str, Any] | None = None) -> OutboxMessage | None:
     """Queue one protocol event for the link room, once per key: an event already sent
     under its `id` (a replayed offer's receipt, a handler run twice) is not queued again."""
-    key = str(getattr(content, "id"))
+    key = content.id
     now_ms = services.clock.now_ms()
     if not await link_store.log_event(services.conn, link=link.name, direction="sent",
                                       event_type=str(event_type), key=key, event_id=None,

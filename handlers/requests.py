@@ -35,8 +35,8 @@ from liaison.commands.deadlines import (
 )
 from liaison.commands.durations import format_duration
 from liaison.commands.errors import CommandError
-from liaison.commands.links import CaseEventKind
 from liaison.commands.handling import Forwarding, Handling, Terms, may_forward, parse_permit
+from liaison.commands.links import CaseEventKind
 from liaison.commands.localtime import Elapsed, Moment
 from liaison.commands.model import Post
 from liaison.commands.notify import OutboxKind, msgtype_for
