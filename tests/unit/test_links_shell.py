@@ -747,3 +747,54 @@ def test_healthz_fails_while_a_links_queue_is_stuck_or_its_identity_is_refused(
     assert check["ok"] is healthy
     if not healthy:
         assert "reason" in check and not health.ok
+
+
+# --- the router -------------------------------------------------------------------------------
+
+
+async def test_the_router_hands_every_event_of_a_link_room_to_the_links(db: Database) -> None:
+    """Protocol events go to `bot.links` even from before the bot's join (a directory sent
+    while it was only invited must not be lost); undecryptable ones wait for their key."""
+    from liaison.bot.events import EventRouter
+    from liaison.handlers import default_registry
+
+    config = parse_config(config_text())
+    harness = Harness(db, config, SimpleNamespace(olm=None, user_id=BOT, device_id="BOTDEV"),
+                      PublishedKeys(published_keys(PINNED)))
+    seen: list[tuple[str, Any]] = []
+
+    class Links:
+        def link_for_room(self, room_id: str) -> Link | None:
+            return harness.events.link_for_room(room_id)
+
+        async def on_event(self, link: Link, room: MatrixRoom, event: Any) -> None:
+            seen.append(("links", event.event_id))
+
+        async def on_member(self, link: Link, event: RoomMemberEvent) -> None:
+            seen.append(("member", event.state_key))
+
+    class Undecryptable:
+        async def track(self, room: MatrixRoom, event: MegolmEvent) -> None:
+            seen.append(("undecryptable", event.event_id))
+
+    router = EventRouter(client=harness.client, transactions=harness.transactions,
+                         registry=default_registry(), directory=harness.directory,
+                         invite_policy=InvitePolicy(frozenset(), frozenset()),
+                         trust=SimpleNamespace(),  # type: ignore[arg-type]
+                         undecryptable=Undecryptable(),  # type: ignore[arg-type]
+                         links=Links())  # type: ignore[arg-type]
+    await harness.transactions.record_joined(ROOM, NOW + 60_000)  # joined after the event
+    encrypted = Event.parse_event({
+        "type": "m.room.encrypted", "event_id": "$locked", "sender": PARTNER,
+        "origin_server_ts": NOW, "room_id": ROOM,
+        "content": {"algorithm": "m.megolm.v1.aes-sha2", "sender_key": "k", "device_id": "D",
+                    "session_id": "s", "ciphertext": "c"}})
+
+    await router.handle_event(harness.room, decrypted(LinkEventType.DIRECTORY, {},
+                                                      event_id="$early"))
+    await router.handle_event(harness.room, encrypted)
+    await router.handle_event(harness.room, decrypted(LinkEventType.OFFER, {}, sender=BOT,
+                                                      event_id="$mine"))
+    other = MatrixRoom("!kz-zhibek:kz.example", BOT, encrypted=True)
+    await router.handle_event(other, decrypted(LinkEventType.OFFER, {}, event_id="$elsewhere"))
+    assert seen == [("links", "$early"), ("undecryptable", "$locked")]
