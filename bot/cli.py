@@ -37,6 +37,7 @@ from liaison.bot.cli_commands import (
     cmd_check_config,
     cmd_demo,
     cmd_export,
+    cmd_identity,
     cmd_recover_device,
     cmd_reset_identity,
     cmd_restore,
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "(exit 2).", func=cmd_check_config, config=True)
     check.add_argument("file", nargs="?", type=Path, metavar="FILE",
                        help="the configuration file, instead of -c")
+
+    command("identity", "print the bot's cross-signing master key, for partners to pin",
+            "Partners put it in their links: as partner_master_key (docs/links.md). Creates\n"
+            "the identity in the data directory when there is none yet; the bot publishes\n"
+            "it at its next start. Needs no secrets and no homeserver.",
+            func=cmd_identity, config=True)
 
     reset = command("reset-identity",
                     "replace the bot's cross-signing identity (needs the password)",
@@ -240,6 +247,7 @@ __all__ = [  # the exit codes, and each command as `main` finds it (tests replac
     "cmd_check_config",
     "cmd_demo",
     "cmd_export",
+    "cmd_identity",
     "cmd_recover_device",
     "cmd_reset_identity",
     "cmd_restore",

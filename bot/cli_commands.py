@@ -111,6 +111,26 @@ def cmd_reset_identity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_identity(args: argparse.Namespace) -> int:
+    """Print the bot's cross-signing master key, for partners to pin (`links:`); create the
+    identity's seeds in the data directory when there are none yet. Offline: the running
+    bot publishes the identity at its next start, as it does a fresh one."""
+    from liaison.bot.app import CROSS_SIGNING_FILE
+    from liaison.bot.crosssigning import CrossSigningSeeds, SigningKey, load_seeds, save_seeds
+
+    config = _offline_config(args.config)
+    path = config.data_dir / CROSS_SIGNING_FILE
+    seeds = load_seeds(path)
+    if seeds is None:
+        os.umask(0o077)
+        seeds = CrossSigningSeeds.generate()
+        save_seeds(path, seeds)
+        print(f"created a cross-signing identity in {path}; the bot publishes it at its "
+              "next start", file=sys.stderr)
+    print(SigningKey(seeds.master).public)
+    return EXIT_OK
+
+
 def cmd_recover_device(args: argparse.Namespace) -> int:
     from liaison.bot.app import CROSS_SIGNING_FILE, DATABASE_FILE, session_settings
     from liaison.bot.crosssigning import IdentityConflict

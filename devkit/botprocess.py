@@ -94,6 +94,11 @@ class BotProcess:
         return str(json.loads(credentials.read_text())["device_id"])
 
     @property
+    def pid(self) -> int | None:
+        """The running process's id (a test checks that the bot was not restarted)."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.returncode is None
 

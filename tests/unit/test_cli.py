@@ -425,8 +425,8 @@ def test_run_refuses_a_database_from_a_newer_liaison_and_leaves_it_alone(
 
 # --- help and usage ---------------------------------------------------------------------
 
-COMMANDS = [["run"], ["check-config"], ["reset-identity"], ["recover-device"], ["backup"],
-            ["backup-key"], ["restore"], ["audit"],
+COMMANDS = [["run"], ["check-config"], ["identity"], ["reset-identity"], ["recover-device"],
+            ["backup"], ["backup-key"], ["restore"], ["audit"],
             ["audit", "verify"], ["export"], ["stats"], ["version"], ["demo"]]
 
 
@@ -447,9 +447,9 @@ def test_help_lists_every_command_and_the_exit_codes(
     assert exit_code(["--help"]) == EXIT_OK
     out = capsys.readouterr().out
     listed = re.findall(r"^    ([a-z-]+)", out, flags=re.MULTILINE)
-    assert listed == ["run", "check-config", "reset-identity", "recover-device", "backup",
-                      "backup-key", "restore", "audit", "export", "stats", "rooms", "version",
-                      "demo"]
+    assert listed == ["run", "check-config", "identity", "reset-identity", "recover-device",
+                      "backup", "backup-key", "restore", "audit", "export", "stats", "rooms",
+                      "version", "demo"]
     for code, meaning in ((0, "success"), (1, "runtime failure"),
                           (2, "usage or configuration error"), (3, "refused"),
                           (4, "the audit log does not verify")):
