@@ -325,9 +325,14 @@ async def _offer(services: Services, link: Link, content: OfferContent, *,
     if not await _accepted(services, link, LinkEventType.OFFER, content.id, event_id=event_id,
                            case_ref=None, detail={"ref": content.ref, "target": target.id}):
         return
-    case = await _inbound_case(services, link, content, target, event_id=event_id)
+    case, created = await _inbound_case(services, link, content, target, event_id=event_id)
     if await cases.delivery_for(services.conn, case.id, target.id) is None:
         await _relay(services, case, target)
+    if created:  # matched against this bot's cases: its rooms hear of a hit, never the link
+        from liaison.handlers import hits  # handlers.hits builds on handlers.cases
+        origin = services.links.partner_posts().get(case.origin_post)
+        await hits.match_case(services, case, fields=case.fields, free_text=case.text,
+                              region=origin.country if origin is not None else None)
     await _send(services, link, LinkEventType.RECEIPT, ReceiptContent(
         id=receipt_key(content.ref, target.id), ref=content.ref, target=target.id,
         accepted=True, partner_ref=case.ref), case_ref=case.ref,
@@ -339,16 +344,16 @@ def _reachable(services: Services, post: Post) -> bool:
 
 
 async def _inbound_case(services: Services, link: Link, content: OfferContent, target: Post,
-                        *, event_id: str) -> Case:
+                        *, event_id: str) -> tuple[Case, bool]:
     """The inbound case of `content.ref` from this partner: the one a first offer of the
     same reference created, or a new one under the origin's reference (this bot's own
-    when that one is taken here)."""
+    when that one is taken here); whether it is new."""
     conn = services.conn
     known = await link_store.case_id_by_foreign_ref(conn, link.name, "inbound", content.ref)
     if known is not None:
         found = await cases.case_by_id(conn, known)
         assert found is not None
-        return found
+        return found, False
     origin = services.links.partner_posts().get(content.origin_post)
     taken = await cases.case_by_ref(conn, content.ref) is not None
     new = NewCase(
@@ -363,7 +368,7 @@ async def _inbound_case(services: Services, link: Link, content: OfferContent, t
         action=content.action)
     case = await cases.create_case(conn, new, ref=None if taken else content.ref)
     await link_store.add_link_case(conn, case.id, link.name, "inbound", content.ref)
-    return case
+    return case, True
 
 
 async def _relay(services: Services, case: Case, target: Post) -> None:

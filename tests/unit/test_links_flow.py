@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from liaison.bot.chaser import Chaser
 from liaison.bot.clock import Clock
 from liaison.commands.links import (
     CaseEventKind,
@@ -26,6 +27,7 @@ from liaison.commands.links import (
     directory_key,
     directory_posts,
 )
+from liaison.commands.model import Tlp
 from liaison.commands.relations import relation_of
 from liaison.commands.render import Notice
 from liaison.commands.texts import text
@@ -181,6 +183,11 @@ class LinkedBot:
         case = await self.case(ref)
         async with self.db.read() as conn:
             return await cases.deliveries(conn, case.id)
+
+    async def timeline(self, ref: str) -> list[cases.TimelineEntry]:
+        case = await self.case(ref)
+        async with self.db.read() as conn:
+            return await cases.timeline(conn, case.id)
 
     async def audited(self, action: str) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
@@ -386,7 +393,7 @@ async def test_an_offer_the_partner_refuses_is_told_to_the_officer_with_the_reas
         pair: Pair) -> None:
     # KZ's view of UZ-NUKUS says AMBER; UZ keeps it at GREEN: UZ refuses the offer.
     directory = DirectoryContent(id=directory_key(2), version=2, posts=tuple(
-        post.model_copy(update={"clearance": "AMBER"})
+        post.model_copy(update={"clearance": Tlp.AMBER})
         for post in directory_posts(pair.uz.link, pair.uz.config.posts, ())))
     assert await pair.kz.receive(LinkEventType.DIRECTORY, directory.model_dump(mode="json"),
                                  event_id="$uz-directory2")
@@ -475,3 +482,86 @@ async def test_posts_lists_local_posts_and_what_the_link_offers(pair: Pair) -> N
     russian = await pair.uz.say(UZ_ROOM, BEKZOD, "!посты")
     assert russian.text.splitlines()[0] == "Посты этого бота:"
     assert "Жибек Жолы (KZ-ZHIBEK)" in russian.text
+
+
+# --- chasing ----------------------------------------------------------------------------
+
+
+@dataclass
+class Rooms:
+    """The chaser's Matrix side: the bot's joined rooms, no direct rooms."""
+
+    joined: frozenset[str]
+
+    def joined_rooms(self) -> frozenset[str]:
+        return self.joined
+
+    def members(self, room_id: str) -> frozenset[str] | None:
+        return None
+
+    async def direct_room(self, user_id: str) -> str | None:
+        return None
+
+
+async def test_only_the_partner_chases_and_the_origin_hears_of_each_reminder(
+        pair: Pair) -> None:
+    kz_chaser = Chaser(pair.kz.db, pair.kz.clock, pair.kz.config,
+                       destinations=Rooms(pair.kz.joined), wake_sender=lambda: None)
+    uz_chaser = Chaser(pair.uz.db, pair.uz.clock, pair.uz.config,
+                       destinations=Rooms(pair.uz.joined), wake_sender=lambda: None)
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!alert flash to:UZ-TERMEZ tlp:amber\nwhite Kamaz")
+    await pair.settle()
+    for bot in (pair.kz, pair.uz):
+        bot.clock.at = NOW + timedelta(minutes=10)
+    await kz_chaser.tick()
+    await uz_chaser.tick()
+
+    rooms = await pair.settle()
+    [reminder] = rooms[UZ_ROOM]
+    assert reminder.kind == "chase-remind" and "KZ-0001" in reminder.content["body"]
+    assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["reminded"]
+    assert KZ_ROOM not in rooms  # the origin's own chaser says nothing of a linked post
+    kinds = [entry.kind for entry in await pair.kz.timeline("KZ-0001")]
+    assert kinds.count("reminded") == 1
+
+
+# --- hits stay on their side ------------------------------------------------------------
+
+
+async def test_a_hit_on_an_inbound_case_is_never_written_into_the_link_room(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+
+    await pair.uz.say(UZ_ROOM, BEKZOD, "!alert routine to:UZ-NUKUS tlp:green\n"
+                                       "plate: 01A123BC\nseen again")
+    rooms = await pair.settle()
+
+    assert LINK_ROOM not in rooms
+    assert any("KZ-0001" in body for body in bodies(rooms.get(UZ_ROOM, [])))
+
+
+# --- a request delayed and refused at the partner ---------------------------------------
+
+
+async def test_a_request_delayed_then_refused_at_termez_is_told_to_the_requester(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!request urgent to:UZ-TERMEZ tlp:amber\n"
+                                        "Who owns plate 01A123BC?")
+    await pair.settle()
+
+    await pair.uz.say(UZ_ROOM, BEKZOD, "!delay KZ-0001 2d judicial waiting for the court")
+    rooms = await pair.settle()
+    [delayed] = rooms[KZ_ROOM]
+    assert delayed.kind == "case-delayed"
+    assert "Termez (UZ-TERMEZ)" in delayed.content["body"]
+    assert text("request.reason.judicial", "en") in delayed.content["body"]
+    assert "waiting for the court" in delayed.content["body"]
+
+    await pair.uz.say(UZ_ROOM, BEKZOD, "!refuse KZ-0001 law not permitted")
+    rooms = await pair.settle()
+    [refused] = rooms[KZ_ROOM]
+    assert refused.kind == "case-declined"
+    assert text("request.reason.law", "en") in refused.content["body"]
+    [delivery] = await pair.kz.deliveries("KZ-0001")
+    assert (delivery.refused_by, delivery.refusal_reason) == (BEKZOD, "law")
