@@ -229,7 +229,7 @@ async def ack(invocation: Invocation) -> Reply:
             "case.ack.already", language, ref=case.ref, who=delivery.acknowledged_by,
             time=Moment(delivery.acknowledged_ms or 0, post.timezone)), language=language)
     return render_notice(text("case.ack.done", language, ref=case.ref, origin=post_label(
-        case.origin_post, posts_by_id(services.config), language)), language=language)
+        case.origin_post, links.known_posts(services), language)), language=language)
 
 
 async def acknowledge_delivery(services: Services, case: Case, delivery: Delivery, *, by: str,
@@ -286,7 +286,7 @@ async def update(invocation: Invocation) -> Reply:
                              detail={"text": command.text})
     from liaison.handlers import hits  # handlers.hits builds on this module
     await hits.match_case(services, case, fields=(), free_text=command.text)
-    posts = posts_by_id(services.config)
+    posts = links.known_posts(services)
     told = await tell_targets(services, case, posts, about="update",
                                render=lambda reader: render_update_notice(
                                    case, command.text, reader=reader, posts=posts),
@@ -328,7 +328,7 @@ async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "ca
             language=language)
     finished = await cases.case_by_id(services.conn, case.id)
     assert finished is not None
-    posts = posts_by_id(services.config)
+    posts = links.known_posts(services)
     told = await tell_targets(services, finished, posts, about=state,
                                render=lambda reader: render_finished_notice(
                                    finished, reader=reader, posts=posts),
@@ -358,7 +358,7 @@ async def status(invocation: Invocation) -> Reply:
     from liaison.handlers import hits  # handlers.hits builds on this module
     return render_status(
         case, await cases.deliveries(conn, case.id), await cases.timeline(conn, case.id),
-        posts=posts_by_id(services.config), language=invocation.language,
+        posts=links.known_posts(services), language=invocation.language,
         timezone=reader_timezone(invocation, services),
         show_refusals=disclosure.detail is Detail.FULL,
         links=await hits.status_links(services, case, invocation.room_id, invocation.language),
@@ -376,7 +376,7 @@ async def pending(invocation: Invocation) -> Reply:
     visible = {case.id for case in await _shown(services, invocation,
                                                  [case for case, _ in incoming])}
     received = [(case, delivery) for case, delivery in incoming if case.id in visible]
-    return render_pending(post, sent, received, posts=posts_by_id(services.config),
+    return render_pending(post, sent, received, posts=links.known_posts(services),
                           language=invocation.language)
 
 

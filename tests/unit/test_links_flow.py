@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nio import MatrixRoom, Receipt, ReceiptEvent
 
 from liaison.bot.chaser import Chaser
 from liaison.bot.clock import Clock
+from liaison.bot.seen import note_receipts
 from liaison.commands.links import (
     CaseEventKind,
     DirectoryContent,
@@ -565,3 +567,69 @@ async def test_a_request_delayed_then_refused_at_termez_is_told_to_the_requester
     assert text("request.reason.law", "en") in refused.content["body"]
     [delivery] = await pair.kz.deliveries("KZ-0001")
     assert (delivery.refused_by, delivery.refusal_reason) == (BEKZOD, "law")
+
+
+# --- more of the flow -------------------------------------------------------------------
+
+
+async def test_two_posts_of_one_partner_are_two_offers_and_one_inbound_case(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!alert urgent to:UZ-TERMEZ,UZ-NUKUS tlp:green\n"
+                                        "white Kamaz")
+    rooms = await pair.settle()
+
+    offers = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.OFFER]
+    assert [(o["target"], o["targets"]) for o in offers] == [
+        ("UZ-TERMEZ", ["UZ-TERMEZ", "UZ-NUKUS"]), ("UZ-NUKUS", ["UZ-TERMEZ", "UZ-NUKUS"])]
+    assert [d.post for d in await pair.uz.deliveries("KZ-0001")] == ["UZ-TERMEZ", "UZ-NUKUS"]
+    assert len(rooms[UZ_ROOM]) == len(rooms[UZ_NUKUS_ROOM]) == 1
+    status = await pair.uz.say(UZ_ROOM, BEKZOD, "!status KZ-0001")
+    assert "Жибек Жолы (KZ-ZHIBEK)" in status.text  # the origin as its directory names it
+
+
+async def test_update_and_cancel_at_kz_reach_termez(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!update KZ-0001 The truck turned back north.")
+    rooms = await pair.settle()
+    [update] = rooms[UZ_ROOM]
+    assert update.kind == "case-update"
+    assert "The truck turned back north." in update.content["body"]
+
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!cancel KZ-0001")
+    rooms = await pair.settle()
+    assert [m.kind for m in rooms[UZ_ROOM]] == ["case-cancelled"]
+    assert (await pair.uz.case("KZ-0001")).state == "cancelled"
+
+
+async def test_a_directory_of_posts_the_link_does_not_serve_or_an_old_one_is_refused(
+        pair: Pair) -> None:
+    foreign = DirectoryContent(id=directory_key(5), version=5, posts=directory_posts(
+        pair.kz.link, pair.kz.config.posts, ()))  # Kazakh posts, over a link serving UZ
+    assert await pair.kz.receive(LinkEventType.DIRECTORY, foreign.model_dump(mode="json"),
+                                 event_id="$foreign")
+    old = DirectoryContent(id=directory_key(1), version=1, posts=())
+    assert await pair.kz.receive(LinkEventType.DIRECTORY, old.model_dump(mode="json"),
+                                 event_id="$old")
+    assert [d["reason"] for d in await pair.kz.audited("link.refused")] == [
+        "country", "stale"]
+    view = await pair.kz.view()
+    assert view.directories["uz"].version == 1
+    assert sorted(view.partner_posts()) == ["UZ-NUKUS", "UZ-TERMEZ"]
+
+
+async def test_a_read_receipt_at_termez_is_told_to_kz_as_seen(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    rooms = await pair.settle()
+    relay = rooms[UZ_ROOM][0]
+    room = MatrixRoom(UZ_ROOM, UZ_BOT)
+    room.add_member(BEKZOD, "Bekzod", None)
+    receipt = ReceiptEvent([Receipt(str(relay.event_id), "m.read", BEKZOD, 0)])
+    await note_receipts(pair.uz.db, pair.uz.clock, room, [receipt], UZ_BOT,
+                        pair.uz.config.links)
+
+    rooms = await pair.settle()
+    assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["seen"]
+    [delivery] = await pair.kz.deliveries("KZ-0001")
+    assert delivery.seen_by == BEKZOD
