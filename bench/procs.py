@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from devkit.botprocess import BotProcess
+from devkit.layout import product_packages
 
 
 def proc_status_kib(pid: int, field: str) -> int | None:
@@ -106,8 +107,12 @@ def _idle_frames() -> tuple[str, ...]:
     return tuple(idle)
 
 
+PRODUCT_FOLDERS = tuple(product_packages())
+"""Liaison's own code, as py-spy names its frames' files (`(bot/events.py:12)`)."""
+
+
 def summarise_collapsed(path: Path, *, top: int = 15,
-                        prefix: tuple[str, ...] = ("bot", "commands", "storage")
+                        prefix: tuple[str, ...] = PRODUCT_FOLDERS
                         ) -> dict[str, object]:
     """From py-spy's collapsed stacks (`frame;frame;... count`), leaving out idle samples:
     the share of working samples inside each function of Liaison's own code (inclusive),

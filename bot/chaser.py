@@ -53,12 +53,14 @@ from liaison.commands.chasing import (
     suggested_snooze,
     taken_reason,
 )
+from liaison.commands.links import CaseEventKind
 from liaison.commands.model import Post
 from liaison.commands.notify import OutboxKind, msgtype_for
 from liaison.commands.records import Case, TimelineKind
 from liaison.commands.render import Notice, notice_content
 from liaison.config import Config
 from liaison.handlers.context import audience_in, case_disclosure, require_disclosure
+from liaison.handlers.links import tell_from_shell
 from liaison.handlers.red import deliver_waiting, red_home, red_reader
 from liaison.storage import cases, chasing, outbox
 from liaison.storage.chasing import SentMessage, StepRecord
@@ -220,8 +222,12 @@ class Chaser:
         upto = await chasing.last_delivery_id(conn)
         through = self._planned_through
         found = await chasing.unplanned_deliveries(conn, after_id=through, limit=PLAN_BATCH)
+        link_rooms = {link.room for link in self._config.links}
         for delivery in found:
             through = delivery.delivery_id
+            if delivery.room_id in link_rooms:  # the partner's bot chases it (docs/links.md)
+                await chasing.save_plan(conn, delivery.delivery_id, (), now_ms=now)
+                continue
             try:
                 steps = plan_delivery(delivery.subject, self._posts.get(delivery.post),
                                       self._config.chasing.policies)
@@ -345,6 +351,9 @@ class Chaser:
             if sent or withheld:  # who was told, or kept out; to nobody: only logged
                 await cases.add_timeline(conn, case.id, _timeline_kind(step.action), ms=now,
                                            post=delivery.post, detail=detail)
+                await tell_from_shell(  # a case that came over a link: its origin's bot
+                    conn, self._config.links, case.id, delivery.post, _link_event(step.action),
+                    by=None, now_ms=now, unique=step.key)
         if unreachable:
             log.error("escalation sent without some supervisors: they did not join the "
                       "direct room in time", extra={"case_ref": case.ref, "users": unreachable})
@@ -458,6 +467,10 @@ class Chaser:
 
 def _about(action: Action) -> str:
     return "reminder" if action is Action.REMIND else "escalation"
+
+
+def _link_event(action: Action) -> CaseEventKind:
+    return CaseEventKind.REMINDED if action is Action.REMIND else CaseEventKind.ESCALATED
 
 
 def _outbox_kind(action: Action) -> OutboxKind:

@@ -117,6 +117,31 @@ def device_is_cross_signed(
     return verify_signature(device, user_id, ssk_public)
 
 
+def device_signed_by_pinned(
+    user_id: str,
+    device: dict[str, Any],
+    master_key: dict[str, Any] | None,
+    self_signing_key: dict[str, Any] | None,
+    pinned_master: str,
+) -> bool:
+    """The chain device ← self-signing key ← master key verifies **and** the master key is
+    `pinned_master` (a link's `partner_master_key`): a homeserver admin who resets the
+    user's cross-signing keys publishes another master key and fails here."""
+    return (cross_signing_public_key(master_key) == pinned_master
+            and device_is_cross_signed(user_id, device, master_key, self_signing_key))
+
+
+def device_with_curve25519(devices: dict[str, dict[str, Any]],
+                           curve25519: str) -> dict[str, Any] | None:
+    """The signed device object (as keys/query returns it) whose Curve25519 identity key is
+    `curve25519`: the device behind a Megolm session's sender key."""
+    for device_id, device in devices.items():
+        if (isinstance(device, dict) and device.get("device_id") == device_id
+                and device.get("keys", {}).get(f"curve25519:{device_id}") == curve25519):
+            return device
+    return None
+
+
 @dataclass(frozen=True)
 class CrossSigningSeeds:
     master: bytes

@@ -180,7 +180,8 @@ class EventTransactions:
 
     async def note_receipts(self, room: MatrixRoom, receipts: list[Any]) -> None:
         """Read receipts of a synced batch: who has seen which relayed case (`bot.seen`)."""
-        await note_receipts(self._db, self._clock, room, receipts, self._rooms.user_id)
+        await note_receipts(self._db, self._clock, room, receipts, self._rooms.user_id,
+                            self._directory.config.links)
 
     async def is_processed(self, event_id: str) -> bool:
         async with self._db.read() as conn:

@@ -12,10 +12,13 @@ room, count for nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from nio import MatrixRoom, ReceiptEvent
 
 from liaison.bot.clock import Clock
+from liaison.commands.links import CaseEventKind, Link
+from liaison.handlers.links import tell_from_shell
 from liaison.storage import cases
 from liaison.storage.db import Database
 
@@ -25,8 +28,9 @@ READ = "m.read"
 
 
 async def note_receipts(db: Database, clock: Clock, room: MatrixRoom, events: list[object],
-                        bot_user_id: str) -> None:
-    """Record what the receipts among a room's ephemeral `events` say was seen."""
+                        bot_user_id: str, links: Sequence[Link] = ()) -> None:
+    """Record what the receipts among a room's ephemeral `events` say was seen; a case
+    that came over one of `links` has its origin's bot told (`handlers.links`)."""
     readers: list[tuple[str, str]] = []
     for event in events:
         if not isinstance(event, ReceiptEvent):
@@ -43,5 +47,7 @@ async def note_receipts(db: Database, clock: Clock, room: MatrixRoom, events: li
             marked = await cases.mark_seen(conn, room.room_id, event_id, reader,
                                            now_ms=clock.now_ms())
             for delivery in marked:
+                await tell_from_shell(conn, links, delivery.case_id, delivery.post,
+                                      CaseEventKind.SEEN, by=reader, now_ms=clock.now_ms())
                 log.info("relayed case seen", extra={"room_id": room.room_id,
                                                      "post": delivery.post, "reader": reader})

@@ -12,6 +12,9 @@ say about a case is decided by the room's *audience*, never only by who asked:
   case their posts sent or received — applies only there and in a supervisors' room
   whose readers all share it;
 - the admins' room (`access.admins_room`) stands for its members and the admins;
+- a link room (`commands.links`) stands for the partner bot: it sees the cases offered
+  to one of its posts or offered by one (as a target reads them), never one above the
+  link's highest TLP, never AMBER+STRICT or RED;
 - any other room stands for nobody the bot knows: it sees nothing.
 
 `case_detail` is the one answer to "may this audience see this case, and how much";
@@ -48,6 +51,7 @@ class AudienceKind(StrEnum):
     SUPERVISORS = "supervisors"
     DIRECT = "direct"
     ADMINS = "admins"
+    LINK = "link"
     UNKNOWN = "unknown"
 
 
@@ -62,10 +66,12 @@ class Audience:
     people: frozenset[str] = frozenset()
     """SUPERVISORS and DIRECT: the people who read it (without the bot)."""
     posts: tuple[str, ...] = ()
-    """SUPERVISORS: the posts whose supervisors' room it is."""
+    """SUPERVISORS: the posts whose supervisors' room it is; LINK: the partner's posts."""
     red_cleared: bool = False
     """POST: the room is marked RED-cleared in the config and its members are exactly its
     post's people, so replies to the post's own TLP:RED cases may be carried into it."""
+    ceiling: Tlp | None = None
+    """LINK: the highest TLP the link carries (`Link.max_tlp`)."""
 
     @property
     def known(self) -> bool:
@@ -118,6 +124,27 @@ def room_audience(room_id: str, *, posts: Iterable[Post], members: Collection[st
     return Audience(room_id, AudienceKind.UNKNOWN)
 
 
+def link_audience(room_id: str, partner_posts: Iterable[str], ceiling: Tlp) -> Audience:
+    """The audience of a link room: the partner bot, speaking for `partner_posts`."""
+    return Audience(room_id, AudienceKind.LINK, posts=tuple(partner_posts), ceiling=ceiling)
+
+
+LINK_NEVER = frozenset({Tlp.AMBER_STRICT, Tlp.RED})
+"""TLPs that never cross a link, whatever its `max_tlp` (`docs/links.md`)."""
+
+
+def link_view(audience: Audience, parties: CaseParties) -> Detail:
+    """What a partner bot may see of a case: as a target reads it, when the case was
+    offered to one of its posts or by one, and its TLP may cross the link."""
+    ceiling = audience.ceiling or Tlp.CLEAR
+    if parties.tlp in LINK_NEVER or not ceiling.covers(parties.tlp):
+        return Detail.NONE
+    posts = set(audience.posts)
+    if parties.origin in posts or posts & parties.targets:
+        return Detail.PARTICIPANT
+    return Detail.NONE
+
+
 def post_view(post_id: str, parties: CaseParties) -> Detail:
     """What a post's room may see of a case."""
     if post_id == parties.origin:
@@ -146,6 +173,8 @@ def case_detail(audience: Audience, parties: CaseParties, posts: Mapping[str, Po
         return Detail.NONE  # RED never goes into a room
     if audience.kind is AudienceKind.POST and audience.post is not None:
         return post_view(audience.post, parties)
+    if audience.kind is AudienceKind.LINK:
+        return link_view(audience, parties)
     if audience.kind in _PEOPLE_ROOMS and audience.people:
         return min(person_view(user, parties, posts) for user in audience.people)
     return Detail.NONE
@@ -165,7 +194,8 @@ def escalation_detail(audience: Audience, parties: CaseParties,
     """What an escalation may say in this room: what the audience may see of the case,
     at least its reference when the case's TLP lets any configured post know of it."""
     detail = case_detail(audience, parties, posts)
-    if detail is Detail.NONE and audience.known and parties.tlp in REFERENCE_TLPS:
+    if (detail is Detail.NONE and audience.known and audience.kind is not AudienceKind.LINK
+            and parties.tlp in REFERENCE_TLPS):
         return Detail.REFERENCE
     if detail is Detail.NONE and parties.tlp is Tlp.RED and _supervise_red(audience, parties,
                                                                            posts):

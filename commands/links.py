@@ -338,7 +338,8 @@ class LinkView:
                     continue
                 posts[entry.id] = Post(
                     id=entry.id, country=entry.country,
-                    names={str(lang): name for lang, name in entry.names.items()},
+                    names={"en": entry.id} | {str(lang): name
+                                              for lang, name in entry.names.items()},
                     agency=entry.agency, room=link.room, language=entry.language,
                     timezone=entry.timezone if _known_zone(entry.timezone) else "UTC",
                     clearance=min(entry.clearance, link.max_tlp, key=lambda t: t.rank),
@@ -477,6 +478,21 @@ def directory_digest(posts: tuple[DirectoryPost, ...]) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def directory_to_publish(link: Link, posts: Sequence[Post], groups: Sequence[Group],
+                         published: tuple[int, str] | None
+                         ) -> tuple[DirectoryContent, str] | None:
+    """The directory to publish to `link` and its digest, when what it exposes differs
+    from what was last published (`published`: that version and digest, as
+    `storage.links.published` gives them; None: never published); its version is the
+    last one plus one. None when the partner already has it."""
+    exposed = directory_posts(link, posts, groups)
+    digest = directory_digest(exposed)
+    if published is not None and published[1] == digest:
+        return None
+    version = 1 if published is None else published[0] + 1
+    return DirectoryContent(id=directory_key(version), version=version, posts=exposed), digest
+
+
 def parse_content(event_type: str, content: Mapping[str, Any]) -> ParsedContent | LinkRefusal:
     """Read a protocol event's content: its type known, its size within
     `MAX_EVENT_BYTES`, its `v` this bot's version, its schema exact (no unknown field)
@@ -551,6 +567,8 @@ def check_directory(link: Link, content: DirectoryContent) -> LinkRefusal | None
     for post in content.posts:
         if post.id in seen:
             return LinkRefusal(RefusalReason.SCHEMA, f"post {post.id} is listed twice")
+        if "en" not in post.names:
+            return LinkRefusal(RefusalReason.SCHEMA, f"post {post.id} has no English name")
         seen.add(post.id)
     return None
 

@@ -23,7 +23,7 @@ formatted with the reader's locale.
 
 The vocabulary is in `commands.vocabulary`, the English messages by topic in
 `commands.texts_general`, `texts_errors`, `texts_cases`, `texts_chasing`, `texts_shell`,
-`texts_requests` (issue 20) and `texts_hits`;
+`texts_requests` (issue 20), `texts_hits` and `texts_links` (issue 18);
 this module joins them into `MESSAGES`, reads the catalogues and renders with `text()`.
 """
 
@@ -48,6 +48,7 @@ from liaison.commands.texts_chasing import CHASING_MESSAGES
 from liaison.commands.texts_errors import ERROR_MESSAGES
 from liaison.commands.texts_general import GENERAL_MESSAGES
 from liaison.commands.texts_hits import HIT_MESSAGES
+from liaison.commands.texts_links import LINK_MESSAGES
 from liaison.commands.texts_requests import REQUEST_MESSAGES
 from liaison.commands.texts_shell import SHELL_MESSAGES
 from liaison.commands.vocabulary import (
@@ -64,7 +65,7 @@ from liaison.commands.vocabulary import (
 
 MESSAGES: Mapping[str, str] = {**GENERAL_MESSAGES, **ERROR_MESSAGES, **CASE_MESSAGES,
                                **CHASING_MESSAGES, **SHELL_MESSAGES, **REQUEST_MESSAGES,
-                               **HIT_MESSAGES}
+                               **HIT_MESSAGES, **LINK_MESSAGES}
 """English, by message id: the source of every catalogue, in the order of the `.pot`."""
 
 PLURAL_MESSAGES: dict[str, tuple[str, str]] = {

@@ -17,6 +17,7 @@ from liaison.handlers.cases import register_case_commands
 from liaison.handlers.chasing import register_chasing_commands
 from liaison.handlers.hits import register_hit_commands
 from liaison.handlers.language import register_language_command
+from liaison.handlers.links import register_link_commands
 from liaison.handlers.requests import register_request_commands
 
 
@@ -29,4 +30,5 @@ def default_registry() -> CommandRegistry:
     register_language_command(registry)
     register_request_commands(registry)
     register_hit_commands(registry)
+    register_link_commands(registry)
     return registry

@@ -50,6 +50,7 @@ from liaison.commands.case_render import (
 )
 from liaison.commands.entities import Entity, EntityKind
 from liaison.commands.errors import CommandError
+from liaison.commands.links import CaseEventKind
 from liaison.commands.model import Post
 from liaison.commands.notify import OutboxKind
 from liaison.commands.parser import CaseKind, parse_case
@@ -68,6 +69,7 @@ from liaison.handlers.cases import (
 )
 from liaison.handlers.context import Services
 from liaison.handlers.hits import match_case
+from liaison.handlers.links import known_posts, tell_partner
 from liaison.handlers.red import red_react
 from liaison.storage import cases
 from liaison.storage.audit import AuditAction
@@ -212,8 +214,9 @@ async def carry_reply(services: Services, *, room_id: str, sender: str, event_id
                              post=link.post.id, actor=sender, detail={"event_id": event_id})
     await match_case(services, case, fields=(), free_text=said, region=link.post.country)
     if link.delivery is None:
-        return await _to_targets(services, case, said, from_post=link.post, who=sender)
-    await _to_origin(services, case, said, from_post=link.post, who=sender)
+        return await _to_targets(services, case, said, from_post=link.post, who=sender,
+                                 event_id=event_id)
+    await _to_origin(services, case, said, from_post=link.post, who=sender, event_id=event_id)
     if case.kind == "request":
         await cases.mark_answered(services.conn, link.delivery, by=sender, now_ms=now_ms)
     else:
@@ -222,10 +225,14 @@ async def carry_reply(services: Services, *, room_id: str, sender: str, event_id
 
 
 async def _to_origin(services: Services, case: Case, said: str, *, from_post: Post,
-                     who: str) -> None:
+                     who: str, event_id: str) -> None:
     """The origin room reads the reply in the thread of its opening message; that also
-    tells it of the acknowledgement, so no separate acknowledgement notice follows."""
-    posts = posts_by_id(services.config)
+    tells it of the acknowledgement, so no separate acknowledgement notice follows. An
+    inbound case's origin is the partner's bot (`handlers.links`): it is told so."""
+    if await tell_partner(services, case, case.origin_room, CaseEventKind.REPLY,
+                          post=from_post.id, by=who, said=said, unique=event_id):
+        return
+    posts = known_posts(services)
     origin = posts.get(case.origin_post)
     if origin is None:
         return
@@ -238,14 +245,15 @@ async def _to_origin(services: Services, case: Case, said: str, *, from_post: Po
 
 
 async def _to_targets(services: Services, case: Case, said: str, *, from_post: Post,
-                      who: str) -> Reply | None:
+                      who: str, event_id: str) -> Reply | None:
     """Every target that may still receive the case reads the reply in its case thread;
     the sender hears only about targets that could not."""
     posts = posts_by_id(services.config)
     told = await tell_targets(services, case, posts, about="reply",
                               render=lambda reader: render_reply_notice(
                                   case, said, from_post=from_post.id, who=who, reader=reader,
-                                  posts=posts))
+                                  posts=posts),
+                              said=said, by=who, unique=event_id)
     return await _withheld(services, case, told, from_post, "case.reply.withheld")
 
 

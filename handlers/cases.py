@@ -45,6 +45,7 @@ from liaison.commands.case_render import (
 from liaison.commands.case_terms import CaseTerms, delivery_due_ms
 from liaison.commands.errors import CommandError
 from liaison.commands.handling import split_terms
+from liaison.commands.links import CaseEventKind
 from liaison.commands.localtime import Moment
 from liaison.commands.model import Post
 from liaison.commands.notify import OutboxKind, case_notice_kind, msgtype_for
@@ -71,6 +72,7 @@ from liaison.commands.routing import (
 )
 from liaison.commands.texts import Term, text
 from liaison.config import Config
+from liaison.handlers import links  # issue 18: cases across a link between bots
 from liaison.handlers import requests as law  # issue 20: class:, h:, action:, RED, passing on
 from liaison.handlers.context import Services, case_parties
 from liaison.storage import cases
@@ -114,7 +116,7 @@ async def _open_case(kind: CaseKind, invocation: Invocation) -> Reply:
             await _visible_case(services, draft.ref, invocation)
         except CommandError as error:
             raise invocation.command.usage_error(error, invocation.language) from None
-    posts = posts_by_id(services.config)
+    posts = links.known_posts(services)  # a partner's posts too (`handlers.links`)
     decision = route(origin=origin, targets=draft.targets, tlp=draft.tlp,
                      category=draft.category, directory=directory_for(services))
     blocking = [refusal for refusal in decision.refusals if blocks(refusal, draft)]
@@ -152,6 +154,17 @@ async def _store_and_relay(invocation: Invocation, services: Services, origin: P
         target = posts[post_id]
         audience = services.audience(target.room)
         disclosure = disclose(audience, parties, posts)
+        link = services.links.link_for_post(post_id)
+        if link is not None:  # the partner's bot relays and chases it (`handlers.links`)
+            offered = await links.offer(
+                services, case, target, link, disclosure=disclosure,
+                targets=[other for other in decision.deliveries
+                         if services.links.link_for_post(other) == link])
+            if offered is not None:
+                await cases.add_delivery(conn, case.id, post=post_id, room_id=link.room,
+                                         relay_txn_id=offered.txn_id, now_ms=now_ms,
+                                         due_ms=case.due_ms)
+            continue
         related_visible = related_parties is not None and disclose(
             audience, related_parties, posts) is not None
         due_ms = delivery_due_ms(terms, due_ms=case.due_ms, routed_ms=now_ms,
@@ -226,7 +239,10 @@ async def acknowledge_delivery(services: Services, case: Case, delivery: Deliver
     hears of each target's acknowledgement once however it came (`!ack`, reaction)."""
     if not await cases.acknowledge(services.conn, delivery, by=by, now_ms=now_ms):
         return False
-    posts = posts_by_id(services.config)
+    if await links.tell_partner(services, case, case.origin_room, CaseEventKind.ACK,
+                                post=delivery.post, by=by):
+        return True  # an inbound case: its origin is the partner's (`handlers.links`)
+    posts = links.known_posts(services)
     acknowledged = await cases.delivery_for(services.conn, case.id, delivery.post)
     origin = posts.get(case.origin_post)
     if acknowledged is not None and origin is not None:
@@ -271,7 +287,9 @@ async def update(invocation: Invocation) -> Reply:
     posts = posts_by_id(services.config)
     told = await tell_targets(services, case, posts, about="update",
                                render=lambda reader: render_update_notice(
-                                   case, command.text, reader=reader, posts=posts))
+                                   case, command.text, reader=reader, posts=posts),
+                               said=command.text, by=invocation.sender,
+                               unique=invocation.event_id)
     return render_notice(text("case.update.done", language, ref=case.ref,
                               posts=", ".join(told)), language=language)
 
@@ -311,7 +329,8 @@ async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "ca
     posts = posts_by_id(services.config)
     told = await tell_targets(services, finished, posts, about=state,
                                render=lambda reader: render_finished_notice(
-                                   finished, reader=reader, posts=posts))
+                                   finished, reader=reader, posts=posts),
+                               by=invocation.sender, outcome=finished.outcome)
     origin = posts.get(case.origin_post)
     if origin is not None and invocation.room_id != case.origin_room:  # a supervisor elsewhere
         notice = render_finished_notice(finished, reader=origin, posts=posts)
@@ -420,7 +439,7 @@ def directory_for(services: Services) -> Directory:
     return Directory(
         posts=posts_by_id(config), groups={group.name: group for group in config.groups},
         category_rules=config.category_rules, joined_rooms=services.joined_rooms,
-        encrypted_rooms=services.encrypted_rooms,
+        encrypted_rooms=services.encrypted_rooms, links=services.links,
     )
 
 
@@ -454,14 +473,25 @@ def _require_origin(case: Case, post: Post | None, invocation: Invocation, confi
 
 async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post], *,
                        about: str, render: Callable[[Post], Notice],
-                       extra: Mapping[str, Any] | None = None) -> list[str]:
+                       extra: Mapping[str, Any] | None = None, said: str = "",
+                       by: str | None = None, outcome: str | None = None,
+                       unique: str = "") -> list[str]:
     """Queue `render(target_post)` in the room of every delivery that may still receive the
     case (`routing.still_reaches`), in the relayed case's thread when its event id is known;
     the post ids told, in delivery order. `extra` is merged into each message's content
-    (an attachment's `msgtype`, `file`, `info`)."""
+    (an attachment's `msgtype`, `file`, `info`). A target behind a link is told as a case
+    event instead (`handlers.links.tell_partner`: `said`, `by`, `outcome`, `unique`)."""
     told = []
     directory = directory_for(services)
     for delivery in await cases.deliveries(services.conn, case.id):
+        if links.link_of_room(services, delivery.room_id) is not None:
+            event = links.event_for_notice(about)
+            if (event is not None and delivery.refused_ms is None
+                    and await links.tell_partner(services, case, delivery.room_id, event,
+                                                 post=delivery.post, by=by, said=said,
+                                                 outcome=outcome, unique=unique)):
+                told.append(delivery.post)
+            continue
         target = posts.get(delivery.post)
         if target is None or still_reaches(target, delivery.room_id, case.tlp, directory):
             continue

@@ -26,6 +26,7 @@ from liaison.commands.audience import (
     Disclosure,
     carries_case_content,
     disclose,
+    link_audience,
     room_audience,
 )
 from liaison.commands.links import LinkView
@@ -87,7 +88,7 @@ class Services:
 
     def audience(self, room_id: str) -> Audience:
         """Who reads what the bot writes into `room_id` (`commands.audience`)."""
-        return audience_in(self.config, room_id, self.members_of(room_id))
+        return audience_in(self.config, room_id, self.members_of(room_id), self.links)
 
     async def disclosure(self, room_id: str, case: Case, *, needed: Detail = Detail.PARTICIPANT,
                          escalation: bool = False) -> Disclosure | None:
@@ -180,9 +181,16 @@ def require_disclosure(kind: str, room_id: str, case_ref: str | None,
             f"{kind} about {case_ref} into {room_id} without a disclosure for that room")
 
 
-def audience_in(config: Config, room_id: str, members: frozenset[str] | None) -> Audience:
+def audience_in(config: Config, room_id: str, members: frozenset[str] | None,
+                links: LinkView | None = None) -> Audience:
     """Who reads `room_id`, given its members as the Matrix client knows them. A post's
-    room that was upgraded still stands for its post (`Config.with_room_replacements`)."""
+    room that was upgraded still stands for its post (`Config.with_room_replacements`); a
+    link room stands for the partner bot and the posts it published (`links`)."""
+    link = None if links is None else links.link_for_room(room_id)
+    if link is not None and links is not None:
+        partner_posts = [post.id for post in links.partner_posts().values()
+                         if post.room == room_id]
+        return link_audience(room_id, partner_posts, link.max_tlp)
     post = config.post_by_room(room_id)
     if post is not None:
         readers = (members or frozenset()) - {config.bot.user_id}

@@ -36,6 +36,7 @@ from liaison.commands.deadlines import (
 from liaison.commands.durations import format_duration
 from liaison.commands.errors import CommandError
 from liaison.commands.handling import Forwarding, Handling, Terms, may_forward, parse_permit
+from liaison.commands.links import CaseEventKind
 from liaison.commands.localtime import Elapsed, Moment
 from liaison.commands.model import Post
 from liaison.commands.notify import OutboxKind, msgtype_for
@@ -48,7 +49,7 @@ from liaison.commands.routing import RefusalReason, route
 from liaison.commands.texts import text
 from liaison.commands.vocabulary import OPTION_KEYS, fold_word
 from liaison.handlers import cases as case_commands
-from liaison.handlers import red
+from liaison.handlers import links, red
 from liaison.handlers.context import Services, case_parties
 from liaison.storage import cases, chasing, request_terms
 
@@ -161,7 +162,8 @@ async def delay(invocation: Invocation) -> Reply:
                     ref=case.ref, delay=Elapsed(command.delay),
                     time=Moment(new_due, origin.timezone),
                     reason=text(f"request.reason.{command.reason}", origin.language)))],
-        said=command.text, kind=OutboxKind.CASE_DELAYED)
+        said=command.text, kind=OutboxKind.CASE_DELAYED,
+        link_event=(CaseEventKind.DELAYED, post.id, invocation.sender, command.reason))
     return render_notice(text("request.delay.done", invocation.language, ref=case.ref,
                               time=Moment(new_due, post.timezone),
                               origin=_origin_label(case, services, invocation.language)),
@@ -198,16 +200,24 @@ async def refuse(invocation: Invocation) -> Reply:
                     post=post_label(post.id, _posts(services), origin.language),
                     ref=case.ref,
                     reason=text(f"request.reason.{command.reason}", origin.language)))],
-        said=command.text, kind=OutboxKind.CASE_DECLINED)
+        said=command.text, kind=OutboxKind.CASE_DECLINED,
+        link_event=(CaseEventKind.DECLINED, post.id, invocation.sender, command.reason))
     return render_notice(text("request.refuse.done", invocation.language, ref=case.ref,
                               origin=_origin_label(case, services, invocation.language)),
                          language=invocation.language)
 
 
 async def _tell_requester(services: Services, case: Case, about: str, headline: Headline, *,
-                          said: str, kind: OutboxKind) -> None:
+                          said: str, kind: OutboxKind,
+                          link_event: tuple[CaseEventKind, str, str, str]) -> None:
     """The origin room, in the case's thread, mentioning the officer who sent it: it
-    rings (`commands.notify`), the requester must know at once."""
+    rings (`commands.notify`), the requester must know at once. A request that came over a
+    link is told to the partner's bot instead (`link_event`: what, the post, who, the
+    reason code; `handlers.links`)."""
+    event, post_id, by, code = link_event
+    if await links.tell_partner(services, case, case.origin_room, event, post=post_id, by=by,
+                                said=said, outcome=code):
+        return
     origin = services.config.post_by_id(case.origin_post)
     if origin is None:
         return

@@ -91,9 +91,11 @@ async def _next_ref(conn: aiosqlite.Connection, country: str) -> str:
     return format_ref(country, int(row[0]))
 
 
-async def create_case(conn: aiosqlite.Connection, new: NewCase) -> Case:
-    """Store a case under the next reference of its origin country; the timeline says so."""
-    ref = await _next_ref(conn, new.origin_country)
+async def create_case(conn: aiosqlite.Connection, new: NewCase, *,
+                      ref: str | None = None) -> Case:
+    """Store a case under the next reference of its origin country (or `ref`, a case that
+    crossed a link keeping its origin's reference: `handlers.links`); the timeline says so."""
+    ref = ref if ref is not None else await _next_ref(conn, new.origin_country)
     cursor = await conn.execute(
         "INSERT INTO cases (ref, kind, origin_post, priority, tlp, category, grading,"
         " related_ref, fields, text, due_ms, state, forwardable, origin_room, origin_event_id,"
@@ -398,6 +400,19 @@ async def mark_seen(conn: aiosqlite.Connection, room_id: str, event_id: str, rea
         await add_timeline(conn, delivery.case_id, TimelineKind.SEEN, ms=now_ms,
                            post=delivery.post, actor=reader)
     return marked
+
+
+async def mark_delivery_seen(conn: aiosqlite.Connection, delivery: Delivery, *, reader: str,
+                             now_ms: int) -> bool:
+    """The delivery was seen by `reader` (told by a partner bot: `handlers.links`); False
+    if it was seen already."""
+    changed = await changes(conn, "UPDATE deliveries SET seen_ms = ?, seen_by = ?"
+                            " WHERE id = ? AND seen_ms IS NULL", (now_ms, reader, delivery.id))
+    if changed != 1:
+        return False
+    await add_timeline(conn, delivery.case_id, TimelineKind.SEEN, ms=now_ms,
+                       post=delivery.post, actor=reader)
+    return True
 
 
 async def timeline(conn: aiosqlite.Connection, case_id: int) -> list[TimelineEntry]:

@@ -114,7 +114,7 @@ def test_default_registry_is_a_fresh_object_each_time() -> None:
                                               "update", "close", "cancel", "status", "pending",
                                               "snooze", "escalations", "report", "lang",
                                               "delay", "refuse", "permit",
-                                              "check", "links", "unlink"]
+                                              "check", "links", "unlink", "posts"]
 
 
 def test_help_overview_is_generated_from_the_declarations() -> None:
