@@ -69,7 +69,7 @@ from liaison.handlers.cases import (
 )
 from liaison.handlers.context import Services
 from liaison.handlers.hits import match_case
-from liaison.handlers.links import known_posts, tell_partner
+from liaison.handlers.links import known_posts, link_of_room, tell_partner
 from liaison.handlers.red import red_react
 from liaison.storage import cases
 from liaison.storage.audit import AuditAction
@@ -229,8 +229,9 @@ async def _to_origin(services: Services, case: Case, said: str, *, from_post: Po
     """The origin room reads the reply in the thread of its opening message; that also
     tells it of the acknowledgement, so no separate acknowledgement notice follows. An
     inbound case's origin is the partner's bot (`handlers.links`): it is told so."""
-    if await tell_partner(services, case, case.origin_room, CaseEventKind.REPLY,
-                          post=from_post.id, by=who, said=said, unique=event_id):
+    if link_of_room(services, case.origin_room) is not None:
+        await tell_partner(services, case, case.origin_room, CaseEventKind.REPLY,
+                           post=from_post.id, by=who, said=said, unique=event_id)
         return
     posts = known_posts(services)
     origin = posts.get(case.origin_post)

@@ -239,9 +239,11 @@ async def acknowledge_delivery(services: Services, case: Case, delivery: Deliver
     hears of each target's acknowledgement once however it came (`!ack`, reaction)."""
     if not await cases.acknowledge(services.conn, delivery, by=by, now_ms=now_ms):
         return False
-    if await links.tell_partner(services, case, case.origin_room, CaseEventKind.ACK,
-                                post=delivery.post, by=by):
-        return True  # an inbound case: its origin is the partner's (`handlers.links`)
+    if links.link_of_room(services, case.origin_room) is not None:
+        # an inbound case: its origin is the partner's bot (`handlers.links`)
+        await links.tell_partner(services, case, case.origin_room, CaseEventKind.ACK,
+                                 post=delivery.post, by=by)
+        return True
     posts = links.known_posts(services)
     acknowledged = await cases.delivery_for(services.conn, case.id, delivery.post)
     origin = posts.get(case.origin_post)

@@ -12,8 +12,8 @@ from liaison.bot.clock import Clock
 from liaison.bot.command_runner import CommandEvent, CommandRunner
 from liaison.bot.directory import Directory
 from liaison.bot.event_transaction import EventTransactions
-from liaison.commands.links import LinkView
 from liaison.commands.flood import FloodGate
+from liaison.commands.links import LinkView
 from liaison.commands.registry import CommandRegistry, split_command
 from liaison.commands.relations import relation_of
 from liaison.commands.render import Notice
