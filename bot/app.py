@@ -29,6 +29,7 @@ from liaison.bot.health import HomeserverReach
 from liaison.bot.invites import InvitePolicy
 from liaison.bot.key_claims import KeyClaims
 from liaison.bot.key_health import KeyHealth
+from liaison.bot.links import LinkEvents, publish_directories
 from liaison.bot.metrics import MonitoringListener
 from liaison.bot.rawapi import ApiError
 from liaison.bot.receipts import ReadReceipts
@@ -167,7 +168,7 @@ class Liaison:
         keys = KeyHealth()
         # Listening from the start: while the homeserver cannot be reached, /healthz says why.
         listener = (MonitoringListener(config.metrics, database=db.path, clock=self.clock,
-                                       reach=reach, keys=keys)
+                                       reach=reach, keys=keys, links=config.links)
                     if config.metrics.enabled else None)
         try:
             if (config.data_dir / RESTORED_MARK).exists():
@@ -251,7 +252,8 @@ class Liaison:
         config = self.config
         languages = Directory(config)  # `!lang` choices over the configured languages
         await languages.refresh(db)
-        trust = TrustPolicy(client, config.trust.policy)
+        trust = TrustPolicy(client, config.trust.policy, config.links)
+        trust.guard_link_rooms()  # before anything is sent: link rooms' keys to partners only
         synced = asyncio.Event()
         claims = KeyClaims(client, keys)
 
@@ -293,12 +295,15 @@ class Liaison:
         descriptions = CommandDescriptions(client, db, languages, registry)
         transactions = EventTransactions(db=db, clock=self.clock, rooms=ClientRooms(client),
                                          directory=languages, wake_sender=wake_after_command)
+        links = LinkEvents(client=client, transactions=transactions, directory=languages,
+                           trust=trust, db=db, wake_sender=sender.wake) if config.links else None
         router = EventRouter(
             client=client, transactions=transactions, registry=registry, directory=languages,
             invite_policy=InvitePolicy(frozenset(access.users) | frozenset(config.access.admins),
-                                       frozenset(access.servers)),
+                                       frozenset(access.servers),
+                                       rooms=frozenset(link.room for link in config.links)),
             trust=trust, undecryptable=undecryptable,
-            receipts=ReadReceipts(client), upgrades=upgrades,
+            receipts=ReadReceipts(client), upgrades=upgrades, links=links,
         )
         sync = SyncLoop(
             client, db, router.handle_batch,
@@ -314,7 +319,9 @@ class Liaison:
         )
 
         if listener is not None:
-            listener.attach(sync=sync, sender=sender)
+            listener.attach(sync=sync, sender=sender,
+                            identity_problems=(lambda: links.identity_problems)
+                            if links is not None else None)
         tasks = [
             asyncio.create_task(sync.run(), name="sync"),
             asyncio.create_task(fallback_keys.keep_fresh(client, db, self.clock),
@@ -332,6 +339,10 @@ class Liaison:
                                 name="reports"),
         ]
         ready_task = asyncio.create_task(self._announce_ready(sync, client))
+        if config.links:
+            tasks.append(asyncio.create_task(
+                self._publish_directories(sync, client, db, languages, sender.wake, links),
+                name="link directories"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -343,6 +354,25 @@ class Liaison:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    async def _publish_directories(self, sync: SyncLoop, client: AsyncClient, db: Database,
+                                   languages: Directory, wake: Callable[[], None],
+                                   links: LinkEvents | None) -> None:
+        """Once synced: each partner's identity is checked against the pinned one, and
+        each link room the bot is in gets this bot's directory again if what it exposes
+        changed since it was last published (`bot.links`)."""
+        await sync.synced_once.wait()
+        try:
+            if links is not None:
+                await links.check_identities()
+            await languages.refresh(db)
+            queued = await publish_directories(db, languages.config, frozenset(client.rooms),
+                                               now_ms=self.clock.now_ms())
+        except Exception:  # the next start tries again; a join of the link room as well
+            log.exception("could not publish the directory to the links")
+            return
+        if queued:
+            wake()
 
     async def _announce_ready(self, sync: SyncLoop, client: AsyncClient) -> None:
         await sync.synced_once.wait()

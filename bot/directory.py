@@ -10,13 +10,19 @@ The database is the truth; `Directory` keeps a copy for the synchronous lookups 
 shell makes while it renders (`language_for_room`, `post_for_room`, and `config`, whose
 posts read their chosen languages). The router refreshes it before every event and the
 chaser before every round, so a `!lang` is seen from the next event on.
+
+It also keeps the `LinkView` (`commands.links`): the configured links with the directory
+each partner last published and this bot accepted (`storage.links`), read again with
+the rest, and at once after a directory event commits (`bot.links`).
 """
 
 from __future__ import annotations
 
+from liaison.commands.links import LinkView
 from liaison.commands.model import Post
 from liaison.config import Config
 from liaison.storage import languages, state
+from liaison.storage import links as link_store
 from liaison.storage.db import Database
 
 REPLACED_PREFIX = "room.replaced."
@@ -29,6 +35,8 @@ class Directory:
         self._base = config
         self._chosen: dict[str, str] = {}
         self._replaced: dict[str, str] = {}
+        self.links = LinkView(links=tuple(config.links))
+        """The links and the partners' accepted directories: what routing reads of them."""
         self.config = config
         """The configuration with each post reading its room's chosen language, served in
         the room that replaced its room if that was upgraded (`bot.room_upgrades`)."""
@@ -39,6 +47,10 @@ class Directory:
         async with db.read() as conn:
             chosen = await languages.room_languages(conn)
             replaced = await state.values_with_prefix(conn, REPLACED_PREFIX)
+            directories = (await link_store.accepted_directories(conn)
+                           if self._base.links else {})
+        if directories != self.links.directories:
+            self.links = LinkView(links=tuple(self._base.links), directories=directories)
         if chosen != self._chosen or replaced != self._replaced:
             self._chosen, self._replaced = chosen, replaced
             # A `!lang` in the room that replaced a post's room is that post's choice.

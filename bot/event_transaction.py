@@ -136,7 +136,7 @@ class EventTransactions:
             config=self._directory.config, clock=self._clock, conn=conn,
             bot_user_id=self._rooms.user_id, joined_rooms=self._rooms.joined(),
             encrypted_rooms=self._rooms.encrypted(), members_of=self._rooms.members,
-            note_case=note_case, charts=self._charts,
+            note_case=note_case, charts=self._charts, links=self._directory.links,
         )
 
     async def run(self, room_id: str, event_id: str | None, work: Work) -> bool:

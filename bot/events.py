@@ -3,8 +3,9 @@
 Invites go to `bot.invites`; the bot's own echoes and membership changes to the room
 bookkeeping; undecryptable events to `bot.undecryptable`; commands to
 `bot.command_runner`; reactions, replies, edits, redactions, photos and files on cases
-to `bot.case_messages`. Whoever acts on an event does it inside the one transaction
-`bot.event_transaction` owns: claimed once, queued, committed, then the sender woken.
+to `bot.case_messages`; everything in a link room to `bot.links`. Whoever acts on an
+event does it inside the one transaction `bot.event_transaction` owns: claimed once,
+queued, committed, then the sender woken.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from liaison.bot.event_transaction import (
     valid_unicode,
 )
 from liaison.bot.invites import InvitePolicy, answer_invite
+from liaison.bot.links import LinkEvents
 from liaison.bot.logs import log_context
 from liaison.bot.receipts import ReadReceipts
 from liaison.bot.room_upgrades import RoomUpgrades
@@ -63,7 +65,8 @@ class EventRouter:
                  registry: CommandRegistry, directory: Directory, invite_policy: InvitePolicy,
                  trust: TrustPolicy, undecryptable: UndecryptableTracker,
                  receipts: ReadReceipts | None = None,
-                 upgrades: RoomUpgrades | None = None) -> None:
+                 upgrades: RoomUpgrades | None = None,
+                 links: LinkEvents | None = None) -> None:
         self._client = client
         self._transactions = transactions
         self._registry = registry
@@ -76,6 +79,8 @@ class EventRouter:
         """Marks each processed command read (`bot.receipts`); None in unit tests."""
         self._upgrades = upgrades
         """Follows upgraded post rooms (`bot.room_upgrades`); None in unit tests."""
+        self.links = links
+        """Protocol events of the link rooms (`bot.links`); None: no links configured."""
         limits = directory.config.limits
         self.commands = CommandRunner(
             transactions=transactions, registry=registry, directory=directory,
@@ -149,6 +154,16 @@ class EventRouter:
         if getattr(event, "sender", None) == self.user_id:
             await self._note_echo(event)
             return
+        link = self.links.link_for_room(room.room_id) if self.links is not None else None
+        if link is not None and self.links is not None:
+            # No filter on the join time: a protocol event is claimed and keyed, and one
+            # sent while the bot was only invited must not be lost.
+            await self._transactions.refresh_directory()
+            if isinstance(event, MegolmEvent):
+                await self._undecryptable.track(room, event)
+            else:
+                await self.links.on_event(link, room, event)
+            return
         if not isinstance(event, ACTED_ON):
             return
         # Shared history from before the bot joined is not a request to it.
@@ -180,6 +195,9 @@ class EventRouter:
             await self._transactions.note_echo(txn_id, event_id)
 
     async def _on_member(self, room: MatrixRoom, event: RoomMemberEvent) -> None:
+        link = self.links.link_for_room(room.room_id) if self.links is not None else None
+        if link is not None and self.links is not None:
+            await self.links.on_member(link, event)
         if event.state_key == self.user_id and event.membership == "join":
             await self._transactions.record_joined(room.room_id, event.server_timestamp)
         elif event.membership != (event.prev_membership or ""):

@@ -9,6 +9,10 @@ start-up cannot reach the homeserver (said at once, with the reason — a wrong 
 refused connection — rather than only after `sync_stalled_after`). Each recovers by
 itself: the next successful sync, the outbox draining, an accepted upload, or the
 homeserver answering makes the bot healthy again.
+
+With links (`docs/links.md`), each link is a check of its own: unhealthy while the
+oldest protocol event queued for its room has waited longer than `outbox_stuck_after`,
+or while the partner's published identity is not the pinned one (the link is refused).
 """
 
 from __future__ import annotations
@@ -55,6 +59,17 @@ class HomeserverReach:
 
 
 @dataclass(frozen=True)
+class LinkState:
+    """What `/healthz` knows of one link: its queue (unsent outbox rows to its room) and
+    an identity problem the bot found (None: none found)."""
+
+    name: str
+    pending: int
+    oldest_pending_age_ms: int | None
+    identity_problem: str | None = None
+
+
+@dataclass(frozen=True)
 class Health:
     ok: bool
     checks: dict[str, dict[str, Any]]
@@ -68,7 +83,8 @@ class Health:
 def assess(*, now_s: float, started_s: float, last_sync_s: float | None,
            outbox: OutboxStats | None, limits: HealthLimits,
            homeserver: HomeserverReach | None = None,
-           keys: KeyHealth | None = None) -> Health:
+           keys: KeyHealth | None = None,
+           links: tuple[LinkState, ...] = ()) -> Health:
     """Health at `now_s` (monotonic seconds, like `started_s` and `last_sync_s`, the end
     of the last successful sync or None); `outbox` is None when it could not be read;
     `homeserver`: start-up's tries to reach it; `keys` are the figures of the bot's own
@@ -79,6 +95,9 @@ def assess(*, now_s: float, started_s: float, last_sync_s: float | None,
         checks["homeserver"] = homeserver.check()
     if keys is not None:  # the running bot always knows; a bare check has no key figures
         checks["keys"] = _keys(keys)
+    for link in links:
+        checks[f"link:{link.name}"] = _link(link, limits.outbox_stuck_after_s,
+                                            up_s=now_s - started_s)
     return Health(ok=all(check["ok"] for check in checks.values()), checks=checks)
 
 
@@ -109,6 +128,24 @@ def _outbox(stats: OutboxStats | None, limit_s: float, *, up_s: float) -> dict[s
     if not check["ok"]:
         check["reason"] = (f"the oldest of {stats.pending} queued messages has waited "
                            f"{_span(age_s or 0)} (limit {_span(limit_s)})")
+    return check
+
+
+def _link(link: LinkState, limit_s: float, *, up_s: float) -> dict[str, Any]:
+    """Stuck like the outbox (measured while this process ran), per link; refused while
+    the partner's identity is not the pinned one."""
+    age_s = None if link.oldest_pending_age_ms is None else link.oldest_pending_age_ms / 1000
+    stuck = age_s is not None and min(age_s, up_s) >= limit_s
+    check: dict[str, Any] = {"ok": not stuck and link.identity_problem is None,
+                             "pending": link.pending, "oldest_pending_age_seconds": age_s}
+    reasons = []
+    if stuck:
+        reasons.append(f"the oldest of {link.pending} protocol events queued for the "
+                       f"partner has waited {_span(age_s or 0)} (limit {_span(limit_s)})")
+    if link.identity_problem is not None:
+        reasons.append(f"link refused: {link.identity_problem}")
+    if reasons:
+        check["reason"] = "; ".join(reasons)
     return check
 
 

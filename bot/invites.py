@@ -1,4 +1,5 @@
-"""Invites: join rooms only when invited by an allowed user or server; decline the rest."""
+"""Invites: join rooms only when invited by an allowed user or server, or a configured
+link room (`links:`, whoever invites: its id is configured); decline the rest."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 class InvitePolicy:
     users: frozenset[str]
     servers: frozenset[str]
+    rooms: frozenset[str] = frozenset()
+    """Rooms joined whoever invites the bot: the configured link rooms."""
 
     def allows(self, inviter: str) -> bool:
         if inviter in self.users:
@@ -50,7 +53,8 @@ async def answer_invite(
     assert client.user_id
     inviter = find_inviter(info, client.user_id)
     try:
-        if inviter is not None and (expected or policy.allows(inviter)):
+        if (inviter is not None and (expected or policy.allows(inviter))) \
+                or room_id in policy.rooms:
             try:
                 response = await client.join(room_id)
             except (ClientError, TimeoutError, OSError) as exc:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import aiosqlite
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -31,10 +32,12 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 
 from liaison.bot.clock import Clock
-from liaison.bot.health import HealthLimits, HomeserverReach, assess
+from liaison.bot.health import HealthLimits, HomeserverReach, LinkState, assess
 from liaison.bot.key_health import KeyHealth
 from liaison.bot.session import StartupError
+from liaison.commands.links import Link
 from liaison.config import MetricsConfig
+from liaison.storage import links as link_store
 from liaison.storage import outbox
 from liaison.storage.db import read_only
 from liaison.storage.metrics import ACK_BUCKETS_S, WorkFigures, work_figures
@@ -73,14 +76,73 @@ class ProcessFigures:
     since_decrypted_command_s: float | None = None
 
 
+@dataclass(frozen=True)
+class LinkFigures:
+    """Per link (`docs/links.md`): protocol events logged, refusals, and the queue."""
+
+    events: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    """(link, direction, event type) → events sent, received (accepted) or refused."""
+    refused: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """(link, reason) → events refused."""
+    queues: Mapping[str, tuple[int, int | None]] = field(default_factory=dict)
+    """link → (protocol events queued for its room, the oldest one's age in ms)."""
+
+
+async def link_figures(conn: aiosqlite.Connection, links: Sequence[Link], *,
+                       now_ms: int) -> LinkFigures:
+    """The figures of `links` from the database (a scrape's read-only connection)."""
+    names = {link.name for link in links}
+    queues = {}
+    for link in links:
+        pending, oldest_ms = await link_store.queued(conn, link.room)
+        queues[link.name] = (pending, None if oldest_ms is None else max(0, now_ms - oldest_ms))
+    return LinkFigures(
+        events={key: count for key, count in (await link_store.counts(conn)).items()
+                if key[0] in names},
+        refused={key: count for key, count in (await link_store.refusals(conn)).items()
+                 if key[0] in names},
+        queues=queues)
+
+
+def link_metrics(figures: LinkFigures) -> Iterator[Metric]:
+    events = CounterMetricFamily(
+        "liaison_link_events_total",
+        "Protocol events on a link, by direction (sent, received: accepted, refused) and type",
+        labels=["link", "direction", "type"])
+    for (link, direction, event_type), count in sorted(figures.events.items()):
+        events.add_metric([link, direction, event_type], count)
+    yield events
+    refused = CounterMetricFamily(
+        "liaison_link_refused_total", "Protocol events refused on a link, by reason",
+        labels=["link", "reason"])
+    for (link, reason), count in sorted(figures.refused.items()):
+        refused.add_metric([link, reason], count)
+    yield refused
+    queue = GaugeMetricFamily("liaison_link_queue",
+                              "Protocol events queued for the partner, not sent yet",
+                              labels=["link"])
+    lag = GaugeMetricFamily("liaison_link_lag_seconds",
+                            "How long the oldest protocol event queued for the partner has "
+                            "waited (0 when none is)", labels=["link"])
+    for link, (pending, age_ms) in sorted(figures.queues.items()):
+        queue.add_metric([link], pending)
+        lag.add_metric([link], 0 if age_ms is None else age_ms / 1000)
+    yield queue
+    yield lag
+
+
 class FiguresCollector:
     """One scrape's figures as Prometheus metric families (a prometheus_client collector)."""
 
-    def __init__(self, work: WorkFigures, process: ProcessFigures) -> None:
+    def __init__(self, work: WorkFigures, process: ProcessFigures,
+                 links: LinkFigures | None = None) -> None:
         self._work = work
         self._process = process
+        self._links = links
 
     def collect(self) -> Iterator[Metric]:
+        if self._links is not None:
+            yield from link_metrics(self._links)
         work, process = self._work, self._process
         cases = CounterMetricFamily("liaison_cases_total", "Cases opened, by priority and kind",
                                     labels=["priority", "kind"])
@@ -168,11 +230,12 @@ class FiguresCollector:
                 value=keys.one_time_keys_on_server)
 
 
-def exposition(work: WorkFigures, process: ProcessFigures) -> bytes:
+def exposition(work: WorkFigures, process: ProcessFigures,
+               links: LinkFigures | None = None) -> bytes:
     """The Prometheus text format of one scrape; also this process's CPU, memory and
     file descriptors (`process_*`)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FiguresCollector(work, process))
+    registry.register(FiguresCollector(work, process, links))
     ProcessCollector(registry=registry)
     return generate_latest(registry)
 
@@ -184,8 +247,12 @@ class MonitoringListener:
     def __init__(self, settings: MetricsConfig, *, database: Path, clock: Clock,
                  sync: SyncProgress | None = None, sender: SendCounters | None = None,
                  reach: HomeserverReach | None = None,
-                 keys: KeyHealth | None = None) -> None:
+                 keys: KeyHealth | None = None, links: Sequence[Link] = (),
+                 identity_problems: Callable[[], Mapping[str, str]] = dict) -> None:
         self._settings = settings
+        self._links = tuple(links)
+        self._identity_problems = identity_problems
+        """Link name → why its partner's identity is refused (`bot.links.LinkEvents`)."""
         self._database = database
         self._clock = clock
         self._sync = sync
@@ -225,9 +292,13 @@ class MonitoringListener:
         log.info("metrics listening", extra={"metrics": f"{self.address}/metrics",
                                              "healthz": f"{self.address}/healthz"})
 
-    def attach(self, *, sync: SyncProgress, sender: SendCounters) -> None:
-        """The sync loop and the outbox worker, once start-up made them."""
+    def attach(self, *, sync: SyncProgress, sender: SendCounters,
+               identity_problems: Callable[[], Mapping[str, str]] | None = None) -> None:
+        """The sync loop and the outbox worker (and the links' identity checks), once
+        start-up made them."""
         self._sync, self._sender = sync, sender
+        if identity_problems is not None:
+            self._identity_problems = identity_problems
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -237,19 +308,30 @@ class MonitoringListener:
     async def _metrics(self, request: web.Request) -> web.Response:
         async with self._reading, read_only(self._database) as conn:
             work = await work_figures(conn, now_ms=self._clock.now_ms())
-        return web.Response(body=exposition(work, self._process_figures()),
+            links = (await link_figures(conn, self._links, now_ms=self._clock.now_ms())
+                     if self._links else None)
+        return web.Response(body=exposition(work, self._process_figures(), links),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        links: LinkFigures | None = None
         try:
             async with self._reading, read_only(self._database) as conn:
                 stats = await outbox.stats(conn, now_ms=self._clock.now_ms())
+                if self._links:
+                    links = await link_figures(conn, self._links, now_ms=self._clock.now_ms())
         except (sqlite3.Error, OSError):
             log.warning("health check could not read the outbox", exc_info=True)
             stats = None
+        problems = self._identity_problems()
+        link_states = tuple(
+            LinkState(link.name, *(links.queues.get(link.name, (0, None)) if links
+                                   else (0, None)), identity_problem=problems.get(link.name))
+            for link in self._links)
         health = assess(now_s=asyncio.get_running_loop().time(), started_s=self._started_s,
                         last_sync_s=self._last_sync(), outbox=stats,
-                        limits=self._limits, homeserver=self._reach, keys=self._keys)
+                        limits=self._limits, homeserver=self._reach, keys=self._keys,
+                        links=link_states)
         return web.json_response(health.body(), status=200 if health.ok else 503)
 
     def _last_sync(self) -> float | None:

@@ -51,6 +51,10 @@ GUARDED = "_liaison_link_guard"
 """Attribute set on nio's Olm machine once its key sharing is restricted in link rooms."""
 
 
+class LinkNotReady(ConnectionError):
+    """Nothing may be sent into a link room yet: the partner has no pinned device."""
+
+
 @dataclass
 class UserKeys:
     """One user's cross-signing keys and signed device objects, as keys/query returned them."""
@@ -206,7 +210,7 @@ class TrustPolicy:
     async def prepare_room(self, room_id: str) -> None:
         """Before encrypting into a room: withhold keys from devices the policy excludes
         (in a link room: from every device but the partner's pinned ones)."""
-        self._guard_link_rooms()
+        self.guard_link_rooms()
         link_room = room_id in self._links
         if self.policy == TOFU and not link_room:
             return
@@ -216,6 +220,8 @@ class TrustPolicy:
         users = list(room.users)
         if link_room and self.policy == TOFU:
             users = [user for user in users if user in self._pinned]
+        if link_room and self._links[room_id].partner not in users:
+            users.append(self._links[room_id].partner)
         store = self._client.device_store
         need = {u: {d.id for d in store.active_user_devices(u)} for u in users}
         async with self._lock:
@@ -233,8 +239,23 @@ class TrustPolicy:
                                  extra={"user_id": user_id, "device_id": device.id})
                         self._client.blacklist_device(device)
                         self._client.invalidate_outbound_session(room_id)
+            if link_room:
+                self._require_partner(room_id)
 
-    def _guard_link_rooms(self) -> None:
+    def _require_partner(self, room_id: str) -> None:
+        """Hold what is queued for a link room (the sender retries, `/healthz` sees the
+        link's queue age) while no device of the partner is signed by the pinned key: a
+        protocol event nobody may read would be lost, not delivered."""
+        link = self._links[room_id]
+        devices = self._client.device_store.active_user_devices(link.partner)
+        if not any(self.link_recipient(room_id, link.partner, device.id)
+                   for device in devices):
+            raise LinkNotReady(
+                f"link {link.name}: no device of {link.partner} is signed by the pinned "
+                "master key (not joined yet, or its identity is not the pinned one); "
+                "protocol events wait")
+
+    def guard_link_rooms(self) -> None:
         """Restrict nio's sharing of a link room's key to the recipients `link_recipient`
         allows, decided at the moment nio shares it: a device that appeared meanwhile (a
         device list fetched inside the send, a member who just joined) is left out until

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -64,9 +65,12 @@ class LinkEventType(StrEnum):
 LINK_TLP_CEILING = Tlp.AMBER
 """The highest TLP that may ever cross a link: AMBER+STRICT and RED never do."""
 
-MAX_EVENT_BYTES = 60_000
-"""The largest protocol event content accepted or sent (canonical JSON, UTF-8): below
-Synapse's 65,536-byte event limit with room for the Megolm envelope's growth."""
+MAX_EVENT_BYTES = 44_000
+"""The largest protocol event content accepted or sent (canonical JSON, UTF-8). Megolm
+encrypts the event (type, content, room id) and the ciphertext travels in unpadded
+base64, a third larger: 44,000 bytes become about 59,000 in `m.room.encrypted`, which
+leaves room for the envelope and the federation PDU's own fields under Synapse's
+65,536-byte limit on a whole event (60,000 would become about 80,300 and never be sent)."""
 
 
 class Link(BaseModel):
@@ -328,6 +332,12 @@ class LinkView:
         supervisors or duty officers: those are the partner's), keyed by post id. A post
         a link may not serve (country, agency) is left out, as is a post id that another
         link already offers."""
+        return dict(self._partner_posts)
+
+    @cached_property
+    def _partner_posts(self) -> dict[str, Post]:
+        """`partner_posts`, built once per view (the view never changes: a new directory
+        makes a new view)."""
         posts: dict[str, Post] = {}
         for link in self.links:
             directory = self.directories.get(link.name)
@@ -493,6 +503,16 @@ def directory_to_publish(link: Link, posts: Sequence[Post], groups: Sequence[Gro
     return DirectoryContent(id=directory_key(version), version=version, posts=exposed), digest
 
 
+def oversized(content: BaseModel) -> LinkRefusal | None:
+    """`TOO_LARGE` when a content to send is over `MAX_EVENT_BYTES` (a case with long text
+    and many fields in Cyrillic or Arabic can be): the partner would refuse it, and
+    encrypted it would not fit in a Matrix event. None when it fits."""
+    size = len(canonical_json(content.model_dump(mode="json")))
+    if size > MAX_EVENT_BYTES:
+        return LinkRefusal(RefusalReason.TOO_LARGE, f"{size} bytes, more than {MAX_EVENT_BYTES}")
+    return None
+
+
 def parse_content(event_type: str, content: Mapping[str, Any]) -> ParsedContent | LinkRefusal:
     """Read a protocol event's content: its type known, its size within
     `MAX_EVENT_BYTES`, its `v` this bot's version, its schema exact (no unknown field)
@@ -502,7 +522,7 @@ def parse_content(event_type: str, content: Mapping[str, Any]) -> ParsedContent 
         return LinkRefusal(RefusalReason.SCHEMA, f"unknown event type {event_type[:80]!r}")
     try:
         raw = canonical_json(content)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: nested too deep
         return LinkRefusal(RefusalReason.SCHEMA, "the content is not JSON")
     if len(raw) > MAX_EVENT_BYTES:
         return LinkRefusal(RefusalReason.TOO_LARGE,

@@ -199,3 +199,11 @@ def _log_direction(value: str) -> LogDirection:
     if value in ("received", "refused"):
         return "received" if value == "received" else "refused"
     return "sent"
+
+
+async def refusals(conn: aiosqlite.Connection) -> dict[tuple[str, str], int]:
+    """(link, reason) → protocol events refused on the link (metrics)."""
+    rows = await conn.execute_fetchall(
+        "SELECT link, COALESCE(json_extract(detail, '$.reason'), 'unknown'), COUNT(*)"
+        " FROM link_log WHERE direction = 'refused' GROUP BY 1, 2")
+    return {(str(row[0]), str(row[1])): int(row[2]) for row in rows}

@@ -26,6 +26,7 @@ from devkit.botprocess import BotProcess
 from devkit.federation import SynapsePair
 from devkit.links import UZ_NUKUS, Country, LinkedCountries, eventually, liaison
 from devkit.officer import Officer, SeenMessage
+from liaison.bot.crosssigning import reset_identity
 from liaison.commands.case_render import CASE_KEY
 from tests.e2e.conftest import assert_audit_chain_intact, unique
 
@@ -346,8 +347,11 @@ async def test_what_may_not_cross_and_what_is_not_the_partner_are_refused(
 
 
 def _refused_key(side: Country, key: str) -> dict[str, Any] | None:
-    return next((detail or {"reason": None} for _, k, detail in refused(side) if k == key),
-                None)
+    """The detail of the refusal of the event whose idempotency key is `key` (or, for an
+    event refused before its content was read, whose logged key names its reference)."""
+    ref = key.split(":")[1]
+    return next((detail or {"reason": None} for _, k, detail in refused(side)
+                 if k == key or ref in k), None)
 
 
 def _logged(side: Country, direction: str, key: str) -> bool:
@@ -470,3 +474,39 @@ async def test_uzbekistan_adds_a_post_and_kazakhstan_routes_to_it_without_a_rest
         assert code == 0, output
         keys = {json.loads(line)["key"] for line in out.read_text().splitlines()}
         assert f"offer:{ref}:{TERMEZ}" in keys and f"offer:{ref}:UZ-NUKUS" in keys, keys
+
+
+# --- last: the partner's homeserver replaces its identity ---------------------------------
+
+
+async def test_a_partner_identity_replaced_on_its_homeserver_cannot_speak_for_it(
+    linked: LinkedCountries, tmp_path: Path,
+) -> None:
+    """Last in the module: it leaves the Uzbek bot's account with another identity."""
+    kz, uz = linked.kz, linked.uz
+    # Whoever holds the Uzbek bot's password (its homeserver's admin can set one) logs in a
+    # device and publishes new cross-signing keys that sign it.
+    rogue = await Officer.create(uz.server, uz.bot.user_id[1:].split(":")[0],
+                                 tmp_path / "rogue", password=uz.bot.password)
+    await rogue.start()
+    try:
+        replaced = await reset_identity(rogue.client, tmp_path / "rogue-seeds.json",
+                                        uz.bot.password)
+        assert replaced != uz.master_key
+        await rogue.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
+            "UZ-9903", sender=rogue.user_id, text="forged under a replaced identity"))
+        detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9903:KZ-ZHIBEK"),
+                                  "the replaced identity's offer to be refused")
+        assert detail.get("reason") == "unsigned_device", detail
+        assert db(kz, "SELECT count(*) FROM cases WHERE ref = 'UZ-9903'") == [(0,)]
+
+        # The Kazakh operator is told: `liaison link check` fails and says why.
+        code, output = await liaison(kz.bot, "link", "check")
+        assert code != 0, output
+        assert replaced in output or uz.master_key in output, output  # which key, and why
+        bots = {kz.bot.user_id, uz.bot.user_id}
+        read = [m.describe() for m in rogue.messages(linked.link_room)
+                if m.sender in bots and m.encrypted and not m.undecrypted]
+        assert read == [], read
+    finally:
+        await rogue.stop()

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
@@ -21,6 +23,7 @@ from liaison.commands.links import (
     Link,
     LinkEventType,
     LinkRefusal,
+    LinkView,
     OfferContent,
     ReceiptContent,
     RefusalReason,
@@ -34,6 +37,7 @@ from liaison.commands.links import (
     directory_to_publish,
     may_cross,
     offer_key,
+    oversized,
     parse_content,
     receipt_key,
 )
@@ -232,6 +236,52 @@ def test_a_content_that_is_not_the_protocol_is_refused(
     assert detail in refused.detail
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300)
+@given(event_type=st.sampled_from([*LinkEventType, "org.liaison.link.x"]),
+       content=st.dictionaries(st.sampled_from(["v", "id", "ref", "version", "posts",
+                                                "target", "event", "tlp", "ms"]) | st.text(),
+                               JSON, max_size=8))
+def test_any_json_from_a_partner_parses_or_is_refused_never_raises(
+        event_type: str, content: dict[str, Any]) -> None:
+    parsed = parse_content(event_type, content)
+
+    assert isinstance(parsed, LinkRefusal | DirectoryContent | OfferContent | ReceiptContent
+                      | CaseEventContent)
+
+
+@settings(max_examples=200)
+@given(field=st.sampled_from(sorted(as_content(offer()))), value=JSON)
+def test_an_offer_with_one_field_changed_parses_only_to_a_valid_offer(
+        field: str, value: Any) -> None:
+    changed = {**as_content(offer()), field: value}
+    parsed = parse_content(LinkEventType.OFFER, changed)
+
+    if not isinstance(parsed, LinkRefusal):
+        assert isinstance(parsed, OfferContent)
+        assert parsed.id == offer_key(parsed.ref, parsed.target)
+        assert parsed.v == 1
+
+
+def test_a_content_nested_too_deep_is_refused() -> None:
+    deep: list[Any] = []
+    innermost = deep
+    for _ in range(5000):
+        innermost.append([])
+        innermost = innermost[0]
+
+    refused = parse_content(LinkEventType.OFFER, {"v": 1, "id": "x", "fields": deep})
+
+    assert refused == LinkRefusal(RefusalReason.SCHEMA, "the content is not JSON")
+
+
 def test_an_oversized_event_is_refused_before_it_is_read() -> None:
     big = {**as_content(offer()), "fields": [["note", "ж" * 10_000]] * 4}
     refused = parse_content(LinkEventType.OFFER, big)
@@ -242,6 +292,35 @@ def test_an_oversized_event_is_refused_before_it_is_read() -> None:
     # each Cyrillic letter is two bytes: 40,000 characters fit a 60,000-character limit
     # but not 60,000 bytes
     assert sum(len(value) for _, value in big["fields"]) < MAX_EVENT_BYTES
+
+
+def test_the_largest_event_still_fits_in_a_matrix_event_once_encrypted() -> None:
+    """Synapse refuses an event over 65,536 bytes (the whole PDU); Megolm's ciphertext is
+    base64, a third larger than the event it encrypts."""
+    vodozemac = pytest.importorskip("vodozemac")
+    content = {"v": 1, "id": "x", "text": "x" * (MAX_EVENT_BYTES - 30)}
+    assert len(json.dumps(content, separators=(",", ":"))) <= MAX_EVENT_BYTES
+    plaintext = json.dumps({"type": LinkEventType.OFFER.value, "content": content,
+                            "room_id": "!" + "r" * 40 + ":kz.example"},
+                           separators=(",", ":")).encode()
+    ciphertext = vodozemac.GroupSession().encrypt(plaintext).to_base64()
+    encrypted = json.dumps({"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": ciphertext,
+                            "sender_key": "k" * 43, "session_id": "s" * 43,
+                            "device_id": "D" * 10}, separators=(",", ":"))
+    pdu_fields = 2_500  # sender, room, ids, prev/auth events, hashes, signatures, depth, ts
+
+    assert len(encrypted) + pdu_fields < 65_536
+
+
+def test_a_content_too_large_to_send_is_found_before_it_is_queued() -> None:
+    """A maximal local draft (8,000 characters and 40 fields of 1,000) in Cyrillic."""
+    longest = offer(text="ж" * 8000,
+                    fields=tuple((f"field{number}", "ж" * 1000) for number in range(40)))
+    refused = oversized(longest)
+
+    assert refused is not None and refused.reason is RefusalReason.TOO_LARGE
+    assert parse_content(LinkEventType.OFFER, as_content(longest)) == refused
+    assert oversized(offer()) is None
 
 
 def test_the_idempotency_keys_are_those_of_the_spec() -> None:
@@ -577,3 +656,24 @@ def test_the_commented_links_example_loads_once_uncommented(
     assert configured.expose is not None
     assert all(config.post_by_id(post_id) is not None for post_id in configured.expose)
     assert config.warnings == []
+
+
+# --- the view of partners ----------------------------------------------------------------
+
+
+def test_partner_posts_are_read_from_the_directories_and_never_shared() -> None:
+    view = LinkView(links=(link(),), directories={"uz": partner_directory(
+        partner_post(timezone="Mars/Olympus", clearance="AMBER"),
+        partner_post("UZ-SHAVAT", names={"ru": "Шават"}, groups=("amu-darya",)),
+        partner_post("TJ-PANJ"))})
+    posts = view.partner_posts()
+    posts.pop("UZ-TERMEZ")
+
+    again = view.partner_posts()
+    assert set(again) == {"UZ-TERMEZ", "UZ-SHAVAT"}  # TJ is not the link's
+    assert again["UZ-TERMEZ"].timezone == "UTC"  # a zone this machine does not know
+    assert again["UZ-SHAVAT"].name("en") == "UZ-SHAVAT"  # no English name published
+    assert again["UZ-SHAVAT"].name("ru") == "Шават"
+    assert view.partner_groups() == {"amu-darya": ("UZ-SHAVAT",)}
+    assert view.link_for_post("UZ-SHAVAT") == link()
+    assert view.link_for_post("TJ-PANJ") is None
