@@ -68,7 +68,7 @@ from liaison.handlers.cases import (
 )
 from liaison.handlers.context import Services
 from liaison.handlers.hits import match_case
-from liaison.handlers.links import known_posts, link_of_room, tell_partner
+from liaison.handlers.links import known_posts, link_attachment, link_of_room, tell_partner
 from liaison.handlers.red import red_react
 from liaison.storage import cases
 from liaison.storage.audit import AuditAction
@@ -303,10 +303,18 @@ async def carry_attachment(services: Services, *, link: CaseLink, sender: str, e
             size=len(fetched.data), sha256=fetched.sha256, caption=attachment.caption,
             from_post=link.post.id, who=sender, reader=reader, posts=posts)
 
+    crossing = link_attachment(media, name=attachment.filename, mimetype=attachment.mimetype,
+                               size=len(fetched.data), sha256=fetched.sha256)
     if link.delivery is None:
         told = await tell_targets(services, case, posts, about="attachment", render=render,
-                                  extra=media)
+                                  extra=media, said=attachment.caption or "", by=sender,
+                                  unique=event_id, attachment=crossing)
         return await _withheld(services, case, told, link.post, "case.attachment.withheld")
+    if link_of_room(services, case.origin_room) is not None:  # an inbound case's origin
+        await tell_partner(services, case, case.origin_room, CaseEventKind.ATTACHMENT,
+                           post=link.post.id, by=sender, said=attachment.caption or "",
+                           unique=event_id, attachment=crossing)
+        return None
     origin = posts.get(case.origin_post)
     if origin is not None:
         content = case_content(render(origin), case, about="attachment",

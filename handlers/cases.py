@@ -45,6 +45,7 @@ from liaison.commands.case_render import (
 from liaison.commands.case_terms import CaseTerms, delivery_due_ms
 from liaison.commands.errors import CommandError
 from liaison.commands.handling import split_terms
+from liaison.commands.links import Attachment as LinkAttachment
 from liaison.commands.links import CaseEventKind
 from liaison.commands.localtime import Moment
 from liaison.commands.model import Post
@@ -477,12 +478,13 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
                        about: str, render: Callable[[Post], Notice],
                        extra: Mapping[str, Any] | None = None, said: str = "",
                        by: str | None = None, outcome: str | None = None,
-                       unique: str = "") -> list[str]:
+                       unique: str = "", attachment: LinkAttachment | None = None) -> list[str]:
     """Queue `render(target_post)` in the room of every delivery that may still receive the
     case (`routing.still_reaches`), in the relayed case's thread when its event id is known;
     the post ids told, in delivery order. `extra` is merged into each message's content
     (an attachment's `msgtype`, `file`, `info`). A target behind a link is told as a case
-    event instead (`handlers.links.tell_partner`: `said`, `by`, `outcome`, `unique`)."""
+    event instead (`handlers.links.tell_partner`: `said`, `by`, `outcome`, `unique`,
+    `attachment`)."""
     told = []
     directory = directory_for(services)
     for delivery in await cases.deliveries(services.conn, case.id):
@@ -491,7 +493,8 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
             if (event is not None and delivery.refused_ms is None
                     and await links.tell_partner(services, case, delivery.room_id, event,
                                                  post=delivery.post, by=by, said=said,
-                                                 outcome=outcome, unique=unique)):
+                                                 outcome=outcome, unique=unique,
+                                                 attachment=attachment)):
                 told.append(delivery.post)
             continue
         target = posts.get(delivery.post)

@@ -20,6 +20,7 @@ from nio import MatrixRoom, Receipt, ReceiptEvent
 from liaison.bot.chaser import Chaser
 from liaison.bot.clock import Clock
 from liaison.bot.seen import note_receipts
+from liaison.commands.attachments import Fetched, attachment_of, media_fields
 from liaison.commands.links import (
     CaseEventKind,
     DirectoryContent,
@@ -36,7 +37,7 @@ from liaison.commands.texts import text
 from liaison.config import Config, parse_config
 from liaison.handlers import default_registry
 from liaison.handlers import links as link_handlers
-from liaison.handlers.case_events import carry_reply
+from liaison.handlers.case_events import CaseLink, carry_attachment, carry_reply
 from liaison.handlers.context import Services
 from liaison.storage import audit, cases, outbox
 from liaison.storage import links as link_store
@@ -633,3 +634,34 @@ async def test_a_read_receipt_at_termez_is_told_to_kz_as_seen(pair: Pair) -> Non
     assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["seen"]
     [delivery] = await pair.kz.deliveries("KZ-0001")
     assert delivery.seen_by == BEKZOD
+
+
+# --- attachments ------------------------------------------------------------------------
+
+FILE = {"url": "mxc://kz.example/photo", "key": {"k": "c2VjcmV0", "alg": "A256CTR"},
+        "iv": "aXY", "hashes": {"sha256": "aGFzaA"}, "v": "v2"}
+
+
+async def test_a_photo_attached_at_kz_is_shown_at_termez_as_the_encrypted_upload(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+    photo = attachment_of({"msgtype": "m.image", "body": "truck.jpg", "file": FILE,
+                           "info": {"mimetype": "image/jpeg", "size": 5}})
+    assert photo is not None
+    fetched = Fetched.of(b"bytes")
+    media = media_fields(photo, file=FILE, size=5, thumbnail=None)
+    case = await pair.kz.case("KZ-0001")
+    await pair.kz.run(KZ_ROOM, None, lambda services: carry_attachment(
+        services, link=CaseLink(case, pair.kz.config.posts[0], None), sender=AIGERIM,
+        event_id="$photo", attachment=photo, fetched=fetched, media=media))
+
+    rooms = await pair.settle()
+    [event] = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.CASE]
+    assert event["event"] == "attachment" and event["attachment"]["file"] == FILE
+    [shown] = rooms[UZ_ROOM]
+    assert (shown.kind, shown.content["msgtype"], shown.content["file"]) == (
+        "case-attachment", "m.image", FILE)
+    assert fetched.sha256 in shown.content["body"]
+    uz_kinds = [entry.kind for entry in await pair.uz.timeline("KZ-0001")]
+    assert "attached" in uz_kinds
