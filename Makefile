@@ -57,8 +57,10 @@ $(ELEMENT)/node_modules/.installed: $(ELEMENT)/package-lock.json
 	cd $(ELEMENT) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# `make demo LINKS=1`: two countries' bots on two federating homeservers, a case crossing
+# the link between them (docs/links.md).
 demo: setup
-	LIAISON_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(VENV)/bin/liaison demo
+	LIAISON_SYNAPSE_PYTHON=$(abspath $(SYNAPSE_VENV))/bin/python $(if $(LINKS),$(VENV)/bin/python -m devkit.demo --links,$(VENV)/bin/liaison demo)
 
 test: setup $(ELEMENT)/node_modules/.installed
 	@echo "== unit and end-to-end tests on $$($(VENV)/bin/python --version), $(PYTEST_WORKERS) workers =="

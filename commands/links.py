@@ -522,7 +522,7 @@ def parse_content(event_type: str, content: Mapping[str, Any]) -> ParsedContent 
         return LinkRefusal(RefusalReason.SCHEMA, f"unknown event type {event_type[:80]!r}")
     try:
         raw = canonical_json(content)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: nested too deep
         return LinkRefusal(RefusalReason.SCHEMA, "the content is not JSON")
     if len(raw) > MAX_EVENT_BYTES:
         return LinkRefusal(RefusalReason.TOO_LARGE,

@@ -36,5 +36,10 @@ LINK_MESSAGES: Mapping[str, str] = {
     "link.reason.not_reachable": "the post's room cannot be reached there now",
     "link.reason.stale": "an older version was received",
     "request.reason.link": "refused by the partner's bot",
+    "case.refusal.link_tlp": (
+        "TLP:{tlp} does not cross the link to this post: AMBER+STRICT and RED never do, "
+        "nor anything above the link's highest TLP."
+    ),
+    "case.reason.link_tlp": "its TLP does not cross the link",
     "link.delay.notice": "{post} delays its answer to {ref}. Reason: {reason}.",
 }

@@ -7,6 +7,7 @@ what each officer's client decrypted.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
@@ -411,5 +412,22 @@ async def operate(narrator: Narrator, bot: BotProcess, metrics_port: int) -> Non
     print(f"    GET /healthz → {health.strip()}")
 
 
-def main() -> None:
-    sys.exit(asyncio.run(run_demo(Path(".demo"))))
+def main(argv: list[str] | None = None) -> None:
+    """`python -m devkit.demo [--links] [--workdir DIR]`: the demo (`make demo`), or with
+    `--links` two countries' bots and a case crossing the link between them
+    (`make demo LINKS=1`)."""
+    parser = argparse.ArgumentParser(prog="python -m devkit.demo", description=__doc__)
+    parser.add_argument("--links", action="store_true",
+                        help="two countries, each with its own bot, linked (issue 18)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the demo keeps its state (default: .demo, or .demo/links)")
+    args = parser.parse_args(argv)
+    if args.links:
+        from devkit.demo_links import run_links_demo
+
+        sys.exit(asyncio.run(run_links_demo(args.workdir or Path(".demo") / "links")))
+    sys.exit(asyncio.run(run_demo(args.workdir or Path(".demo"))))
+
+
+if __name__ == "__main__":
+    main()

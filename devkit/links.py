@@ -32,6 +32,8 @@ from devkit.botprocess import PASSWORD_ENV, PICKLE_KEY_ENV, BotProcess
 from devkit.federation import SynapsePair
 from devkit.officer import Officer
 from devkit.synapse import LocalSynapse
+from liaison.storage.db import read_only
+from liaison.storage.links import accepted_directories
 
 LINK_WAIT_S = 90.0
 MASTER_KEY_RE = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}(?![A-Za-z0-9+/=])")
@@ -95,9 +97,9 @@ class Country:
     def officer(self, post_id: str) -> Officer:
         return self.officers[post_id]
 
-    def rows(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Rows of this bot's database, read-only (the bot may be running)."""
-        return database_rows(self.bot.data_dir / "liaison.db", query, *params)
+    @property
+    def database(self) -> Path:
+        return self.bot.data_dir / "liaison.db"
 
     def post_config(self, spec: LinkedPost) -> dict[str, Any]:
         post: dict[str, Any] = {
@@ -126,14 +128,6 @@ class Country:
         return {**config, **self.extra_config}
 
 
-def database_rows(database: Path, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    uri = f"{database.as_uri()}?mode=ro"
-    with sqlite3.connect(uri, uri=True) as conn:
-        rows = conn.execute(query, params).fetchall()
-    conn.close()
-    return [tuple(row) for row in rows]
-
-
 def link_entry(name: str, partner: Country, room: str) -> dict[str, Any]:
     """One `links:` entry naming `partner`'s bot (what an operator writes after the call)."""
     return {"name": name, "partner": partner.bot.user_id, "room": room,
@@ -141,22 +135,29 @@ def link_entry(name: str, partner: Country, room: str) -> dict[str, Any]:
             "max_tlp": "AMBER"}
 
 
+async def liaison(bot: BotProcess, *args: str, stderr: bool = True,
+                  timeout: float = 60.0) -> tuple[int, str]:
+    """`liaison ARGS -c CONFIG` on the bot's configuration, as its operator runs it: the
+    exit code and the output (with standard error unless `stderr` is False)."""
+    env = dict(os.environ, **{PASSWORD_ENV: bot.password, PICKLE_KEY_ENV: bot.pickle_key})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "liaison.bot", *args, "-c", str(bot.config_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if stderr else asyncio.subprocess.DEVNULL, env=env)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode or 0, output.decode()
+
+
 async def master_key(bot: BotProcess) -> str:
     """`liaison identity` on the bot's configuration: its cross-signing master key, made
     offline in its data directory when it has none yet (before the first start)."""
     bot.write_config()
     bot.data_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, **{PASSWORD_ENV: bot.password, PICKLE_KEY_ENV: bot.pickle_key})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "liaison.bot", "identity", "-c", str(bot.config_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
-    out, err = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"liaison identity exited {process.returncode}:\n"
-                           f"{out.decode()}{err.decode()}")
-    found = MASTER_KEY_RE.findall(out.decode())
-    if len(found) != 1:
-        raise RuntimeError(f"liaison identity printed no single master key:\n{out.decode()}")
+    code, output = await liaison(bot, "identity", stderr=False)
+    found = MASTER_KEY_RE.findall(output)
+    if code != 0 or len(found) != 1:
+        raise RuntimeError(f"liaison identity exited {code} printing no single master "
+                           f"key:\n{output}")
     return str(found[0])
 
 
@@ -287,22 +288,23 @@ class LinkedCountries:
                                                                timeout=timeout)
                 await ping(side.officers[post_id], room_id, side.bot, timeout)
 
-    def accepted_version(self, side: Country) -> int | None:
+    async def accepted_version(self, side: Country) -> int | None:
         """The version of the other side's directory that `side`'s bot has accepted."""
         try:
-            rows = side.rows("SELECT version FROM link_directories WHERE link = ?",
-                             side.link_name)
-        except sqlite3.OperationalError:  # no database or no table yet
+            async with read_only(side.database) as conn:
+                directories = await accepted_directories(conn)
+        except (FileNotFoundError, sqlite3.OperationalError):  # not started, not migrated
             return None
-        return int(rows[0][0]) if rows else None
+        directory = directories.get(side.link_name)
+        return None if directory is None else directory.version
 
     async def wait_linked(self, *, kz_version: int = 1, uz_version: int = 1,
                           timeout: float = LINK_WAIT_S) -> None:
         """Until the Kazakh bot has accepted Uzbekistan's directory of `uz_version` (or
         newer), and the Uzbek bot Kazakhstan's of `kz_version`."""
         for side, version in ((self.kz, uz_version), (self.uz, kz_version)):
-            def accepted(side: Country = side, version: int = version) -> bool:
-                return (self.accepted_version(side) or 0) >= version
+            async def accepted(side: Country = side, version: int = version) -> bool:
+                return (await self.accepted_version(side) or 0) >= version
             await eventually(accepted, f"{side.code}'s bot to accept directory version "
                                        f"{version}:\n{side.bot.log_tail()}", timeout)
 

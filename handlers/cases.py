@@ -45,6 +45,7 @@ from liaison.commands.case_render import (
 from liaison.commands.case_terms import CaseTerms, delivery_due_ms
 from liaison.commands.errors import CommandError
 from liaison.commands.handling import split_terms
+from liaison.commands.links import Attachment as LinkAttachment
 from liaison.commands.links import CaseEventKind
 from liaison.commands.localtime import Moment
 from liaison.commands.model import Post
@@ -229,7 +230,7 @@ async def ack(invocation: Invocation) -> Reply:
             "case.ack.already", language, ref=case.ref, who=delivery.acknowledged_by,
             time=Moment(delivery.acknowledged_ms or 0, post.timezone)), language=language)
     return render_notice(text("case.ack.done", language, ref=case.ref, origin=post_label(
-        case.origin_post, posts_by_id(services.config), language)), language=language)
+        case.origin_post, links.known_posts(services), language)), language=language)
 
 
 async def acknowledge_delivery(services: Services, case: Case, delivery: Delivery, *, by: str,
@@ -239,9 +240,11 @@ async def acknowledge_delivery(services: Services, case: Case, delivery: Deliver
     hears of each target's acknowledgement once however it came (`!ack`, reaction)."""
     if not await cases.acknowledge(services.conn, delivery, by=by, now_ms=now_ms):
         return False
-    if await links.tell_partner(services, case, case.origin_room, CaseEventKind.ACK,
-                                post=delivery.post, by=by):
-        return True  # an inbound case: its origin is the partner's (`handlers.links`)
+    if links.link_of_room(services, case.origin_room) is not None:
+        # an inbound case: its origin is the partner's bot (`handlers.links`)
+        await links.tell_partner(services, case, case.origin_room, CaseEventKind.ACK,
+                                 post=delivery.post, by=by)
+        return True
     posts = links.known_posts(services)
     acknowledged = await cases.delivery_for(services.conn, case.id, delivery.post)
     origin = posts.get(case.origin_post)
@@ -284,7 +287,7 @@ async def update(invocation: Invocation) -> Reply:
                              detail={"text": command.text})
     from liaison.handlers import hits  # handlers.hits builds on this module
     await hits.match_case(services, case, fields=(), free_text=command.text)
-    posts = posts_by_id(services.config)
+    posts = links.known_posts(services)
     told = await tell_targets(services, case, posts, about="update",
                                render=lambda reader: render_update_notice(
                                    case, command.text, reader=reader, posts=posts),
@@ -326,7 +329,7 @@ async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "ca
             language=language)
     finished = await cases.case_by_id(services.conn, case.id)
     assert finished is not None
-    posts = posts_by_id(services.config)
+    posts = links.known_posts(services)
     told = await tell_targets(services, finished, posts, about=state,
                                render=lambda reader: render_finished_notice(
                                    finished, reader=reader, posts=posts),
@@ -356,7 +359,7 @@ async def status(invocation: Invocation) -> Reply:
     from liaison.handlers import hits  # handlers.hits builds on this module
     return render_status(
         case, await cases.deliveries(conn, case.id), await cases.timeline(conn, case.id),
-        posts=posts_by_id(services.config), language=invocation.language,
+        posts=links.known_posts(services), language=invocation.language,
         timezone=reader_timezone(invocation, services),
         show_refusals=disclosure.detail is Detail.FULL,
         links=await hits.status_links(services, case, invocation.room_id, invocation.language),
@@ -374,7 +377,7 @@ async def pending(invocation: Invocation) -> Reply:
     visible = {case.id for case in await _shown(services, invocation,
                                                  [case for case, _ in incoming])}
     received = [(case, delivery) for case, delivery in incoming if case.id in visible]
-    return render_pending(post, sent, received, posts=posts_by_id(services.config),
+    return render_pending(post, sent, received, posts=links.known_posts(services),
                           language=invocation.language)
 
 
@@ -475,12 +478,13 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
                        about: str, render: Callable[[Post], Notice],
                        extra: Mapping[str, Any] | None = None, said: str = "",
                        by: str | None = None, outcome: str | None = None,
-                       unique: str = "") -> list[str]:
+                       unique: str = "", attachment: LinkAttachment | None = None) -> list[str]:
     """Queue `render(target_post)` in the room of every delivery that may still receive the
     case (`routing.still_reaches`), in the relayed case's thread when its event id is known;
     the post ids told, in delivery order. `extra` is merged into each message's content
     (an attachment's `msgtype`, `file`, `info`). A target behind a link is told as a case
-    event instead (`handlers.links.tell_partner`: `said`, `by`, `outcome`, `unique`)."""
+    event instead (`handlers.links.tell_partner`: `said`, `by`, `outcome`, `unique`,
+    `attachment`)."""
     told = []
     directory = directory_for(services)
     for delivery in await cases.deliveries(services.conn, case.id):
@@ -489,7 +493,8 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
             if (event is not None and delivery.refused_ms is None
                     and await links.tell_partner(services, case, delivery.room_id, event,
                                                  post=delivery.post, by=by, said=said,
-                                                 outcome=outcome, unique=unique)):
+                                                 outcome=outcome, unique=unique,
+                                                 attachment=attachment)):
                 told.append(delivery.post)
             continue
         target = posts.get(delivery.post)

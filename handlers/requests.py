@@ -215,8 +215,9 @@ async def _tell_requester(services: Services, case: Case, about: str, headline: 
     link is told to the partner's bot instead (`link_event`: what, the post, who, the
     reason code; `handlers.links`)."""
     event, post_id, by, code = link_event
-    if await links.tell_partner(services, case, case.origin_room, event, post=post_id, by=by,
-                                said=said, outcome=code):
+    if links.link_of_room(services, case.origin_room) is not None:
+        await links.tell_partner(services, case, case.origin_room, event, post=post_id, by=by,
+                                 said=said, outcome=code)
         return
     origin = services.config.post_by_id(case.origin_post)
     if origin is None:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import sys
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,10 +22,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from devkit.botprocess import PASSWORD_ENV, PICKLE_KEY_ENV, BotProcess
+from devkit.botprocess import BotProcess
 from devkit.federation import SynapsePair
-from devkit.links import UZ_NUKUS, Country, LinkedCountries, eventually
+from devkit.links import UZ_NUKUS, Country, LinkedCountries, eventually, liaison
 from devkit.officer import Officer, SeenMessage
+from liaison.bot.crosssigning import reset_identity
 from liaison.commands.case_render import CASE_KEY
 from tests.e2e.conftest import assert_audit_chain_intact, unique
 
@@ -138,21 +138,30 @@ def count(officer: Officer, room_id: str, bot: BotProcess,
     return len([m for m in officer.messages(room_id, sender=bot.user_id) if predicate(m)])
 
 
+def db(side: Country, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of a bot's database, read-only (the bot may be running)."""
+    uri = f"{side.database.as_uri()}?mode=ro"
+    with sqlite3.connect(uri, uri=True) as conn:
+        found = conn.execute(query, params).fetchall()
+    conn.close()
+    return [tuple(row) for row in found]
+
+
 def link_log(side: Country, ref: str | None = None) -> list[tuple[str, str, str]]:
     """(direction, event_type, key) of every row of `side`'s link_log (about `ref`)."""
-    rows = side.rows("SELECT direction, event_type, key, case_ref FROM link_log ORDER BY id")
+    rows = db(side, "SELECT direction, event_type, key, case_ref FROM link_log ORDER BY id")
     return [(d, t, k) for d, t, k, r in rows if ref is None or r == ref]
 
 
 def refused(side: Country) -> list[tuple[str, str, dict[str, Any]]]:
     """(event_type, key, detail) of the protocol events `side`'s bot refused."""
-    rows = side.rows("SELECT event_type, key, detail FROM link_log "
+    rows = db(side, "SELECT event_type, key, detail FROM link_log "
                      "WHERE direction = 'refused' ORDER BY id")
     return [(t, k, json.loads(d) if d else {}) for t, k, d in rows]
 
 
 def audited(side: Country, action: str) -> list[dict[str, Any]]:
-    rows = side.rows("SELECT detail FROM audit_log WHERE action = ? ORDER BY seq", action)
+    rows = db(side, "SELECT detail FROM audit_log WHERE action = ? ORDER BY seq", action)
     return [json.loads(detail) for (detail,) in rows]
 
 
@@ -168,17 +177,6 @@ def forged_offer(ref: str, *, origin: str = TERMEZ, target: str = ZHIBEK,
             "origin_post": origin, "origin_sender": sender, "target": target,
             "targets": [target], "priority": "urgent", "tlp": tlp, "text": text,
             "created_ms": 1_796_000_000_000}
-
-
-async def cli(bot: BotProcess, *args: str) -> tuple[int, str]:
-    """`liaison ARGS -c CONFIG` on the bot's configuration: exit code and output."""
-    env = {PASSWORD_ENV: bot.password, PICKLE_KEY_ENV: bot.pickle_key}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "liaison.bot", *args, "-c", str(bot.config_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env=dict(os.environ, **env))
-    output, _ = await asyncio.wait_for(process.communicate(), 60)
-    return process.returncode or 0, output.decode()
 
 
 # --- a case crosses the link and is worked on both sides ---------------------------------
@@ -248,14 +246,14 @@ async def test_a_kazakh_alert_reaches_termez_through_the_uzbek_bot_chased_by_uzb
     assert bekzod.user_id in uz_status, uz_status
 
     # Each bot keeps its own record of the case and of what crossed.
-    assert kz.rows("SELECT link, direction, foreign_ref FROM link_cases") == [
+    assert db(kz, "SELECT link, direction, foreign_ref FROM link_cases") == [
         ("uz", "outbound", ref)]
-    assert uz.rows("SELECT link, direction, foreign_ref FROM link_cases") == [
+    assert db(uz, "SELECT link, direction, foreign_ref FROM link_cases") == [
         ("kz", "inbound", ref)]
-    assert kz.rows("SELECT d.post, d.room_id, d.state, d.acknowledged_by FROM deliveries d "
+    assert db(kz, "SELECT d.post, d.room_id, d.state, d.acknowledged_by FROM deliveries d "
                    "JOIN cases c ON c.id = d.case_id WHERE c.ref = ?", ref) == [
         (TERMEZ, linked.link_room, "acknowledged", bekzod.user_id)]
-    assert uz.rows("SELECT d.post, d.room_id, d.state, d.acknowledged_by FROM deliveries d "
+    assert db(uz, "SELECT d.post, d.room_id, d.state, d.acknowledged_by FROM deliveries d "
                    "JOIN cases c ON c.id = d.case_id WHERE c.ref = ?", ref) == [
         (TERMEZ, uz.room(TERMEZ), "acknowledged", bekzod.user_id)]
     kz_log, uz_log = set(link_log(kz, ref)), set(link_log(uz, ref))
@@ -274,10 +272,10 @@ async def test_a_kazakh_alert_reaches_termez_through_the_uzbek_bot_chased_by_uzb
 
     # The Kazakh bot did not chase a post behind the link (Uzbekistan did), and nobody but
     # the two bots could read the link room: the operators in it got no keys.
-    assert kz.rows("SELECT count(*) FROM chase_steps s JOIN deliveries d ON d.id = "
+    assert db(kz, "SELECT count(*) FROM chase_steps s JOIN deliveries d ON d.id = "
                    "s.delivery_id JOIN cases c ON c.id = d.case_id "
                    "WHERE c.ref = ? AND s.state = 'fired'", ref) == [(0,)]
-    assert uz.rows("SELECT s.action FROM chase_steps s JOIN deliveries d ON d.id = "
+    assert db(uz, "SELECT s.action FROM chase_steps s JOIN deliveries d ON d.id = "
                    "s.delivery_id JOIN cases c ON c.id = d.case_id "
                    "WHERE c.ref = ? AND s.state = 'fired' ORDER BY s.id", ref) == [
         ("remind",), ("escalate",)]
@@ -296,7 +294,7 @@ async def test_what_may_not_cross_and_what_is_not_the_partner_are_refused(
 ) -> None:
     kz, uz = linked.kz, linked.uz
     aigerim = kz.officer(ZHIBEK)
-    cases_before = kz.rows("SELECT count(*) FROM cases")[0][0]
+    cases_before = db(kz, "SELECT count(*) FROM cases")[0][0]
 
     # AMBER+STRICT never crosses a link: refused at the origin, with the reason.
     strict = await ask(kz, ZHIBEK, "!alert urgent to:UZ-TERMEZ tlp:amber+strict\n"
@@ -341,16 +339,19 @@ async def test_what_may_not_cross_and_what_is_not_the_partner_are_refused(
         await rogue.stop()
 
     # Nothing was delivered: no case but the real one, nothing forged at Zhibek Zholy.
-    assert kz.rows("SELECT count(*) FROM cases")[0][0] == cases_before + 1
-    assert kz.rows("SELECT count(*) FROM cases WHERE ref LIKE 'UZ-99%'")[0][0] == 0
+    assert db(kz, "SELECT count(*) FROM cases")[0][0] == cases_before + 1
+    assert db(kz, "SELECT count(*) FROM cases WHERE ref LIKE 'UZ-99%'")[0][0] == 0
     assert count(aigerim, kz.room(ZHIBEK), kz.bot, lambda m: "forged" in (m.body or "")) == 0
     reasons = {detail.get("reason") for detail in audited(kz, "link.refused")}
     assert {"not_partner", "unsigned_device"} <= reasons, reasons
 
 
 def _refused_key(side: Country, key: str) -> dict[str, Any] | None:
-    return next((detail or {"reason": None} for _, k, detail in refused(side) if k == key),
-                None)
+    """The detail of the refusal of the event whose idempotency key is `key` (or, for an
+    event refused before its content was read, whose logged key names its reference)."""
+    ref = key.split(":")[1]
+    return next((detail or {"reason": None} for _, k, detail in refused(side)
+                 if k == key or ref in k), None)
 
 
 def _logged(side: Country, direction: str, key: str) -> bool:
@@ -418,11 +419,11 @@ async def test_crashes_of_either_bot_and_a_partner_outage_deliver_each_event_exa
         assert count(bekzod, uz.room(TERMEZ), uz.bot, about(ref)) == 1, ref
         assert count(aigerim, kz.room(ZHIBEK), kz.bot, about(ref, "ack")) == 1, ref
     placeholders = ",".join("?" * len(refs))
-    assert uz.rows(f"SELECT count(*) FROM link_cases WHERE foreign_ref IN ({placeholders})",
+    assert db(uz, f"SELECT count(*) FROM link_cases WHERE foreign_ref IN ({placeholders})",
                    *refs) == [(len(refs),)]
-    assert uz.rows(f"SELECT count(*) FROM cases WHERE ref IN ({placeholders})",
+    assert db(uz, f"SELECT count(*) FROM cases WHERE ref IN ({placeholders})",
                    *refs) == [(len(refs),)]
-    assert kz.rows(f"SELECT state, count(*) FROM deliveries d JOIN cases c ON c.id = "
+    assert db(kz, f"SELECT state, count(*) FROM deliveries d JOIN cases c ON c.id = "
                    f"d.case_id WHERE c.ref IN ({placeholders}) GROUP BY state",
                    *refs) == [("acknowledged", len(refs))]
     for side in (kz, uz):
@@ -443,7 +444,7 @@ async def test_uzbekistan_adds_a_post_and_kazakhstan_routes_to_it_without_a_rest
     before = await ask(kz, ZHIBEK, "!alert urgent to:UZ-NUKUS\nNot yet")
     assert not REF_RE.match(before.body or ""), before.body
 
-    version = linked.accepted_version(kz) or 0
+    version = await linked.accepted_version(kz) or 0
     await linked.add_post(uz, UZ_NUKUS)
     await linked.wait_linked(uz_version=version + 1)
 
@@ -464,12 +465,48 @@ async def test_uzbekistan_adds_a_post_and_kazakhstan_routes_to_it_without_a_rest
     # The operators' tools agree: the link is healthy on both sides, and each exports
     # the exchange.
     for side in (kz, uz):
-        code, output = await cli(side.bot, "link", "check")
+        code, output = await liaison(side.bot, "link", "check")
         assert code == 0, output
         assert side.link_name in output, output
         out = tmp_path / f"{side.code}.jsonl"
-        code, output = await cli(side.bot, "link", "export", side.link_name, "--out",
+        code, output = await liaison(side.bot, "link", "export", side.link_name, "--out",
                                  str(out))
         assert code == 0, output
         keys = {json.loads(line)["key"] for line in out.read_text().splitlines()}
         assert f"offer:{ref}:{TERMEZ}" in keys and f"offer:{ref}:UZ-NUKUS" in keys, keys
+
+
+# --- last: the partner's homeserver replaces its identity ---------------------------------
+
+
+async def test_a_partner_identity_replaced_on_its_homeserver_cannot_speak_for_it(
+    linked: LinkedCountries, tmp_path: Path,
+) -> None:
+    """Last in the module: it leaves the Uzbek bot's account with another identity."""
+    kz, uz = linked.kz, linked.uz
+    # Whoever holds the Uzbek bot's password (its homeserver's admin can set one) logs in a
+    # device and publishes new cross-signing keys that sign it.
+    rogue = await Officer.create(uz.server, uz.bot.user_id[1:].split(":")[0],
+                                 tmp_path / "rogue", password=uz.bot.password)
+    await rogue.start()
+    try:
+        replaced = await reset_identity(rogue.client, tmp_path / "rogue-seeds.json",
+                                        uz.bot.password)
+        assert replaced != uz.master_key
+        await rogue.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
+            "UZ-9903", sender=rogue.user_id, text="forged under a replaced identity"))
+        detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9903:KZ-ZHIBEK"),
+                                  "the replaced identity's offer to be refused")
+        assert detail.get("reason") == "unsigned_device", detail
+        assert db(kz, "SELECT count(*) FROM cases WHERE ref = 'UZ-9903'") == [(0,)]
+
+        # The Kazakh operator is told: `liaison link check` fails and says why.
+        code, output = await liaison(kz.bot, "link", "check")
+        assert code != 0, output
+        assert replaced in output or uz.master_key in output, output  # which key, and why
+        bots = {kz.bot.user_id, uz.bot.user_id}
+        read = [m.describe() for m in rogue.messages(linked.link_room)
+                if m.sender in bots and m.encrypted and not m.undecrypted]
+        assert read == [], read
+    finally:
+        await rogue.stop()

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
@@ -232,6 +234,52 @@ def test_a_content_that_is_not_the_protocol_is_refused(
     assert isinstance(refused, LinkRefusal), refused
     assert refused.reason is reason
     assert detail in refused.detail
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300)
+@given(event_type=st.sampled_from([*LinkEventType, "org.liaison.link.x"]),
+       content=st.dictionaries(st.sampled_from(["v", "id", "ref", "version", "posts",
+                                                "target", "event", "tlp", "ms"]) | st.text(),
+                               JSON, max_size=8))
+def test_any_json_from_a_partner_parses_or_is_refused_never_raises(
+        event_type: str, content: dict[str, Any]) -> None:
+    parsed = parse_content(event_type, content)
+
+    assert isinstance(parsed, LinkRefusal | DirectoryContent | OfferContent | ReceiptContent
+                      | CaseEventContent)
+
+
+@settings(max_examples=200)
+@given(field=st.sampled_from(sorted(as_content(offer()))), value=JSON)
+def test_an_offer_with_one_field_changed_parses_only_to_a_valid_offer(
+        field: str, value: Any) -> None:
+    changed = {**as_content(offer()), field: value}
+    parsed = parse_content(LinkEventType.OFFER, changed)
+
+    if not isinstance(parsed, LinkRefusal):
+        assert isinstance(parsed, OfferContent)
+        assert parsed.id == offer_key(parsed.ref, parsed.target)
+        assert parsed.v == 1
+
+
+def test_a_content_nested_too_deep_is_refused() -> None:
+    deep: list[Any] = []
+    innermost = deep
+    for _ in range(5000):
+        innermost.append([])
+        innermost = innermost[0]
+
+    refused = parse_content(LinkEventType.OFFER, {"v": 1, "id": "x", "fields": deep})
+
+    assert refused == LinkRefusal(RefusalReason.SCHEMA, "the content is not JSON")
 
 
 def test_an_oversized_event_is_refused_before_it_is_read() -> None:
