@@ -251,15 +251,18 @@ class LinkEvents:
     async def _refuse(self, link: Link, event_type: str, content: Mapping[str, Any], *,
                       sender: str, event_id: str, refusal: LinkRefusal) -> None:
         claimed = content.get("id")
+        # Logged under the key it claims, as every refusal is (the event id if none):
+        # `liaison link export` and the partner's operator find it by its reference.
+        key = claimed if isinstance(claimed, str) and claimed else event_id
 
         async def work(services: Services) -> None:
             await link_store.log_event(
                 services.conn, link=link.name, direction="refused", event_type=event_type,
-                key=event_id, event_id=event_id, case_ref=None, ms=services.clock.now_ms(),
+                key=key, event_id=event_id, case_ref=None, ms=services.clock.now_ms(),
                 detail={"reason": refusal.reason.value, "detail": refusal.detail,
-                        "sender": sender, "id": claimed if isinstance(claimed, str) else None})
+                        "sender": sender})
             await services.record(REFUSED, actor=sender, room_id=link.room, detail={
-                "link": link.name, "type": event_type, "event_id": event_id,
+                "link": link.name, "type": event_type, "key": key, "event_id": event_id,
                 "reason": refusal.reason.value, "detail": refusal.detail})
 
         if await self._transactions.run(link.room, event_id, work):

@@ -455,6 +455,8 @@ async def forged(harness: Harness, event: Any) -> dict[str, Any]:
     (logged,) = await harness.refused()
     (audited,) = await harness.audited("link.refused")
     assert logged.event_id == event.event_id and audited["event_id"] == event.event_id
+    claimed = event.source["content"].get("id")
+    assert logged.key == audited["key"] == (claimed or event.event_id)
     assert logged.detail["reason"] == audited["reason"]
     return audited
 
