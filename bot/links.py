@@ -168,8 +168,12 @@ class LinkEvents:
         event_type, content = found
         sender = str(getattr(event, "sender", ""))
         refusal = await self._verify(link, room, event, sender)
-        if refusal is None and not valid_unicode(content):
-            refusal = LinkRefusal(RefusalReason.SCHEMA, "the content is not valid Unicode")
+        if not valid_unicode([event_type, content]):
+            # A lone surrogate is no text: SQLite would refuse it in the log and the audit.
+            event_type = event_type.encode("utf-8", "replace").decode("utf-8")
+            content = {}
+            refusal = refusal or LinkRefusal(RefusalReason.SCHEMA,
+                                             "the event is not valid Unicode")
         if refusal is not None:
             await self._refuse(link, event_type, content, sender=sender, event_id=event_id,
                                refusal=refusal)
