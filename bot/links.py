@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -183,8 +184,14 @@ class LinkEvents:
             await self._receive(services, link, event_type, content, sender=sender,
                                 event_id=event_id)
 
-        applied = await self._transactions.run(room.room_id, event_id, work)
         self.identity_problems.pop(link.name, None)
+        try:
+            applied = await self._transactions.run(room.room_id, event_id, work)
+        except Exception:  # as for case events: logged, the sync goes on (no poison event)
+            log.exception("protocol event failed", extra={
+                "incident": secrets.token_hex(4), "link": link.name, "event_id": event_id,
+                "type": event_type})
+            return
         if applied and event_type == LinkEventType.DIRECTORY:
             await self._directory.refresh(self._db)  # routing sees it from the next event
 
