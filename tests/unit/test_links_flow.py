@@ -665,3 +665,17 @@ async def test_a_photo_attached_at_kz_is_shown_at_termez_as_the_encrypted_upload
     assert fetched.sha256 in shown.content["body"]
     uz_kinds = [entry.kind for entry in await pair.uz.timeline("KZ-0001")]
     assert "attached" in uz_kinds
+
+
+async def test_passing_a_case_on_to_a_partner_post_offers_it(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!alert urgent to:KZ-FIU tlp:green\nwhite Kamaz")
+    await pair.settle()
+
+    answer = await pair.kz.say(KZ_ROOM, AIGERIM, "!update KZ-0001 to:UZ-TERMEZ heading south")
+    rooms = await pair.settle()
+
+    assert "UZ-TERMEZ" in answer.text
+    offers = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.OFFER]
+    assert [o["target"] for o in offers] == ["UZ-TERMEZ"]
+    assert [m.kind for m in rooms[UZ_ROOM]] == ["case-relay", "case-update"]
+    assert "heading south" in rooms[UZ_ROOM][1].content["body"]
