@@ -35,14 +35,12 @@ from liaison.bot.event_transaction import EventTransactions, valid_unicode
 from liaison.bot.trust import TrustPolicy, UserKeys
 from liaison.commands.links import (
     EVENT_PREFIX,
-    DirectoryContent,
     Link,
     LinkEventType,
     LinkRefusal,
     RefusalReason,
-    directory_digest,
-    directory_key,
-    directory_posts,
+    directory_to_publish,
+    oversized,
 )
 from liaison.commands.notify import OutboxKind
 from liaison.config import Config
@@ -278,14 +276,20 @@ async def publish_directory(db: Database, config: Config, link: Link, *, now_ms:
     """Queue this bot's directory for `link` when what it exposes differs from what it
     last published (or `force`: the partner just joined and may have missed it), as
     version + 1 through the outbox; the version queued, or None when nothing was."""
-    posts = directory_posts(link, config.posts, config.groups)
-    digest = directory_digest(posts)
     async with db.transaction() as conn:
         last = await link_store.published(conn, link.name)
-        if last is not None and last[1] == digest and not force:
+        if force and last is not None:
+            last = (last[0], "")  # whatever it exposes, the partner gets it again
+        found = directory_to_publish(link, config.posts, config.groups, last)
+        if found is None:
             return None
-        version = 1 if last is None else last[0] + 1
-        content = DirectoryContent(id=directory_key(version), version=version, posts=posts)
+        content, digest = found
+        too_large = oversized(content)
+        if too_large is not None:
+            log.error("directory too large to publish; expose fewer posts to this link",
+                      extra={"link": link.name, "detail": too_large.detail})
+            return None
+        version, posts = content.version, content.posts
         event_type = str(LinkEventType.DIRECTORY)
         await outbox.enqueue(conn, room_id=link.room, event_type=event_type,
                              content=content.model_dump(mode="json"), now_ms=now_ms,
