@@ -125,28 +125,36 @@ async def _open_case(kind: CaseKind, invocation: Invocation) -> Reply:
         return render_not_sent(blocking or decision.refusals, tlp=draft.tlp,
                                category=draft.category, posts=posts,
                                language=invocation.language)
-    case = await _store_and_relay(invocation, services, origin, draft, decision, posts, terms)
+    new = _new_case(invocation, origin, draft, decision, terms)
+    links.check_offers(services, new, decision.deliveries)  # a case too large for a link
+    case = await _store_and_relay(invocation, services, new, draft, decision, posts, terms)
     return render_routed(case, decision.deliveries, decision.refusals, posts=posts,
                          language=invocation.language)
 
 
-async def _store_and_relay(invocation: Invocation, services: Services, origin: Post,
-                           draft: CaseDraft, decision: RoutingDecision,
-                           posts: Mapping[str, Post], terms: CaseTerms) -> Case:
-    """Store the case, queue one relayed message per delivery, record the refusals."""
-    now_ms = _ms(invocation)
-    conn = services.conn
-    case = await cases.create_case(conn, NewCase(
+def _new_case(invocation: Invocation, origin: Post, draft: CaseDraft,
+              decision: RoutingDecision, terms: CaseTerms) -> NewCase:
+    """The routed draft as it is about to be stored."""
+    return NewCase(
         kind=draft.kind, origin_post=origin.id, origin_country=origin.country,
         priority=draft.priority, tlp=draft.tlp, category=draft.category,
         grading=draft.grading, related_ref=draft.ref, fields=terms.fields, text=draft.text,
         due_ms=None if draft.due is None else int(draft.due.timestamp() * 1000),
         forwardable=decision.forwardable, origin_room=invocation.room_id,
         origin_event_id=invocation.event_id, origin_sender=invocation.sender,
-        created_ms=now_ms, deadline_class=terms.deadline_class,
+        created_ms=_ms(invocation), deadline_class=terms.deadline_class,
         handling=None if terms.handling is None else terms.handling.value,
         handling_text=terms.handling_text, action=terms.action,
-    ))
+    )
+
+
+async def _store_and_relay(invocation: Invocation, services: Services, new: NewCase,
+                           draft: CaseDraft, decision: RoutingDecision,
+                           posts: Mapping[str, Post], terms: CaseTerms) -> Case:
+    """Store the case, queue one relayed message per delivery, record the refusals."""
+    now_ms = new.created_ms
+    conn = services.conn
+    case = await cases.create_case(conn, new)
     parties = CaseParties(ref=case.ref, tlp=case.tlp, origin=case.origin_post,
                           targets=frozenset(decision.deliveries))
     related = None if draft.ref is None else await cases.case_by_ref(conn, draft.ref)

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import aiosqlite
+from pydantic import ValidationError
 
 from liaison.commands.attachments import EncryptedFile
 from liaison.commands.audience import CaseParties, Disclosure, disclose
@@ -37,8 +38,8 @@ from liaison.commands.case_render import (
     render_update_notice,
 )
 from liaison.commands.errors import CommandError
-from liaison.commands.links import Attachment as LinkAttachment
 from liaison.commands.links import (
+    MAX_EVENT_BYTES,
     CaseEventContent,
     CaseEventKind,
     DirectoryContent,
@@ -49,6 +50,7 @@ from liaison.commands.links import (
     ParsedContent,
     ReceiptContent,
     RefusalReason,
+    canonical_json,
     case_event_key,
     check_case_event,
     check_directory,
@@ -57,12 +59,13 @@ from liaison.commands.links import (
     parse_content,
     receipt_key,
 )
+from liaison.commands.links import Attachment as LinkAttachment
 from liaison.commands.model import Post, Priority
 from liaison.commands.notify import OutboxKind, msgtype_for
 from liaison.commands.records import Case, Delivery, NewCase, TimelineKind
 from liaison.commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
 from liaison.commands.render import Line, Notice, Relayed, Strong, render_notice
-from liaison.commands.texts import MESSAGES, text
+from liaison.commands.texts import MESSAGES, Term, text
 from liaison.handlers.context import Services
 from liaison.storage import audit, cases, outbox, request_terms
 from liaison.storage import links as link_store
@@ -134,14 +137,12 @@ async def offer(services: Services, case: Case, target: Post, link: Link, *,
         log.warning("case withheld from a link whose partner may not see it",
                     extra={"case_ref": case.ref, "link": link.name, "post": target.id})
         return None
-    content = OfferContent(
-        id=offer_key(case.ref, target.id), ref=case.ref, kind=case.kind,
-        origin_post=case.origin_post, origin_sender=case.origin_sender, target=target.id,
-        targets=tuple(targets), priority=case.priority.value, tlp=case.tlp,
-        category=case.category, grading=case.grading, handling=case.handling,
-        handling_text=case.handling_text, action=case.action,
-        deadline_class=case.deadline_class, fields=case.fields, text=case.text,
-        due_ms=case.due_ms, created_ms=case.created_ms)
+    try:
+        content = _offer_content(case, target.id, targets)
+    except ValidationError as error:  # checked before the case was stored: `check_offers`
+        log.warning("case does not fit an offer", extra={"case_ref": case.ref,
+                                                         "error": str(error)[:200]})
+        return None
     message = await _send(services, link, LinkEventType.OFFER, content, case_ref=case.ref,
                           disclosure=disclosure, detail={"target": target.id})
     if message is not None and not any(
@@ -149,6 +150,58 @@ async def offer(services: Services, case: Case, target: Post, link: Link, *,
             for found in await link_store.link_case_of(services.conn, case.id)):
         await link_store.add_link_case(services.conn, case.id, link.name, "outbound", case.ref)
     return message
+
+
+def _offer_content(case: Case, target: str, targets: Sequence[str]) -> OfferContent:
+    """The offer of `case` to the partner's post `target`; ValidationError when a field is
+    beyond what the protocol carries."""
+    return OfferContent(
+        id=offer_key(case.ref, target), ref=case.ref, kind=case.kind,
+        origin_post=case.origin_post, origin_sender=case.origin_sender, target=target,
+        targets=tuple(targets), priority=case.priority.value, tlp=case.tlp,
+        category=case.category, grading=case.grading, handling=case.handling,
+        handling_text=case.handling_text, action=case.action,
+        deadline_class=case.deadline_class, fields=case.fields, text=case.text,
+        due_ms=case.due_ms, created_ms=case.created_ms)
+
+
+def offer_refusal(new: NewCase, target: str, targets: Sequence[str]) -> LinkRefusal | None:
+    """Whether the case about to be stored can be offered to the partner's post `target`:
+    every field within the protocol's limits and the whole within `MAX_EVENT_BYTES`
+    (under the longest reference it may get), so the origin refuses what the partner
+    would."""
+    provisional = Case(
+        id=0, ref=f"{new.origin_country}-{'9' * 12}", kind=new.kind,
+        origin_post=new.origin_post, priority=new.priority, tlp=new.tlp,
+        category=new.category, grading=new.grading, related_ref=new.related_ref,
+        fields=new.fields, text=new.text, due_ms=new.due_ms, state="open",
+        forwardable=new.forwardable, origin_room=new.origin_room,
+        origin_event_id=new.origin_event_id, origin_sender=new.origin_sender,
+        created_ms=new.created_ms, closed_ms=None, closed_by=None, outcome=None,
+        deadline_class=new.deadline_class, handling=new.handling,
+        handling_text=new.handling_text, action=new.action)
+    try:
+        content = _offer_content(provisional, target, targets)
+    except ValidationError as error:
+        return LinkRefusal(RefusalReason.TOO_LARGE, str(error.errors()[0]["loc"])[:200])
+    size = len(canonical_json(content.model_dump(mode="json")))
+    if size > MAX_EVENT_BYTES:
+        return LinkRefusal(RefusalReason.TOO_LARGE, f"{size} bytes")
+    return None
+
+
+def check_offers(services: Services, new: NewCase, post_ids: Sequence[str]) -> None:
+    """Refuse, before anything is stored, a case that one of its partner posts could not be
+    offered (`offer_refusal`): the officer shortens it or leaves that post out."""
+    for post_id in post_ids:
+        link = services.links.link_for_post(post_id)
+        if link is None:
+            continue
+        at_link = [other for other in post_ids if services.links.link_for_post(other) == link]
+        refusal = offer_refusal(new, post_id, at_link)
+        if refusal is not None:
+            raise CommandError.of("link.error.offer", post=post_id,
+                                  reason=Term(f"link.reason.{refusal.reason.value}"))
 
 
 async def _link_ref(services: Services, case: Case, link: Link) -> tuple[str, bool] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from liaison.commands.links import (
     directory_key,
     directory_posts,
 )
-from liaison.commands.model import Tlp
+from liaison.commands.model import Priority, Tlp
+from liaison.commands.records import NewCase
 from liaison.commands.relations import relation_of
 from liaison.commands.render import Notice
 from liaison.commands.texts import text
@@ -679,3 +680,19 @@ async def test_passing_a_case_on_to_a_partner_post_offers_it(pair: Pair) -> None
     assert [o["target"] for o in offers] == ["UZ-TERMEZ"]
     assert [m.kind for m in rooms[UZ_ROOM]] == ["case-relay", "case-update"]
     assert "heading south" in rooms[UZ_ROOM][1].content["body"]
+
+
+def test_a_case_beyond_what_an_offer_carries_is_refused_at_the_origin() -> None:
+    # A command is at most 8,000 characters, so this guards what edits and later limits
+    # could make of a case rather than anything an officer can type today.
+    new = NewCase(kind="alert", origin_post="KZ-ZHIBEK", origin_country="KZ",
+                  priority=Priority.URGENT, tlp=Tlp.GREEN, category=None, grading=None,
+                  related_ref=None, fields=(("plate", "01A123BC"),), text="x" * 19_000,
+                  due_ms=None, forwardable=True, origin_room=KZ_ROOM, origin_event_id="$e",
+                  origin_sender=AIGERIM, created_ms=0)
+    assert link_handlers.offer_refusal(new, "UZ-TERMEZ", ["UZ-TERMEZ"]) is None
+    too_long = replace(new, text="x" * 20_001)
+    too_large = replace(new, fields=tuple((f"k{i}", "ы" * 19_000) for i in range(3)))
+    for case in (too_long, too_large):
+        refusal = link_handlers.offer_refusal(case, "UZ-TERMEZ", ["UZ-TERMEZ"])
+        assert refusal is not None and refusal.reason == "too_large"
