@@ -38,7 +38,7 @@ from liaison.commands.texts import text
 from liaison.config import Config, parse_config
 from liaison.handlers import default_registry
 from liaison.handlers import links as link_handlers
-from liaison.handlers.case_events import CaseLink, carry_attachment, carry_reply
+from liaison.handlers.case_events import CaseLink, carry_attachment, carry_reply, withdraw
 from liaison.handlers.context import Services
 from liaison.storage import audit, cases, outbox
 from liaison.storage import links as link_store
@@ -696,3 +696,30 @@ def test_a_case_beyond_what_an_offer_carries_is_refused_at_the_origin() -> None:
     for case in (too_long, too_large):
         refusal = link_handlers.offer_refusal(case, "UZ-TERMEZ", ["UZ-TERMEZ"])
         assert refusal is not None and refusal.reason == "too_large"
+
+
+async def test_an_offer_to_a_post_whose_room_is_not_reachable_is_refused_with_the_reason(
+        pair: Pair) -> None:
+    pair.uz.joined = pair.uz.joined - {UZ_ROOM}  # the UZ bot was removed from Termez's room
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    rooms = await pair.settle()
+
+    [told] = rooms[KZ_ROOM]
+    assert text("link.reason.not_reachable", "en") in told.content["body"]
+    assert "Termez (UZ-TERMEZ)" in told.content["body"]
+    status = await pair.kz.say(KZ_ROOM, AIGERIM, "!status KZ-0001")
+    assert text("request.reason.link", "en") in status.text
+
+
+async def test_deleting_the_alert_at_kz_cancels_the_inbound_case(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+
+    await pair.kz.run(KZ_ROOM, None, lambda services: withdraw(
+        services, room_id=KZ_ROOM, sender=AIGERIM, event_id="$redaction",
+        redacts="$kz-cmd1"))
+    rooms = await pair.settle()
+
+    assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["cancel"]
+    assert (await pair.uz.case("KZ-0001")).state == "cancelled"
+    assert [m.kind for m in rooms[UZ_ROOM]] == ["case-cancelled"]
