@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -168,8 +169,12 @@ class LinkEvents:
         event_type, content = found
         sender = str(getattr(event, "sender", ""))
         refusal = await self._verify(link, room, event, sender)
-        if refusal is None and not valid_unicode(content):
-            refusal = LinkRefusal(RefusalReason.SCHEMA, "the content is not valid Unicode")
+        if not valid_unicode([event_type, content]):
+            # A lone surrogate is no text: SQLite would refuse it in the log and the audit.
+            event_type = event_type.encode("utf-8", "replace").decode("utf-8")
+            content = {}
+            refusal = refusal or LinkRefusal(RefusalReason.SCHEMA,
+                                             "the event is not valid Unicode")
         if refusal is not None:
             await self._refuse(link, event_type, content, sender=sender, event_id=event_id,
                                refusal=refusal)
@@ -179,8 +184,14 @@ class LinkEvents:
             await self._receive(services, link, event_type, content, sender=sender,
                                 event_id=event_id)
 
-        applied = await self._transactions.run(room.room_id, event_id, work)
         self.identity_problems.pop(link.name, None)
+        try:
+            applied = await self._transactions.run(room.room_id, event_id, work)
+        except Exception:  # as for case events: logged, the sync goes on (no poison event)
+            log.exception("protocol event failed", extra={
+                "incident": secrets.token_hex(4), "link": link.name, "event_id": event_id,
+                "type": event_type})
+            return
         if applied and event_type == LinkEventType.DIRECTORY:
             await self._directory.refresh(self._db)  # routing sees it from the next event
 
@@ -251,15 +262,18 @@ class LinkEvents:
     async def _refuse(self, link: Link, event_type: str, content: Mapping[str, Any], *,
                       sender: str, event_id: str, refusal: LinkRefusal) -> None:
         claimed = content.get("id")
+        # Logged under the key it claims, as every refusal is (the event id if none):
+        # `liaison link export` and the partner's operator find it by its reference.
+        key = claimed if isinstance(claimed, str) and claimed else event_id
 
         async def work(services: Services) -> None:
             await link_store.log_event(
                 services.conn, link=link.name, direction="refused", event_type=event_type,
-                key=event_id, event_id=event_id, case_ref=None, ms=services.clock.now_ms(),
+                key=key, event_id=event_id, case_ref=None, ms=services.clock.now_ms(),
                 detail={"reason": refusal.reason.value, "detail": refusal.detail,
-                        "sender": sender, "id": claimed if isinstance(claimed, str) else None})
+                        "sender": sender})
             await services.record(REFUSED, actor=sender, room_id=link.room, detail={
-                "link": link.name, "type": event_type, "event_id": event_id,
+                "link": link.name, "type": event_type, "key": key, "event_id": event_id,
                 "reason": refusal.reason.value, "detail": refusal.detail})
 
         if await self._transactions.run(link.room, event_id, work):

@@ -148,9 +148,10 @@ def db(side: Country, query: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 def link_log(side: Country, ref: str | None = None) -> list[tuple[str, str, str]]:
-    """(direction, event_type, key) of every row of `side`'s link_log (about `ref`)."""
-    rows = db(side, "SELECT direction, event_type, key, case_ref FROM link_log ORDER BY id")
-    return [(d, t, k) for d, t, k, r in rows if ref is None or r == ref]
+    """(direction, event_type, key) of every row of `side`'s link_log (about `ref`: the
+    idempotency keys of the events about a case name it)."""
+    rows = db(side, "SELECT direction, event_type, key FROM link_log ORDER BY id")
+    return [(d, t, k) for d, t, k in rows if ref is None or f":{ref}:" in k]
 
 
 def refused(side: Country) -> list[tuple[str, str, dict[str, Any]]]:
@@ -300,14 +301,14 @@ async def test_what_may_not_cross_and_what_is_not_the_partner_are_refused(
     strict = await ask(kz, ZHIBEK, "!alert urgent to:UZ-TERMEZ tlp:amber+strict\n"
                                    "Informant meets the courier at 18:00")
     assert (strict.body or "").startswith("Nothing was sent."), strict.body
-    assert "UZ-TERMEZ" in (strict.body or "") and "never cross a link" in (strict.body or "")
+    assert "UZ-TERMEZ: TLP:AMBER+STRICT does not cross the link" in (strict.body or ""), strict.body
 
     # A protocol event from another user in the link room (the Uzbek operator, on the
     # partner bot's own server): refused, audited, nothing delivered.
     operator = linked.uz_operator
-    await operator.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
+    forged = await operator.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
         "UZ-9901", sender=operator.user_id, text="forged by a member of the link room"))
-    detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9901:KZ-ZHIBEK"),
+    detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9901:KZ-ZHIBEK", forged),
                               "the forged offer to be refused")
     assert detail.get("reason") == "not_partner", detail
 
@@ -317,9 +318,9 @@ async def test_what_may_not_cross_and_what_is_not_the_partner_are_refused(
                                  tmp_path / "rogue", password=uz.bot.password)
     await rogue.start()
     try:
-        await rogue.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
+        forged = await rogue.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
             "UZ-9902", sender=rogue.user_id, text="forged by an unsigned device"))
-        detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9902:KZ-ZHIBEK"),
+        detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9902:KZ-ZHIBEK", forged),
                                   "the unsigned device's offer to be refused")
         assert detail.get("reason") == "unsigned_device", detail
 
@@ -332,7 +333,8 @@ async def test_what_may_not_cross_and_what_is_not_the_partner_are_refused(
         await asyncio.sleep(2)  # the rogue device's sync has had the events
         bots = {kz.bot.user_id, uz.bot.user_id}
         read = [m.describe() for m in rogue.messages(linked.link_room)
-                if m.sender in bots and m.encrypted and not m.undecrypted]
+                if m.sender in bots and m.encrypted and not m.undecrypted
+                and m.event_id != forged]  # (its own event it reads, of course)
         assert read == [], read
     finally:
         await rogue.client.logout()  # the device goes: the partner's account as it was
@@ -346,12 +348,11 @@ async def test_what_may_not_cross_and_what_is_not_the_partner_are_refused(
     assert {"not_partner", "unsigned_device"} <= reasons, reasons
 
 
-def _refused_key(side: Country, key: str) -> dict[str, Any] | None:
-    """The detail of the refusal of the event whose idempotency key is `key` (or, for an
-    event refused before its content was read, whose logged key names its reference)."""
-    ref = key.split(":")[1]
+def _refused_key(side: Country, key: str, event_id: str) -> dict[str, Any] | None:
+    """The detail of the refusal of event `event_id`, whose idempotency key is `key` (an
+    event refused before its content was read is logged under its event id)."""
     return next((detail or {"reason": None} for _, k, detail in refused(side)
-                 if k == key or ref in k), None)
+                 if k in (key, event_id)), None)
 
 
 def _logged(side: Country, direction: str, key: str) -> bool:
@@ -423,8 +424,8 @@ async def test_crashes_of_either_bot_and_a_partner_outage_deliver_each_event_exa
                    *refs) == [(len(refs),)]
     assert db(uz, f"SELECT count(*) FROM cases WHERE ref IN ({placeholders})",
                    *refs) == [(len(refs),)]
-    assert db(kz, f"SELECT state, count(*) FROM deliveries d JOIN cases c ON c.id = "
-                   f"d.case_id WHERE c.ref IN ({placeholders}) GROUP BY state",
+    assert db(kz, f"SELECT d.state, count(*) FROM deliveries d JOIN cases c ON c.id = "
+                   f"d.case_id WHERE c.ref IN ({placeholders}) GROUP BY d.state",
                    *refs) == [("acknowledged", len(refs))]
     for side in (kz, uz):
         assert_once_each(side)
@@ -493,9 +494,9 @@ async def test_a_partner_identity_replaced_on_its_homeserver_cannot_speak_for_it
         replaced = await reset_identity(rogue.client, tmp_path / "rogue-seeds.json",
                                         uz.bot.password)
         assert replaced != uz.master_key
-        await rogue.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
+        forged = await rogue.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
             "UZ-9903", sender=rogue.user_id, text="forged under a replaced identity"))
-        detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9903:KZ-ZHIBEK"),
+        detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9903:KZ-ZHIBEK", forged),
                                   "the replaced identity's offer to be refused")
         assert detail.get("reason") == "unsigned_device", detail
         assert db(kz, "SELECT count(*) FROM cases WHERE ref = 'UZ-9903'") == [(0,)]
@@ -506,7 +507,8 @@ async def test_a_partner_identity_replaced_on_its_homeserver_cannot_speak_for_it
         assert replaced in output or uz.master_key in output, output  # which key, and why
         bots = {kz.bot.user_id, uz.bot.user_id}
         read = [m.describe() for m in rogue.messages(linked.link_room)
-                if m.sender in bots and m.encrypted and not m.undecrypted]
+                if m.sender in bots and m.encrypted and not m.undecrypted
+                and m.event_id != forged]  # (its own event it reads, of course)
         assert read == [], read
     finally:
         await rogue.stop()

@@ -448,13 +448,15 @@ async def test_a_verified_protocol_event_reaches_the_handler_once(tmp_path: Path
         await client.close()
 
 
-async def forged(harness: Harness, event: Any) -> dict[str, Any]:
+async def forged(harness: Harness, event: Any, key: str | None = None) -> dict[str, Any]:
     """Deliver `event`; assert it was refused and nothing else happened; its audit entry."""
     await harness.deliver(event)
     assert harness.received == []
     (logged,) = await harness.refused()
     (audited,) = await harness.audited("link.refused")
     assert logged.event_id == event.event_id and audited["event_id"] == event.event_id
+    assert logged.key == audited["key"] == (key or event.source["content"].get("id")
+                                            or event.event_id)
     assert logged.detail["reason"] == audited["reason"]
     return audited
 
@@ -798,3 +800,16 @@ async def test_the_router_hands_every_event_of_a_link_room_to_the_links(db: Data
     other = MatrixRoom("!kz-zhibek:kz.example", BOT, encrypted=True)
     await router.handle_event(other, decrypted(LinkEventType.OFFER, {}, event_id="$elsewhere"))
     assert seen == [("links", "$early"), ("undecryptable", "$locked")]
+
+
+async def test_a_protocol_event_that_is_not_valid_unicode_is_refused_not_stored(
+    db: Database,
+) -> None:
+    device = PartnerDevice("PARTNERDEV", PINNED)
+    harness = Harness(db, parse_config(config_text()), SimpleNamespace(olm=None, user_id=BOT),
+                      PublishedKeys(published_keys(PINNED, device)))
+    audited = await forged(harness, decrypted("org.liaison.link.offer\ud800",
+                                              {"v": 1, "id": "offer:\ud800"},
+                                              sender_key=device.curve25519,
+                                              event_id="$surrogate"), key="$surrogate")
+    assert audited["reason"] == "schema"
