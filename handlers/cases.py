@@ -498,6 +498,9 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
     for delivery in await cases.deliveries(services.conn, case.id):
         if links.link_of_room(services, delivery.room_id) is not None:
             event = links.event_for_notice(about)
+            partner_post = posts.get(delivery.post)
+            if not said and about == "edit" and partner_post is not None:
+                said = render(partner_post).text  # what changed, in the post's language
             if (event is not None and delivery.refused_ms is None
                     and await links.tell_partner(services, case, delivery.room_id, event,
                                                  post=delivery.post, by=by, said=said,

@@ -85,10 +85,11 @@ _ABOUT_TO_EVENT: Mapping[str, CaseEventKind] = {
     "cancelled": CaseEventKind.CANCEL,
     "withdrawn": CaseEventKind.CANCEL,
     "attachment": CaseEventKind.ATTACHMENT,
+    "edit": CaseEventKind.UPDATE,
 }
 """What a notice to a case's targets (`handlers.cases.tell_targets`, its `about`) becomes
-when the target is behind a link; other notices (an edit's summary) do not cross in
-protocol version 1."""
+when the target is behind a link; an edit of the opening message crosses as an update
+whose text says what changed (protocol version 1 has no edit of its own)."""
 
 
 def known_posts(services: Services) -> dict[str, Post]:

@@ -38,7 +38,13 @@ from liaison.commands.texts import text
 from liaison.config import Config, parse_config
 from liaison.handlers import default_registry
 from liaison.handlers import links as link_handlers
-from liaison.handlers.case_events import CaseLink, carry_attachment, carry_reply, withdraw
+from liaison.handlers.case_events import (
+    CaseLink,
+    carry_attachment,
+    carry_edit,
+    carry_reply,
+    withdraw,
+)
 from liaison.handlers.context import Services
 from liaison.storage import audit, cases, outbox
 from liaison.storage import links as link_store
@@ -723,3 +729,19 @@ async def test_deleting_the_alert_at_kz_cancels_the_inbound_case(pair: Pair) -> 
     assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["cancel"]
     assert (await pair.uz.case("KZ-0001")).state == "cancelled"
     assert [m.kind for m in rooms[UZ_ROOM]] == ["case-cancelled"]
+
+
+async def test_an_edit_of_the_alert_at_kz_reaches_termez_as_an_update_in_russian(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+
+    await pair.kz.run(KZ_ROOM, None, lambda services: carry_edit(
+        services, room_id=KZ_ROOM, sender=AIGERIM, event_id="$edit", original="$kz-cmd1",
+        new_body=ALERT.replace("01A123BC", "01A999ZZ")))
+    rooms = await pair.settle()
+
+    [event] = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.CASE]
+    assert event["event"] == "update" and "01A999ZZ" in event["text"]
+    [update] = rooms[UZ_ROOM]
+    assert update.kind == "case-update" and "01A999ZZ" in update.content["body"]
