@@ -745,3 +745,17 @@ async def test_an_edit_of_the_alert_at_kz_reaches_termez_as_an_update_in_russian
     assert event["event"] == "update" and "01A999ZZ" in event["text"]
     [update] = rooms[UZ_ROOM]
     assert update.kind == "case-update" and "01A999ZZ" in update.content["body"]
+
+
+async def test_the_partner_bots_read_receipt_in_the_link_room_is_no_one_seeing_it(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    rooms = await pair.settle()
+    offer = rooms[LINK_ROOM][0]
+    room = MatrixRoom(LINK_ROOM, KZ_BOT)
+    room.add_member(UZ_BOT, "UZ", None)
+    receipt = ReceiptEvent([Receipt(str(offer.event_id), "m.read", UZ_BOT, 0)])
+    await note_receipts(pair.kz.db, pair.kz.clock, room, [receipt], KZ_BOT,
+                        pair.kz.config.links)
+    [delivery] = await pair.kz.deliveries("KZ-0001")
+    assert delivery.seen_ms is None
