@@ -163,6 +163,11 @@ async def _store_and_relay(invocation: Invocation, services: Services, new: NewC
         target = posts[post_id]
         audience = services.audience(target.room)
         disclosure = disclose(audience, parties, posts)
+        related_visible = related_parties is not None and disclose(
+            audience, related_parties, posts) is not None
+        due_ms = delivery_due_ms(terms, due_ms=case.due_ms, routed_ms=now_ms,
+                                 target_timezone=target.timezone,
+                                 classes=services.config.requests.deadline_classes())
         link = services.links.link_for_post(post_id)
         if link is not None:  # the partner's bot relays and chases it (`handlers.links`)
             offered = await links.offer(
@@ -172,13 +177,8 @@ async def _store_and_relay(invocation: Invocation, services: Services, new: NewC
             if offered is not None:
                 await cases.add_delivery(conn, case.id, post=post_id, room_id=link.room,
                                          relay_txn_id=offered.txn_id, now_ms=now_ms,
-                                         due_ms=case.due_ms)
+                                         due_ms=due_ms)
             continue
-        related_visible = related_parties is not None and disclose(
-            audience, related_parties, posts) is not None
-        due_ms = delivery_due_ms(terms, due_ms=case.due_ms, routed_ms=now_ms,
-                                 target_timezone=target.timezone,
-                                 classes=services.config.requests.deadline_classes())
         notice = render_relayed_case(case, target=target, posts=posts,
                                      related_visible=related_visible, due_ms=due_ms)
         msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority, post=post_id,

@@ -37,6 +37,7 @@ from liaison.commands.case_render import (
     render_reply_notice,
     render_update_notice,
 )
+from liaison.commands.deadlines import class_deadline_ms
 from liaison.commands.errors import CommandError
 from liaison.commands.links import (
     MAX_EVENT_BYTES,
@@ -461,8 +462,12 @@ async def _relay(services: Services, case: Case, target: Post) -> None:
     parties = CaseParties(ref=case.ref, tlp=case.tlp, origin=case.origin_post,
                           targets=frozenset({target.id, *(d.post for d in delivered)}))
     disclosure = disclose(services.audience(target.room), parties, posts)
+    classes = services.config.requests.deadline_classes()
+    due_ms = case.due_ms  # else its class, if this bot knows one of that name
+    if due_ms is None and case.kind == "request" and case.deadline_class in classes:
+        due_ms = class_deadline_ms(now_ms, classes[case.deadline_class or ""], target.timezone)
     notice = render_relayed_case(case, target=target, posts=posts, related_visible=False,
-                                 due_ms=case.due_ms)
+                                 due_ms=due_ms)
     msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority, post=target.id,
                           settings=services.config.notifications)
     from liaison.handlers.cases import case_content  # handlers.cases builds on this module
@@ -470,7 +475,7 @@ async def _relay(services: Services, case: Case, target: Post) -> None:
                                   kind=OutboxKind.CASE_RELAY, case_ref=case.ref,
                                   disclosure=disclosure)
     await cases.add_delivery(conn, case.id, post=target.id, room_id=target.room,
-                             relay_txn_id=message.txn_id, now_ms=now_ms, due_ms=case.due_ms)
+                             relay_txn_id=message.txn_id, now_ms=now_ms, due_ms=due_ms)
 
 
 async def _receipt(services: Services, link: Link, content: ReceiptContent, *,

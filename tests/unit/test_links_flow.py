@@ -52,6 +52,7 @@ from liaison.storage.db import Database
 from tests.unit.commandrun import run_command, transactions_for
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
 
 KZ_BOT = "@liaison:kz.example"
 UZ_BOT = "@liaison:uz.example"
@@ -759,3 +760,13 @@ async def test_the_partner_bots_read_receipt_in_the_link_room_is_no_one_seeing_i
                         pair.kz.config.links)
     [delivery] = await pair.kz.deliveries("KZ-0001")
     assert delivery.seen_ms is None
+
+
+async def test_a_request_of_a_deadline_class_is_due_by_it_on_both_sides(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!request urgent to:UZ-TERMEZ tlp:amber "
+                                        "class:urgent-direct\nWho owns plate 01A123BC?")
+    await pair.settle()
+    eight_hours = NOW_MS + 8 * 3600 * 1000
+    [kz_delivery] = await pair.kz.deliveries("KZ-0001")
+    [uz_delivery] = await pair.uz.deliveries("KZ-0001")
+    assert kz_delivery.due_ms == uz_delivery.due_ms == eight_hours
