@@ -1,7 +1,9 @@
 """Cases across a link between bots (`docs/links.md`) — where each part is handled:
 
-- a case routed to a partner's post: `offer` (called by `handlers.cases._store_and_relay`;
-  the delivery is recorded like any other, its room the link room)
+- a case routed to a partner's post: `offer` (called by `handlers.cases._store_and_relay`
+  and when a case is passed on; the delivery is recorded like any other, its room the
+  link room), after `check_offers` refused, before anything was stored, a case no offer
+  could carry
 - a protocol event from the partner, already claimed and its sender and device verified
   by the shell (`bot.links`): `receive` — a directory (`_directory`), an offer (`_offer`:
   the inbound case, relayed to the local post by the normal path, and a receipt), a
@@ -9,7 +11,9 @@
   (`_case_event`: applied to the local record and told to the local rooms)
 - what happens to a case that crossed, told to the other side: `tell_partner` (called
   wherever the flow would tell a room that is a link room: the acknowledgement, a reply,
-  an update, the closure, a delay or refusal)
+  an attachment, an update or edit, the closure or cancellation, a delay or refusal) and
+  `tell_from_shell` (a reminder or escalation by the chaser, a read receipt). The origin
+  does not chase a post behind a link (`bot.chaser`): the partner's bot does
 - `!posts`: the local posts and what each link offers (`posts`)
 
 Everything runs in the event's transaction (`handlers.context.Services`). Every protocol
@@ -76,8 +80,6 @@ log = logging.getLogger(__name__)
 
 SENT, RECEIVED, REFUSED = "link.sent", "link.received", "link.refused"
 """Audit actions of protocol events (the detail: link, type, key, reason)."""
-
-Direction = Literal["outbound", "inbound"]
 
 _ABOUT_TO_EVENT: Mapping[str, CaseEventKind] = {
     "reply": CaseEventKind.REPLY,
@@ -147,9 +149,7 @@ async def offer(services: Services, case: Case, target: Post, link: Link, *,
         return None
     message = await _send(services, link, LinkEventType.OFFER, content, case_ref=case.ref,
                           disclosure=disclosure, detail={"target": target.id})
-    if message is not None and not any(
-            found.link == link.name
-            for found in await link_store.link_case_of(services.conn, case.id)):
+    if message is not None:  # once per case and link, however many of its posts
         await link_store.add_link_case(services.conn, case.id, link.name, "outbound", case.ref)
     return message
 
