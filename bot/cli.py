@@ -38,6 +38,7 @@ from liaison.bot.cli_commands import (
     cmd_demo,
     cmd_export,
     cmd_identity,
+    cmd_link,
     cmd_recover_device,
     cmd_reset_identity,
     cmd_restore,
@@ -202,6 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="configuration file (default: ./config.yaml)")
     leave.add_argument("room", metavar="ROOM", help="room id, e.g. '!abc:example.org'")
 
+    link = command(
+        "link", "links to partner bots: check them, export the exchange with one",
+        "Links are configured under links: (docs/links.md).")
+    link_sub = link.add_subparsers(dest="link_command", required=True, metavar="COMMAND")
+    command("check", "per link: room, partner identity, directories, queue (exit 1 if wrong)",
+            "Asks the homeserver with the bot's access token whether the bot and the partner\n"
+            "are in the encrypted link room and whether the partner publishes the pinned\n"
+            "master key with a device signed by it; reads the database for the directories\n"
+            "accepted and published and the protocol events queued. Safe while the bot runs.",
+            parent=link_sub, func=cmd_link, config=True)
+    link_export = command(
+        "export", "the protocol events sent, accepted and refused on one link, as JSON lines",
+        "Read-only; needs no secrets and no homeserver.", parent=link_sub, func=cmd_link,
+        config=True)
+    link_export.add_argument("name", metavar="NAME", help="the link's name (links[].name)")
+    link_export.add_argument("-o", "--out", type=Path, metavar="FILE",
+                             help="write to FILE (mode 0600) instead of standard output")
+
     version = command(
         "version", "versions of Liaison, Python, matrix-nio, vodozemac and the schema",
         "The schema is the database version this build migrates to. With -c, also the\n"
@@ -248,6 +267,7 @@ __all__ = [  # the exit codes, and each command as `main` finds it (tests replac
     "cmd_demo",
     "cmd_export",
     "cmd_identity",
+    "cmd_link",
     "cmd_recover_device",
     "cmd_reset_identity",
     "cmd_restore",

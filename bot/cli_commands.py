@@ -295,6 +295,49 @@ def cmd_rooms(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_link(args: argparse.Namespace) -> int:
+    """`link check`: each link's room, partner identity, directories and queue (exit 1
+    when something is wrong); `link export NAME`: the exchange with one partner."""
+    from liaison.bot.link_tools import describe, export_exchange, gather_facts, problems
+    from liaison.bot.rooms import RoomsError
+
+    config = _offline_config(args.config)
+    names = [link.name for link in config.links]
+    if not names:
+        return _stop(EXIT_CONFIG, f"liaison: {args.config} configures no links")
+    if args.link_command == "export":
+        if args.name not in names:
+            return _stop(EXIT_CONFIG, f"liaison: no link {args.name} in the configuration "
+                                      f"(links: {', '.join(names)})")
+        try:
+            lines = asyncio.run(export_exchange(_database_of(config), args.name))
+        except FileNotFoundError as exc:
+            return _stop(EXIT_FAILURE, f"liaison: {exc}")
+        text = "".join(f"{line}\n" for line in lines)
+        if args.out is None:
+            sys.stdout.write(text)
+        else:
+            from liaison.bot.files import write_private_file
+
+            write_private_file(args.out, text)
+            print(f"{len(lines)} protocol events of link {args.name} written to {args.out}",
+                  file=sys.stderr)
+        return EXIT_OK
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    try:
+        facts = asyncio.run(gather_facts(config, _database_of(config), now_ms=now_ms))
+    except (RoomsError, FileNotFoundError, OSError) as exc:
+        return _stop(EXIT_FAILURE, f"liaison: {exc}")
+    stuck_after_ms = int(config.metrics.outbox_stuck_after.total_seconds() * 1000)
+    wrong = 0
+    for link in config.links:
+        found = problems(link, facts[link.name], now_ms=now_ms, stuck_after_ms=stuck_after_ms)
+        print("\n".join(describe(link, facts[link.name], now_ms=now_ms)))
+        print("  OK" if not found else "\n".join(f"  PROBLEM: {problem}" for problem in found))
+        wrong += bool(found)
+    return EXIT_FAILURE if wrong else EXIT_OK
+
+
 def report_period(value: str) -> tuple[str, timedelta]:
     """`--period`: a duration like `!report`'s (`7d`, `30d`, `12h`), at most a year."""
     from liaison.commands.durations import format_duration, parse_duration

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -35,14 +36,12 @@ from liaison.bot.event_transaction import EventTransactions, valid_unicode
 from liaison.bot.trust import TrustPolicy, UserKeys
 from liaison.commands.links import (
     EVENT_PREFIX,
-    DirectoryContent,
     Link,
     LinkEventType,
     LinkRefusal,
     RefusalReason,
-    directory_digest,
-    directory_key,
-    directory_posts,
+    directory_to_publish,
+    oversized,
 )
 from liaison.commands.notify import OutboxKind
 from liaison.config import Config
@@ -170,8 +169,12 @@ class LinkEvents:
         event_type, content = found
         sender = str(getattr(event, "sender", ""))
         refusal = await self._verify(link, room, event, sender)
-        if refusal is None and not valid_unicode(content):
-            refusal = LinkRefusal(RefusalReason.SCHEMA, "the content is not valid Unicode")
+        if not valid_unicode([event_type, content]):
+            # A lone surrogate is no text: SQLite would refuse it in the log and the audit.
+            event_type = event_type.encode("utf-8", "replace").decode("utf-8")
+            content = {}
+            refusal = refusal or LinkRefusal(RefusalReason.SCHEMA,
+                                             "the event is not valid Unicode")
         if refusal is not None:
             await self._refuse(link, event_type, content, sender=sender, event_id=event_id,
                                refusal=refusal)
@@ -181,8 +184,14 @@ class LinkEvents:
             await self._receive(services, link, event_type, content, sender=sender,
                                 event_id=event_id)
 
-        applied = await self._transactions.run(room.room_id, event_id, work)
         self.identity_problems.pop(link.name, None)
+        try:
+            applied = await self._transactions.run(room.room_id, event_id, work)
+        except Exception:  # as for case events: logged, the sync goes on (no poison event)
+            log.exception("protocol event failed", extra={
+                "incident": secrets.token_hex(4), "link": link.name, "event_id": event_id,
+                "type": event_type})
+            return
         if applied and event_type == LinkEventType.DIRECTORY:
             await self._directory.refresh(self._db)  # routing sees it from the next event
 
@@ -253,15 +262,18 @@ class LinkEvents:
     async def _refuse(self, link: Link, event_type: str, content: Mapping[str, Any], *,
                       sender: str, event_id: str, refusal: LinkRefusal) -> None:
         claimed = content.get("id")
+        # Logged under the key it claims, as every refusal is (the event id if none):
+        # `liaison link export` and the partner's operator find it by its reference.
+        key = claimed if isinstance(claimed, str) and claimed else event_id
 
         async def work(services: Services) -> None:
             await link_store.log_event(
                 services.conn, link=link.name, direction="refused", event_type=event_type,
-                key=event_id, event_id=event_id, case_ref=None, ms=services.clock.now_ms(),
+                key=key, event_id=event_id, case_ref=None, ms=services.clock.now_ms(),
                 detail={"reason": refusal.reason.value, "detail": refusal.detail,
-                        "sender": sender, "id": claimed if isinstance(claimed, str) else None})
+                        "sender": sender})
             await services.record(REFUSED, actor=sender, room_id=link.room, detail={
-                "link": link.name, "type": event_type, "event_id": event_id,
+                "link": link.name, "type": event_type, "key": key, "event_id": event_id,
                 "reason": refusal.reason.value, "detail": refusal.detail})
 
         if await self._transactions.run(link.room, event_id, work):
@@ -278,14 +290,20 @@ async def publish_directory(db: Database, config: Config, link: Link, *, now_ms:
     """Queue this bot's directory for `link` when what it exposes differs from what it
     last published (or `force`: the partner just joined and may have missed it), as
     version + 1 through the outbox; the version queued, or None when nothing was."""
-    posts = directory_posts(link, config.posts, config.groups)
-    digest = directory_digest(posts)
     async with db.transaction() as conn:
         last = await link_store.published(conn, link.name)
-        if last is not None and last[1] == digest and not force:
+        if force and last is not None:
+            last = (last[0], "")  # whatever it exposes, the partner gets it again
+        found = directory_to_publish(link, config.posts, config.groups, last)
+        if found is None:
             return None
-        version = 1 if last is None else last[0] + 1
-        content = DirectoryContent(id=directory_key(version), version=version, posts=posts)
+        content, digest = found
+        too_large = oversized(content)
+        if too_large is not None:
+            log.error("directory too large to publish; expose fewer posts to this link",
+                      extra={"link": link.name, "detail": too_large.detail})
+            return None
+        version, posts = content.version, content.posts
         event_type = str(LinkEventType.DIRECTORY)
         await outbox.enqueue(conn, room_id=link.room, event_type=event_type,
                              content=content.model_dump(mode="json"), now_ms=now_ms,

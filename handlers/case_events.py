@@ -64,12 +64,11 @@ from liaison.handlers.cases import (
     acknowledge_delivery,
     case_content,
     directory_for,
-    posts_by_id,
     tell_targets,
 )
 from liaison.handlers.context import Services
 from liaison.handlers.hits import match_case
-from liaison.handlers.links import known_posts, link_of_room, tell_partner
+from liaison.handlers.links import known_posts, link_attachment, link_of_room, tell_partner
 from liaison.handlers.red import red_react
 from liaison.storage import cases
 from liaison.storage.audit import AuditAction
@@ -249,7 +248,7 @@ async def _to_targets(services: Services, case: Case, said: str, *, from_post: P
                       who: str, event_id: str) -> Reply | None:
     """Every target that may still receive the case reads the reply in its case thread;
     the sender hears only about targets that could not."""
-    posts = posts_by_id(services.config)
+    posts = known_posts(services)
     told = await tell_targets(services, case, posts, about="reply",
                               render=lambda reader: render_reply_notice(
                                   case, said, from_post=from_post.id, who=who, reader=reader,
@@ -296,7 +295,7 @@ async def carry_attachment(services: Services, *, link: CaseLink, sender: str, e
                              detail=timeline_detail(attachment, fetched, event_id))
     await match_case(services, case, fields=(), free_text=attachment.caption or "",
                      region=link.post.country, extra=(Entity(EntityKind.FILE, fetched.sha256),))
-    posts = posts_by_id(services.config)
+    posts = known_posts(services)
 
     def render(reader: Post) -> Notice:
         return render_attachment_notice(
@@ -304,10 +303,18 @@ async def carry_attachment(services: Services, *, link: CaseLink, sender: str, e
             size=len(fetched.data), sha256=fetched.sha256, caption=attachment.caption,
             from_post=link.post.id, who=sender, reader=reader, posts=posts)
 
+    crossing = link_attachment(media, name=attachment.filename, mimetype=attachment.mimetype,
+                               size=len(fetched.data), sha256=fetched.sha256)
     if link.delivery is None:
         told = await tell_targets(services, case, posts, about="attachment", render=render,
-                                  extra=media)
+                                  extra=media, said=attachment.caption or "", by=sender,
+                                  unique=event_id, attachment=crossing)
         return await _withheld(services, case, told, link.post, "case.attachment.withheld")
+    if link_of_room(services, case.origin_room) is not None:  # an inbound case's origin
+        await tell_partner(services, case, case.origin_room, CaseEventKind.ATTACHMENT,
+                           post=link.post.id, by=sender, said=attachment.caption or "",
+                           unique=event_id, attachment=crossing)
+        return None
     origin = posts.get(case.origin_post)
     if origin is not None:
         content = case_content(render(origin), case, about="attachment",
@@ -345,7 +352,7 @@ async def _withheld(services: Services, case: Case, told: Sequence[str], from_po
                     msg_id: str) -> Reply | None:
     """The deliveries that were not told (a room the bot left, a clearance lowered since),
     for the sender; None when every target was."""
-    posts = posts_by_id(services.config)
+    posts = known_posts(services)
     directory = directory_for(services)
     withheld = []
     for delivery in await cases.deliveries(services.conn, case.id):
@@ -408,7 +415,7 @@ async def carry_edit(services: Services, *, room_id: str, sender: str, event_id:
     revised = await cases.case_by_id(services.conn, case.id)
     assert revised is not None
     await match_case(services, revised, fields=revised.fields, free_text=revised.text)
-    posts = posts_by_id(services.config)
+    posts = known_posts(services)
     told = await tell_targets(services, revised, posts, about="edit",
                               render=lambda reader: render_edit_notice(
                                   revised, edit, reader=reader, posts=posts))
@@ -451,7 +458,7 @@ async def withdraw(services: Services, *, room_id: str, sender: str, event_id: s
                                         by=sender, now_ms=now_ms)
     current = await cases.case_by_id(services.conn, case.id)
     assert current is not None
-    posts = posts_by_id(services.config)
+    posts = known_posts(services)
     told = await tell_targets(services, current, posts, about="withdrawn",
                               render=lambda reader: render_withdrawn_notice(
                                   current, reader=reader, posts=posts, cancelled=cancelled))

@@ -45,6 +45,7 @@ from liaison.commands.case_render import (
 from liaison.commands.case_terms import CaseTerms, delivery_due_ms
 from liaison.commands.errors import CommandError
 from liaison.commands.handling import split_terms
+from liaison.commands.links import Attachment as LinkAttachment
 from liaison.commands.links import CaseEventKind
 from liaison.commands.localtime import Moment
 from liaison.commands.model import Post
@@ -124,28 +125,36 @@ async def _open_case(kind: CaseKind, invocation: Invocation) -> Reply:
         return render_not_sent(blocking or decision.refusals, tlp=draft.tlp,
                                category=draft.category, posts=posts,
                                language=invocation.language)
-    case = await _store_and_relay(invocation, services, origin, draft, decision, posts, terms)
+    new = _new_case(invocation, origin, draft, decision, terms)
+    links.check_offers(services, new, decision.deliveries)  # a case too large for a link
+    case = await _store_and_relay(invocation, services, new, draft, decision, posts, terms)
     return render_routed(case, decision.deliveries, decision.refusals, posts=posts,
                          language=invocation.language)
 
 
-async def _store_and_relay(invocation: Invocation, services: Services, origin: Post,
-                           draft: CaseDraft, decision: RoutingDecision,
-                           posts: Mapping[str, Post], terms: CaseTerms) -> Case:
-    """Store the case, queue one relayed message per delivery, record the refusals."""
-    now_ms = _ms(invocation)
-    conn = services.conn
-    case = await cases.create_case(conn, NewCase(
+def _new_case(invocation: Invocation, origin: Post, draft: CaseDraft,
+              decision: RoutingDecision, terms: CaseTerms) -> NewCase:
+    """The routed draft as it is about to be stored."""
+    return NewCase(
         kind=draft.kind, origin_post=origin.id, origin_country=origin.country,
         priority=draft.priority, tlp=draft.tlp, category=draft.category,
         grading=draft.grading, related_ref=draft.ref, fields=terms.fields, text=draft.text,
         due_ms=None if draft.due is None else int(draft.due.timestamp() * 1000),
         forwardable=decision.forwardable, origin_room=invocation.room_id,
         origin_event_id=invocation.event_id, origin_sender=invocation.sender,
-        created_ms=now_ms, deadline_class=terms.deadline_class,
+        created_ms=_ms(invocation), deadline_class=terms.deadline_class,
         handling=None if terms.handling is None else terms.handling.value,
         handling_text=terms.handling_text, action=terms.action,
-    ))
+    )
+
+
+async def _store_and_relay(invocation: Invocation, services: Services, new: NewCase,
+                           draft: CaseDraft, decision: RoutingDecision,
+                           posts: Mapping[str, Post], terms: CaseTerms) -> Case:
+    """Store the case, queue one relayed message per delivery, record the refusals."""
+    now_ms = new.created_ms
+    conn = services.conn
+    case = await cases.create_case(conn, new)
     parties = CaseParties(ref=case.ref, tlp=case.tlp, origin=case.origin_post,
                           targets=frozenset(decision.deliveries))
     related = None if draft.ref is None else await cases.case_by_ref(conn, draft.ref)
@@ -229,7 +238,7 @@ async def ack(invocation: Invocation) -> Reply:
             "case.ack.already", language, ref=case.ref, who=delivery.acknowledged_by,
             time=Moment(delivery.acknowledged_ms or 0, post.timezone)), language=language)
     return render_notice(text("case.ack.done", language, ref=case.ref, origin=post_label(
-        case.origin_post, posts_by_id(services.config), language)), language=language)
+        case.origin_post, links.known_posts(services), language)), language=language)
 
 
 async def acknowledge_delivery(services: Services, case: Case, delivery: Delivery, *, by: str,
@@ -286,7 +295,7 @@ async def update(invocation: Invocation) -> Reply:
                              detail={"text": command.text})
     from liaison.handlers import hits  # handlers.hits builds on this module
     await hits.match_case(services, case, fields=(), free_text=command.text)
-    posts = posts_by_id(services.config)
+    posts = links.known_posts(services)
     told = await tell_targets(services, case, posts, about="update",
                                render=lambda reader: render_update_notice(
                                    case, command.text, reader=reader, posts=posts),
@@ -328,7 +337,7 @@ async def _finish(invocation: Invocation, ref: str, state: Literal["closed", "ca
             language=language)
     finished = await cases.case_by_id(services.conn, case.id)
     assert finished is not None
-    posts = posts_by_id(services.config)
+    posts = links.known_posts(services)
     told = await tell_targets(services, finished, posts, about=state,
                                render=lambda reader: render_finished_notice(
                                    finished, reader=reader, posts=posts),
@@ -358,7 +367,7 @@ async def status(invocation: Invocation) -> Reply:
     from liaison.handlers import hits  # handlers.hits builds on this module
     return render_status(
         case, await cases.deliveries(conn, case.id), await cases.timeline(conn, case.id),
-        posts=posts_by_id(services.config), language=invocation.language,
+        posts=links.known_posts(services), language=invocation.language,
         timezone=reader_timezone(invocation, services),
         show_refusals=disclosure.detail is Detail.FULL,
         links=await hits.status_links(services, case, invocation.room_id, invocation.language),
@@ -376,7 +385,7 @@ async def pending(invocation: Invocation) -> Reply:
     visible = {case.id for case in await _shown(services, invocation,
                                                  [case for case, _ in incoming])}
     received = [(case, delivery) for case, delivery in incoming if case.id in visible]
-    return render_pending(post, sent, received, posts=posts_by_id(services.config),
+    return render_pending(post, sent, received, posts=links.known_posts(services),
                           language=invocation.language)
 
 
@@ -477,12 +486,13 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
                        about: str, render: Callable[[Post], Notice],
                        extra: Mapping[str, Any] | None = None, said: str = "",
                        by: str | None = None, outcome: str | None = None,
-                       unique: str = "") -> list[str]:
+                       unique: str = "", attachment: LinkAttachment | None = None) -> list[str]:
     """Queue `render(target_post)` in the room of every delivery that may still receive the
     case (`routing.still_reaches`), in the relayed case's thread when its event id is known;
     the post ids told, in delivery order. `extra` is merged into each message's content
     (an attachment's `msgtype`, `file`, `info`). A target behind a link is told as a case
-    event instead (`handlers.links.tell_partner`: `said`, `by`, `outcome`, `unique`)."""
+    event instead (`handlers.links.tell_partner`: `said`, `by`, `outcome`, `unique`,
+    `attachment`)."""
     told = []
     directory = directory_for(services)
     for delivery in await cases.deliveries(services.conn, case.id):
@@ -491,7 +501,8 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
             if (event is not None and delivery.refused_ms is None
                     and await links.tell_partner(services, case, delivery.room_id, event,
                                                  post=delivery.post, by=by, said=said,
-                                                 outcome=outcome, unique=unique)):
+                                                 outcome=outcome, unique=unique,
+                                                 attachment=attachment)):
                 told.append(delivery.post)
             continue
         target = posts.get(delivery.post)

@@ -25,10 +25,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import aiosqlite
+from pydantic import ValidationError
 
+from liaison.commands.attachments import EncryptedFile
 from liaison.commands.audience import CaseParties, Disclosure, disclose
 from liaison.commands.case_render import (
     post_label,
+    render_attachment_notice,
     render_finished_notice,
     render_relayed_case,
     render_reply_notice,
@@ -36,6 +39,7 @@ from liaison.commands.case_render import (
 )
 from liaison.commands.errors import CommandError
 from liaison.commands.links import (
+    MAX_EVENT_BYTES,
     CaseEventContent,
     CaseEventKind,
     DirectoryContent,
@@ -46,6 +50,7 @@ from liaison.commands.links import (
     ParsedContent,
     ReceiptContent,
     RefusalReason,
+    canonical_json,
     case_event_key,
     check_case_event,
     check_directory,
@@ -54,12 +59,13 @@ from liaison.commands.links import (
     parse_content,
     receipt_key,
 )
+from liaison.commands.links import Attachment as LinkAttachment
 from liaison.commands.model import Post, Priority
 from liaison.commands.notify import OutboxKind, msgtype_for
 from liaison.commands.records import Case, Delivery, NewCase, TimelineKind
 from liaison.commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
-from liaison.commands.render import Line, Relayed, Strong, render_notice
-from liaison.commands.texts import MESSAGES, text
+from liaison.commands.render import Line, Notice, Relayed, Strong, render_notice
+from liaison.commands.texts import MESSAGES, Term, text
 from liaison.handlers.context import Services
 from liaison.storage import audit, cases, outbox, request_terms
 from liaison.storage import links as link_store
@@ -78,10 +84,11 @@ _ABOUT_TO_EVENT: Mapping[str, CaseEventKind] = {
     "closed": CaseEventKind.CLOSE,
     "cancelled": CaseEventKind.CANCEL,
     "withdrawn": CaseEventKind.CANCEL,
+    "attachment": CaseEventKind.ATTACHMENT,
 }
 """What a notice to a case's targets (`handlers.cases.tell_targets`, its `about`) becomes
-when the target is behind a link; other notices (an edit's summary, an attachment) do not
-cross in protocol version 1."""
+when the target is behind a link; other notices (an edit's summary) do not cross in
+protocol version 1."""
 
 
 def known_posts(services: Services) -> dict[str, Post]:
@@ -130,14 +137,12 @@ async def offer(services: Services, case: Case, target: Post, link: Link, *,
         log.warning("case withheld from a link whose partner may not see it",
                     extra={"case_ref": case.ref, "link": link.name, "post": target.id})
         return None
-    content = OfferContent(
-        id=offer_key(case.ref, target.id), ref=case.ref, kind=case.kind,
-        origin_post=case.origin_post, origin_sender=case.origin_sender, target=target.id,
-        targets=tuple(targets), priority=case.priority.value, tlp=case.tlp,
-        category=case.category, grading=case.grading, handling=case.handling,
-        handling_text=case.handling_text, action=case.action,
-        deadline_class=case.deadline_class, fields=case.fields, text=case.text,
-        due_ms=case.due_ms, created_ms=case.created_ms)
+    try:
+        content = _offer_content(case, target.id, targets)
+    except ValidationError as error:  # checked before the case was stored: `check_offers`
+        log.warning("case does not fit an offer", extra={"case_ref": case.ref,
+                                                         "error": str(error)[:200]})
+        return None
     message = await _send(services, link, LinkEventType.OFFER, content, case_ref=case.ref,
                           disclosure=disclosure, detail={"target": target.id})
     if message is not None and not any(
@@ -145,6 +150,58 @@ async def offer(services: Services, case: Case, target: Post, link: Link, *,
             for found in await link_store.link_case_of(services.conn, case.id)):
         await link_store.add_link_case(services.conn, case.id, link.name, "outbound", case.ref)
     return message
+
+
+def _offer_content(case: Case, target: str, targets: Sequence[str]) -> OfferContent:
+    """The offer of `case` to the partner's post `target`; ValidationError when a field is
+    beyond what the protocol carries."""
+    return OfferContent(
+        id=offer_key(case.ref, target), ref=case.ref, kind=case.kind,
+        origin_post=case.origin_post, origin_sender=case.origin_sender, target=target,
+        targets=tuple(targets), priority=case.priority.value, tlp=case.tlp,
+        category=case.category, grading=case.grading, handling=case.handling,
+        handling_text=case.handling_text, action=case.action,
+        deadline_class=case.deadline_class, fields=case.fields, text=case.text,
+        due_ms=case.due_ms, created_ms=case.created_ms)
+
+
+def offer_refusal(new: NewCase, target: str, targets: Sequence[str]) -> LinkRefusal | None:
+    """Whether the case about to be stored can be offered to the partner's post `target`:
+    every field within the protocol's limits and the whole within `MAX_EVENT_BYTES`
+    (under the longest reference it may get), so the origin refuses what the partner
+    would."""
+    provisional = Case(
+        id=0, ref=f"{new.origin_country}-{'9' * 12}", kind=new.kind,
+        origin_post=new.origin_post, priority=new.priority, tlp=new.tlp,
+        category=new.category, grading=new.grading, related_ref=new.related_ref,
+        fields=new.fields, text=new.text, due_ms=new.due_ms, state="open",
+        forwardable=new.forwardable, origin_room=new.origin_room,
+        origin_event_id=new.origin_event_id, origin_sender=new.origin_sender,
+        created_ms=new.created_ms, closed_ms=None, closed_by=None, outcome=None,
+        deadline_class=new.deadline_class, handling=new.handling,
+        handling_text=new.handling_text, action=new.action)
+    try:
+        content = _offer_content(provisional, target, targets)
+    except ValidationError as error:
+        return LinkRefusal(RefusalReason.TOO_LARGE, str(error.errors()[0]["loc"])[:200])
+    size = len(canonical_json(content.model_dump(mode="json")))
+    if size > MAX_EVENT_BYTES:
+        return LinkRefusal(RefusalReason.TOO_LARGE, f"{size} bytes")
+    return None
+
+
+def check_offers(services: Services, new: NewCase, post_ids: Sequence[str]) -> None:
+    """Refuse, before anything is stored, a case that one of its partner posts could not be
+    offered (`offer_refusal`): the officer shortens it or leaves that post out."""
+    for post_id in post_ids:
+        link = services.links.link_for_post(post_id)
+        if link is None:
+            continue
+        at_link = [other for other in post_ids if services.links.link_for_post(other) == link]
+        refusal = offer_refusal(new, post_id, at_link)
+        if refusal is not None:
+            raise CommandError.of("link.error.offer", post=post_id,
+                                  reason=Term(f"link.reason.{refusal.reason.value}"))
 
 
 async def _link_ref(services: Services, case: Case, link: Link) -> tuple[str, bool] | None:
@@ -158,7 +215,7 @@ async def _link_ref(services: Services, case: Case, link: Link) -> tuple[str, bo
 
 async def tell_partner(services: Services, case: Case, room_id: str, event: CaseEventKind, *,
                        post: str, by: str | None, said: str = "", outcome: str | None = None,
-                       unique: str = "") -> bool:
+                       unique: str = "", attachment: LinkAttachment | None = None) -> bool:
     """Tell the partner behind the link room `room_id` what happened to `case` (about the
     target `post`); False when `room_id` is no link room, the case never crossed it, or
     its reader may not see the case (nothing queued)."""
@@ -172,9 +229,11 @@ async def tell_partner(services: Services, case: Case, room_id: str, event: Case
                     extra={"case_ref": case.ref, "link": link.name, "event": str(event)})
         return False
     ref, _ = known
+    if event is CaseEventKind.ATTACHMENT and attachment is None:
+        return False  # nothing to carry
     content = CaseEventContent(
         id=case_event_key(ref, event, post, unique), ref=ref, event=event, post=post, by=by,
-        ms=services.clock.now_ms(), text=said, outcome=outcome)
+        ms=services.clock.now_ms(), text=said, outcome=outcome, attachment=attachment)
     await _send(services, link, LinkEventType.CASE, content, case_ref=case.ref,
                 disclosure=disclosure, detail={"event": str(event), "post": post})
     return True
@@ -212,6 +271,27 @@ async def tell_from_shell(conn: aiosqlite.Connection, configured: Sequence[Link]
                        detail={"link": link.name, "type": event_type, "key": key,
                                "event": str(event), "post": post})
     return True
+
+
+def link_attachment(media: Mapping[str, Any], *, name: str, mimetype: str, size: int,
+                    sha256: str) -> LinkAttachment:
+    """An attachment as it crosses a link: the encrypted upload's `file` object (its key
+    travels inside the Megolm-encrypted protocol event), name, type, size and digest."""
+    return LinkAttachment(name=name[:200], mimetype=mimetype[:200], size=size, sha256=sha256,
+                          file=dict(media["file"]))
+
+
+def media_of(attachment: LinkAttachment) -> dict[str, Any] | None:
+    """What makes a notice about an attachment that crossed a link a media event: the
+    partner's encrypted upload as it sent it (its homeserver serves the ciphertext over
+    federation; the hashes in `file` prove it unchanged). None when `file` is no
+    encrypted file object."""
+    if EncryptedFile.of(attachment.file) is None:
+        return None
+    major = attachment.mimetype.partition("/")[0]
+    msgtype = {"image": "m.image", "video": "m.video", "audio": "m.audio"}.get(major, "m.file")
+    return {"msgtype": msgtype, "filename": attachment.name, "file": dict(attachment.file),
+            "info": {"mimetype": attachment.mimetype, "size": attachment.size}}
 
 
 def event_for_notice(about: str) -> CaseEventKind | None:
@@ -325,9 +405,14 @@ async def _offer(services: Services, link: Link, content: OfferContent, *,
     if not await _accepted(services, link, LinkEventType.OFFER, content.id, event_id=event_id,
                            case_ref=None, detail={"ref": content.ref, "target": target.id}):
         return
-    case = await _inbound_case(services, link, content, target, event_id=event_id)
+    case, created = await _inbound_case(services, link, content, target, event_id=event_id)
     if await cases.delivery_for(services.conn, case.id, target.id) is None:
         await _relay(services, case, target)
+    if created:  # matched against this bot's cases: its rooms hear of a hit, never the link
+        from liaison.handlers import hits  # handlers.hits builds on handlers.cases
+        origin = services.links.partner_posts().get(case.origin_post)
+        await hits.match_case(services, case, fields=case.fields, free_text=case.text,
+                              region=origin.country if origin is not None else None)
     await _send(services, link, LinkEventType.RECEIPT, ReceiptContent(
         id=receipt_key(content.ref, target.id), ref=content.ref, target=target.id,
         accepted=True, partner_ref=case.ref), case_ref=case.ref,
@@ -339,16 +424,16 @@ def _reachable(services: Services, post: Post) -> bool:
 
 
 async def _inbound_case(services: Services, link: Link, content: OfferContent, target: Post,
-                        *, event_id: str) -> Case:
+                        *, event_id: str) -> tuple[Case, bool]:
     """The inbound case of `content.ref` from this partner: the one a first offer of the
     same reference created, or a new one under the origin's reference (this bot's own
-    when that one is taken here)."""
+    when that one is taken here); whether it is new."""
     conn = services.conn
     known = await link_store.case_id_by_foreign_ref(conn, link.name, "inbound", content.ref)
     if known is not None:
         found = await cases.case_by_id(conn, known)
         assert found is not None
-        return found
+        return found, False
     origin = services.links.partner_posts().get(content.origin_post)
     taken = await cases.case_by_ref(conn, content.ref) is not None
     new = NewCase(
@@ -363,7 +448,7 @@ async def _inbound_case(services: Services, link: Link, content: OfferContent, t
         action=content.action)
     case = await cases.create_case(conn, new, ref=None if taken else content.ref)
     await link_store.add_link_case(conn, case.id, link.name, "inbound", content.ref)
-    return case
+    return case, True
 
 
 async def _relay(services: Services, case: Case, target: Post) -> None:
@@ -546,6 +631,9 @@ async def _from_target(services: Services, case: Case, delivery: Delivery,
             await _tell_origin(services, case, "request.refuse.notice", post=delivery.post,
                                reason=content.outcome or "other", about="declined",
                                said=content.text)
+    elif kind is CaseEventKind.ATTACHMENT and case.is_open and content.attachment is not None:
+        await _attached(services, case, content.attachment, post=delivery.post, by=by,
+                        event_id=event_id, said=content.text, at=at, to_origin=True)
     elif kind is CaseEventKind.REPLY and case.is_open:
         await cases.add_timeline(conn, case.id, TimelineKind.REPLIED, ms=at,
                                  post=delivery.post, actor=by, detail={"event_id": event_id})
@@ -587,6 +675,9 @@ async def _from_origin(services: Services, case: Case, content: CaseEventContent
             render=lambda reader: render_reply_notice(case, content.text,
                                                       from_post=case.origin_post, who=by,
                                                       reader=reader, posts=posts))
+    elif kind is CaseEventKind.ATTACHMENT and content.attachment is not None:
+        await _attached(services, case, content.attachment, post=case.origin_post, by=by,
+                        event_id=event_id, said=content.text, at=at, to_origin=False)
     elif kind is CaseEventKind.UPDATE:
         await cases.add_timeline(conn, case.id, TimelineKind.UPDATED, ms=at,
                                  post=case.origin_post, actor=by,
@@ -607,6 +698,42 @@ async def _from_origin(services: Services, case: Case, content: CaseEventContent
             services, finished, posts, about=state,
             render=lambda reader: render_finished_notice(finished, reader=reader,
                                                          posts=posts))
+
+
+async def _attached(services: Services, case: Case, attachment: LinkAttachment, *, post: str,
+                    by: str, event_id: str, said: str, at: int, to_origin: bool) -> None:
+    """An attachment that crossed the link: on the case's timeline (its digest, size and
+    type, never its content) and shown, as the partner's encrypted upload, in the origin
+    room's thread (`to_origin`) or to every local target."""
+    from liaison.handlers import cases as case_commands  # it builds on this module
+    media = media_of(attachment)
+    if media is None:
+        return
+    await cases.add_timeline(services.conn, case.id, TimelineKind.ATTACHED, ms=at, post=post,
+                             actor=by, detail={"event_id": event_id,
+                                               "sha256": attachment.sha256,
+                                               "size": attachment.size,
+                                               "mimetype": attachment.mimetype,
+                                               "msgtype": media["msgtype"],
+                                               "name": attachment.name})
+    posts = known_posts(services)
+
+    def render(reader: Post) -> Notice:
+        return render_attachment_notice(
+            case, name=attachment.name, mimetype=attachment.mimetype, size=attachment.size,
+            sha256=attachment.sha256, caption=said, from_post=post, who=by, reader=reader,
+            posts=posts)
+
+    if not to_origin:
+        await case_commands.tell_targets(services, case, posts, about="attachment",
+                                         render=render, extra=media)
+        return
+    origin = services.config.post_by_id(case.origin_post)
+    if origin is not None:
+        content = case_commands.case_content(render(origin), case, about="attachment",
+                                             thread_root=case.origin_event_id)
+        await services.send_case(case.origin_room, {**content, **media}, case=case,
+                                 kind=OutboxKind.CASE_ATTACHMENT)
 
 
 # --- !posts -----------------------------------------------------------------------------

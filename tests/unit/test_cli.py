@@ -427,7 +427,8 @@ def test_run_refuses_a_database_from_a_newer_liaison_and_leaves_it_alone(
 
 COMMANDS = [["run"], ["check-config"], ["identity"], ["reset-identity"], ["recover-device"],
             ["backup"], ["backup-key"], ["restore"], ["audit"],
-            ["audit", "verify"], ["export"], ["stats"], ["version"], ["demo"]]
+            ["audit", "verify"], ["export"], ["stats"], ["link", "check"], ["link", "export"],
+            ["version"], ["demo"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -449,7 +450,7 @@ def test_help_lists_every_command_and_the_exit_codes(
     listed = re.findall(r"^    ([a-z-]+)", out, flags=re.MULTILINE)
     assert listed == ["run", "check-config", "identity", "reset-identity", "recover-device",
                       "backup", "backup-key", "restore", "audit", "export", "stats", "rooms",
-                      "version", "demo"]
+                      "link", "version", "demo"]
     for code, meaning in ((0, "success"), (1, "runtime failure"),
                           (2, "usage or configuration error"), (3, "refused"),
                           (4, "the audit log does not verify")):

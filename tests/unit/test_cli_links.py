@@ -3,14 +3,22 @@ two linked bots run to pin each other's identity and to watch the link."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import stat
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from liaison.bot.app import CROSS_SIGNING_FILE
-from liaison.bot.cli import EXIT_OK, main
+from liaison.bot.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
 from liaison.bot.crosssigning import build_public_keys, cross_signing_public_key, load_seeds
+from liaison.bot.link_tools import LinkFacts, problems
+from liaison.commands.links import Link
+from liaison.storage import links as link_store
+from liaison.storage.db import Database
 
 BOT = "@liaison:kz.example"
 
@@ -73,3 +81,125 @@ def test_identity_key_is_accepted_as_a_partners_pinned_key(
     link = Link(name="kz", partner=BOT, room="!link:kz.example", partner_master_key=key,
                 countries=("KZ",))
     assert link.partner_master_key == key
+
+
+# --- liaison link check / export ------------------------------------------------------------
+
+PARTNER = "@liaison:uz.example"
+ROOM = "!link-uz:kz.example"
+PINNED = "A" * 42 + "E"
+NOW = 1_796_000_000_000
+
+
+def with_link(config_file: Path) -> Path:
+    config_file.write_text(CONFIG + f"""\
+links:
+  - name: uz
+    partner: "{PARTNER}"
+    room: "{ROOM}"
+    partner_master_key: "{PINNED}"
+    countries: [UZ]
+""")
+    return config_file
+
+
+def facts(**changes: Any) -> LinkFacts:
+    values: dict[str, Any] = {
+        "joined": True, "encrypted": True, "partner_joined": True, "partner_reachable": True,
+        "published_master": PINNED, "pinned_devices": 1,
+        "directory_received": (3, NOW - 3_600_000), "directory_published": 2, "queued": 0,
+        "oldest_queued_ms": None}
+    values.update(changes)
+    return LinkFacts(**values)
+
+
+def uz() -> Link:
+    return Link(name="uz", partner=PARTNER, room=ROOM, partner_master_key=PINNED,
+                countries=("UZ",))
+
+
+@pytest.mark.parametrize(("changes", "problem"), [
+    ({}, None),
+    ({"joined": False, "encrypted": False, "partner_joined": False},
+     f"the bot is not in the link room {ROOM}"),
+    ({"encrypted": False}, f"the link room {ROOM} is not encrypted"),
+    ({"partner_joined": False}, f"the partner {PARTNER} is not in the link room"),
+    ({"published_master": "B" * 43},
+     f"{PARTNER} publishes master key {'B' * 43}, not the pinned {PINNED}: the link is "
+     "refused"),
+    ({"pinned_devices": 0}, f"no device of {PARTNER} is signed by the pinned master key"),
+    ({"partner_reachable": False},
+     f"the partner's homeserver did not answer for {PARTNER}'s keys"),
+    ({"queued": 4, "oldest_queued_ms": NOW - 600_000},
+     "the oldest of 4 protocol events queued for the partner has waited 10m"),
+], ids=["ok", "not joined", "not encrypted", "partner away", "identity", "no pinned device",
+        "unreachable", "stuck"])
+def test_link_check_names_what_is_wrong(changes: dict[str, Any], problem: str | None) -> None:
+    found = problems(uz(), facts(**changes), now_ms=NOW, stuck_after_ms=300_000)
+    assert found == ([] if problem is None else [problem])
+
+
+def test_link_check_prints_each_link_and_exits_1_when_one_is_wrong(
+    config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liaison.bot import link_tools
+
+    found = {"uz": facts(directory_received=(3, int(time.time() * 1000) - 3_600_000))}
+
+    async def gathered(config: Any, database: Path, *, now_ms: int) -> dict[str, LinkFacts]:
+        return found
+
+    monkeypatch.setattr(link_tools, "gather_facts", gathered)
+    with_link(config_file)
+    assert main(["link", "check", "-c", str(config_file)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith(f"link uz: partner {PARTNER} in {ROOM}\n")
+    assert "partner's directory: version 3, accepted 1h ago; ours: version 2" in out
+    assert out.rstrip().endswith("OK")
+
+    found["uz"] = facts(published_master="B" * 43, pinned_devices=0)
+    assert main(["link", "check", "-c", str(config_file)]) == EXIT_FAILURE
+    assert "PROBLEM: " + f"{PARTNER} publishes master key {'B' * 43}" in capsys.readouterr().out
+
+
+async def _logged(database: Path) -> None:
+    db = await Database.open(database)
+    try:
+        async with db.transaction() as conn:
+            await link_store.log_event(conn, link="uz", direction="sent",
+                                       event_type="org.liaison.link.offer",
+                                       key="offer:KZ-1:UZ-TERMEZ", event_id=None,
+                                       case_ref="KZ-1", ms=NOW, detail={})
+            await link_store.log_event(conn, link="uz", direction="refused",
+                                       event_type="org.liaison.link.case", key="$forged",
+                                       event_id="$forged", case_ref=None, ms=NOW + 1,
+                                       detail={"reason": "not_partner"})
+    finally:
+        await db.close()
+
+
+def test_link_export_writes_the_exchange_as_json_lines(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_link(config_file)
+    asyncio.run(_logged(config_file.parent / "data" / "liaison.db"))
+    out_file = config_file.parent / "uz.jsonl"
+
+    assert main(["link", "export", "uz", "-c", str(config_file)]) == EXIT_OK
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["direction"], line["key"]) for line in lines] == [
+        ("sent", "offer:KZ-1:UZ-TERMEZ"), ("refused", "$forged")]
+    assert lines[1]["detail"] == {"reason": "not_partner"}
+
+    assert main(["link", "export", "uz", "-c", str(config_file), "--out",
+                 str(out_file)]) == EXIT_OK
+    assert stat.S_IMODE(out_file.stat().st_mode) == 0o600
+    assert len(out_file.read_text().splitlines()) == 2
+
+
+def test_link_export_of_an_unknown_link_names_the_configured_ones(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_link(config_file)
+    assert main(["link", "export", "tj", "-c", str(config_file)]) == EXIT_CONFIG
+    assert "no link tj in the configuration (links: uz)" in capsys.readouterr().err

@@ -9,14 +9,18 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nio import MatrixRoom, Receipt, ReceiptEvent
 
+from liaison.bot.chaser import Chaser
 from liaison.bot.clock import Clock
+from liaison.bot.seen import note_receipts
+from liaison.commands.attachments import Fetched, attachment_of, media_fields
 from liaison.commands.links import (
     CaseEventKind,
     DirectoryContent,
@@ -26,13 +30,15 @@ from liaison.commands.links import (
     directory_key,
     directory_posts,
 )
+from liaison.commands.model import Priority, Tlp
+from liaison.commands.records import NewCase
 from liaison.commands.relations import relation_of
 from liaison.commands.render import Notice
 from liaison.commands.texts import text
 from liaison.config import Config, parse_config
 from liaison.handlers import default_registry
 from liaison.handlers import links as link_handlers
-from liaison.handlers.case_events import carry_reply
+from liaison.handlers.case_events import CaseLink, carry_attachment, carry_reply, withdraw
 from liaison.handlers.context import Services
 from liaison.storage import audit, cases, outbox
 from liaison.storage import links as link_store
@@ -181,6 +187,11 @@ class LinkedBot:
         case = await self.case(ref)
         async with self.db.read() as conn:
             return await cases.deliveries(conn, case.id)
+
+    async def timeline(self, ref: str) -> list[cases.TimelineEntry]:
+        case = await self.case(ref)
+        async with self.db.read() as conn:
+            return await cases.timeline(conn, case.id)
 
     async def audited(self, action: str) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
@@ -386,7 +397,7 @@ async def test_an_offer_the_partner_refuses_is_told_to_the_officer_with_the_reas
         pair: Pair) -> None:
     # KZ's view of UZ-NUKUS says AMBER; UZ keeps it at GREEN: UZ refuses the offer.
     directory = DirectoryContent(id=directory_key(2), version=2, posts=tuple(
-        post.model_copy(update={"clearance": "AMBER"})
+        post.model_copy(update={"clearance": Tlp.AMBER})
         for post in directory_posts(pair.uz.link, pair.uz.config.posts, ())))
     assert await pair.kz.receive(LinkEventType.DIRECTORY, directory.model_dump(mode="json"),
                                  event_id="$uz-directory2")
@@ -475,3 +486,240 @@ async def test_posts_lists_local_posts_and_what_the_link_offers(pair: Pair) -> N
     russian = await pair.uz.say(UZ_ROOM, BEKZOD, "!посты")
     assert russian.text.splitlines()[0] == "Посты этого бота:"
     assert "Жибек Жолы (KZ-ZHIBEK)" in russian.text
+
+
+# --- chasing ----------------------------------------------------------------------------
+
+
+@dataclass
+class Rooms:
+    """The chaser's Matrix side: the bot's joined rooms, no direct rooms."""
+
+    joined: frozenset[str]
+
+    def joined_rooms(self) -> frozenset[str]:
+        return self.joined
+
+    def members(self, room_id: str) -> frozenset[str] | None:
+        return None
+
+    async def direct_room(self, user_id: str) -> str | None:
+        return None
+
+
+async def test_only_the_partner_chases_and_the_origin_hears_of_each_reminder(
+        pair: Pair) -> None:
+    kz_chaser = Chaser(pair.kz.db, pair.kz.clock, pair.kz.config,
+                       destinations=Rooms(pair.kz.joined), wake_sender=lambda: None)
+    uz_chaser = Chaser(pair.uz.db, pair.uz.clock, pair.uz.config,
+                       destinations=Rooms(pair.uz.joined), wake_sender=lambda: None)
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!alert flash to:UZ-TERMEZ tlp:amber\nwhite Kamaz")
+    await pair.settle()
+    for bot in (pair.kz, pair.uz):
+        bot.clock.at = NOW + timedelta(minutes=10)
+    await kz_chaser.tick()
+    await uz_chaser.tick()
+
+    rooms = await pair.settle()
+    [reminder] = rooms[UZ_ROOM]
+    assert reminder.kind == "chase-remind" and "KZ-0001" in reminder.content["body"]
+    assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["reminded"]
+    assert KZ_ROOM not in rooms  # the origin's own chaser says nothing of a linked post
+    kinds = [entry.kind for entry in await pair.kz.timeline("KZ-0001")]
+    assert kinds.count("reminded") == 1
+
+
+# --- hits stay on their side ------------------------------------------------------------
+
+
+async def test_a_hit_on_an_inbound_case_is_never_written_into_the_link_room(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+
+    await pair.uz.say(UZ_ROOM, BEKZOD, "!alert routine to:UZ-NUKUS tlp:green\n"
+                                       "plate: 01A123BC\nseen again")
+    rooms = await pair.settle()
+
+    assert LINK_ROOM not in rooms
+    assert any("KZ-0001" in body for body in bodies(rooms.get(UZ_ROOM, [])))
+
+
+# --- a request delayed and refused at the partner ---------------------------------------
+
+
+async def test_a_request_delayed_then_refused_at_termez_is_told_to_the_requester(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!request urgent to:UZ-TERMEZ tlp:amber\n"
+                                        "Who owns plate 01A123BC?")
+    await pair.settle()
+
+    await pair.uz.say(UZ_ROOM, BEKZOD, "!delay KZ-0001 2d judicial waiting for the court")
+    rooms = await pair.settle()
+    [delayed] = rooms[KZ_ROOM]
+    assert delayed.kind == "case-delayed"
+    assert "Termez (UZ-TERMEZ)" in delayed.content["body"]
+    assert text("request.reason.judicial", "en") in delayed.content["body"]
+    assert "waiting for the court" in delayed.content["body"]
+
+    await pair.uz.say(UZ_ROOM, BEKZOD, "!refuse KZ-0001 law not permitted")
+    rooms = await pair.settle()
+    [refused] = rooms[KZ_ROOM]
+    assert refused.kind == "case-declined"
+    assert text("request.reason.law", "en") in refused.content["body"]
+    [delivery] = await pair.kz.deliveries("KZ-0001")
+    assert (delivery.refused_by, delivery.refusal_reason) == (BEKZOD, "law")
+
+
+# --- more of the flow -------------------------------------------------------------------
+
+
+async def test_two_posts_of_one_partner_are_two_offers_and_one_inbound_case(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!alert urgent to:UZ-TERMEZ,UZ-NUKUS tlp:green\n"
+                                        "white Kamaz")
+    rooms = await pair.settle()
+
+    offers = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.OFFER]
+    assert [(o["target"], o["targets"]) for o in offers] == [
+        ("UZ-TERMEZ", ["UZ-TERMEZ", "UZ-NUKUS"]), ("UZ-NUKUS", ["UZ-TERMEZ", "UZ-NUKUS"])]
+    assert [d.post for d in await pair.uz.deliveries("KZ-0001")] == ["UZ-TERMEZ", "UZ-NUKUS"]
+    assert len(rooms[UZ_ROOM]) == len(rooms[UZ_NUKUS_ROOM]) == 1
+    status = await pair.uz.say(UZ_ROOM, BEKZOD, "!status KZ-0001")
+    assert "Жибек Жолы (KZ-ZHIBEK)" in status.text  # the origin as its directory names it
+
+
+async def test_update_and_cancel_at_kz_reach_termez(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!update KZ-0001 The truck turned back north.")
+    rooms = await pair.settle()
+    [update] = rooms[UZ_ROOM]
+    assert update.kind == "case-update"
+    assert "The truck turned back north." in update.content["body"]
+
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!cancel KZ-0001")
+    rooms = await pair.settle()
+    assert [m.kind for m in rooms[UZ_ROOM]] == ["case-cancelled"]
+    assert (await pair.uz.case("KZ-0001")).state == "cancelled"
+
+
+async def test_a_directory_of_posts_the_link_does_not_serve_or_an_old_one_is_refused(
+        pair: Pair) -> None:
+    foreign = DirectoryContent(id=directory_key(5), version=5, posts=directory_posts(
+        pair.kz.link, pair.kz.config.posts, ()))  # Kazakh posts, over a link serving UZ
+    assert await pair.kz.receive(LinkEventType.DIRECTORY, foreign.model_dump(mode="json"),
+                                 event_id="$foreign")
+    old = DirectoryContent(id=directory_key(1), version=1, posts=())
+    assert await pair.kz.receive(LinkEventType.DIRECTORY, old.model_dump(mode="json"),
+                                 event_id="$old")
+    assert [d["reason"] for d in await pair.kz.audited("link.refused")] == [
+        "country", "stale"]
+    view = await pair.kz.view()
+    assert view.directories["uz"].version == 1
+    assert sorted(view.partner_posts()) == ["UZ-NUKUS", "UZ-TERMEZ"]
+
+
+async def test_a_read_receipt_at_termez_is_told_to_kz_as_seen(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    rooms = await pair.settle()
+    relay = rooms[UZ_ROOM][0]
+    room = MatrixRoom(UZ_ROOM, UZ_BOT)
+    room.add_member(BEKZOD, "Bekzod", None)
+    receipt = ReceiptEvent([Receipt(str(relay.event_id), "m.read", BEKZOD, 0)])
+    await note_receipts(pair.uz.db, pair.uz.clock, room, [receipt], UZ_BOT,
+                        pair.uz.config.links)
+
+    rooms = await pair.settle()
+    assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["seen"]
+    [delivery] = await pair.kz.deliveries("KZ-0001")
+    assert delivery.seen_by == BEKZOD
+
+
+# --- attachments ------------------------------------------------------------------------
+
+FILE = {"url": "mxc://kz.example/photo", "key": {"k": "c2VjcmV0", "alg": "A256CTR"},
+        "iv": "aXY", "hashes": {"sha256": "aGFzaA"}, "v": "v2"}
+
+
+async def test_a_photo_attached_at_kz_is_shown_at_termez_as_the_encrypted_upload(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+    photo = attachment_of({"msgtype": "m.image", "body": "truck.jpg", "file": FILE,
+                           "info": {"mimetype": "image/jpeg", "size": 5}})
+    assert photo is not None
+    fetched = Fetched.of(b"bytes")
+    media = media_fields(photo, file=FILE, size=5, thumbnail=None)
+    case = await pair.kz.case("KZ-0001")
+    await pair.kz.run(KZ_ROOM, None, lambda services: carry_attachment(
+        services, link=CaseLink(case, pair.kz.config.posts[0], None), sender=AIGERIM,
+        event_id="$photo", attachment=photo, fetched=fetched, media=media))
+
+    rooms = await pair.settle()
+    [event] = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.CASE]
+    assert event["event"] == "attachment" and event["attachment"]["file"] == FILE
+    [shown] = rooms[UZ_ROOM]
+    assert (shown.kind, shown.content["msgtype"], shown.content["file"]) == (
+        "case-attachment", "m.image", FILE)
+    assert fetched.sha256 in shown.content["body"]
+    uz_kinds = [entry.kind for entry in await pair.uz.timeline("KZ-0001")]
+    assert "attached" in uz_kinds
+
+
+async def test_passing_a_case_on_to_a_partner_post_offers_it(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!alert urgent to:KZ-FIU tlp:green\nwhite Kamaz")
+    await pair.settle()
+
+    answer = await pair.kz.say(KZ_ROOM, AIGERIM, "!update KZ-0001 to:UZ-TERMEZ heading south")
+    rooms = await pair.settle()
+
+    assert "UZ-TERMEZ" in answer.text
+    offers = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.OFFER]
+    assert [o["target"] for o in offers] == ["UZ-TERMEZ"]
+    assert [m.kind for m in rooms[UZ_ROOM]] == ["case-relay", "case-update"]
+    assert "heading south" in rooms[UZ_ROOM][1].content["body"]
+
+
+def test_a_case_beyond_what_an_offer_carries_is_refused_at_the_origin() -> None:
+    # A command is at most 8,000 characters, so this guards what edits and later limits
+    # could make of a case rather than anything an officer can type today.
+    new = NewCase(kind="alert", origin_post="KZ-ZHIBEK", origin_country="KZ",
+                  priority=Priority.URGENT, tlp=Tlp.GREEN, category=None, grading=None,
+                  related_ref=None, fields=(("plate", "01A123BC"),), text="x" * 19_000,
+                  due_ms=None, forwardable=True, origin_room=KZ_ROOM, origin_event_id="$e",
+                  origin_sender=AIGERIM, created_ms=0)
+    assert link_handlers.offer_refusal(new, "UZ-TERMEZ", ["UZ-TERMEZ"]) is None
+    too_long = replace(new, text="x" * 20_001)
+    too_large = replace(new, fields=tuple((f"k{i}", "ы" * 19_000) for i in range(3)))
+    for case in (too_long, too_large):
+        refusal = link_handlers.offer_refusal(case, "UZ-TERMEZ", ["UZ-TERMEZ"])
+        assert refusal is not None and refusal.reason == "too_large"
+
+
+async def test_an_offer_to_a_post_whose_room_is_not_reachable_is_refused_with_the_reason(
+        pair: Pair) -> None:
+    pair.uz.joined = pair.uz.joined - {UZ_ROOM}  # the UZ bot was removed from Termez's room
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    rooms = await pair.settle()
+
+    [told] = rooms[KZ_ROOM]
+    assert text("link.reason.not_reachable", "en") in told.content["body"]
+    assert "Termez (UZ-TERMEZ)" in told.content["body"]
+    status = await pair.kz.say(KZ_ROOM, AIGERIM, "!status KZ-0001")
+    assert text("request.reason.link", "en") in status.text
+
+
+async def test_deleting_the_alert_at_kz_cancels_the_inbound_case(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+
+    await pair.kz.run(KZ_ROOM, None, lambda services: withdraw(
+        services, room_id=KZ_ROOM, sender=AIGERIM, event_id="$redaction",
+        redacts="$kz-cmd1"))
+    rooms = await pair.settle()
+
+    assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["cancel"]
+    assert (await pair.uz.case("KZ-0001")).state == "cancelled"
+    assert [m.kind for m in rooms[UZ_ROOM]] == ["case-cancelled"]
