@@ -44,6 +44,7 @@ from liaison.commands.case_render import (
 from liaison.commands.deadlines import class_deadline_ms
 from liaison.commands.errors import CommandError
 from liaison.commands.links import (
+    COUNTRY_RE,
     MAX_EVENT_BYTES,
     CaseEventContent,
     CaseEventKind,
@@ -436,11 +437,9 @@ async def _inbound_case(services: Services, link: Link, content: OfferContent, t
         found = await cases.case_by_id(conn, known)
         assert found is not None
         return found, False
-    origin = services.links.partner_posts().get(content.origin_post)
-    taken = await cases.case_by_ref(conn, content.ref) is not None
+    keep = await _may_keep_ref(services, content)
     new = NewCase(
-        kind=content.kind, origin_post=content.origin_post,
-        origin_country=target.country if taken or origin is None else origin.country,
+        kind=content.kind, origin_post=content.origin_post, origin_country=target.country,
         priority=Priority(content.priority), tlp=content.tlp, category=content.category,
         grading=content.grading, related_ref=None, fields=tuple(content.fields),
         text=content.text, due_ms=content.due_ms, forwardable=False, origin_room=link.room,
@@ -448,9 +447,20 @@ async def _inbound_case(services: Services, link: Link, content: OfferContent, t
         created_ms=content.created_ms, deadline_class=content.deadline_class,
         handling=content.handling, handling_text=content.handling_text,
         action=content.action)
-    case = await cases.create_case(conn, new, ref=None if taken else content.ref)
+    case = await cases.create_case(conn, new, ref=content.ref if keep else None)
     await link_store.add_link_case(conn, case.id, link.name, "inbound", content.ref)
     return case, True
+
+
+async def _may_keep_ref(services: Services, content: OfferContent) -> bool:
+    """Whether the inbound case may carry the origin's reference: it is free here and of
+    the form `<country>-…` of a country no local post is in, so this bot never numbers
+    a case of its own under it (`storage.cases` numbers per origin country)."""
+    country, dash, _ = content.ref.partition("-")
+    local = {post.country for post in services.config.posts}
+    if not dash or not COUNTRY_RE.match(country) or country in local:
+        return False
+    return await cases.case_by_ref(services.conn, content.ref) is None
 
 
 async def _relay(services: Services, case: Case, target: Post) -> None:

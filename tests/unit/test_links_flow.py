@@ -770,3 +770,19 @@ async def test_a_request_of_a_deadline_class_is_due_by_it_on_both_sides(pair: Pa
     [kz_delivery] = await pair.kz.deliveries("KZ-0001")
     [uz_delivery] = await pair.uz.deliveries("KZ-0001")
     assert kz_delivery.due_ms == uz_delivery.due_ms == eight_hours
+
+
+async def test_a_reference_in_this_bots_own_numbering_is_never_taken_over(pair: Pair) -> None:
+    # A partner offering "UZ-0001" must not make the Uzbek bot's next own case clash.
+    offer = {"v": 1, "id": "offer:UZ-0001:UZ-TERMEZ", "ref": "UZ-0001", "kind": "alert",
+             "origin_post": "KZ-ZHIBEK", "origin_sender": AIGERIM, "target": "UZ-TERMEZ",
+             "targets": ["UZ-TERMEZ"], "priority": "urgent", "tlp": "GREEN",
+             "created_ms": NOW_MS, "text": "odd reference"}
+    assert await pair.uz.receive(LinkEventType.OFFER, offer, event_id="$odd")
+    async with pair.uz.db.read() as conn:
+        case_id = await link_store.case_id_by_foreign_ref(conn, "kz", "inbound", "UZ-0001")
+        assert case_id is not None
+        inbound = await cases.case_by_id(conn, case_id)
+    assert inbound is not None and inbound.ref == "UZ-0001"  # numbered here, as its own
+    answer = await pair.uz.say(UZ_ROOM, BEKZOD, "!alert routine to:UZ-NUKUS tlp:green\nours")
+    assert answer.text.startswith("UZ-0002"), answer.text
