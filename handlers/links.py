@@ -635,8 +635,7 @@ async def _from_target(services: Services, case: Case, delivery: Delivery,
         await cases.add_timeline(conn, case.id, TimelineKind.DELAYED, ms=at,
                                  post=delivery.post, actor=by,
                                  detail={"code": content.outcome or "other",
-                                         "text": content.text,
-                                         "new_due_ms": delivery.due_ms or case.due_ms or at})
+                                         "text": content.text})
         await _tell_origin(services, case, "link.delay.notice", post=delivery.post,
                            reason=content.outcome or "other", about="delayed",
                            said=content.text)

@@ -568,6 +568,8 @@ async def test_a_request_delayed_then_refused_at_termez_is_told_to_the_requester
     assert "Termez (UZ-TERMEZ)" in delayed.content["body"]
     assert text("request.reason.judicial", "en") in delayed.content["body"]
     assert "waiting for the court" in delayed.content["body"]
+    status = await pair.kz.say(KZ_ROOM, AIGERIM, "!status KZ-0001")
+    assert f"answer delayed by Termez (UZ-TERMEZ) ({BEKZOD}): a judicial" in status.text
 
     await pair.uz.say(UZ_ROOM, BEKZOD, "!refuse KZ-0001 law not permitted")
     rooms = await pair.settle()
