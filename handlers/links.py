@@ -32,7 +32,7 @@ import aiosqlite
 from pydantic import ValidationError
 
 from liaison.commands.attachments import EncryptedFile
-from liaison.commands.audience import CaseParties, Disclosure, disclose
+from liaison.commands.audience import CaseParties, Disclosure, disclose, link_audience
 from liaison.commands.case_render import (
     post_label,
     render_attachment_notice,
@@ -72,7 +72,7 @@ from liaison.commands.records import Case, Delivery, NewCase, TimelineKind
 from liaison.commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
 from liaison.commands.render import Line, Notice, Relayed, Strong, render_notice
 from liaison.commands.texts import MESSAGES, Term, text
-from liaison.handlers.context import Services
+from liaison.handlers.context import Services, case_parties
 from liaison.storage import audit, cases, outbox, request_terms
 from liaison.storage import links as link_store
 from liaison.storage.outbox import OutboxMessage
@@ -155,6 +155,20 @@ async def offer(services: Services, case: Case, target: Post, link: Link, *,
     return message
 
 
+async def _link_disclosure(services: Services, link: Link, case: Case) -> Disclosure | None:
+    """May the partner behind `link` read about `case`? Its audience is the posts it
+    publishes now and those the case crossed this link with (a post it has dropped from
+    its directory since still hears the end of its cases), within the link's TLP."""
+    audience = services.audience(link.room)
+    crossed = {delivery.post for delivery in await cases.deliveries(services.conn, case.id)
+               if delivery.room_id == link.room}
+    if case.origin_room == link.room:
+        crossed.add(case.origin_post)
+    audience = link_audience(link.room, (*audience.posts, *sorted(crossed)), link.max_tlp)
+    parties = await case_parties(services.conn, case)
+    return disclose(audience, parties, known_posts(services))
+
+
 def _offer_content(case: Case, target: str, targets: Sequence[str]) -> OfferContent:
     """The offer of `case` to the partner's post `target`; ValidationError when a field is
     beyond what the protocol carries."""
@@ -226,7 +240,7 @@ async def tell_partner(services: Services, case: Case, room_id: str, event: Case
     if link is None:
         return False
     known = await _link_ref(services, case, link)
-    disclosure = await services.disclosure(link.room, case)
+    disclosure = await _link_disclosure(services, link, case)
     if known is None or disclosure is None:
         log.warning("case event not told to a link that does not hold the case",
                     extra={"case_ref": case.ref, "link": link.name, "event": str(event)})
@@ -419,7 +433,7 @@ async def _offer(services: Services, link: Link, content: OfferContent, *,
     await _send(services, link, LinkEventType.RECEIPT, ReceiptContent(
         id=receipt_key(content.ref, target.id), ref=content.ref, target=target.id,
         accepted=True, partner_ref=case.ref), case_ref=case.ref,
-        disclosure=await services.disclosure(link.room, case), detail={"target": target.id})
+        disclosure=await _link_disclosure(services, link, case), detail={"target": target.id})
 
 
 def _reachable(services: Services, post: Post) -> bool:

@@ -788,3 +788,19 @@ async def test_a_reference_in_this_bots_own_numbering_is_never_taken_over(pair: 
     assert inbound is not None and inbound.ref == "UZ-0001"  # numbered here, as its own
     answer = await pair.uz.say(UZ_ROOM, BEKZOD, "!alert routine to:UZ-NUKUS tlp:green\nours")
     assert answer.text.startswith("UZ-0002"), answer.text
+
+
+async def test_a_post_the_partner_stopped_publishing_still_hears_the_end_of_its_cases(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+    nukus_only = DirectoryContent(id=directory_key(2), version=2, posts=tuple(
+        post for post in directory_posts(pair.uz.link, pair.uz.config.posts, ())
+        if post.id == "UZ-NUKUS"))
+    assert await pair.kz.receive(LinkEventType.DIRECTORY, nukus_only.model_dump(mode="json"),
+                                 event_id="$uz-directory2")
+
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!close KZ-0001 found nothing")
+    rooms = await pair.settle()
+    assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["close"]
+    assert (await pair.uz.case("KZ-0001")).state == "closed"
