@@ -45,5 +45,6 @@ LINK_MESSAGES: Mapping[str, str] = {
         "Not sent: {post} is a partner's post, and this case cannot be offered to it: "
         "{reason}. Shorten the text or the fields, or leave {post} out."
     ),
+    "case.timeline.delayed.undated": "{time} answer delayed by {post} ({who}): {reason}",
     "link.delay.notice": "{post} delays its answer to {ref}. Reason: {reason}.",
 }

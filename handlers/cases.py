@@ -163,6 +163,11 @@ async def _store_and_relay(invocation: Invocation, services: Services, new: NewC
         target = posts[post_id]
         audience = services.audience(target.room)
         disclosure = disclose(audience, parties, posts)
+        related_visible = related_parties is not None and disclose(
+            audience, related_parties, posts) is not None
+        due_ms = delivery_due_ms(terms, due_ms=case.due_ms, routed_ms=now_ms,
+                                 target_timezone=target.timezone,
+                                 classes=services.config.requests.deadline_classes())
         link = services.links.link_for_post(post_id)
         if link is not None:  # the partner's bot relays and chases it (`handlers.links`)
             offered = await links.offer(
@@ -172,13 +177,8 @@ async def _store_and_relay(invocation: Invocation, services: Services, new: NewC
             if offered is not None:
                 await cases.add_delivery(conn, case.id, post=post_id, room_id=link.room,
                                          relay_txn_id=offered.txn_id, now_ms=now_ms,
-                                         due_ms=case.due_ms)
+                                         due_ms=due_ms)
             continue
-        related_visible = related_parties is not None and disclose(
-            audience, related_parties, posts) is not None
-        due_ms = delivery_due_ms(terms, due_ms=case.due_ms, routed_ms=now_ms,
-                                 target_timezone=target.timezone,
-                                 classes=services.config.requests.deadline_classes())
         notice = render_relayed_case(case, target=target, posts=posts,
                                      related_visible=related_visible, due_ms=due_ms)
         msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority, post=post_id,
@@ -498,6 +498,9 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
     for delivery in await cases.deliveries(services.conn, case.id):
         if links.link_of_room(services, delivery.room_id) is not None:
             event = links.event_for_notice(about)
+            partner_post = posts.get(delivery.post)
+            if not said and about == "edit" and partner_post is not None:
+                said = render(partner_post).text  # what changed, in the post's language
             if (event is not None and delivery.refused_ms is None
                     and await links.tell_partner(services, case, delivery.room_id, event,
                                                  post=delivery.post, by=by, said=said,

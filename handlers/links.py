@@ -1,7 +1,9 @@
 """Cases across a link between bots (`docs/links.md`) — where each part is handled:
 
-- a case routed to a partner's post: `offer` (called by `handlers.cases._store_and_relay`;
-  the delivery is recorded like any other, its room the link room)
+- a case routed to a partner's post: `offer` (called by `handlers.cases._store_and_relay`
+  and when a case is passed on; the delivery is recorded like any other, its room the
+  link room), after `check_offers` refused, before anything was stored, a case no offer
+  could carry
 - a protocol event from the partner, already claimed and its sender and device verified
   by the shell (`bot.links`): `receive` — a directory (`_directory`), an offer (`_offer`:
   the inbound case, relayed to the local post by the normal path, and a receipt), a
@@ -9,7 +11,9 @@
   (`_case_event`: applied to the local record and told to the local rooms)
 - what happens to a case that crossed, told to the other side: `tell_partner` (called
   wherever the flow would tell a room that is a link room: the acknowledgement, a reply,
-  an update, the closure, a delay or refusal)
+  an attachment, an update or edit, the closure or cancellation, a delay or refusal) and
+  `tell_from_shell` (a reminder or escalation by the chaser, a read receipt). The origin
+  does not chase a post behind a link (`bot.chaser`): the partner's bot does
 - `!posts`: the local posts and what each link offers (`posts`)
 
 Everything runs in the event's transaction (`handlers.context.Services`). Every protocol
@@ -37,8 +41,10 @@ from liaison.commands.case_render import (
     render_reply_notice,
     render_update_notice,
 )
+from liaison.commands.deadlines import class_deadline_ms
 from liaison.commands.errors import CommandError
 from liaison.commands.links import (
+    COUNTRY_RE,
     MAX_EVENT_BYTES,
     CaseEventContent,
     CaseEventKind,
@@ -76,8 +82,6 @@ log = logging.getLogger(__name__)
 SENT, RECEIVED, REFUSED = "link.sent", "link.received", "link.refused"
 """Audit actions of protocol events (the detail: link, type, key, reason)."""
 
-Direction = Literal["outbound", "inbound"]
-
 _ABOUT_TO_EVENT: Mapping[str, CaseEventKind] = {
     "reply": CaseEventKind.REPLY,
     "update": CaseEventKind.UPDATE,
@@ -85,10 +89,11 @@ _ABOUT_TO_EVENT: Mapping[str, CaseEventKind] = {
     "cancelled": CaseEventKind.CANCEL,
     "withdrawn": CaseEventKind.CANCEL,
     "attachment": CaseEventKind.ATTACHMENT,
+    "edit": CaseEventKind.UPDATE,
 }
 """What a notice to a case's targets (`handlers.cases.tell_targets`, its `about`) becomes
-when the target is behind a link; other notices (an edit's summary) do not cross in
-protocol version 1."""
+when the target is behind a link; an edit of the opening message crosses as an update
+whose text says what changed (protocol version 1 has no edit of its own)."""
 
 
 def known_posts(services: Services) -> dict[str, Post]:
@@ -145,9 +150,7 @@ async def offer(services: Services, case: Case, target: Post, link: Link, *,
         return None
     message = await _send(services, link, LinkEventType.OFFER, content, case_ref=case.ref,
                           disclosure=disclosure, detail={"target": target.id})
-    if message is not None and not any(
-            found.link == link.name
-            for found in await link_store.link_case_of(services.conn, case.id)):
+    if message is not None:  # once per case and link, however many of its posts
         await link_store.add_link_case(services.conn, case.id, link.name, "outbound", case.ref)
     return message
 
@@ -434,11 +437,9 @@ async def _inbound_case(services: Services, link: Link, content: OfferContent, t
         found = await cases.case_by_id(conn, known)
         assert found is not None
         return found, False
-    origin = services.links.partner_posts().get(content.origin_post)
-    taken = await cases.case_by_ref(conn, content.ref) is not None
+    keep = await _may_keep_ref(services, content)
     new = NewCase(
-        kind=content.kind, origin_post=content.origin_post,
-        origin_country=target.country if taken or origin is None else origin.country,
+        kind=content.kind, origin_post=content.origin_post, origin_country=target.country,
         priority=Priority(content.priority), tlp=content.tlp, category=content.category,
         grading=content.grading, related_ref=None, fields=tuple(content.fields),
         text=content.text, due_ms=content.due_ms, forwardable=False, origin_room=link.room,
@@ -446,9 +447,20 @@ async def _inbound_case(services: Services, link: Link, content: OfferContent, t
         created_ms=content.created_ms, deadline_class=content.deadline_class,
         handling=content.handling, handling_text=content.handling_text,
         action=content.action)
-    case = await cases.create_case(conn, new, ref=None if taken else content.ref)
+    case = await cases.create_case(conn, new, ref=content.ref if keep else None)
     await link_store.add_link_case(conn, case.id, link.name, "inbound", content.ref)
     return case, True
+
+
+async def _may_keep_ref(services: Services, content: OfferContent) -> bool:
+    """Whether the inbound case may carry the origin's reference: it is free here and of
+    the form `<country>-…` of a country no local post is in, so this bot never numbers
+    a case of its own under it (`storage.cases` numbers per origin country)."""
+    country, dash, _ = content.ref.partition("-")
+    local = {post.country for post in services.config.posts}
+    if not dash or not COUNTRY_RE.match(country) or country in local:
+        return False
+    return await cases.case_by_ref(services.conn, content.ref) is None
 
 
 async def _relay(services: Services, case: Case, target: Post) -> None:
@@ -460,8 +472,12 @@ async def _relay(services: Services, case: Case, target: Post) -> None:
     parties = CaseParties(ref=case.ref, tlp=case.tlp, origin=case.origin_post,
                           targets=frozenset({target.id, *(d.post for d in delivered)}))
     disclosure = disclose(services.audience(target.room), parties, posts)
+    classes = services.config.requests.deadline_classes()
+    due_ms = case.due_ms  # else its class, if this bot knows one of that name
+    if due_ms is None and case.kind == "request" and case.deadline_class in classes:
+        due_ms = class_deadline_ms(now_ms, classes[case.deadline_class or ""], target.timezone)
     notice = render_relayed_case(case, target=target, posts=posts, related_visible=False,
-                                 due_ms=case.due_ms)
+                                 due_ms=due_ms)
     msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority, post=target.id,
                           settings=services.config.notifications)
     from liaison.handlers.cases import case_content  # handlers.cases builds on this module
@@ -469,7 +485,7 @@ async def _relay(services: Services, case: Case, target: Post) -> None:
                                   kind=OutboxKind.CASE_RELAY, case_ref=case.ref,
                                   disclosure=disclosure)
     await cases.add_delivery(conn, case.id, post=target.id, room_id=target.room,
-                             relay_txn_id=message.txn_id, now_ms=now_ms, due_ms=case.due_ms)
+                             relay_txn_id=message.txn_id, now_ms=now_ms, due_ms=due_ms)
 
 
 async def _receipt(services: Services, link: Link, content: ReceiptContent, *,
@@ -619,8 +635,7 @@ async def _from_target(services: Services, case: Case, delivery: Delivery,
         await cases.add_timeline(conn, case.id, TimelineKind.DELAYED, ms=at,
                                  post=delivery.post, actor=by,
                                  detail={"code": content.outcome or "other",
-                                         "text": content.text,
-                                         "new_due_ms": delivery.due_ms or case.due_ms or at})
+                                         "text": content.text})
         await _tell_origin(services, case, "link.delay.notice", post=delivery.post,
                            reason=content.outcome or "other", about="delayed",
                            said=content.text)

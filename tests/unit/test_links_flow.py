@@ -38,7 +38,13 @@ from liaison.commands.texts import text
 from liaison.config import Config, parse_config
 from liaison.handlers import default_registry
 from liaison.handlers import links as link_handlers
-from liaison.handlers.case_events import CaseLink, carry_attachment, carry_reply, withdraw
+from liaison.handlers.case_events import (
+    CaseLink,
+    carry_attachment,
+    carry_edit,
+    carry_reply,
+    withdraw,
+)
 from liaison.handlers.context import Services
 from liaison.storage import audit, cases, outbox
 from liaison.storage import links as link_store
@@ -46,6 +52,7 @@ from liaison.storage.db import Database
 from tests.unit.commandrun import run_command, transactions_for
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
 
 KZ_BOT = "@liaison:kz.example"
 UZ_BOT = "@liaison:uz.example"
@@ -561,6 +568,8 @@ async def test_a_request_delayed_then_refused_at_termez_is_told_to_the_requester
     assert "Termez (UZ-TERMEZ)" in delayed.content["body"]
     assert text("request.reason.judicial", "en") in delayed.content["body"]
     assert "waiting for the court" in delayed.content["body"]
+    status = await pair.kz.say(KZ_ROOM, AIGERIM, "!status KZ-0001")
+    assert f"answer delayed by Termez (UZ-TERMEZ) ({BEKZOD}): a judicial" in status.text
 
     await pair.uz.say(UZ_ROOM, BEKZOD, "!refuse KZ-0001 law not permitted")
     rooms = await pair.settle()
@@ -723,3 +732,59 @@ async def test_deleting_the_alert_at_kz_cancels_the_inbound_case(pair: Pair) -> 
     assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["cancel"]
     assert (await pair.uz.case("KZ-0001")).state == "cancelled"
     assert [m.kind for m in rooms[UZ_ROOM]] == ["case-cancelled"]
+
+
+async def test_an_edit_of_the_alert_at_kz_reaches_termez_as_an_update_in_russian(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+
+    await pair.kz.run(KZ_ROOM, None, lambda services: carry_edit(
+        services, room_id=KZ_ROOM, sender=AIGERIM, event_id="$edit", original="$kz-cmd1",
+        new_body=ALERT.replace("01A123BC", "01A999ZZ")))
+    rooms = await pair.settle()
+
+    [event] = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.CASE]
+    assert event["event"] == "update" and "01A999ZZ" in event["text"]
+    [update] = rooms[UZ_ROOM]
+    assert update.kind == "case-update" and "01A999ZZ" in update.content["body"]
+
+
+async def test_the_partner_bots_read_receipt_in_the_link_room_is_no_one_seeing_it(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    rooms = await pair.settle()
+    offer = rooms[LINK_ROOM][0]
+    room = MatrixRoom(LINK_ROOM, KZ_BOT)
+    room.add_member(UZ_BOT, "UZ", None)
+    receipt = ReceiptEvent([Receipt(str(offer.event_id), "m.read", UZ_BOT, 0)])
+    await note_receipts(pair.kz.db, pair.kz.clock, room, [receipt], KZ_BOT,
+                        pair.kz.config.links)
+    [delivery] = await pair.kz.deliveries("KZ-0001")
+    assert delivery.seen_ms is None
+
+
+async def test_a_request_of_a_deadline_class_is_due_by_it_on_both_sides(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!request urgent to:UZ-TERMEZ tlp:amber "
+                                        "class:urgent-direct\nWho owns plate 01A123BC?")
+    await pair.settle()
+    eight_hours = NOW_MS + 8 * 3600 * 1000
+    [kz_delivery] = await pair.kz.deliveries("KZ-0001")
+    [uz_delivery] = await pair.uz.deliveries("KZ-0001")
+    assert kz_delivery.due_ms == uz_delivery.due_ms == eight_hours
+
+
+async def test_a_reference_in_this_bots_own_numbering_is_never_taken_over(pair: Pair) -> None:
+    # A partner offering "UZ-0001" must not make the Uzbek bot's next own case clash.
+    offer = {"v": 1, "id": "offer:UZ-0001:UZ-TERMEZ", "ref": "UZ-0001", "kind": "alert",
+             "origin_post": "KZ-ZHIBEK", "origin_sender": AIGERIM, "target": "UZ-TERMEZ",
+             "targets": ["UZ-TERMEZ"], "priority": "urgent", "tlp": "GREEN",
+             "created_ms": NOW_MS, "text": "odd reference"}
+    assert await pair.uz.receive(LinkEventType.OFFER, offer, event_id="$odd")
+    async with pair.uz.db.read() as conn:
+        case_id = await link_store.case_id_by_foreign_ref(conn, "kz", "inbound", "UZ-0001")
+        assert case_id is not None
+        inbound = await cases.case_by_id(conn, case_id)
+    assert inbound is not None and inbound.ref == "UZ-0001"  # numbered here, as its own
+    answer = await pair.uz.say(UZ_ROOM, BEKZOD, "!alert routine to:UZ-NUKUS tlp:green\nours")
+    assert answer.text.startswith("UZ-0002"), answer.text
