@@ -21,6 +21,13 @@ from liaison.bot.chaser import Chaser
 from liaison.bot.clock import Clock
 from liaison.bot.seen import note_receipts
 from liaison.commands.attachments import Fetched, attachment_of, media_fields
+from liaison.commands.audience import (
+    CaseParties,
+    Detail,
+    case_detail,
+    escalation_detail,
+    link_audience,
+)
 from liaison.commands.links import (
     CaseEventKind,
     DirectoryContent,
@@ -804,3 +811,22 @@ async def test_a_post_the_partner_stopped_publishing_still_hears_the_end_of_its_
     rooms = await pair.settle()
     assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["close"]
     assert (await pair.uz.case("KZ-0001")).state == "closed"
+
+
+# --- who reads a link room --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("tlp", "origin", "targets", "ceiling", "expected"), [
+    (Tlp.AMBER, "KZ-ZHIBEK", {"UZ-TERMEZ"}, Tlp.AMBER, Detail.PARTICIPANT),
+    (Tlp.GREEN, "UZ-TERMEZ", {"KZ-ZHIBEK"}, Tlp.AMBER, Detail.PARTICIPANT),
+    (Tlp.GREEN, "KZ-ZHIBEK", {"KZ-FIU"}, Tlp.AMBER, Detail.NONE),
+    (Tlp.AMBER, "KZ-ZHIBEK", {"UZ-TERMEZ"}, Tlp.GREEN, Detail.NONE),
+    (Tlp.AMBER_STRICT, "KZ-ZHIBEK", {"UZ-TERMEZ"}, Tlp.AMBER, Detail.NONE),
+    (Tlp.RED, "KZ-ZHIBEK", {"UZ-TERMEZ"}, Tlp.AMBER, Detail.NONE),
+])
+def test_a_link_room_reads_the_cases_of_its_partners_posts_within_the_links_tlp(
+        tlp: Tlp, origin: str, targets: set[str], ceiling: Tlp, expected: Detail) -> None:
+    audience = link_audience(LINK_ROOM, ("UZ-TERMEZ", "UZ-NUKUS"), ceiling)
+    parties = CaseParties(ref="KZ-0001", tlp=tlp, origin=origin, targets=frozenset(targets))
+    assert case_detail(audience, parties, {}) is expected
+    assert escalation_detail(audience, parties, {}) is expected  # never a mere reference
