@@ -62,6 +62,7 @@ from liaison.commands.links import (
     check_directory,
     check_offer,
     offer_key,
+    oversized,
     parse_content,
     receipt_key,
 )
@@ -78,6 +79,9 @@ from liaison.storage import links as link_store
 from liaison.storage.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
+
+TEXT_LIMIT = 20_000
+"""The longest text a protocol content carries (`commands.links`' `Text`)."""
 
 SENT, RECEIVED, REFUSED = "link.sent", "link.received", "link.refused"
 """Audit actions of protocol events (the detail: link, type, key, reason)."""
@@ -248,9 +252,11 @@ async def tell_partner(services: Services, case: Case, room_id: str, event: Case
     ref, _ = known
     if event is CaseEventKind.ATTACHMENT and attachment is None:
         return False  # nothing to carry
-    content = CaseEventContent(
-        id=case_event_key(ref, event, post, unique), ref=ref, event=event, post=post, by=by,
-        ms=services.clock.now_ms(), text=said, outcome=outcome, attachment=attachment)
+    content = _case_event_content(
+        CaseEventContent(id=case_event_key(ref, event, post, unique), ref=ref, event=event,
+                         post=post, by=by, ms=services.clock.now_ms(),
+                         outcome=None if outcome is None else outcome[:200],
+                         attachment=attachment), said)
     await _send(services, link, LinkEventType.CASE, content, case_ref=case.ref,
                 disclosure=disclosure, detail={"event": str(event), "post": post})
     return True
@@ -309,6 +315,19 @@ def media_of(attachment: LinkAttachment) -> dict[str, Any] | None:
     msgtype = {"image": "m.image", "video": "m.video", "audio": "m.audio"}.get(major, "m.file")
     return {"msgtype": msgtype, "filename": attachment.name, "file": dict(attachment.file),
             "info": {"mimetype": attachment.mimetype, "size": attachment.size}}
+
+
+def _case_event_content(content: CaseEventContent, said: str) -> CaseEventContent:
+    """`content` with the officer's text, shortened (marked `…`) as far as the event must
+    be to fit in `MAX_EVENT_BYTES` — Cyrillic or Arabic text is two bytes a letter."""
+    said = said[:TEXT_LIMIT]
+    while True:
+        candidate = content.model_copy(update={"text": said})
+        if oversized(candidate) is None or not said:
+            return candidate
+        said = said[:len(said) * 4 // 5].rstrip() + "…"
+        if len(said) <= 1:
+            said = ""
 
 
 def event_for_notice(about: str) -> CaseEventKind | None:

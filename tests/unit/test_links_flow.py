@@ -830,3 +830,15 @@ def test_a_link_room_reads_the_cases_of_its_partners_posts_within_the_links_tlp(
     parties = CaseParties(ref="KZ-0001", tlp=tlp, origin=origin, targets=frozenset(targets))
     assert case_detail(audience, parties, {}) is expected
     assert escalation_detail(audience, parties, {}) is expected  # never a mere reference
+
+
+async def test_a_reply_too_long_for_one_event_crosses_shortened(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+    long_reply = "ж" * 2_000 + "\N{GRINNING FACE}" * 11_000  # 48,000 bytes of UTF-8
+    await pair.kz.reply(KZ_ROOM, AIGERIM, long_reply, in_thread_of="$kz-cmd1")
+    rooms = await pair.settle()
+    [event] = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.CASE]
+    assert event["event"] == "reply" and event["text"].endswith("…")
+    assert len(rooms[UZ_ROOM]) == 1
+    assert await pair.uz.audited("link.refused") == []
