@@ -45,6 +45,8 @@ def describe(audience: Audience) -> str:
         return f"direct room with {audience.person}"
     if audience.kind is AudienceKind.ADMINS:
         return "admins' room"
+    if audience.kind is AudienceKind.LINK:
+        return "link room: the partner bot (protocol events only, docs/links.md)"
     return "unknown: no post's, supervisors' or configured person's room (the bot is silent)"
 
 

@@ -30,7 +30,11 @@ READ = "m.read"
 async def note_receipts(db: Database, clock: Clock, room: MatrixRoom, events: list[object],
                         bot_user_id: str, links: Sequence[Link] = ()) -> None:
     """Record what the receipts among a room's ephemeral `events` say was seen; a case
-    that came over one of `links` has its origin's bot told (`handlers.links`)."""
+    that came over one of `links` has its origin's bot told (`handlers.links`). In a link
+    room only the partner's bot reads: its receipts say nothing of a person (its
+    `seen` events do)."""
+    if any(link.room == room.room_id for link in links):
+        return
     readers: list[tuple[str, str]] = []
     for event in events:
         if not isinstance(event, ReceiptEvent):

@@ -389,6 +389,8 @@ def _timeline_line(entry: TimelineEntry, posts: Mapping[str, Post], language: st
                              size=int(detail.get("size", 0)),
                              sha256=str(detail.get("sha256", "")))
     if entry.kind in ("delayed", "declined"):  # issue 20: the reason code, then the text
+        if entry.kind == "delayed" and "new_due_ms" not in detail:
+            msg_id = "case.timeline.delayed.undated"  # told by a partner's bot (issue 18)
         spans: list[Span] = [BULLET + text(
             msg_id, language, time=when, post=post, who=who,
             due=Moment(int(detail.get("new_due_ms", 0)), timezone),

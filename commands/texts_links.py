@@ -41,5 +41,10 @@ LINK_MESSAGES: Mapping[str, str] = {
         "nor anything above the link's highest TLP."
     ),
     "case.reason.link_tlp": "its TLP does not cross the link",
+    "link.error.offer": (
+        "Not sent: {post} is a partner's post, and this case cannot be offered to it: "
+        "{reason}. Shorten the text or the fields, or leave {post} out."
+    ),
+    "case.timeline.delayed.undated": "{time} answer delayed by {post} ({who}): {reason}",
     "link.delay.notice": "{post} delays its answer to {ref}. Reason: {reason}.",
 }

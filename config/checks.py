@@ -211,8 +211,9 @@ def _check_links(
     problems: list[Finding] = []
     warnings: list[Finding] = []
     other_rooms = _configured_rooms(data, posts)
-    group_names = [name for _, group in groups
-                   if isinstance(name := group.get("name"), str)]
+    members_of = {name: _strings(group.get("posts")) for _, group in groups
+                  if isinstance(name := group.get("name"), str)}
+    group_names = list(members_of)
     bot = data.get("bot")
     own_user = bot.get("user_id") if isinstance(bot, dict) else None
     first_name: dict[str, int] = {}
@@ -247,10 +248,16 @@ def _check_links(
             if post_id not in known_ids:
                 problems.append((("links", index, "expose", position),
                                  _unknown_post(post_id, known_ids)))
+        expose = link.get("expose")
+        exposed = set(known_ids) if expose is None else set(_strings(expose))
         for position, group in _indexed_strings(link.get("expose_groups")):
             if group not in group_names:
                 problems.append((("links", index, "expose_groups", position),
                                  _unknown_group(group, group_names)))
+            elif not exposed.intersection(members_of[group]):
+                warnings.append((("links", index, "expose_groups", position),
+                                 f"no post of group {group} is exposed to {label}, so the "
+                                 "partner learns nothing of it; add its posts to expose"))
         for position, country in _indexed_strings(link.get("countries")):
             if country in first_country and first_country[country] != index:
                 warnings.append((("links", index, "countries", position),

@@ -115,4 +115,6 @@ async def scenes(narrator: Narrator, world: LinkedCountries) -> None:
         code, output = await liaison(side.bot, "link", "check")
         print(f"    [{side.code}] exit {code}")
         print(textwrap.indent(output.rstrip(), "    "))
+        if code != 0:
+            raise RuntimeError(f"liaison link check exited {code} on the {side.code} side")
 

@@ -418,7 +418,8 @@ async def carry_edit(services: Services, *, room_id: str, sender: str, event_id:
     posts = known_posts(services)
     told = await tell_targets(services, revised, posts, about="edit",
                               render=lambda reader: render_edit_notice(
-                                  revised, edit, reader=reader, posts=posts))
+                                  revised, edit, reader=reader, posts=posts),
+                              by=sender, unique=event_id)
     return render_notice(text("case.edit.done", language, ref=case.ref,
                               posts=", ".join(told) or "-"), language=language)
 

@@ -125,28 +125,36 @@ async def _open_case(kind: CaseKind, invocation: Invocation) -> Reply:
         return render_not_sent(blocking or decision.refusals, tlp=draft.tlp,
                                category=draft.category, posts=posts,
                                language=invocation.language)
-    case = await _store_and_relay(invocation, services, origin, draft, decision, posts, terms)
+    new = _new_case(invocation, origin, draft, decision, terms)
+    links.check_offers(services, new, decision.deliveries)  # a case too large for a link
+    case = await _store_and_relay(invocation, services, new, draft, decision, posts, terms)
     return render_routed(case, decision.deliveries, decision.refusals, posts=posts,
                          language=invocation.language)
 
 
-async def _store_and_relay(invocation: Invocation, services: Services, origin: Post,
-                           draft: CaseDraft, decision: RoutingDecision,
-                           posts: Mapping[str, Post], terms: CaseTerms) -> Case:
-    """Store the case, queue one relayed message per delivery, record the refusals."""
-    now_ms = _ms(invocation)
-    conn = services.conn
-    case = await cases.create_case(conn, NewCase(
+def _new_case(invocation: Invocation, origin: Post, draft: CaseDraft,
+              decision: RoutingDecision, terms: CaseTerms) -> NewCase:
+    """The routed draft as it is about to be stored."""
+    return NewCase(
         kind=draft.kind, origin_post=origin.id, origin_country=origin.country,
         priority=draft.priority, tlp=draft.tlp, category=draft.category,
         grading=draft.grading, related_ref=draft.ref, fields=terms.fields, text=draft.text,
         due_ms=None if draft.due is None else int(draft.due.timestamp() * 1000),
         forwardable=decision.forwardable, origin_room=invocation.room_id,
         origin_event_id=invocation.event_id, origin_sender=invocation.sender,
-        created_ms=now_ms, deadline_class=terms.deadline_class,
+        created_ms=_ms(invocation), deadline_class=terms.deadline_class,
         handling=None if terms.handling is None else terms.handling.value,
         handling_text=terms.handling_text, action=terms.action,
-    ))
+    )
+
+
+async def _store_and_relay(invocation: Invocation, services: Services, new: NewCase,
+                           draft: CaseDraft, decision: RoutingDecision,
+                           posts: Mapping[str, Post], terms: CaseTerms) -> Case:
+    """Store the case, queue one relayed message per delivery, record the refusals."""
+    now_ms = new.created_ms
+    conn = services.conn
+    case = await cases.create_case(conn, new)
     parties = CaseParties(ref=case.ref, tlp=case.tlp, origin=case.origin_post,
                           targets=frozenset(decision.deliveries))
     related = None if draft.ref is None else await cases.case_by_ref(conn, draft.ref)
@@ -155,6 +163,11 @@ async def _store_and_relay(invocation: Invocation, services: Services, origin: P
         target = posts[post_id]
         audience = services.audience(target.room)
         disclosure = disclose(audience, parties, posts)
+        related_visible = related_parties is not None and disclose(
+            audience, related_parties, posts) is not None
+        due_ms = delivery_due_ms(terms, due_ms=case.due_ms, routed_ms=now_ms,
+                                 target_timezone=target.timezone,
+                                 classes=services.config.requests.deadline_classes())
         link = services.links.link_for_post(post_id)
         if link is not None:  # the partner's bot relays and chases it (`handlers.links`)
             offered = await links.offer(
@@ -164,13 +177,8 @@ async def _store_and_relay(invocation: Invocation, services: Services, origin: P
             if offered is not None:
                 await cases.add_delivery(conn, case.id, post=post_id, room_id=link.room,
                                          relay_txn_id=offered.txn_id, now_ms=now_ms,
-                                         due_ms=case.due_ms)
+                                         due_ms=due_ms)
             continue
-        related_visible = related_parties is not None and disclose(
-            audience, related_parties, posts) is not None
-        due_ms = delivery_due_ms(terms, due_ms=case.due_ms, routed_ms=now_ms,
-                                 target_timezone=target.timezone,
-                                 classes=services.config.requests.deadline_classes())
         notice = render_relayed_case(case, target=target, posts=posts,
                                      related_visible=related_visible, due_ms=due_ms)
         msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority, post=post_id,
@@ -490,6 +498,9 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
     for delivery in await cases.deliveries(services.conn, case.id):
         if links.link_of_room(services, delivery.room_id) is not None:
             event = links.event_for_notice(about)
+            partner_post = posts.get(delivery.post)
+            if not said and about == "edit" and partner_post is not None:
+                said = render(partner_post).text  # what changed, in the post's language
             if (event is not None and delivery.refused_ms is None
                     and await links.tell_partner(services, case, delivery.room_id, event,
                                                  post=delivery.post, by=by, said=said,

@@ -140,7 +140,7 @@ class Services:
         (`disclosure`); False, and nothing queued, if they may not. A link room's reader is
         the partner's bot: it reads protocol events only (`handlers.links`), never a notice."""
         if self.links.link_for_room(room_id) is not None:
-            log.warning("a notice about a case was not written into a link room",
+            log.info("a notice about a case was not written into a link room",
                         extra={"room_id": room_id, "case_ref": case.ref, "kind": kind})
             return False
         disclosure = await self.disclosure(room_id, case, needed=needed, escalation=escalation)
@@ -190,9 +190,11 @@ def audience_in(config: Config, room_id: str, members: frozenset[str] | None,
                 links: LinkView | None = None) -> Audience:
     """Who reads `room_id`, given its members as the Matrix client knows them. A post's
     room that was upgraded still stands for its post (`Config.with_room_replacements`); a
-    link room stands for the partner bot and the posts it published (`links`)."""
-    link = None if links is None else links.link_for_room(room_id)
-    if link is not None and links is not None:
+    link room stands for the partner bot and the posts it published (`links`; without
+    them, the configured links with no directory: the partner sees nothing yet)."""
+    links = links if links is not None else LinkView(links=tuple(config.links))
+    link = links.link_for_room(room_id)
+    if link is not None:
         partner_posts = [post.id for post in links.partner_posts().values()
                          if post.room == room_id]
         return link_audience(room_id, partner_posts, link.max_tlp)

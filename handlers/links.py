@@ -1,7 +1,9 @@
 """Cases across a link between bots (`docs/links.md`) — where each part is handled:
 
-- a case routed to a partner's post: `offer` (called by `handlers.cases._store_and_relay`;
-  the delivery is recorded like any other, its room the link room)
+- a case routed to a partner's post: `offer` (called by `handlers.cases._store_and_relay`
+  and when a case is passed on; the delivery is recorded like any other, its room the
+  link room), after `check_offers` refused, before anything was stored, a case no offer
+  could carry
 - a protocol event from the partner, already claimed and its sender and device verified
   by the shell (`bot.links`): `receive` — a directory (`_directory`), an offer (`_offer`:
   the inbound case, relayed to the local post by the normal path, and a receipt), a
@@ -9,7 +11,9 @@
   (`_case_event`: applied to the local record and told to the local rooms)
 - what happens to a case that crossed, told to the other side: `tell_partner` (called
   wherever the flow would tell a room that is a link room: the acknowledgement, a reply,
-  an update, the closure, a delay or refusal)
+  an attachment, an update or edit, the closure or cancellation, a delay or refusal) and
+  `tell_from_shell` (a reminder or escalation by the chaser, a read receipt). The origin
+  does not chase a post behind a link (`bot.chaser`): the partner's bot does
 - `!posts`: the local posts and what each link offers (`posts`)
 
 Everything runs in the event's transaction (`handlers.context.Services`). Every protocol
@@ -25,9 +29,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import aiosqlite
+from pydantic import ValidationError
 
 from liaison.commands.attachments import EncryptedFile
-from liaison.commands.audience import CaseParties, Disclosure, disclose
+from liaison.commands.audience import CaseParties, Disclosure, disclose, link_audience
 from liaison.commands.case_render import (
     post_label,
     render_attachment_notice,
@@ -36,9 +41,11 @@ from liaison.commands.case_render import (
     render_reply_notice,
     render_update_notice,
 )
+from liaison.commands.deadlines import class_deadline_ms
 from liaison.commands.errors import CommandError
-from liaison.commands.links import Attachment as LinkAttachment
 from liaison.commands.links import (
+    COUNTRY_RE,
+    MAX_EVENT_BYTES,
     CaseEventContent,
     CaseEventKind,
     DirectoryContent,
@@ -49,31 +56,35 @@ from liaison.commands.links import (
     ParsedContent,
     ReceiptContent,
     RefusalReason,
+    canonical_json,
     case_event_key,
     check_case_event,
     check_directory,
     check_offer,
     offer_key,
+    oversized,
     parse_content,
     receipt_key,
 )
+from liaison.commands.links import Attachment as LinkAttachment
 from liaison.commands.model import Post, Priority
 from liaison.commands.notify import OutboxKind, msgtype_for
 from liaison.commands.records import Case, Delivery, NewCase, TimelineKind
 from liaison.commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
 from liaison.commands.render import Line, Notice, Relayed, Strong, render_notice
-from liaison.commands.texts import MESSAGES, text
-from liaison.handlers.context import Services
+from liaison.commands.texts import MESSAGES, Term, text
+from liaison.handlers.context import Services, case_parties
 from liaison.storage import audit, cases, outbox, request_terms
 from liaison.storage import links as link_store
 from liaison.storage.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
 
+TEXT_LIMIT = 20_000
+"""The longest text a protocol content carries (`commands.links`' `Text`)."""
+
 SENT, RECEIVED, REFUSED = "link.sent", "link.received", "link.refused"
 """Audit actions of protocol events (the detail: link, type, key, reason)."""
-
-Direction = Literal["outbound", "inbound"]
 
 _ABOUT_TO_EVENT: Mapping[str, CaseEventKind] = {
     "reply": CaseEventKind.REPLY,
@@ -82,10 +93,11 @@ _ABOUT_TO_EVENT: Mapping[str, CaseEventKind] = {
     "cancelled": CaseEventKind.CANCEL,
     "withdrawn": CaseEventKind.CANCEL,
     "attachment": CaseEventKind.ATTACHMENT,
+    "edit": CaseEventKind.UPDATE,
 }
 """What a notice to a case's targets (`handlers.cases.tell_targets`, its `about`) becomes
-when the target is behind a link; other notices (an edit's summary) do not cross in
-protocol version 1."""
+when the target is behind a link; an edit of the opening message crosses as an update
+whose text says what changed (protocol version 1 has no edit of its own)."""
 
 
 def known_posts(services: Services) -> dict[str, Post]:
@@ -134,21 +146,83 @@ async def offer(services: Services, case: Case, target: Post, link: Link, *,
         log.warning("case withheld from a link whose partner may not see it",
                     extra={"case_ref": case.ref, "link": link.name, "post": target.id})
         return None
-    content = OfferContent(
-        id=offer_key(case.ref, target.id), ref=case.ref, kind=case.kind,
-        origin_post=case.origin_post, origin_sender=case.origin_sender, target=target.id,
+    try:
+        content = _offer_content(case, target.id, targets)
+    except ValidationError as error:  # checked before the case was stored: `check_offers`
+        log.warning("case does not fit an offer", extra={"case_ref": case.ref,
+                                                         "error": str(error)[:200]})
+        return None
+    message = await _send(services, link, LinkEventType.OFFER, content, case_ref=case.ref,
+                          disclosure=disclosure, detail={"target": target.id})
+    if message is not None:  # once per case and link, however many of its posts
+        await link_store.add_link_case(services.conn, case.id, link.name, "outbound", case.ref)
+    return message
+
+
+async def _link_disclosure(services: Services, link: Link, case: Case) -> Disclosure | None:
+    """May the partner behind `link` read about `case`? Its audience is the posts it
+    publishes now and those the case crossed this link with (a post it has dropped from
+    its directory since still hears the end of its cases), within the link's TLP."""
+    audience = services.audience(link.room)
+    crossed = {delivery.post for delivery in await cases.deliveries(services.conn, case.id)
+               if delivery.room_id == link.room}
+    if case.origin_room == link.room:
+        crossed.add(case.origin_post)
+    audience = link_audience(link.room, (*audience.posts, *sorted(crossed)), link.max_tlp)
+    parties = await case_parties(services.conn, case)
+    return disclose(audience, parties, known_posts(services))
+
+
+def _offer_content(case: Case, target: str, targets: Sequence[str]) -> OfferContent:
+    """The offer of `case` to the partner's post `target`; ValidationError when a field is
+    beyond what the protocol carries."""
+    return OfferContent(
+        id=offer_key(case.ref, target), ref=case.ref, kind=case.kind,
+        origin_post=case.origin_post, origin_sender=case.origin_sender, target=target,
         targets=tuple(targets), priority=case.priority.value, tlp=case.tlp,
         category=case.category, grading=case.grading, handling=case.handling,
         handling_text=case.handling_text, action=case.action,
         deadline_class=case.deadline_class, fields=case.fields, text=case.text,
         due_ms=case.due_ms, created_ms=case.created_ms)
-    message = await _send(services, link, LinkEventType.OFFER, content, case_ref=case.ref,
-                          disclosure=disclosure, detail={"target": target.id})
-    if message is not None and not any(
-            found.link == link.name
-            for found in await link_store.link_case_of(services.conn, case.id)):
-        await link_store.add_link_case(services.conn, case.id, link.name, "outbound", case.ref)
-    return message
+
+
+def offer_refusal(new: NewCase, target: str, targets: Sequence[str]) -> LinkRefusal | None:
+    """Whether the case about to be stored can be offered to the partner's post `target`:
+    every field within the protocol's limits and the whole within `MAX_EVENT_BYTES`
+    (under the longest reference it may get), so the origin refuses what the partner
+    would."""
+    provisional = Case(
+        id=0, ref=f"{new.origin_country}-{'9' * 12}", kind=new.kind,
+        origin_post=new.origin_post, priority=new.priority, tlp=new.tlp,
+        category=new.category, grading=new.grading, related_ref=new.related_ref,
+        fields=new.fields, text=new.text, due_ms=new.due_ms, state="open",
+        forwardable=new.forwardable, origin_room=new.origin_room,
+        origin_event_id=new.origin_event_id, origin_sender=new.origin_sender,
+        created_ms=new.created_ms, closed_ms=None, closed_by=None, outcome=None,
+        deadline_class=new.deadline_class, handling=new.handling,
+        handling_text=new.handling_text, action=new.action)
+    try:
+        content = _offer_content(provisional, target, targets)
+    except ValidationError as error:
+        return LinkRefusal(RefusalReason.TOO_LARGE, str(error.errors()[0]["loc"])[:200])
+    size = len(canonical_json(content.model_dump(mode="json")))
+    if size > MAX_EVENT_BYTES:
+        return LinkRefusal(RefusalReason.TOO_LARGE, f"{size} bytes")
+    return None
+
+
+def check_offers(services: Services, new: NewCase, post_ids: Sequence[str]) -> None:
+    """Refuse, before anything is stored, a case that one of its partner posts could not be
+    offered (`offer_refusal`): the officer shortens it or leaves that post out."""
+    for post_id in post_ids:
+        link = services.links.link_for_post(post_id)
+        if link is None:
+            continue
+        at_link = [other for other in post_ids if services.links.link_for_post(other) == link]
+        refusal = offer_refusal(new, post_id, at_link)
+        if refusal is not None:
+            raise CommandError.of("link.error.offer", post=post_id,
+                                  reason=Term(f"link.reason.{refusal.reason.value}"))
 
 
 async def _link_ref(services: Services, case: Case, link: Link) -> tuple[str, bool] | None:
@@ -170,7 +244,7 @@ async def tell_partner(services: Services, case: Case, room_id: str, event: Case
     if link is None:
         return False
     known = await _link_ref(services, case, link)
-    disclosure = await services.disclosure(link.room, case)
+    disclosure = await _link_disclosure(services, link, case)
     if known is None or disclosure is None:
         log.warning("case event not told to a link that does not hold the case",
                     extra={"case_ref": case.ref, "link": link.name, "event": str(event)})
@@ -178,9 +252,11 @@ async def tell_partner(services: Services, case: Case, room_id: str, event: Case
     ref, _ = known
     if event is CaseEventKind.ATTACHMENT and attachment is None:
         return False  # nothing to carry
-    content = CaseEventContent(
-        id=case_event_key(ref, event, post, unique), ref=ref, event=event, post=post, by=by,
-        ms=services.clock.now_ms(), text=said, outcome=outcome, attachment=attachment)
+    content = _case_event_content(
+        CaseEventContent(id=case_event_key(ref, event, post, unique), ref=ref, event=event,
+                         post=post, by=by, ms=services.clock.now_ms(),
+                         outcome=None if outcome is None else outcome[:200],
+                         attachment=attachment), said)
     await _send(services, link, LinkEventType.CASE, content, case_ref=case.ref,
                 disclosure=disclosure, detail={"event": str(event), "post": post})
     return True
@@ -239,6 +315,19 @@ def media_of(attachment: LinkAttachment) -> dict[str, Any] | None:
     msgtype = {"image": "m.image", "video": "m.video", "audio": "m.audio"}.get(major, "m.file")
     return {"msgtype": msgtype, "filename": attachment.name, "file": dict(attachment.file),
             "info": {"mimetype": attachment.mimetype, "size": attachment.size}}
+
+
+def _case_event_content(content: CaseEventContent, said: str) -> CaseEventContent:
+    """`content` with the officer's text, shortened (marked `…`) as far as the event must
+    be to fit in `MAX_EVENT_BYTES` — Cyrillic or Arabic text is two bytes a letter."""
+    said = said[:TEXT_LIMIT]
+    while True:
+        candidate = content.model_copy(update={"text": said})
+        if oversized(candidate) is None or not said:
+            return candidate
+        said = said[:len(said) * 4 // 5].rstrip() + "…"
+        if len(said) <= 1:
+            said = ""
 
 
 def event_for_notice(about: str) -> CaseEventKind | None:
@@ -363,7 +452,7 @@ async def _offer(services: Services, link: Link, content: OfferContent, *,
     await _send(services, link, LinkEventType.RECEIPT, ReceiptContent(
         id=receipt_key(content.ref, target.id), ref=content.ref, target=target.id,
         accepted=True, partner_ref=case.ref), case_ref=case.ref,
-        disclosure=await services.disclosure(link.room, case), detail={"target": target.id})
+        disclosure=await _link_disclosure(services, link, case), detail={"target": target.id})
 
 
 def _reachable(services: Services, post: Post) -> bool:
@@ -381,11 +470,9 @@ async def _inbound_case(services: Services, link: Link, content: OfferContent, t
         found = await cases.case_by_id(conn, known)
         assert found is not None
         return found, False
-    origin = services.links.partner_posts().get(content.origin_post)
-    taken = await cases.case_by_ref(conn, content.ref) is not None
+    keep = await _may_keep_ref(services, content)
     new = NewCase(
-        kind=content.kind, origin_post=content.origin_post,
-        origin_country=target.country if taken or origin is None else origin.country,
+        kind=content.kind, origin_post=content.origin_post, origin_country=target.country,
         priority=Priority(content.priority), tlp=content.tlp, category=content.category,
         grading=content.grading, related_ref=None, fields=tuple(content.fields),
         text=content.text, due_ms=content.due_ms, forwardable=False, origin_room=link.room,
@@ -393,9 +480,20 @@ async def _inbound_case(services: Services, link: Link, content: OfferContent, t
         created_ms=content.created_ms, deadline_class=content.deadline_class,
         handling=content.handling, handling_text=content.handling_text,
         action=content.action)
-    case = await cases.create_case(conn, new, ref=None if taken else content.ref)
+    case = await cases.create_case(conn, new, ref=content.ref if keep else None)
     await link_store.add_link_case(conn, case.id, link.name, "inbound", content.ref)
     return case, True
+
+
+async def _may_keep_ref(services: Services, content: OfferContent) -> bool:
+    """Whether the inbound case may carry the origin's reference: it is free here and of
+    the form `<country>-…` of a country no local post is in, so this bot never numbers
+    a case of its own under it (`storage.cases` numbers per origin country)."""
+    country, dash, _ = content.ref.partition("-")
+    local = {post.country for post in services.config.posts}
+    if not dash or not COUNTRY_RE.match(country) or country in local:
+        return False
+    return await cases.case_by_ref(services.conn, content.ref) is None
 
 
 async def _relay(services: Services, case: Case, target: Post) -> None:
@@ -407,8 +505,12 @@ async def _relay(services: Services, case: Case, target: Post) -> None:
     parties = CaseParties(ref=case.ref, tlp=case.tlp, origin=case.origin_post,
                           targets=frozenset({target.id, *(d.post for d in delivered)}))
     disclosure = disclose(services.audience(target.room), parties, posts)
+    classes = services.config.requests.deadline_classes()
+    due_ms = case.due_ms  # else its class, if this bot knows one of that name
+    if due_ms is None and case.kind == "request" and case.deadline_class in classes:
+        due_ms = class_deadline_ms(now_ms, classes[case.deadline_class or ""], target.timezone)
     notice = render_relayed_case(case, target=target, posts=posts, related_visible=False,
-                                 due_ms=case.due_ms)
+                                 due_ms=due_ms)
     msgtype = msgtype_for(OutboxKind.CASE_RELAY, priority=case.priority, post=target.id,
                           settings=services.config.notifications)
     from liaison.handlers.cases import case_content  # handlers.cases builds on this module
@@ -416,7 +518,7 @@ async def _relay(services: Services, case: Case, target: Post) -> None:
                                   kind=OutboxKind.CASE_RELAY, case_ref=case.ref,
                                   disclosure=disclosure)
     await cases.add_delivery(conn, case.id, post=target.id, room_id=target.room,
-                             relay_txn_id=message.txn_id, now_ms=now_ms, due_ms=case.due_ms)
+                             relay_txn_id=message.txn_id, now_ms=now_ms, due_ms=due_ms)
 
 
 async def _receipt(services: Services, link: Link, content: ReceiptContent, *,
@@ -566,8 +668,7 @@ async def _from_target(services: Services, case: Case, delivery: Delivery,
         await cases.add_timeline(conn, case.id, TimelineKind.DELAYED, ms=at,
                                  post=delivery.post, actor=by,
                                  detail={"code": content.outcome or "other",
-                                         "text": content.text,
-                                         "new_due_ms": delivery.due_ms or case.due_ms or at})
+                                         "text": content.text})
         await _tell_origin(services, case, "link.delay.notice", post=delivery.post,
                            reason=content.outcome or "other", about="delayed",
                            said=content.text)

@@ -330,6 +330,17 @@ async def _relay_to(services: Services, case: Case, post_ids: tuple[str, ...], *
     for post_id in post_ids:
         target = posts[post_id]
         disclosure = disclose(services.audience(target.room), parties, posts)
+        link = services.links.link_for_post(post_id)
+        if link is not None:  # the partner's bot relays it (`handlers.links`)
+            offered = await links.offer(
+                services, case, target, link, disclosure=disclosure,
+                targets=[other for other in post_ids
+                         if services.links.link_for_post(other) == link])
+            if offered is not None:
+                await cases.add_delivery(conn, case.id, post=post_id, room_id=link.room,
+                                         relay_txn_id=offered.txn_id, now_ms=now_ms,
+                                         due_ms=case.due_ms)
+            continue
         due_ms = None
         if case.kind == "request" and case.deadline_class in classes:
             due_ms = case.due_ms or class_deadline_ms(now_ms, classes[case.deadline_class or ""],
@@ -355,7 +366,8 @@ def _services(invocation: Invocation) -> Services:
 
 
 def _posts(services: Services) -> dict[str, Post]:
-    return {post.id: post for post in services.config.posts}
+    """Local posts and the partners' (`handlers.links.known_posts`), by id."""
+    return links.known_posts(services)
 
 
 def _origin_label(case: Case, services: Services, language: str) -> str:

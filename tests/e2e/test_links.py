@@ -14,6 +14,7 @@ import asyncio
 import json
 import re
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,13 @@ from devkit.botprocess import BotProcess
 from devkit.federation import SynapsePair
 from devkit.links import UZ_NUKUS, Country, LinkedCountries, eventually, liaison
 from devkit.officer import Officer, SeenMessage
-from liaison.bot.crosssigning import reset_identity
+from liaison.bot.app import CROSS_SIGNING_FILE
+from liaison.bot.crosssigning import (
+    load_seeds,
+    query_identity,
+    reset_identity,
+    sign_own_device,
+)
 from liaison.commands.case_render import CASE_KEY
 from tests.e2e.conftest import assert_audit_chain_intact, unique
 
@@ -148,9 +155,10 @@ def db(side: Country, query: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 def link_log(side: Country, ref: str | None = None) -> list[tuple[str, str, str]]:
-    """(direction, event_type, key) of every row of `side`'s link_log (about `ref`)."""
-    rows = db(side, "SELECT direction, event_type, key, case_ref FROM link_log ORDER BY id")
-    return [(d, t, k) for d, t, k, r in rows if ref is None or r == ref]
+    """(direction, event_type, key) of every row of `side`'s link_log (about `ref`: the
+    idempotency keys of the events about a case name it)."""
+    rows = db(side, "SELECT direction, event_type, key FROM link_log ORDER BY id")
+    return [(d, t, k) for d, t, k in rows if ref is None or f":{ref}:" in k]
 
 
 def refused(side: Country) -> list[tuple[str, str, dict[str, Any]]]:
@@ -300,14 +308,14 @@ async def test_what_may_not_cross_and_what_is_not_the_partner_are_refused(
     strict = await ask(kz, ZHIBEK, "!alert urgent to:UZ-TERMEZ tlp:amber+strict\n"
                                    "Informant meets the courier at 18:00")
     assert (strict.body or "").startswith("Nothing was sent."), strict.body
-    assert "UZ-TERMEZ" in (strict.body or "") and "never cross a link" in (strict.body or "")
+    assert "UZ-TERMEZ: TLP:AMBER+STRICT does not cross the link" in (strict.body or ""), strict.body
 
     # A protocol event from another user in the link room (the Uzbek operator, on the
     # partner bot's own server): refused, audited, nothing delivered.
     operator = linked.uz_operator
-    await operator.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
+    forged = await operator.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
         "UZ-9901", sender=operator.user_id, text="forged by a member of the link room"))
-    detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9901:KZ-ZHIBEK"),
+    detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9901:KZ-ZHIBEK", forged),
                               "the forged offer to be refused")
     assert detail.get("reason") == "not_partner", detail
 
@@ -317,9 +325,9 @@ async def test_what_may_not_cross_and_what_is_not_the_partner_are_refused(
                                  tmp_path / "rogue", password=uz.bot.password)
     await rogue.start()
     try:
-        await rogue.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
+        forged = await rogue.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
             "UZ-9902", sender=rogue.user_id, text="forged by an unsigned device"))
-        detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9902:KZ-ZHIBEK"),
+        detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9902:KZ-ZHIBEK", forged),
                                   "the unsigned device's offer to be refused")
         assert detail.get("reason") == "unsigned_device", detail
 
@@ -332,7 +340,8 @@ async def test_what_may_not_cross_and_what_is_not_the_partner_are_refused(
         await asyncio.sleep(2)  # the rogue device's sync has had the events
         bots = {kz.bot.user_id, uz.bot.user_id}
         read = [m.describe() for m in rogue.messages(linked.link_room)
-                if m.sender in bots and m.encrypted and not m.undecrypted]
+                if m.sender in bots and m.encrypted and not m.undecrypted
+                and m.event_id != forged]  # (its own event it reads, of course)
         assert read == [], read
     finally:
         await rogue.client.logout()  # the device goes: the partner's account as it was
@@ -346,22 +355,111 @@ async def test_what_may_not_cross_and_what_is_not_the_partner_are_refused(
     assert {"not_partner", "unsigned_device"} <= reasons, reasons
 
 
-def _refused_key(side: Country, key: str) -> dict[str, Any] | None:
-    """The detail of the refusal of the event whose idempotency key is `key` (or, for an
-    event refused before its content was read, whose logged key names its reference)."""
-    ref = key.split(":")[1]
+def _refused_key(side: Country, key: str, event_id: str) -> dict[str, Any] | None:
+    """The detail of the refusal of event `event_id`, whose idempotency key is `key` (an
+    event refused before its content was read is logged under its event id)."""
     return next((detail or {"reason": None} for _, k, detail in refused(side)
-                 if k == key or ref in k), None)
+                 if k in (key, event_id)), None)
 
 
 def _logged(side: Country, direction: str, key: str) -> bool:
     return any(d == direction and k == key for d, _, k in link_log(side))
 
 
+async def partner_device(linked: LinkedCountries, workdir: Path) -> Officer:
+    """A second device of the Uzbek bot's account, signed with the Uzbek bot's own
+    cross-signing keys (from its data directory): to the Kazakh bot, the partner itself —
+    one that breaks the protocol."""
+    uz = linked.uz
+    device = await Officer.create(uz.server, uz.bot.user_id[1:].split(":")[0], workdir,
+                                  password=uz.bot.password)
+    seeds = load_seeds(uz.bot.data_dir / CROSS_SIGNING_FILE)
+    assert seeds is not None
+    published = await query_identity(device.client, device.user_id, device.device_id)
+    assert published.device is not None
+    await sign_own_device(device.client, device.user_id, published.device, seeds)
+    await device.start()
+    return device
+
+
+def case_event(ref: str, event: str, post: str, by: str) -> dict[str, Any]:
+    return {"v": 1, "id": f"case:{ref}:{event}:{post}", "ref": ref, "event": event,
+            "post": post, "by": by, "ms": int(time.time() * 1000)}
+
+
+async def test_a_partner_that_breaks_the_protocol_is_refused_and_told(
+    linked: LinkedCountries, tmp_path: Path,
+) -> None:
+    kz, uz = linked.kz, linked.uz
+    aigerim, bekzod = kz.officer(ZHIBEK), uz.officer(TERMEZ)
+    ref, _ = await sent_case(kz, ZHIBEK, "!alert urgent to:UZ-TERMEZ tlp:green\nGenuine")
+    await from_bot(uz, bekzod, uz.room(TERMEZ), about(ref))
+    await ask(uz, TERMEZ, f"!ack {ref}")
+    await from_bot(kz, aigerim, kz.room(ZHIBEK), about(ref, "ack"))
+    cases_before = db(kz, "SELECT count(*) FROM cases")
+    directory_before = await linked.accepted_version(kz)
+
+    device = await partner_device(linked, tmp_path / "partner-device")
+    try:
+        oversized = forged_offer("UZ-9906", sender=bekzod.user_id, text="x" * 20_000)
+        oversized["fields"] = [["a", "y" * 12_500], ["b", "z" * 12_500]]
+        sent = {
+            "tlp": await device.send_raw(linked.link_room, "org.liaison.link.offer",
+                                         forged_offer("UZ-9904", sender=bekzod.user_id,
+                                                      tlp="AMBER+STRICT", text="strict")),
+            "unknown_case": await device.send_raw(
+                linked.link_room, "org.liaison.link.case",
+                case_event("KZ-9999", "ack", TERMEZ, bekzod.user_id)),
+            "not_target": await device.send_raw(
+                linked.link_room, "org.liaison.link.case",
+                case_event(ref, "ack", "UZ-SAMARKAND", bekzod.user_id)),
+            "country": await device.send_raw(linked.link_room, "org.liaison.link.directory", {
+                "v": 1, "id": "directory:99", "version": 99, "posts": [
+                    {"id": "TJ-PANJ", "names": {"en": "Panj"}, "country": "TJ",
+                     "agency": "border"}]}),
+            "too_large": await device.send_raw(linked.link_room, "org.liaison.link.offer",
+                                               oversized),
+        }
+        for reason, event_id in sent.items():
+            detail = await eventually(refusal_of(kz, event_id),
+                                      f"the {reason} event to be refused")
+            assert detail.get("reason") == reason, (reason, detail)
+
+        # A replay of the genuine acknowledgement changes nothing (audited as a replay).
+        replay = await device.send_raw(linked.link_room, "org.liaison.link.case",
+                                       case_event(ref, "ack", TERMEZ, bekzod.user_id))
+        await eventually(lambda: any(a.get("event_id") == replay and a.get("reason") == "replay"
+                                     for a in audited(kz, "link.refused")), "the replay")
+
+        # The refused offer's sender is told, in a receipt this partner device can read.
+        receipt = await device.wait_for(
+            lambda m: m.type == "org.liaison.link.receipt" and m.content.get("ref") == "UZ-9904",
+            room_id=linked.link_room, sender=kz.bot.user_id, timeout=WAIT_S)
+        assert receipt.content["accepted"] is False and receipt.content["reason"] == "tlp", \
+            receipt.content
+    finally:
+        await device.client.logout()
+        await device.stop()
+
+    # Nothing was delivered or changed.
+    assert db(kz, "SELECT count(*) FROM cases") == cases_before
+    assert await linked.accepted_version(kz) == directory_before
+    assert count(aigerim, kz.room(ZHIBEK), kz.bot, about(ref, "ack")) == 1
+    assert count(aigerim, kz.room(ZHIBEK), kz.bot, lambda m: "strict" in (m.body or "")) == 0
+    assert db(kz, "SELECT count(*) FROM link_log WHERE direction = 'received' AND key = ?",
+              f"case:{ref}:ack:{TERMEZ}") == [(1,)]
+
+
+def refusal_of(side: Country, event_id: str) -> Callable[[], dict[str, Any] | None]:
+    """The audited refusal of `event_id` (its link_log row is under the id it claims)."""
+    return lambda: next((a for a in audited(side, "link.refused")
+                         if a.get("event_id") == event_id), None)
+
+
 # --- exactly once through crashes and an outage -----------------------------------------
 
 
-async def test_crashes_of_either_bot_and_a_partner_outage_deliver_each_event_exactly_once(
+async def test_crashes_of_either_bot_and_either_servers_outage_deliver_each_event_once(
     linked: LinkedCountries,
 ) -> None:
     kz, uz, pair = linked.kz, linked.uz, linked.pair
@@ -374,9 +472,7 @@ async def test_crashes_of_either_bot_and_a_partner_outage_deliver_each_event_exa
         ref, _ = await sent_case(kz, ZHIBEK, "!alert urgent to:UZ-TERMEZ tlp:green\n"
                                              "Sent while Termez's server was down")
         refs.append(ref)
-        await eventually(lambda: _logged(kz, "sent", f"offer:{ref}:{TERMEZ}"),
-                         "the offer to leave the outbox", timeout=30)
-        await asyncio.sleep(3)  # a while: the home server's first retries fail
+        await asyncio.sleep(5)  # a while: the bot's and its server's first attempts fail
     finally:
         if not pair.partner.running:
             await pair.partner.start()
@@ -401,9 +497,19 @@ async def test_crashes_of_either_bot_and_a_partner_outage_deliver_each_event_exa
     for ref in refs:
         await from_bot(uz, bekzod, uz.room(TERMEZ), about(ref))
 
-    # Termez acknowledges every one; the Kazakh bot is killed while the acks arrive.
-    for ref in refs:
-        await bekzod.send_text(uz.room(TERMEZ), f"!ack {ref}")
+    # Termez acknowledges every one while the Kazakh server is down (the Uzbek server holds
+    # the acks for it); once it is back, the Kazakh bot is killed while the acks arrive.
+    try:
+        await pair.home.stop()
+        for ref in refs:
+            acked = await ask(uz, TERMEZ, f"!ack {ref}")
+            assert ref in (acked.body or ""), acked.body
+        await asyncio.sleep(3)
+    finally:
+        if not pair.home.running:
+            await pair.home.start()
+    # Kazakh traffic ends the partner server's back-off for it.
+    await linked.kz_operator.client.room_typing(linked.link_room, True, timeout=1000)
     await aigerim.wait_for(lambda m: any(about_case(m, r, "ack") for r in refs),
                            room_id=kz.room(ZHIBEK), sender=kz.bot.user_id, timeout=WAIT_S)
     await kz.bot.kill()
@@ -423,8 +529,8 @@ async def test_crashes_of_either_bot_and_a_partner_outage_deliver_each_event_exa
                    *refs) == [(len(refs),)]
     assert db(uz, f"SELECT count(*) FROM cases WHERE ref IN ({placeholders})",
                    *refs) == [(len(refs),)]
-    assert db(kz, f"SELECT state, count(*) FROM deliveries d JOIN cases c ON c.id = "
-                   f"d.case_id WHERE c.ref IN ({placeholders}) GROUP BY state",
+    assert db(kz, f"SELECT d.state, count(*) FROM deliveries d JOIN cases c ON c.id = "
+                   f"d.case_id WHERE c.ref IN ({placeholders}) GROUP BY d.state",
                    *refs) == [("acknowledged", len(refs))]
     for side in (kz, uz):
         assert_once_each(side)
@@ -467,7 +573,8 @@ async def test_uzbekistan_adds_a_post_and_kazakhstan_routes_to_it_without_a_rest
     for side in (kz, uz):
         code, output = await liaison(side.bot, "link", "check")
         assert code == 0, output
-        assert side.link_name in output, output
+        assert f"link {side.link_name}: partner {linked.other(side).bot.user_id}" in output
+        assert "PROBLEM" not in output and output.rstrip().endswith("OK"), output
         out = tmp_path / f"{side.code}.jsonl"
         code, output = await liaison(side.bot, "link", "export", side.link_name, "--out",
                                  str(out))
@@ -493,20 +600,21 @@ async def test_a_partner_identity_replaced_on_its_homeserver_cannot_speak_for_it
         replaced = await reset_identity(rogue.client, tmp_path / "rogue-seeds.json",
                                         uz.bot.password)
         assert replaced != uz.master_key
-        await rogue.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
+        forged = await rogue.send_raw(linked.link_room, "org.liaison.link.offer", forged_offer(
             "UZ-9903", sender=rogue.user_id, text="forged under a replaced identity"))
-        detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9903:KZ-ZHIBEK"),
+        detail = await eventually(lambda: _refused_key(kz, "offer:UZ-9903:KZ-ZHIBEK", forged),
                                   "the replaced identity's offer to be refused")
         assert detail.get("reason") == "unsigned_device", detail
         assert db(kz, "SELECT count(*) FROM cases WHERE ref = 'UZ-9903'") == [(0,)]
 
         # The Kazakh operator is told: `liaison link check` fails and says why.
         code, output = await liaison(kz.bot, "link", "check")
-        assert code != 0, output
-        assert replaced in output or uz.master_key in output, output  # which key, and why
+        assert code == 1, output
+        assert "PROBLEM" in output and replaced in output, output  # which key, and why
         bots = {kz.bot.user_id, uz.bot.user_id}
         read = [m.describe() for m in rogue.messages(linked.link_room)
-                if m.sender in bots and m.encrypted and not m.undecrypted]
+                if m.sender in bots and m.encrypted and not m.undecrypted
+                and m.event_id != forged]  # (its own event it reads, of course)
         assert read == [], read
     finally:
         await rogue.stop()

@@ -609,6 +609,16 @@ def test_expose_names_configured_posts_and_groups() -> None:
     ]
 
 
+def test_an_exposed_group_without_an_exposed_post_loads_with_a_warning() -> None:
+    text = CONFIG.replace("expose: [KZ-ZHIBEK]", "expose: [KZ-ALMATY]")
+    config = parse_config(text, source="config.yaml")
+
+    assert config.warnings == [
+        f"config.yaml:{line_of(text, 'expose_groups: [kz-uz-border]')}: "
+        "links[0].expose_groups[0]: no post of group kz-uz-border is exposed to uz "
+        "(links[0]), so the partner learns nothing of it; add its posts to expose"]
+
+
 def test_a_link_to_the_bot_itself_is_an_error() -> None:
     text = CONFIG.replace('partner: "@liaison:tj.example"', 'partner: "@liaison:kz.example"')
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,13 @@ from liaison.bot.chaser import Chaser
 from liaison.bot.clock import Clock
 from liaison.bot.seen import note_receipts
 from liaison.commands.attachments import Fetched, attachment_of, media_fields
+from liaison.commands.audience import (
+    CaseParties,
+    Detail,
+    case_detail,
+    escalation_detail,
+    link_audience,
+)
 from liaison.commands.links import (
     CaseEventKind,
     DirectoryContent,
@@ -30,14 +37,21 @@ from liaison.commands.links import (
     directory_key,
     directory_posts,
 )
-from liaison.commands.model import Tlp
+from liaison.commands.model import Priority, Tlp
+from liaison.commands.records import NewCase
 from liaison.commands.relations import relation_of
 from liaison.commands.render import Notice
 from liaison.commands.texts import text
 from liaison.config import Config, parse_config
 from liaison.handlers import default_registry
 from liaison.handlers import links as link_handlers
-from liaison.handlers.case_events import CaseLink, carry_attachment, carry_reply
+from liaison.handlers.case_events import (
+    CaseLink,
+    carry_attachment,
+    carry_edit,
+    carry_reply,
+    withdraw,
+)
 from liaison.handlers.context import Services
 from liaison.storage import audit, cases, outbox
 from liaison.storage import links as link_store
@@ -45,6 +59,7 @@ from liaison.storage.db import Database
 from tests.unit.commandrun import run_command, transactions_for
 
 NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
 
 KZ_BOT = "@liaison:kz.example"
 UZ_BOT = "@liaison:uz.example"
@@ -560,6 +575,8 @@ async def test_a_request_delayed_then_refused_at_termez_is_told_to_the_requester
     assert "Termez (UZ-TERMEZ)" in delayed.content["body"]
     assert text("request.reason.judicial", "en") in delayed.content["body"]
     assert "waiting for the court" in delayed.content["body"]
+    status = await pair.kz.say(KZ_ROOM, AIGERIM, "!status KZ-0001")
+    assert f"answer delayed by Termez (UZ-TERMEZ) ({BEKZOD}): a judicial" in status.text
 
     await pair.uz.say(UZ_ROOM, BEKZOD, "!refuse KZ-0001 law not permitted")
     rooms = await pair.settle()
@@ -665,3 +682,163 @@ async def test_a_photo_attached_at_kz_is_shown_at_termez_as_the_encrypted_upload
     assert fetched.sha256 in shown.content["body"]
     uz_kinds = [entry.kind for entry in await pair.uz.timeline("KZ-0001")]
     assert "attached" in uz_kinds
+
+
+async def test_passing_a_case_on_to_a_partner_post_offers_it(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!alert urgent to:KZ-FIU tlp:green\nwhite Kamaz")
+    await pair.settle()
+
+    answer = await pair.kz.say(KZ_ROOM, AIGERIM, "!update KZ-0001 to:UZ-TERMEZ heading south")
+    rooms = await pair.settle()
+
+    assert "UZ-TERMEZ" in answer.text
+    offers = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.OFFER]
+    assert [o["target"] for o in offers] == ["UZ-TERMEZ"]
+    assert [m.kind for m in rooms[UZ_ROOM]] == ["case-relay", "case-update"]
+    assert "heading south" in rooms[UZ_ROOM][1].content["body"]
+
+
+def test_a_case_beyond_what_an_offer_carries_is_refused_at_the_origin() -> None:
+    # A command is at most 8,000 characters, so this guards what edits and later limits
+    # could make of a case rather than anything an officer can type today.
+    new = NewCase(kind="alert", origin_post="KZ-ZHIBEK", origin_country="KZ",
+                  priority=Priority.URGENT, tlp=Tlp.GREEN, category=None, grading=None,
+                  related_ref=None, fields=(("plate", "01A123BC"),), text="x" * 19_000,
+                  due_ms=None, forwardable=True, origin_room=KZ_ROOM, origin_event_id="$e",
+                  origin_sender=AIGERIM, created_ms=0)
+    assert link_handlers.offer_refusal(new, "UZ-TERMEZ", ["UZ-TERMEZ"]) is None
+    too_long = replace(new, text="x" * 20_001)
+    too_large = replace(new, fields=tuple((f"k{i}", "ы" * 19_000) for i in range(3)))
+    for case in (too_long, too_large):
+        refusal = link_handlers.offer_refusal(case, "UZ-TERMEZ", ["UZ-TERMEZ"])
+        assert refusal is not None and refusal.reason == "too_large"
+
+
+async def test_an_offer_to_a_post_whose_room_is_not_reachable_is_refused_with_the_reason(
+        pair: Pair) -> None:
+    pair.uz.joined = pair.uz.joined - {UZ_ROOM}  # the UZ bot was removed from Termez's room
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    rooms = await pair.settle()
+
+    [told] = rooms[KZ_ROOM]
+    assert text("link.reason.not_reachable", "en") in told.content["body"]
+    assert "Termez (UZ-TERMEZ)" in told.content["body"]
+    status = await pair.kz.say(KZ_ROOM, AIGERIM, "!status KZ-0001")
+    assert text("request.reason.link", "en") in status.text
+
+
+async def test_deleting_the_alert_at_kz_cancels_the_inbound_case(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+
+    await pair.kz.run(KZ_ROOM, None, lambda services: withdraw(
+        services, room_id=KZ_ROOM, sender=AIGERIM, event_id="$redaction",
+        redacts="$kz-cmd1"))
+    rooms = await pair.settle()
+
+    assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["cancel"]
+    assert (await pair.uz.case("KZ-0001")).state == "cancelled"
+    assert [m.kind for m in rooms[UZ_ROOM]] == ["case-cancelled"]
+
+
+async def test_an_edit_of_the_alert_at_kz_reaches_termez_as_an_update_in_russian(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+
+    await pair.kz.run(KZ_ROOM, None, lambda services: carry_edit(
+        services, room_id=KZ_ROOM, sender=AIGERIM, event_id="$edit", original="$kz-cmd1",
+        new_body=ALERT.replace("01A123BC", "01A999ZZ")))
+    rooms = await pair.settle()
+
+    [event] = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.CASE]
+    assert event["event"] == "update" and "01A999ZZ" in event["text"]
+    [update] = rooms[UZ_ROOM]
+    assert update.kind == "case-update" and "01A999ZZ" in update.content["body"]
+
+
+async def test_the_partner_bots_read_receipt_in_the_link_room_is_no_one_seeing_it(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    rooms = await pair.settle()
+    offer = rooms[LINK_ROOM][0]
+    room = MatrixRoom(LINK_ROOM, KZ_BOT)
+    room.add_member(UZ_BOT, "UZ", None)
+    receipt = ReceiptEvent([Receipt(str(offer.event_id), "m.read", UZ_BOT, 0)])
+    await note_receipts(pair.kz.db, pair.kz.clock, room, [receipt], KZ_BOT,
+                        pair.kz.config.links)
+    [delivery] = await pair.kz.deliveries("KZ-0001")
+    assert delivery.seen_ms is None
+
+
+async def test_a_request_of_a_deadline_class_is_due_by_it_on_both_sides(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!request urgent to:UZ-TERMEZ tlp:amber "
+                                        "class:urgent-direct\nWho owns plate 01A123BC?")
+    await pair.settle()
+    eight_hours = NOW_MS + 8 * 3600 * 1000
+    [kz_delivery] = await pair.kz.deliveries("KZ-0001")
+    [uz_delivery] = await pair.uz.deliveries("KZ-0001")
+    assert kz_delivery.due_ms == uz_delivery.due_ms == eight_hours
+
+
+async def test_a_reference_in_this_bots_own_numbering_is_never_taken_over(pair: Pair) -> None:
+    # A partner offering "UZ-0001" must not make the Uzbek bot's next own case clash.
+    offer = {"v": 1, "id": "offer:UZ-0001:UZ-TERMEZ", "ref": "UZ-0001", "kind": "alert",
+             "origin_post": "KZ-ZHIBEK", "origin_sender": AIGERIM, "target": "UZ-TERMEZ",
+             "targets": ["UZ-TERMEZ"], "priority": "urgent", "tlp": "GREEN",
+             "created_ms": NOW_MS, "text": "odd reference"}
+    assert await pair.uz.receive(LinkEventType.OFFER, offer, event_id="$odd")
+    async with pair.uz.db.read() as conn:
+        case_id = await link_store.case_id_by_foreign_ref(conn, "kz", "inbound", "UZ-0001")
+        assert case_id is not None
+        inbound = await cases.case_by_id(conn, case_id)
+    assert inbound is not None and inbound.ref == "UZ-0001"  # numbered here, as its own
+    answer = await pair.uz.say(UZ_ROOM, BEKZOD, "!alert routine to:UZ-NUKUS tlp:green\nours")
+    assert answer.text.startswith("UZ-0002"), answer.text
+
+
+async def test_a_post_the_partner_stopped_publishing_still_hears_the_end_of_its_cases(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+    nukus_only = DirectoryContent(id=directory_key(2), version=2, posts=tuple(
+        post for post in directory_posts(pair.uz.link, pair.uz.config.posts, ())
+        if post.id == "UZ-NUKUS"))
+    assert await pair.kz.receive(LinkEventType.DIRECTORY, nukus_only.model_dump(mode="json"),
+                                 event_id="$uz-directory2")
+
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!close KZ-0001 found nothing")
+    rooms = await pair.settle()
+    assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["close"]
+    assert (await pair.uz.case("KZ-0001")).state == "closed"
+
+
+# --- who reads a link room --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("tlp", "origin", "targets", "ceiling", "expected"), [
+    (Tlp.AMBER, "KZ-ZHIBEK", {"UZ-TERMEZ"}, Tlp.AMBER, Detail.PARTICIPANT),
+    (Tlp.GREEN, "UZ-TERMEZ", {"KZ-ZHIBEK"}, Tlp.AMBER, Detail.PARTICIPANT),
+    (Tlp.GREEN, "KZ-ZHIBEK", {"KZ-FIU"}, Tlp.AMBER, Detail.NONE),
+    (Tlp.AMBER, "KZ-ZHIBEK", {"UZ-TERMEZ"}, Tlp.GREEN, Detail.NONE),
+    (Tlp.AMBER_STRICT, "KZ-ZHIBEK", {"UZ-TERMEZ"}, Tlp.AMBER, Detail.NONE),
+    (Tlp.RED, "KZ-ZHIBEK", {"UZ-TERMEZ"}, Tlp.AMBER, Detail.NONE),
+])
+def test_a_link_room_reads_the_cases_of_its_partners_posts_within_the_links_tlp(
+        tlp: Tlp, origin: str, targets: set[str], ceiling: Tlp, expected: Detail) -> None:
+    audience = link_audience(LINK_ROOM, ("UZ-TERMEZ", "UZ-NUKUS"), ceiling)
+    parties = CaseParties(ref="KZ-0001", tlp=tlp, origin=origin, targets=frozenset(targets))
+    assert case_detail(audience, parties, {}) is expected
+    assert escalation_detail(audience, parties, {}) is expected  # never a mere reference
+
+
+async def test_a_reply_too_long_for_one_event_crosses_shortened(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+    long_reply = "ж" * 2_000 + "\N{GRINNING FACE}" * 11_000  # 48,000 bytes of UTF-8
+    await pair.kz.reply(KZ_ROOM, AIGERIM, long_reply, in_thread_of="$kz-cmd1")
+    rooms = await pair.settle()
+    [event] = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.CASE]
+    assert event["event"] == "reply" and event["text"].endswith("…")
+    assert len(rooms[UZ_ROOM]) == 1
+    assert await pair.uz.audited("link.refused") == []
