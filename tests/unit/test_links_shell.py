@@ -821,3 +821,49 @@ async def test_a_protocol_event_that_is_not_valid_unicode_is_refused_not_stored(
                                               sender_key=device.curve25519,
                                               event_id="$surrogate"), key="$surrogate")
     assert audited["reason"] == "schema"
+
+
+# --- the outbox and protocol events ------------------------------------------------------------
+
+
+class SendingClient:
+    """`room_send` recorded; the link room encrypted or not."""
+
+    def __init__(self, encrypted: bool) -> None:
+        self.rooms = {ROOM: SimpleNamespace(encrypted=encrypted)}
+        self.sent: list[tuple[str, str]] = []
+
+    async def room_send(self, room_id: str, event_type: str, content: dict[str, Any], *,
+                        tx_id: str, ignore_unverified_devices: bool) -> Any:
+        from nio import RoomSendResponse
+
+        self.sent.append((room_id, event_type))
+        return RoomSendResponse("$sent", room_id)
+
+
+@pytest.mark.parametrize(("encrypted", "ready", "state"), [
+    (True, True, "sent"), (False, True, "failed"), (True, False, "pending")],
+    ids=["encrypted room", "unencrypted room: never in the clear", "partner not ready: held"])
+async def test_a_protocol_event_leaves_only_encrypted_and_only_once_the_partner_is_ready(
+    db: Database, encrypted: bool, ready: bool, state: str,
+) -> None:
+    from liaison.bot.sender import OutboxSender, SenderSettings
+
+    config = parse_config(config_text())
+    assert await publish_directory(db, config, config.links[0], now_ms=NOW) == 1
+    client = SendingClient(encrypted)
+
+    async def before_send(room_id: str) -> None:
+        if not ready:
+            raise LinkNotReady("no device of the partner is signed by the pinned key")
+
+    sender = OutboxSender(db, client, FixedClock(NOW), SenderSettings(),  # type: ignore[arg-type]
+                          before_send=before_send)
+    async with db.read() as conn:
+        (message,) = await outbox.pending(conn)
+    await sender._send(message)
+
+    async with db.read() as conn:
+        after = await outbox.get(conn, message.id)
+    assert after is not None and after.state == state
+    assert client.sent == ([(ROOM, "org.liaison.link.directory")] if state == "sent" else [])
