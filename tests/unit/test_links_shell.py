@@ -45,6 +45,7 @@ from liaison.bot.health import HealthLimits, LinkState, assess
 from liaison.bot.invites import InvitePolicy, answer_invite
 from liaison.bot.links import LinkEvents, identity_refusal, publish_directory
 from liaison.bot.metrics import LinkFigures, link_metrics
+from liaison.bot.rawapi import ApiResult
 from liaison.bot.trust import TOFU, LinkNotReady, TrustPolicy, UserKeys
 from liaison.commands.links import (
     DirectoryContent,
@@ -585,7 +586,7 @@ def recipients(client: KeyServer) -> set[str]:
 
 
 async def test_the_link_rooms_key_goes_only_to_the_partners_pinned_devices(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pinned = PartnerDevice("PARTNERDEV", PINNED)
     unsigned = PartnerDevice("NEWDEV", None)
@@ -608,6 +609,22 @@ async def test_the_link_rooms_key_goes_only_to_the_partners_pinned_devices(
         # the officer keeps getting keys in the post rooms: left out here, not blacklisted
         assert not client.device_store["@aigerim:kz.example"]["OFFICERDEV"].blacklisted
         assert client.device_store[PARTNER]["NEWDEV"].blacklisted
+
+        told: list[dict[str, Any]] = []
+
+        async def to_device(client_: Any, method: str, path: str,
+                            body: dict[str, Any] | None = None) -> ApiResult:
+            told.append(body or {})
+            return ApiResult(200, {})
+
+        monkeypatch.setattr("liaison.bot.trust.request_json", to_device)
+        await trust.tell_withheld(ROOM)
+        await trust.tell_withheld(ROOM)  # once per room key
+        (withheld,) = told
+        messages = withheld["messages"]
+        assert {user: set(devices) for user, devices in messages.items()} == {
+            PARTNER: {"NEWDEV"}, "@aigerim:kz.example": {"OFFICERDEV"}}
+        assert messages[PARTNER]["NEWDEV"]["code"] == "m.unverified"
     finally:
         await client.close()
 
