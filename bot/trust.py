@@ -295,19 +295,21 @@ class TrustPolicy:
         link = self._links[room_id]
         olm = self._client.olm
         assert olm is not None
+        excluded = [(user_id, device)
+                    for user_id in users
+                    for device in self._client.device_store.active_user_devices(user_id)
+                    if not self.link_recipient(room_id, user_id, device.id)]
         session = olm.outbound_group_sessions.get(room_id)
-        if session is None or session.shared:  # nio would start a new one: start it here
+        if session is None or session.shared or any(
+                (user_id, device.id) in session.users_shared_with
+                for user_id, device in excluded):
+            # nio would start a new one, or a device that had the key may no longer have
+            # it: start a new one here
             olm.create_outbound_group_session(room_id)
             session = olm.outbound_group_sessions[room_id]
-        kept = []
-        for user_id in users:
-            allowed_user = user_id in (link.partner, self._client.user_id)
-            for device in self._client.device_store.active_user_devices(user_id):
-                if self.link_recipient(room_id, user_id, device.id):
-                    continue
-                if allowed_user and not device.blacklisted:
-                    self._client.blacklist_device(device)
-                session.users_ignored.add((user_id, device.id))
-            if allowed_user:
-                kept.append(user_id)
-        return kept
+        allowed = {link.partner, self._client.user_id}
+        for user_id, device in excluded:
+            if user_id in allowed and not device.blacklisted:
+                self._client.blacklist_device(device)
+            session.users_ignored.add((user_id, device.id))
+        return [user_id for user_id in users if user_id in allowed]

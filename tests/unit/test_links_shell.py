@@ -884,3 +884,28 @@ async def test_a_protocol_event_leaves_only_encrypted_and_only_once_the_partner_
         after = await outbox.get(conn, message.id)
     assert after is not None and after.state == state
     assert client.sent == ([(ROOM, "org.liaison.link.directory")] if state == "sent" else [])
+
+
+async def test_a_partner_device_that_loses_the_pinned_signature_gets_no_further_key(
+    tmp_path: Path,
+) -> None:
+    """The partner's identity is replaced after its device had the room key: the next
+    share starts a new room key that device never gets."""
+    device = PartnerDevice("PARTNERDEV", PINNED)
+    client = KeyServer(tmp_path, [device])
+    trust = TrustPolicy(client, TOFU, [link()])
+    trust._cache[PARTNER] = published_keys(PINNED, device)
+    try:
+        trust.guard_link_rooms()
+        await client.keys_claim({PARTNER: ["PARTNERDEV"]})
+        assert recipients(client) == {"PARTNERDEV"}
+        assert client.olm is not None
+        first = client.olm.outbound_group_sessions[ROOM]
+        first.users_shared_with.add((PARTNER, "PARTNERDEV"))  # as nio notes a sent key
+        first.shared = False  # a late device is to get it (`bot.key_claims`)
+
+        trust._cache[PARTNER] = published_keys(CrossSigningSeeds.generate(), device)
+        assert recipients(client) == set()
+        assert client.olm.outbound_group_sessions[ROOM].id != first.id
+    finally:
+        await client.close()
