@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import ClientError
-from nio import AsyncClient
+from nio import AsyncClient, LocalProtocolError
 
 from liaison.bot.crosssigning import (
     KEYS_QUERY,
@@ -240,20 +240,30 @@ class TrustPolicy:
                         self._client.blacklist_device(device)
                         self._client.invalidate_outbound_session(room_id)
             if link_room:
-                self._require_partner(room_id)
+                await self._require_partner(room_id)
 
-    def _require_partner(self, room_id: str) -> None:
+    async def _require_partner(self, room_id: str) -> None:
         """Hold what is queued for a link room (the sender retries, `/healthz` sees the
         link's queue age) while no device of the partner is signed by the pinned key: a
-        protocol event nobody may read would be lost, not delivered."""
+        protocol event nobody may read would be lost, not delivered. A partner nio has
+        not fetched the devices of yet (it just joined) is fetched first."""
         link = self._links[room_id]
-        devices = self._client.device_store.active_user_devices(link.partner)
-        if not any(self.link_recipient(room_id, link.partner, device.id)
-                   for device in devices):
+        if not self._partner_ready(room_id, link) and self._client.olm is not None:
+            self._client.olm.users_for_key_query.add(link.partner)
+            try:
+                await self._client.keys_query()
+            except (ClientError, TimeoutError, OSError, LocalProtocolError) as exc:
+                log.warning("could not fetch the partner's devices",
+                            extra={"link": link.name, "error": str(exc)})
+        if not self._partner_ready(room_id, link):
             raise LinkNotReady(
                 f"link {link.name}: no device of {link.partner} is signed by the pinned "
                 "master key (not joined yet, or its identity is not the pinned one); "
                 "protocol events wait")
+
+    def _partner_ready(self, room_id: str, link: Link) -> bool:
+        devices = self._client.device_store.active_user_devices(link.partner)
+        return any(self.link_recipient(room_id, link.partner, device.id) for device in devices)
 
     def guard_link_rooms(self) -> None:
         """Restrict nio's sharing of a link room's key to the recipients `link_recipient`

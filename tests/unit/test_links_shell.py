@@ -625,9 +625,17 @@ async def test_after_an_identity_reset_the_partner_gets_no_key_and_sending_waits
             trust._cache[user] = usurped
 
     trust._keys = keys  # type: ignore[method-assign]
+    queried: list[set[str]] = []
+
+    async def keys_query() -> None:
+        assert client.olm is not None
+        queried.append(set(client.olm.users_for_key_query))
+
+    client.keys_query = keys_query  # type: ignore[method-assign]
     try:
         with pytest.raises(LinkNotReady):
             await trust.prepare_room(ROOM)
+        assert queried == [{PARTNER}]  # nio was asked for the partner's devices first
         assert client.device_store[PARTNER]["ADMINDEV"].blacklisted
         await client.keys_claim({PARTNER: ["ADMINDEV"]})
         assert recipients(client) == set()
