@@ -141,7 +141,7 @@ class Services:
         the partner's bot: it reads protocol events only (`handlers.links`), never a notice."""
         if self.links.link_for_room(room_id) is not None:
             log.info("a notice about a case was not written into a link room",
-                        extra={"room_id": room_id, "case_ref": case.ref, "kind": kind})
+                     extra={"room_id": room_id, "case_ref": case.ref, "kind": kind})
             return False
         disclosure = await self.disclosure(room_id, case, needed=needed, escalation=escalation)
         if disclosure is None:

@@ -578,6 +578,10 @@ async def test_a_request_delayed_then_refused_at_termez_is_told_to_the_requester
     status = await pair.kz.say(KZ_ROOM, AIGERIM, "!status KZ-0001")
     assert f"answer delayed by Termez (UZ-TERMEZ) ({BEKZOD}): a judicial" in status.text
 
+    await pair.uz.say(UZ_ROOM, BEKZOD, "!delay KZ-0001 1d judicial still waiting")
+    rooms = await pair.settle()
+    assert "still waiting" in rooms[KZ_ROOM][0].content["body"]  # a second delay crosses too
+
     await pair.uz.say(UZ_ROOM, BEKZOD, "!refuse KZ-0001 law not permitted")
     rooms = await pair.settle()
     [refused] = rooms[KZ_ROOM]
