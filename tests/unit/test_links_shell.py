@@ -909,3 +909,15 @@ async def test_a_partner_device_that_loses_the_pinned_signature_gets_no_further_
         assert client.olm.outbound_group_sessions[ROOM].id != first.id
     finally:
         await client.close()
+
+
+async def test_the_periodic_identity_check_refuses_and_clears_a_link(db: Database) -> None:
+    keys = PublishedKeys(published_keys(CrossSigningSeeds.generate()))
+    harness = Harness(db, parse_config(config_text()), SimpleNamespace(olm=None, user_id=BOT),
+                      keys)
+    await harness.events.check_identities()
+    assert "not the pinned" in harness.events.identity_problems["uz"]
+
+    keys.keys = published_keys(PINNED)  # the partner's operator restored its identity
+    await harness.events.check_identities()
+    assert harness.events.identity_problems == {}
