@@ -321,6 +321,29 @@ async def test_a_kazakh_alert_reaches_termez_through_the_uzbek_bot_chased_by_uzb
     assert db(uz, "SELECT state, outcome FROM cases WHERE ref = ?", ref) == [
         ("closed", "40 kg seized at Termez")]
 
+    # `liaison stats` on each side counts Termez's part alike: received, acknowledged,
+    # escalated once (the origin's from the partner's case events).
+    for side in (uz, kz):
+        code, output = await liaison(side.bot, "stats", "--period", "1d")
+        assert code == 0, output
+        row = stats_row(output, TERMEZ)
+        assert row is not None, f"{side.code}'s stats have no {TERMEZ} row:\n{output}"
+        assert (row["received"], row["acked"], row["escalations"]) == ("1", "1", "1"), \
+            f"{side.code}: {row}"
+
+
+def stats_row(output: str, post_id: str) -> dict[str, str] | None:
+    """One post's row of `liaison stats`, by its column names."""
+    lines = output.splitlines()
+    header = next((line.split() for line in lines if line.startswith("post ")), None)
+    row = next((line.split() for line in lines if line.startswith(f"{post_id} ")), None)
+    if header is None or row is None:
+        return None
+    names = " ".join(header).replace("ack median", "ack_median").replace(
+        "ack p90", "ack_p90").replace("answer median", "answer_median").replace(
+        "answer p90", "answer_p90").split()
+    return dict(zip(names, row, strict=False))
+
 
 # --- refusals -------------------------------------------------------------------------------
 
