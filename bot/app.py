@@ -56,6 +56,8 @@ T = TypeVar("T")
 DATABASE_FILE = "liaison.db"
 CROSS_SIGNING_FILE = "cross-signing.json"
 READY_FILE = "ready"
+IDENTITY_CHECK_S = 300.0
+"""How often each link partner's published master key is compared with the pinned one."""
 CHASE_AFTER_COMMAND_S = 0.5
 """A chase round starts this long after a command, so the relay it caused goes first."""
 
@@ -341,7 +343,7 @@ class Liaison:
         ready_task = asyncio.create_task(self._announce_ready(sync, client))
         if config.links:
             tasks.append(asyncio.create_task(
-                self._publish_directories(sync, client, db, languages, sender.wake, links),
+                self._watch_links(sync, client, db, languages, sender.wake, links),
                 name="link directories"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -355,24 +357,29 @@ class Liaison:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    async def _publish_directories(self, sync: SyncLoop, client: AsyncClient, db: Database,
-                                   languages: Directory, wake: Callable[[], None],
-                                   links: LinkEvents | None) -> None:
-        """Once synced: each partner's identity is checked against the pinned one, and
-        each link room the bot is in gets this bot's directory again if what it exposes
-        changed since it was last published (`bot.links`)."""
+    async def _watch_links(self, sync: SyncLoop, client: AsyncClient, db: Database,
+                           languages: Directory, wake: Callable[[], None],
+                           links: LinkEvents | None) -> None:
+        """Once synced: each link room the bot is in gets this bot's directory again if
+        what it exposes changed since it was last published (`bot.links`); then, every
+        few minutes, each partner's published master key is checked against the pinned
+        one, so the log and `/healthz` say a link is refused even while it is quiet."""
         await sync.synced_once.wait()
         try:
-            if links is not None:
-                await links.check_identities()
             await languages.refresh(db)
             queued = await publish_directories(db, languages.config, frozenset(client.rooms),
                                                now_ms=self.clock.now_ms())
         except Exception:  # the next start tries again; a join of the link room as well
             log.exception("could not publish the directory to the links")
-            return
+            queued = []
         if queued:
             wake()
+        while links is not None:
+            try:
+                await links.check_identities()
+            except Exception:
+                log.exception("could not check the partners' identities")
+            await asyncio.sleep(IDENTITY_CHECK_S)
 
     async def _announce_ready(self, sync: SyncLoop, client: AsyncClient) -> None:
         await sync.synced_once.wait()

@@ -35,6 +35,7 @@ class Directory:
         self._base = config
         self._chosen: dict[str, str] = {}
         self._replaced: dict[str, str] = {}
+        self._directory_versions: dict[str, tuple[int, int] | None] = {}
         self.links = LinkView(links=tuple(config.links))
         """The links and the partners' accepted directories: what routing reads of them."""
         self.config = config
@@ -47,10 +48,14 @@ class Directory:
         async with db.read() as conn:
             chosen = await languages.room_languages(conn)
             replaced = await state.values_with_prefix(conn, REPLACED_PREFIX)
-            directories = (await link_store.accepted_directories(conn)
-                           if self._base.links else {})
-        if directories != self.links.directories:
-            self.links = LinkView(links=tuple(self._base.links), directories=directories)
+            # The directories themselves (up to thousands of posts) are parsed only when
+            # a version changed: this runs before every event.
+            versions = {link.name: await link_store.directory_received(conn, link.name)
+                        for link in self._base.links}
+            if versions != self._directory_versions:
+                self._directory_versions = versions
+                self.links = LinkView(links=tuple(self._base.links),
+                                      directories=await link_store.accepted_directories(conn))
         if chosen != self._chosen or replaced != self._replaced:
             self._chosen, self._replaced = chosen, replaced
             # A `!lang` in the room that replaced a post's room is that post's choice.

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import ClientError
-from nio import AsyncClient
+from nio import AsyncClient, LocalProtocolError
 
 from liaison.bot.crosssigning import (
     KEYS_QUERY,
@@ -240,20 +240,30 @@ class TrustPolicy:
                         self._client.blacklist_device(device)
                         self._client.invalidate_outbound_session(room_id)
             if link_room:
-                self._require_partner(room_id)
+                await self._require_partner(room_id)
 
-    def _require_partner(self, room_id: str) -> None:
+    async def _require_partner(self, room_id: str) -> None:
         """Hold what is queued for a link room (the sender retries, `/healthz` sees the
         link's queue age) while no device of the partner is signed by the pinned key: a
-        protocol event nobody may read would be lost, not delivered."""
+        protocol event nobody may read would be lost, not delivered. A partner nio has
+        not fetched the devices of yet (it just joined) is fetched first."""
         link = self._links[room_id]
-        devices = self._client.device_store.active_user_devices(link.partner)
-        if not any(self.link_recipient(room_id, link.partner, device.id)
-                   for device in devices):
+        if not self._partner_ready(room_id, link) and self._client.olm is not None:
+            self._client.olm.users_for_key_query.add(link.partner)
+            try:
+                await self._client.keys_query()
+            except (ClientError, TimeoutError, OSError, LocalProtocolError) as exc:
+                log.warning("could not fetch the partner's devices",
+                            extra={"link": link.name, "error": str(exc)})
+        if not self._partner_ready(room_id, link):
             raise LinkNotReady(
                 f"link {link.name}: no device of {link.partner} is signed by the pinned "
                 "master key (not joined yet, or its identity is not the pinned one); "
                 "protocol events wait")
+
+    def _partner_ready(self, room_id: str, link: Link) -> bool:
+        devices = self._client.device_store.active_user_devices(link.partner)
+        return any(self.link_recipient(room_id, link.partner, device.id) for device in devices)
 
     def guard_link_rooms(self) -> None:
         """Restrict nio's sharing of a link room's key to the recipients `link_recipient`
@@ -285,19 +295,21 @@ class TrustPolicy:
         link = self._links[room_id]
         olm = self._client.olm
         assert olm is not None
+        excluded = [(user_id, device)
+                    for user_id in users
+                    for device in self._client.device_store.active_user_devices(user_id)
+                    if not self.link_recipient(room_id, user_id, device.id)]
         session = olm.outbound_group_sessions.get(room_id)
-        if session is None or session.shared:  # nio would start a new one: start it here
+        if session is None or session.shared or any(
+                (user_id, device.id) in session.users_shared_with
+                for user_id, device in excluded):
+            # nio would start a new one, or a device that had the key may no longer have
+            # it: start a new one here
             olm.create_outbound_group_session(room_id)
             session = olm.outbound_group_sessions[room_id]
-        kept = []
-        for user_id in users:
-            allowed_user = user_id in (link.partner, self._client.user_id)
-            for device in self._client.device_store.active_user_devices(user_id):
-                if self.link_recipient(room_id, user_id, device.id):
-                    continue
-                if allowed_user and not device.blacklisted:
-                    self._client.blacklist_device(device)
-                session.users_ignored.add((user_id, device.id))
-            if allowed_user:
-                kept.append(user_id)
-        return kept
+        allowed = {link.partner, self._client.user_id}
+        for user_id, device in excluded:
+            if user_id in allowed and not device.blacklisted:
+                self._client.blacklist_device(device)
+            session.users_ignored.add((user_id, device.id))
+        return [user_id for user_id in users if user_id in allowed]

@@ -499,11 +499,12 @@ async def tell_targets(services: Services, case: Case, posts: Mapping[str, Post]
         if links.link_of_room(services, delivery.room_id) is not None:
             event = links.event_for_notice(about)
             partner_post = posts.get(delivery.post)
+            told_text = said
             if not said and about == "edit" and partner_post is not None:
-                said = render(partner_post).text  # what changed, in the post's language
+                told_text = render(partner_post).text  # what changed, in its language
             if (event is not None and delivery.refused_ms is None
                     and await links.tell_partner(services, case, delivery.room_id, event,
-                                                 post=delivery.post, by=by, said=said,
+                                                 post=delivery.post, by=by, said=told_text,
                                                  outcome=outcome, unique=unique,
                                                  attachment=attachment)):
                 told.append(delivery.post)

@@ -140,8 +140,8 @@ class Services:
         (`disclosure`); False, and nothing queued, if they may not. A link room's reader is
         the partner's bot: it reads protocol events only (`handlers.links`), never a notice."""
         if self.links.link_for_room(room_id) is not None:
-            log.warning("a notice about a case was not written into a link room",
-                        extra={"room_id": room_id, "case_ref": case.ref, "kind": kind})
+            log.info("a notice about a case was not written into a link room",
+                     extra={"room_id": room_id, "case_ref": case.ref, "kind": kind})
             return False
         disclosure = await self.disclosure(room_id, case, needed=needed, escalation=escalation)
         if disclosure is None:

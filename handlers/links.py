@@ -32,7 +32,7 @@ import aiosqlite
 from pydantic import ValidationError
 
 from liaison.commands.attachments import EncryptedFile
-from liaison.commands.audience import CaseParties, Disclosure, disclose
+from liaison.commands.audience import CaseParties, Disclosure, disclose, link_audience
 from liaison.commands.case_render import (
     post_label,
     render_attachment_notice,
@@ -62,6 +62,7 @@ from liaison.commands.links import (
     check_directory,
     check_offer,
     offer_key,
+    oversized,
     parse_content,
     receipt_key,
 )
@@ -72,12 +73,15 @@ from liaison.commands.records import Case, Delivery, NewCase, TimelineKind
 from liaison.commands.registry import CommandRegistry, CommandSpec, Invocation, Reply
 from liaison.commands.render import Line, Notice, Relayed, Strong, render_notice
 from liaison.commands.texts import MESSAGES, Term, text
-from liaison.handlers.context import Services
+from liaison.handlers.context import Services, case_parties
 from liaison.storage import audit, cases, outbox, request_terms
 from liaison.storage import links as link_store
 from liaison.storage.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
+
+TEXT_LIMIT = 20_000
+"""The longest text a protocol content carries (`commands.links`' `Text`)."""
 
 SENT, RECEIVED, REFUSED = "link.sent", "link.received", "link.refused"
 """Audit actions of protocol events (the detail: link, type, key, reason)."""
@@ -155,6 +159,20 @@ async def offer(services: Services, case: Case, target: Post, link: Link, *,
     return message
 
 
+async def _link_disclosure(services: Services, link: Link, case: Case) -> Disclosure | None:
+    """May the partner behind `link` read about `case`? Its audience is the posts it
+    publishes now and those the case crossed this link with (a post it has dropped from
+    its directory since still hears the end of its cases), within the link's TLP."""
+    audience = services.audience(link.room)
+    crossed = {delivery.post for delivery in await cases.deliveries(services.conn, case.id)
+               if delivery.room_id == link.room}
+    if case.origin_room == link.room:
+        crossed.add(case.origin_post)
+    audience = link_audience(link.room, (*audience.posts, *sorted(crossed)), link.max_tlp)
+    parties = await case_parties(services.conn, case)
+    return disclose(audience, parties, known_posts(services))
+
+
 def _offer_content(case: Case, target: str, targets: Sequence[str]) -> OfferContent:
     """The offer of `case` to the partner's post `target`; ValidationError when a field is
     beyond what the protocol carries."""
@@ -226,7 +244,7 @@ async def tell_partner(services: Services, case: Case, room_id: str, event: Case
     if link is None:
         return False
     known = await _link_ref(services, case, link)
-    disclosure = await services.disclosure(link.room, case)
+    disclosure = await _link_disclosure(services, link, case)
     if known is None or disclosure is None:
         log.warning("case event not told to a link that does not hold the case",
                     extra={"case_ref": case.ref, "link": link.name, "event": str(event)})
@@ -234,9 +252,11 @@ async def tell_partner(services: Services, case: Case, room_id: str, event: Case
     ref, _ = known
     if event is CaseEventKind.ATTACHMENT and attachment is None:
         return False  # nothing to carry
-    content = CaseEventContent(
-        id=case_event_key(ref, event, post, unique), ref=ref, event=event, post=post, by=by,
-        ms=services.clock.now_ms(), text=said, outcome=outcome, attachment=attachment)
+    content = _case_event_content(
+        CaseEventContent(id=case_event_key(ref, event, post, unique), ref=ref, event=event,
+                         post=post, by=by, ms=services.clock.now_ms(),
+                         outcome=None if outcome is None else outcome[:200],
+                         attachment=attachment), said)
     await _send(services, link, LinkEventType.CASE, content, case_ref=case.ref,
                 disclosure=disclosure, detail={"event": str(event), "post": post})
     return True
@@ -295,6 +315,19 @@ def media_of(attachment: LinkAttachment) -> dict[str, Any] | None:
     msgtype = {"image": "m.image", "video": "m.video", "audio": "m.audio"}.get(major, "m.file")
     return {"msgtype": msgtype, "filename": attachment.name, "file": dict(attachment.file),
             "info": {"mimetype": attachment.mimetype, "size": attachment.size}}
+
+
+def _case_event_content(content: CaseEventContent, said: str) -> CaseEventContent:
+    """`content` with the officer's text, shortened (marked `…`) as far as the event must
+    be to fit in `MAX_EVENT_BYTES` — Cyrillic or Arabic text is two bytes a letter."""
+    said = said[:TEXT_LIMIT]
+    while True:
+        candidate = content.model_copy(update={"text": said})
+        if oversized(candidate) is None or not said:
+            return candidate
+        said = said[:len(said) * 4 // 5].rstrip() + "…"
+        if len(said) <= 1:
+            said = ""
 
 
 def event_for_notice(about: str) -> CaseEventKind | None:
@@ -419,7 +452,7 @@ async def _offer(services: Services, link: Link, content: OfferContent, *,
     await _send(services, link, LinkEventType.RECEIPT, ReceiptContent(
         id=receipt_key(content.ref, target.id), ref=content.ref, target=target.id,
         accepted=True, partner_ref=case.ref), case_ref=case.ref,
-        disclosure=await services.disclosure(link.room, case), detail={"target": target.id})
+        disclosure=await _link_disclosure(services, link, case), detail={"target": target.id})
 
 
 def _reachable(services: Services, post: Post) -> bool:

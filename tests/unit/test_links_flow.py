@@ -21,6 +21,13 @@ from liaison.bot.chaser import Chaser
 from liaison.bot.clock import Clock
 from liaison.bot.seen import note_receipts
 from liaison.commands.attachments import Fetched, attachment_of, media_fields
+from liaison.commands.audience import (
+    CaseParties,
+    Detail,
+    case_detail,
+    escalation_detail,
+    link_audience,
+)
 from liaison.commands.links import (
     CaseEventKind,
     DirectoryContent,
@@ -571,6 +578,10 @@ async def test_a_request_delayed_then_refused_at_termez_is_told_to_the_requester
     status = await pair.kz.say(KZ_ROOM, AIGERIM, "!status KZ-0001")
     assert f"answer delayed by Termez (UZ-TERMEZ) ({BEKZOD}): a judicial" in status.text
 
+    await pair.uz.say(UZ_ROOM, BEKZOD, "!delay KZ-0001 1d judicial still waiting")
+    rooms = await pair.settle()
+    assert "still waiting" in rooms[KZ_ROOM][0].content["body"]  # a second delay crosses too
+
     await pair.uz.say(UZ_ROOM, BEKZOD, "!refuse KZ-0001 law not permitted")
     rooms = await pair.settle()
     [refused] = rooms[KZ_ROOM]
@@ -788,3 +799,50 @@ async def test_a_reference_in_this_bots_own_numbering_is_never_taken_over(pair: 
     assert inbound is not None and inbound.ref == "UZ-0001"  # numbered here, as its own
     answer = await pair.uz.say(UZ_ROOM, BEKZOD, "!alert routine to:UZ-NUKUS tlp:green\nours")
     assert answer.text.startswith("UZ-0002"), answer.text
+
+
+async def test_a_post_the_partner_stopped_publishing_still_hears_the_end_of_its_cases(
+        pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+    nukus_only = DirectoryContent(id=directory_key(2), version=2, posts=tuple(
+        post for post in directory_posts(pair.uz.link, pair.uz.config.posts, ())
+        if post.id == "UZ-NUKUS"))
+    assert await pair.kz.receive(LinkEventType.DIRECTORY, nukus_only.model_dump(mode="json"),
+                                 event_id="$uz-directory2")
+
+    await pair.kz.say(KZ_ROOM, AIGERIM, "!close KZ-0001 found nothing")
+    rooms = await pair.settle()
+    assert [m.content.get("event") for m in rooms[LINK_ROOM]] == ["close"]
+    assert (await pair.uz.case("KZ-0001")).state == "closed"
+
+
+# --- who reads a link room --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("tlp", "origin", "targets", "ceiling", "expected"), [
+    (Tlp.AMBER, "KZ-ZHIBEK", {"UZ-TERMEZ"}, Tlp.AMBER, Detail.PARTICIPANT),
+    (Tlp.GREEN, "UZ-TERMEZ", {"KZ-ZHIBEK"}, Tlp.AMBER, Detail.PARTICIPANT),
+    (Tlp.GREEN, "KZ-ZHIBEK", {"KZ-FIU"}, Tlp.AMBER, Detail.NONE),
+    (Tlp.AMBER, "KZ-ZHIBEK", {"UZ-TERMEZ"}, Tlp.GREEN, Detail.NONE),
+    (Tlp.AMBER_STRICT, "KZ-ZHIBEK", {"UZ-TERMEZ"}, Tlp.AMBER, Detail.NONE),
+    (Tlp.RED, "KZ-ZHIBEK", {"UZ-TERMEZ"}, Tlp.AMBER, Detail.NONE),
+])
+def test_a_link_room_reads_the_cases_of_its_partners_posts_within_the_links_tlp(
+        tlp: Tlp, origin: str, targets: set[str], ceiling: Tlp, expected: Detail) -> None:
+    audience = link_audience(LINK_ROOM, ("UZ-TERMEZ", "UZ-NUKUS"), ceiling)
+    parties = CaseParties(ref="KZ-0001", tlp=tlp, origin=origin, targets=frozenset(targets))
+    assert case_detail(audience, parties, {}) is expected
+    assert escalation_detail(audience, parties, {}) is expected  # never a mere reference
+
+
+async def test_a_reply_too_long_for_one_event_crosses_shortened(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+    long_reply = "ж" * 2_000 + "\N{GRINNING FACE}" * 11_000  # 48,000 bytes of UTF-8
+    await pair.kz.reply(KZ_ROOM, AIGERIM, long_reply, in_thread_of="$kz-cmd1")
+    rooms = await pair.settle()
+    [event] = [m.content for m in rooms[LINK_ROOM] if m.event_type == LinkEventType.CASE]
+    assert event["event"] == "reply" and event["text"].endswith("…")
+    assert len(rooms[UZ_ROOM]) == 1
+    assert await pair.uz.audited("link.refused") == []

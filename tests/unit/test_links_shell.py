@@ -45,6 +45,7 @@ from liaison.bot.health import HealthLimits, LinkState, assess
 from liaison.bot.invites import InvitePolicy, answer_invite
 from liaison.bot.links import LinkEvents, identity_refusal, publish_directory
 from liaison.bot.metrics import LinkFigures, link_metrics
+from liaison.bot.rawapi import ApiResult
 from liaison.bot.trust import TOFU, LinkNotReady, TrustPolicy, UserKeys
 from liaison.commands.links import (
     DirectoryContent,
@@ -585,7 +586,7 @@ def recipients(client: KeyServer) -> set[str]:
 
 
 async def test_the_link_rooms_key_goes_only_to_the_partners_pinned_devices(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pinned = PartnerDevice("PARTNERDEV", PINNED)
     unsigned = PartnerDevice("NEWDEV", None)
@@ -608,6 +609,22 @@ async def test_the_link_rooms_key_goes_only_to_the_partners_pinned_devices(
         # the officer keeps getting keys in the post rooms: left out here, not blacklisted
         assert not client.device_store["@aigerim:kz.example"]["OFFICERDEV"].blacklisted
         assert client.device_store[PARTNER]["NEWDEV"].blacklisted
+
+        told: list[dict[str, Any]] = []
+
+        async def to_device(client_: Any, method: str, path: str,
+                            body: dict[str, Any] | None = None) -> ApiResult:
+            told.append(body or {})
+            return ApiResult(200, {})
+
+        monkeypatch.setattr("liaison.bot.trust.request_json", to_device)
+        await trust.tell_withheld(ROOM)
+        await trust.tell_withheld(ROOM)  # once per room key
+        (withheld,) = told
+        messages = withheld["messages"]
+        assert {user: set(devices) for user, devices in messages.items()} == {
+            PARTNER: {"NEWDEV"}, "@aigerim:kz.example": {"OFFICERDEV"}}
+        assert messages[PARTNER]["NEWDEV"]["code"] == "m.unverified"
     finally:
         await client.close()
 
@@ -625,9 +642,17 @@ async def test_after_an_identity_reset_the_partner_gets_no_key_and_sending_waits
             trust._cache[user] = usurped
 
     trust._keys = keys  # type: ignore[method-assign]
+    queried: list[set[str]] = []
+
+    async def keys_query() -> None:
+        assert client.olm is not None
+        queried.append(set(client.olm.users_for_key_query))
+
+    client.keys_query = keys_query  # type: ignore[method-assign]
     try:
         with pytest.raises(LinkNotReady):
             await trust.prepare_room(ROOM)
+        assert queried == [{PARTNER}]  # nio was asked for the partner's devices first
         assert client.device_store[PARTNER]["ADMINDEV"].blacklisted
         await client.keys_claim({PARTNER: ["ADMINDEV"]})
         assert recipients(client) == set()
@@ -813,3 +838,74 @@ async def test_a_protocol_event_that_is_not_valid_unicode_is_refused_not_stored(
                                               sender_key=device.curve25519,
                                               event_id="$surrogate"), key="$surrogate")
     assert audited["reason"] == "schema"
+
+
+# --- the outbox and protocol events ------------------------------------------------------------
+
+
+class SendingClient:
+    """`room_send` recorded; the link room encrypted or not."""
+
+    def __init__(self, encrypted: bool) -> None:
+        self.rooms = {ROOM: SimpleNamespace(encrypted=encrypted)}
+        self.sent: list[tuple[str, str]] = []
+
+    async def room_send(self, room_id: str, event_type: str, content: dict[str, Any], *,
+                        tx_id: str, ignore_unverified_devices: bool) -> Any:
+        from nio import RoomSendResponse
+
+        self.sent.append((room_id, event_type))
+        return RoomSendResponse("$sent", room_id)
+
+
+@pytest.mark.parametrize(("encrypted", "ready", "state"), [
+    (True, True, "sent"), (False, True, "failed"), (True, False, "pending")],
+    ids=["encrypted room", "unencrypted room: never in the clear", "partner not ready: held"])
+async def test_a_protocol_event_leaves_only_encrypted_and_only_once_the_partner_is_ready(
+    db: Database, encrypted: bool, ready: bool, state: str,
+) -> None:
+    from liaison.bot.sender import OutboxSender, SenderSettings
+
+    config = parse_config(config_text())
+    assert await publish_directory(db, config, config.links[0], now_ms=NOW) == 1
+    client = SendingClient(encrypted)
+
+    async def before_send(room_id: str) -> None:
+        if not ready:
+            raise LinkNotReady("no device of the partner is signed by the pinned key")
+
+    sender = OutboxSender(db, client, FixedClock(NOW), SenderSettings(),  # type: ignore[arg-type]
+                          before_send=before_send)
+    async with db.read() as conn:
+        (message,) = await outbox.pending(conn)
+    await sender._send(message)
+
+    async with db.read() as conn:
+        after = await outbox.get(conn, message.id)
+    assert after is not None and after.state == state
+    assert client.sent == ([(ROOM, "org.liaison.link.directory")] if state == "sent" else [])
+
+
+async def test_a_partner_device_that_loses_the_pinned_signature_gets_no_further_key(
+    tmp_path: Path,
+) -> None:
+    """The partner's identity is replaced after its device had the room key: the next
+    share starts a new room key that device never gets."""
+    device = PartnerDevice("PARTNERDEV", PINNED)
+    client = KeyServer(tmp_path, [device])
+    trust = TrustPolicy(client, TOFU, [link()])
+    trust._cache[PARTNER] = published_keys(PINNED, device)
+    try:
+        trust.guard_link_rooms()
+        await client.keys_claim({PARTNER: ["PARTNERDEV"]})
+        assert recipients(client) == {"PARTNERDEV"}
+        assert client.olm is not None
+        first = client.olm.outbound_group_sessions[ROOM]
+        first.users_shared_with.add((PARTNER, "PARTNERDEV"))  # as nio notes a sent key
+        first.shared = False  # a late device is to get it (`bot.key_claims`)
+
+        trust._cache[PARTNER] = published_keys(CrossSigningSeeds.generate(), device)
+        assert recipients(client) == set()
+        assert client.olm.outbound_group_sessions[ROOM].id != first.id
+    finally:
+        await client.close()
