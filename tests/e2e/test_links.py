@@ -11,6 +11,7 @@ assertion is on what an officer's client decrypted or on a bot's database.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import sqlite3
@@ -52,6 +53,10 @@ KZ_CHASING = {"chasing": {
                            "escalate": []}}}}
 """Kazakhstan's policy would remind within 2 s: it must not, for a post behind a link."""
 TERMEZ, ZHIBEK = "UZ-TERMEZ", "KZ-ZHIBEK"
+PHOTO = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+"""A 1×1 PNG standing in for a photo of the plate."""
+REPORT = b"%PDF-1.4\n% the arrest report of truck 01A123BC\n%%EOF\n"
 REF_RE = re.compile(r"\b(KZ-\d{4,})\b")
 
 
@@ -245,6 +250,21 @@ async def test_a_kazakh_alert_reaches_termez_through_the_uzbek_bot_chased_by_uzb
     assert (carried.body or "").endswith("Stop it at the bridge"), carried.body
     assert in_thread(carried, case.event_id), carried.describe()
 
+    # A photo in the Kazakh thread reaches Termez's thread, the very same bytes; a file
+    # from Termez's thread reaches the Kazakh one.
+    await aigerim.send_attachment(kz.room(ZHIBEK), PHOTO, filename="plate.png",
+                                  mimetype="image/png", caption="plate 01A123BC",
+                                  thread_root=alert_id)
+    photo = await from_bot(uz, bekzod, uz.room(TERMEZ), about(ref, "attachment"))
+    assert await bekzod.download_attachment(photo) == PHOTO, photo.describe()
+    assert in_thread(photo, case.event_id), photo.describe()
+    await bekzod.send_attachment(uz.room(TERMEZ), REPORT, filename="protocol.pdf",
+                                 mimetype="application/pdf", msgtype="m.file",
+                                 thread_root=case.event_id)
+    report = await from_bot(kz, aigerim, kz.room(ZHIBEK), about(ref, "attachment"))
+    assert await aigerim.download_attachment(report) == REPORT, report.describe()
+    assert in_thread(report, alert_id), report.describe()
+
     # !status agrees on both sides: acknowledged at Termez by the same officer.
     kz_status = (await ask(kz, ZHIBEK, f"!status {ref}")).body or ""
     assert "Termez (UZ-TERMEZ): acknowledged" in kz_status, kz_status
@@ -292,6 +312,37 @@ async def test_a_kazakh_alert_reaches_termez_through_the_uzbek_bot_chased_by_uzb
         read = [m.describe() for m in operator.messages(linked.link_room)
                 if m.sender in bots and m.encrypted and not m.undecrypted]
         assert read == [], read
+
+    # Zhibek Zholy closes the case: Termez is told, in Russian, and the Uzbek record of it
+    # is closed with the outcome.
+    await ask(kz, ZHIBEK, f"!close {ref} 40 kg seized at Termez")
+    closed = await from_bot(uz, bekzod, uz.room(TERMEZ), about(ref, "closed"))
+    assert "40 kg seized at Termez" in (closed.body or ""), closed.body
+    assert db(uz, "SELECT state, outcome FROM cases WHERE ref = ?", ref) == [
+        ("closed", "40 kg seized at Termez")]
+
+    # `liaison stats` on each side counts Termez's part alike: received, acknowledged,
+    # escalated once (the origin's from the partner's case events).
+    for side in (uz, kz):
+        code, output = await liaison(side.bot, "stats", "--period", "1d")
+        assert code == 0, output
+        row = stats_row(output, TERMEZ)
+        assert row is not None, f"{side.code}'s stats have no {TERMEZ} row:\n{output}"
+        assert (row["received"], row["acked"], row["escalations"]) == ("1", "1", "1"), \
+            f"{side.code}: {row}"
+
+
+def stats_row(output: str, post_id: str) -> dict[str, str] | None:
+    """One post's row of `liaison stats`, by its column names."""
+    lines = output.splitlines()
+    header = next((line.split() for line in lines if line.startswith("post ")), None)
+    row = next((line.split() for line in lines if line.startswith(f"{post_id} ")), None)
+    if header is None or row is None:
+        return None
+    names = " ".join(header).replace("ack median", "ack_median").replace(
+        "ack p90", "ack_p90").replace("answer median", "answer_median").replace(
+        "answer p90", "answer_p90").split()
+    return dict(zip(names, row, strict=False))
 
 
 # --- refusals -------------------------------------------------------------------------------
@@ -553,6 +604,7 @@ async def test_uzbekistan_adds_a_post_and_kazakhstan_routes_to_it_without_a_rest
     version = await linked.accepted_version(kz) or 0
     await linked.add_post(uz, UZ_NUKUS)
     await linked.wait_linked(uz_version=version + 1)
+    assert await linked.accepted_version(kz) == version + 1  # up by one
 
     listed = (await ask(kz, ZHIBEK, "!posts")).body or ""
     assert "UZ-NUKUS" in listed and "Nukus" in listed and "UZ-TERMEZ" in listed, listed
