@@ -159,6 +159,25 @@ async def test_a_key_logged_twice_is_a_replay_and_changes_nothing(db: Database) 
                        ("tj", "received", "org.liaison.link.offer"): 1}
 
 
+async def test_refusals_are_counted_per_link_and_reason(db: Database) -> None:
+    async with db.transaction() as conn:
+        for number, (link, reason) in enumerate([("uz", "tlp"), ("uz", "tlp"),
+                                                 ("uz", "not_partner"), ("tj", "tlp")]):
+            await links.log_event(conn, link=link, direction="refused",
+                                  event_type="org.liaison.link.offer", key=f"k{number}",
+                                  event_id=f"$e{number}", case_ref=None, ms=T0,
+                                  detail={"reason": reason})
+        await links.log_event(conn, link="uz", direction="refused",
+                              event_type="org.liaison.link.case", key="no-reason",
+                              event_id="$n", case_ref=None, ms=T0, detail={})
+        await links.log_event(conn, link="uz", direction="received",
+                              event_type="org.liaison.link.offer", key="k0", event_id="$r",
+                              case_ref=None, ms=T0, detail={"reason": "ignored"})
+    async with db.read() as conn:
+        assert await links.refusals(conn) == {("uz", "tlp"): 2, ("uz", "not_partner"): 1,
+                                              ("uz", "unknown"): 1, ("tj", "tlp"): 1}
+
+
 async def test_a_rolled_back_transaction_leaves_the_key_free(db: Database) -> None:
     """A bot killed half-way through applying an event logs nothing: the re-read event
     is applied, not mistaken for a replay."""
