@@ -618,6 +618,8 @@ async def test_uzbekistan_adds_a_post_and_kazakhstan_routes_to_it_without_a_rest
     ref, _ = await sent_case(kz, ZHIBEK, "!alert routine to:UZ tlp:green\nWatch the road")
     await from_bot(uz, nukus, uz.room(UZ_NUKUS.post_id), lambda m: about_case(m, ref))
     await from_bot(uz, uz.officer(TERMEZ), uz.room(TERMEZ), lambda m: about_case(m, ref))
+    amber = await ask(kz, ZHIBEK, "!alert routine to:UZ tlp:amber\nWatch the road")
+    assert (amber.body or "").startswith("Nothing was sent."), amber.body  # AMBER: by id only
     assert kz.bot.pid == kz_pid, "the Kazakh bot was restarted"
 
     # The operators' tools agree: the link is healthy on both sides, and each exports
