@@ -345,6 +345,37 @@ def stats_row(output: str, post_id: str) -> dict[str, str] | None:
     return dict(zip(names, row, strict=False))
 
 
+async def test_an_uzbek_request_reaches_zhibek_zholy_and_its_answer_comes_back(
+    linked: LinkedCountries,
+) -> None:
+    kz, uz = linked.kz, linked.uz
+    aigerim, bekzod = kz.officer(ZHIBEK), uz.officer(TERMEZ)
+    command = await bekzod.send_text(uz.room(TERMEZ), "!request urgent to:KZ-ZHIBEK due:4h\n"
+                                                      "plate: 01A123BC\nWho owns this truck?")
+    sent = await from_bot(uz, bekzod, uz.room(TERMEZ), answering(command))
+    found = re.match(r"(UZ-\d{4,})", sent.body or "")
+    assert found is not None, sent.body
+    ref = found.group(1)
+
+    # Zhibek Zholy reads it from the Kazakh bot, in English, and answers in its thread.
+    case = await from_bot(kz, aigerim, kz.room(ZHIBEK), about(ref))
+    assert "Who owns this truck?" in (case.body or "") and "Termez (UZ-TERMEZ)" in (
+        case.body or ""), case.body
+    await aigerim.send_text(kz.room(ZHIBEK), "A haulage firm in Shymkent",
+                            thread_root=case.event_id)
+    reply = await from_bot(uz, bekzod, uz.room(TERMEZ), about(ref, "reply"))
+    assert (reply.body or "").endswith("A haulage firm in Shymkent"), reply.body
+    assert in_thread(reply, command), reply.describe()
+
+    # Answered, on both sides' !status.
+    uz_status = (await ask(uz, TERMEZ, f"!status {ref}")).body or ""
+    assert "Жибек Жолы (KZ-ZHIBEK): ответ" in uz_status, uz_status
+    kz_status = (await ask(kz, ZHIBEK, f"!status {ref}")).body or ""
+    assert "Zhibek Zholy (KZ-ZHIBEK): answered" in kz_status, kz_status
+    assert db(kz, "SELECT link, direction, foreign_ref FROM link_cases lc JOIN cases c "
+                  "ON c.id = lc.case_id WHERE c.ref = ?", ref) == [("uz", "inbound", ref)]
+
+
 # --- refusals -------------------------------------------------------------------------------
 
 
