@@ -28,6 +28,7 @@ from devkit.botprocess import BotProcess
 from devkit.federation import SynapsePair
 from devkit.links import UZ_NUKUS, Country, LinkedCountries, eventually, liaison
 from devkit.officer import Officer, SeenMessage
+from devkit.synapse import free_port
 from liaison.bot.app import CROSS_SIGNING_FILE
 from liaison.bot.crosssigning import (
     load_seeds,
@@ -37,6 +38,7 @@ from liaison.bot.crosssigning import (
 )
 from liaison.commands.case_render import CASE_KEY
 from tests.e2e.conftest import assert_audit_chain_intact, unique
+from tests.e2e.test_metrics import health_becomes, scrape
 
 WAIT_S = 90.0
 UZ_CHASING = {"chasing": {
@@ -68,7 +70,8 @@ async def linked(synapse_pair: SynapsePair,
                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LinkedCountries]:
     world = await LinkedCountries.create(
         synapse_pair, tmp_path_factory.mktemp("links"), namer=unique,
-        kz_config=KZ_CHASING, uz_config=UZ_CHASING)
+        kz_config={**KZ_CHASING, "metrics": {"enabled": True, "port": free_port()}},
+        uz_config={**UZ_CHASING, "metrics": {"enabled": True, "port": free_port()}})
     try:
         yield world
     finally:
@@ -332,6 +335,10 @@ async def test_a_kazakh_alert_reaches_termez_through_the_uzbek_bot_chased_by_uzb
             f"{side.code}: {row}"
 
 
+def metrics_port(side: Country) -> int:
+    return int(side.bot.config_dict()["metrics"]["port"])
+
+
 def stats_row(output: str, post_id: str) -> dict[str, str] | None:
     """One post's row of `liaison stats`, by its column names."""
     lines = output.splitlines()
@@ -343,6 +350,38 @@ def stats_row(output: str, post_id: str) -> dict[str, str] | None:
         "ack p90", "ack_p90").replace("answer median", "answer_median").replace(
         "answer p90", "answer_p90").split()
     return dict(zip(names, row, strict=False))
+
+
+async def test_an_uzbek_request_reaches_zhibek_zholy_and_its_answer_comes_back(
+    linked: LinkedCountries,
+) -> None:
+    kz, uz = linked.kz, linked.uz
+    aigerim, bekzod = kz.officer(ZHIBEK), uz.officer(TERMEZ)
+    command = await bekzod.send_text(uz.room(TERMEZ), "!request urgent to:KZ-ZHIBEK due:4h\n"
+                                                      "plate: 01A123BC\nWho owns this truck?")
+    sent = await from_bot(uz, bekzod, uz.room(TERMEZ),  # (not a hit notice on the plate)
+                          lambda m: answers(m, command) and (m.body or "").startswith("UZ-"))
+    found = re.match(r"(UZ-\d{4,})", sent.body or "")
+    assert found is not None, sent.body
+    ref = found.group(1)
+
+    # Zhibek Zholy reads it from the Kazakh bot, in English, and answers in its thread.
+    case = await from_bot(kz, aigerim, kz.room(ZHIBEK), about(ref))
+    assert "Who owns this truck?" in (case.body or "") and "Termez (UZ-TERMEZ)" in (
+        case.body or ""), case.body
+    await aigerim.send_text(kz.room(ZHIBEK), "A haulage firm in Shymkent",
+                            thread_root=case.event_id)
+    reply = await from_bot(uz, bekzod, uz.room(TERMEZ), about(ref, "reply"))
+    assert (reply.body or "").endswith("A haulage firm in Shymkent"), reply.body
+    assert in_thread(reply, command), reply.describe()
+
+    # Answered, on both sides' !status.
+    uz_status = (await ask(uz, TERMEZ, f"!status {ref}")).body or ""
+    assert "Жибек Жолы (KZ-ZHIBEK): ответ" in uz_status, uz_status
+    kz_status = (await ask(kz, ZHIBEK, f"!status {ref}")).body or ""
+    assert "Zhibek Zholy (KZ-ZHIBEK): answered" in kz_status, kz_status
+    assert db(kz, "SELECT link, direction, foreign_ref FROM link_cases lc JOIN cases c "
+                  "ON c.id = lc.case_id WHERE c.ref = ?", ref) == [("uz", "inbound", ref)]
 
 
 # --- refusals -------------------------------------------------------------------------------
@@ -618,6 +657,19 @@ async def test_uzbekistan_adds_a_post_and_kazakhstan_routes_to_it_without_a_rest
     ref, _ = await sent_case(kz, ZHIBEK, "!alert routine to:UZ tlp:green\nWatch the road")
     await from_bot(uz, nukus, uz.room(UZ_NUKUS.post_id), lambda m: about_case(m, ref))
     await from_bot(uz, uz.officer(TERMEZ), uz.room(TERMEZ), lambda m: about_case(m, ref))
+    # Each side's metrics count what crossed, per link; both are healthy.
+    for side, direction in ((kz, "sent"), (uz, "received")):
+        samples = await scrape(metrics_port(side))
+        offers = samples.get(f"liaison_link_events_total{{direction={direction},"
+                             f"link={side.link_name},type=org.liaison.link.offer}}", 0)
+        assert offers >= 3, {k: v for k, v in samples.items() if "link" in k}
+        await health_becomes(metrics_port(side), 200)
+    refusals = await scrape(metrics_port(kz))
+    assert refusals.get("liaison_link_refused_total{link=uz,reason=not_partner}", 0) >= 1, \
+        {k: v for k, v in refusals.items() if "refused" in k}
+
+    amber = await ask(kz, ZHIBEK, "!alert routine to:UZ tlp:amber\nWatch the road")
+    assert (amber.body or "").startswith("Nothing was sent."), amber.body  # AMBER: by id only
     assert kz.bot.pid == kz_pid, "the Kazakh bot was restarted"
 
     # The operators' tools agree: the link is healthy on both sides, and each exports
@@ -660,6 +712,11 @@ async def test_a_partner_identity_replaced_on_its_homeserver_cannot_speak_for_it
         assert db(kz, "SELECT count(*) FROM cases WHERE ref = 'UZ-9903'") == [(0,)]
 
         # The Kazakh operator is told: `liaison link check` fails and says why.
+        health = await health_becomes(metrics_port(kz), 503)
+        assert health["checks"]["link:uz"]["ok"] is False, health
+        assert any(record.get("msg") == "link refused: the partner's identity is not the "
+                   "pinned one" and record.get("published") == replaced
+                   for record in kz.bot.log_records())
         code, output = await liaison(kz.bot, "link", "check")
         assert code == 1, output
         assert "PROBLEM" in output and replaced in output, output  # which key, and why
