@@ -365,6 +365,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     config = _offline_config(args.config)
     known = [post.id for post in config.posts]
+    if config.links:  # the partners' posts too: what crossed a link is counted for them
+        from liaison.bot.link_tools import partner_post_ids
+
+        known += [post for post in asyncio.run(partner_post_ids(config, _database_of(config)))
+                  if post not in known]
     wanted = list(dict.fromkeys(post.upper() for post in args.post)) if args.post else known
     for post in wanted:
         if post not in known:

@@ -13,6 +13,7 @@ decided by `problems`, a plain function of those facts.
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ from liaison.bot.rawapi import request_json
 from liaison.bot.rooms import RoomsError
 from liaison.bot.session import CREDENTIALS_FILE, Credentials
 from liaison.commands.durations import format_duration
-from liaison.commands.links import Link
+from liaison.commands.links import Link, LinkView
 from liaison.config import Config
 from liaison.storage import links as link_store
 from liaison.storage.db import read_only
@@ -172,6 +173,17 @@ async def gather_facts(config: Config, database: Path, *, now_ms: int) -> dict[s
                 directory_published=None if published is None else published[0],
                 queued=queued, oldest_queued_ms=oldest)
     return found
+
+
+async def partner_post_ids(config: Config, database: Path) -> list[str]:
+    """The partners' posts in the directories this bot accepted (as routing sees them),
+    for `liaison stats`; none when there is no database (or one too old to hold any)."""
+    try:
+        async with read_only(database) as conn:
+            directories = await link_store.accepted_directories(conn)
+    except (FileNotFoundError, sqlite3.Error):
+        return []
+    return list(LinkView(links=tuple(config.links), directories=directories).partner_posts())
 
 
 async def export_exchange(database: Path, link: str) -> list[str]:

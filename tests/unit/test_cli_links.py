@@ -203,3 +203,50 @@ def test_link_export_of_an_unknown_link_names_the_configured_ones(
     with_link(config_file)
     assert main(["link", "export", "tj", "-c", str(config_file)]) == EXIT_CONFIG
     assert "no link tj in the configuration (links: uz)" in capsys.readouterr().err
+
+
+def test_stats_counts_a_partners_posts_from_its_accepted_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """UZ-TERMEZ is no post of this bot's but the partner's: what crossed the link to it
+    is in `liaison stats` as it is in the partner's."""
+    from liaison.commands.links import DirectoryContent, DirectoryPost
+    from liaison.commands.model import Agency
+    from tests.unit.test_cli import fill
+
+    monkeypatch.setenv("TEST_LIAISON_PASSWORD", "secret")
+    monkeypatch.setenv("TEST_LIAISON_PICKLE", "pickle")
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.replace("@liaison:kz.example", "@liaison:example.org") + f"""\
+posts:
+  - {{id: KZ-ZHIBEK, names: {{en: Zhibek}}, country: KZ, agency: border,
+     room: "!kz:example.org", timezone: Asia/Almaty}}
+links:
+  - name: uz
+    partner: "{PARTNER}"
+    room: "{ROOM}"
+    partner_master_key: "{PINNED}"
+    countries: [UZ]
+""")
+    database = tmp_path / "data" / "liaison.db"
+    assert main(["stats", "-c", str(path), "--post", "UZ-TERMEZ"]) == EXIT_CONFIG  # no db
+    capsys.readouterr()
+    asyncio.run(fill(database))
+
+    async def accept() -> None:
+        db = await Database.open(database)
+        try:
+            async with db.transaction() as conn:
+                await link_store.accept_directory(conn, "uz", DirectoryContent(
+                    id="directory:1", version=1, posts=(DirectoryPost(
+                        id="UZ-TERMEZ", names={"en": "Termez"}, country="UZ",
+                        agency=Agency.BORDER),)), "$dir", NOW)
+        finally:
+            await db.close()
+
+    asyncio.run(accept())
+    assert main(["stats", "-c", str(path)]) == EXIT_OK
+    rows = {line.split()[0]: line.split()[1:4]
+            for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows["UZ-TERMEZ"] == ["0", "4", "3"]  # sent, received, acknowledged
+    assert main(["stats", "-c", str(path), "--post", "uz-termez"]) == EXIT_OK
