@@ -665,8 +665,9 @@ async def test_uzbekistan_adds_a_post_and_kazakhstan_routes_to_it_without_a_rest
         assert offers >= 3, {k: v for k, v in samples.items() if "link" in k}
         await health_becomes(metrics_port(side), 200)
     refusals = await scrape(metrics_port(kz))
-    assert refusals.get("liaison_link_refused_total{link=uz,reason=not_partner}", 0) >= 1, \
-        {k: v for k, v in refusals.items() if "refused" in k}
+    refused_here = Counter(str(detail.get("reason")) for _, _, detail in refused(kz))
+    assert {reason: refusals.get(f"liaison_link_refused_total{{link=uz,reason={reason}}}")
+            for reason in refused_here} == dict(refused_here), refusals
 
     amber = await ask(kz, ZHIBEK, "!alert routine to:UZ tlp:amber\nWatch the road")
     assert (amber.body or "").startswith("Nothing was sent."), amber.body  # AMBER: by id only
