@@ -59,6 +59,7 @@ from liaison.commands.texts import FIELD_KEYS, fold_word, text
 from liaison.commands.vocabulary import ENTITY_FIELDS
 from liaison.handlers import cases as case_commands
 from liaison.handlers.context import Services, case_parties
+from liaison.handlers.links import known_posts
 from liaison.storage import audit, cases
 from liaison.storage import hits as index
 
@@ -200,7 +201,7 @@ async def _tell(services: Services, link: Link, *, own: Case, other: Case, room_
         return
     language = _language(services, room_id)
     notice = render_hit(Match(entity, other.ref, other.origin_post, link.score), view,
-                        own_ref=own.ref, posts=case_commands.posts_by_id(services.config),
+                        own_ref=own.ref, posts=known_posts(services),
                         language=language)
     content = case_commands.case_content(notice, own, about="hit", thread_root=thread)
     if await services.send_case(room_id, content, case=own, kind=OutboxKind.CASE_HIT):
@@ -253,7 +254,7 @@ async def check(invocation: Invocation) -> Reply:
     await services.record("hit-check", actor=invocation.sender, room_id=invocation.room_id,
                           detail={"kind": kind.value, "hits": len(found),
                                   "refs": [match.other_ref for match, _ in found]})
-    return render_check(kind, value, found, posts=case_commands.posts_by_id(services.config),
+    return render_check(kind, value, found, posts=known_posts(services),
                         language=language)
 
 
@@ -280,7 +281,7 @@ async def status_links(services: Services, case: Case, room_id: str,
                        language: str) -> list[Line]:
     """One line per link of `case` that is not dismissed, as `room_id` may read it."""
     lines: list[Line] = []
-    posts = case_commands.posts_by_id(services.config)
+    posts = known_posts(services)
     for link in await index.links_of(services.conn, case.id):
         other = await cases.case_by_id(services.conn, link.other(case.id))
         entity = link.own(case.id)

@@ -431,15 +431,16 @@ async def _offer(services: Services, link: Link, content: OfferContent, *,
     if refusal is not None or target is None:
         refusal = refusal or LinkRefusal(RefusalReason.UNKNOWN_POST, content.target)
         await _refuse(services, link, event_type, key=content.id, event_id=event_id,
-                      case_ref=None, refusal=refusal)
+                      case_ref=content.ref, refusal=refusal)
         await _send(services, link, LinkEventType.RECEIPT, ReceiptContent(
             id=receipt_key(content.ref, content.target), ref=content.ref,
             target=content.target, accepted=False, reason=refusal.reason,
-            detail=refusal.detail[:200]), case_ref=None,
+            detail=refusal.detail[:200]), case_ref=content.ref,
             detail={"target": content.target, "reason": refusal.reason.value})
         return
     if not await _accepted(services, link, LinkEventType.OFFER, content.id, event_id=event_id,
-                           case_ref=None, detail={"ref": content.ref, "target": target.id}):
+                           case_ref=content.ref,
+                           detail={"ref": content.ref, "target": target.id}):
         return
     case, created = await _inbound_case(services, link, content, target, event_id=event_id)
     if await cases.delivery_for(services.conn, case.id, target.id) is None:

@@ -307,6 +307,11 @@ async def test_alert_to_a_partner_post_is_relayed_in_termez_in_russian(pair: Pai
     assert [d["type"] for d in await pair.kz.audited("link.received")] == [
         LinkEventType.DIRECTORY, LinkEventType.RECEIPT]
     assert KZ_ROOM not in rooms  # an accepted receipt tells the officer nothing new
+    async with pair.uz.db.read() as conn:
+        logged = await link_store.exchange(conn, "kz")
+    assert [(e.direction, e.key, e.case_ref) for e in logged if e.case_ref] == [
+        ("received", "offer:KZ-0001:UZ-TERMEZ", "KZ-0001"),
+        ("sent", "receipt:KZ-0001:UZ-TERMEZ", "KZ-0001")]
 
 
 async def test_a_taken_reference_gets_the_partners_own_and_keeps_the_foreign_one(
@@ -556,7 +561,8 @@ async def test_a_hit_on_an_inbound_case_is_never_written_into_the_link_room(
     rooms = await pair.settle()
 
     assert LINK_ROOM not in rooms
-    assert any("KZ-0001" in body for body in bodies(rooms.get(UZ_ROOM, [])))
+    [hit] = [body for body in bodies(rooms.get(UZ_ROOM, [])) if "KZ-0001" in body]
+    assert "Жибек Жолы (KZ-ZHIBEK)" in hit  # the origin as its directory names it
 
 
 # --- a request delayed and refused at the partner ---------------------------------------
