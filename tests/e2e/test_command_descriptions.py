@@ -20,7 +20,7 @@ from tests.e2e.test_notifications import ask
 
 COMMANDS = ("help", "ping", "alert", "request", "ack", "update", "close", "cancel", "status",
             "pending", "snooze", "escalations", "report", "lang", "delay", "refuse", "permit",
-            "check", "links", "unlink")
+            "check", "links", "unlink", "posts")
 
 
 async def test_commands_are_published_as_state_matching_help_and_an_invocation_is_obeyed(
