@@ -921,3 +921,31 @@ async def test_the_periodic_identity_check_refuses_and_clears_a_link(db: Databas
     keys.keys = published_keys(PINNED)  # the partner's operator restored its identity
     await harness.events.check_identities()
     assert harness.events.identity_problems == {}
+
+
+async def test_nothing_is_sent_into_the_link_room_while_the_partner_is_only_invited(
+    tmp_path: Path,
+) -> None:
+    """An event sent while the partner is invited never reaches its server's sync (only
+    backfill): the queue waits for its join."""
+    device = PartnerDevice("PARTNERDEV", PINNED)
+    client = KeyServer(tmp_path, [device])
+    room = client.rooms[ROOM]
+    room.invited_users[PARTNER] = room.users[PARTNER]
+    trust = TrustPolicy(client, TOFU, [link()])
+
+    async def keys(users: list[str], need: dict[str, set[str]]) -> None:
+        trust._cache[PARTNER] = published_keys(PINNED, device)
+
+    async def keys_query() -> None:
+        return None
+
+    trust._keys = keys  # type: ignore[method-assign]
+    client.keys_query = keys_query  # type: ignore[method-assign]
+    try:
+        with pytest.raises(LinkNotReady, match="has not joined"):
+            await trust.prepare_room(ROOM)
+        del room.invited_users[PARTNER]  # it joined
+        await trust.prepare_room(ROOM)
+    finally:
+        await client.close()
