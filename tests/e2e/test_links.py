@@ -566,6 +566,39 @@ def refusal_of(side: Country, event_id: str) -> Callable[[], dict[str, Any] | No
                          if a.get("event_id") == event_id), None)
 
 
+async def test_a_protocol_event_whose_key_comes_late_is_applied_once(
+    linked: LinkedCountries, tmp_path: Path,
+) -> None:
+    """Over federation a room key (to-device) and the event it opens travel apart: after an
+    outage the key may come long after the event. A protocol event must then wait for its
+    key (it is the partner's; nobody is told "could not decrypt" in the link room) and be
+    applied once when the key comes."""
+    kz, uz = linked.kz, linked.uz
+    aigerim, bekzod = kz.officer(ZHIBEK), uz.officer(TERMEZ)
+    ref, alert_id = await sent_case(kz, ZHIBEK, "!alert urgent to:UZ-TERMEZ tlp:green\n"
+                                                "Whose key comes late")
+    await from_bot(uz, bekzod, uz.room(TERMEZ), about(ref))
+    grace_s = 3  # devkit.botprocess: decryption.grace_period
+    device = await partner_device(linked, tmp_path / "partner-device")
+    try:
+        late = {**case_event(ref, "reply", TERMEZ, bekzod.user_id),
+                "id": f"case:{ref}:reply:{TERMEZ}:late", "text": "Its key came late"}
+        withheld = await device.send_raw_withholding_key(
+            linked.link_room, "org.liaison.link.case", late, withhold_from=kz.bot.user_id)
+        await asyncio.sleep(grace_s + 4)
+        await withheld.release()
+        reply = await from_bot(kz, aigerim, kz.room(ZHIBEK), about(ref, "reply"))
+        assert (reply.body or "").endswith("Its key came late"), reply.body
+        assert in_thread(reply, alert_id), reply.describe()
+    finally:
+        await device.client.logout()
+        await device.stop()
+    await ask(kz, ZHIBEK, "!ping")
+    assert count(aigerim, kz.room(ZHIBEK), kz.bot, about(ref, "reply")) == 1
+    assert db(kz, "SELECT count(*) FROM outbox WHERE room_id = ? AND kind != 'link-protocol'",
+              linked.link_room) == [(0,)], "the bot wrote to the partner as to a person"
+
+
 # --- exactly once through crashes and an outage -----------------------------------------
 
 
