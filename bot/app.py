@@ -282,6 +282,7 @@ class Liaison:
             grace_ms=int(config.decryption.grace_period.total_seconds() * 1000),
             wake_sender=sender.wake, language_for_room=languages.language_for_room,
             msgtype_for_room=lambda room_id: undecryptable_msgtype(config, room_id),
+            untold_rooms=frozenset(link.room for link in config.links),
         )
         chaser = Chaser(db, self.clock, config, destinations=DirectRooms(client, db, self.clock),
                         wake_sender=sender.wake, ready=synced, languages=languages)
@@ -316,6 +317,7 @@ class Liaison:
                 client, db, self.clock, sender.wake,
                 language_for_room=languages.language_for_room,
                 enabled=config.trust.policy == "tofu" and config.trust.notify_device_changes,
+                quiet_rooms=frozenset(link.room for link in config.links),
             ).check,
             key_health=keys,
         )

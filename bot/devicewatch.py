@@ -47,8 +47,12 @@ def new_device_notice(user_id: str, devices: list[tuple[str, str]],
 class DeviceWatch:
     def __init__(self, client: AsyncClient, db: Database, clock: Clock,
                  wake_sender: Callable[[], None], *, enabled: bool,
-                 language_for_room: Callable[[str], str] = lambda room_id: "en") -> None:
+                 language_for_room: Callable[[str], str] = lambda room_id: "en",
+                 quiet_rooms: frozenset[str] = frozenset()) -> None:
         self._client = client
+        self._quiet_rooms = quiet_rooms
+        """Rooms told nothing (link rooms: the partner's devices are judged by its pinned
+        key, and its bot reads no notice)."""
         self._db = db
         self._clock = clock
         self._wake_sender = wake_sender
@@ -59,7 +63,7 @@ class DeviceWatch:
         """user id → encrypted rooms the bot shares with that user."""
         shared: dict[str, list[str]] = {}
         for room_id, room in self._client.rooms.items():
-            if not room.encrypted:
+            if not room.encrypted or room_id in self._quiet_rooms:
                 continue
             for user_id in room.users:
                 if user_id != self._client.user_id:

@@ -244,9 +244,10 @@ class TrustPolicy:
 
     async def _require_partner(self, room_id: str) -> None:
         """Hold what is queued for a link room (the sender retries, `/healthz` sees the
-        link's queue age) while no device of the partner is signed by the pinned key: a
-        protocol event nobody may read would be lost, not delivered. A partner nio has
-        not fetched the devices of yet (it just joined) is fetched first."""
+        link's queue age) while the partner has not joined it or no device of the partner
+        is signed by the pinned key: a protocol event it cannot receive or read would be
+        lost, not delivered. A partner nio has not fetched the devices of yet (it just
+        joined) is fetched first."""
         link = self._links[room_id]
         if not self._partner_ready(room_id, link) and self._client.olm is not None:
             self._client.olm.users_for_key_query.add(link.partner)
@@ -257,11 +258,16 @@ class TrustPolicy:
                             extra={"link": link.name, "error": str(exc)})
         if not self._partner_ready(room_id, link):
             raise LinkNotReady(
-                f"link {link.name}: no device of {link.partner} is signed by the pinned "
-                "master key (not joined yet, or its identity is not the pinned one); "
-                "protocol events wait")
+                f"link {link.name}: {link.partner} has not joined the link room, or no "
+                "device of it is signed by the pinned master key (its identity is not the "
+                "pinned one); protocol events wait")
 
     def _partner_ready(self, room_id: str, link: Link) -> bool:
+        """The partner has joined (an event sent while it is only invited never reaches
+        its server's sync) and has a device signed by the pinned key."""
+        room = self._client.rooms.get(room_id)
+        if room is None or link.partner not in room.users or link.partner in room.invited_users:
+            return False
         devices = self._client.device_store.active_user_devices(link.partner)
         return any(self.link_recipient(room_id, link.partner, device.id) for device in devices)
 

@@ -35,6 +35,9 @@ UNREADABLE_NOTICE = "bot.undecryptable"
 # After the sender was told, a late key is still welcome for a day; then the event is
 # dropped from the retry list so the list cannot grow without bound.
 KEEP_AFTER_NOTICE_MS = 24 * 3600 * 1000
+# In a room of bots (a link room, `bot.links`) nobody is told: the event waits for its key
+# this long (a partner server's outage can hold a room key back), then it is dropped.
+KEEP_UNTOLD_MS = 7 * 24 * 3600 * 1000
 
 EventHandler = Callable[[MatrixRoom, Any], Awaitable[None]]
 
@@ -51,8 +54,12 @@ class UndecryptableTracker:
         language_for_room: Callable[[str], str] = lambda room_id: "en",
         msgtype_for_room: Callable[[str], MsgType] = lambda room_id: msgtype_for(
             UNDECRYPTABLE_KIND),
+        untold_rooms: frozenset[str] = frozenset(),
     ) -> None:
         self._client = client
+        self._untold_rooms = untold_rooms
+        """Rooms whose senders are never told (link rooms: the partner is a bot); their
+        events wait for a late key for `KEEP_UNTOLD_MS` instead."""
         self._msgtype_for_room = msgtype_for_room
         """The notice to the sender rings unless the room's post was made quiet."""
         self._language_for_room = language_for_room
@@ -130,7 +137,15 @@ class UndecryptableTracker:
                          extra={"room_id": item.room_id, "event_id": item.event_id})
                 await handle(room, decrypted)
             return
-        if item.notified_ms is None and self._clock.now_ms() - item.received_ms >= self._grace_ms:
+        waited = self._clock.now_ms() - item.received_ms
+        if item.room_id in self._untold_rooms:
+            if waited >= KEEP_UNTOLD_MS:
+                async with self._db.transaction() as conn:
+                    await inbox.forget_undecryptable(conn, item.event_id)
+                log.error("gave up waiting for the key of an event in a link room",
+                          extra={"room_id": item.room_id, "event_id": item.event_id})
+            return
+        if item.notified_ms is None and waited >= self._grace_ms:
             await self._notify(item)
 
     async def _notify(self, item: UndecryptableEvent) -> None:

@@ -631,6 +631,15 @@ class Officer:
         so this officer's next message starts a new session shared with all,
         and no device's trust state is changed.
         """
+        return await self.send_raw_withholding_key(
+            room_id, "m.room.message", text_content(body, reply_to=None, thread_root=None,
+                                                    notice=False, extra_content=None),
+            withhold_from=withhold_from)
+
+    async def send_raw_withholding_key(
+        self, room_id: str, event_type: str, content: dict[str, Any], *, withhold_from: str
+    ) -> WithheldMessage:
+        """As `send_text_withholding_key`, any event (a link's protocol event, say)."""
         client = self.client
         assert client.olm is not None, "the officer's client has encryption enabled"
         await self._wait_for_room(room_id, encrypted=True)
@@ -652,7 +661,7 @@ class Officer:
         # per-session exclusion, unlike blacklisting, which is persisted trust.
         session.users_ignored.update(excluded)
         try:
-            event_id = await self.send_text(room_id, body)
+            event_id = await self.send_raw(room_id, event_type, content)
         finally:
             client.invalidate_outbound_session(room_id)
             current = client.olm.outbound_group_sessions.get(room_id)

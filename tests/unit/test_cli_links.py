@@ -250,3 +250,65 @@ links:
             for line in capsys.readouterr().out.splitlines()[2:]}
     assert rows["UZ-TERMEZ"] == ["0", "4", "3"]  # sent, received, acknowledged
     assert main(["stats", "-c", str(path), "--post", "uz-termez"]) == EXIT_OK
+
+
+async def test_gather_facts_reads_the_homeserver_and_the_database(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `link check` asks the homeserver, with nio's answers and a keys/query body in
+    which the partner's device is signed by the pinned identity."""
+    from nio import (
+        JoinedMembersResponse,
+        JoinedRoomsResponse,
+        RoomGetStateEventResponse,
+        RoomMember,
+    )
+
+    from liaison.bot import link_tools
+    from liaison.bot.crosssigning import CrossSigningSeeds, SigningKey
+    from liaison.bot.rawapi import ApiResult
+    from liaison.config import load_config
+
+    seeds = CrossSigningSeeds.generate()
+    pinned = SigningKey(seeds.master).public
+    config_file.write_text(with_link(config_file).read_text().replace(PINNED, pinned))
+    config = load_config(config_file, check_secrets=False)
+    device = SigningKey(seeds.self_signing).sign(
+        {"user_id": PARTNER, "device_id": "PDEV", "algorithms": [],
+         "keys": {"curve25519:PDEV": "c", "ed25519:PDEV": "e"}}, PARTNER)
+
+    class Homeserver:
+        async def joined_rooms(self) -> Any:
+            return JoinedRoomsResponse([ROOM])
+
+        async def room_get_state_event(self, room_id: str, event_type: str) -> Any:
+            return RoomGetStateEventResponse({"algorithm": "m.megolm.v1.aes-sha2"},
+                                             event_type, "", room_id)
+
+        async def joined_members(self, room_id: str) -> Any:
+            return JoinedMembersResponse([RoomMember(BOT, "", ""), RoomMember(PARTNER, "", "")],
+                                         room_id)
+
+        async def close(self) -> None:
+            return None
+
+    async def client(config: Any) -> Any:
+        return Homeserver()
+
+    async def keys_query(client: Any, method: str, path: str, body: Any) -> ApiResult:
+        public = build_public_keys(PARTNER, seeds)
+        return ApiResult(200, {"master_keys": {PARTNER: public["master_key"]},
+                               "self_signing_keys": {PARTNER: public["self_signing_key"]},
+                               "device_keys": {PARTNER: {"PDEV": device}}, "failures": {}})
+
+    monkeypatch.setattr(link_tools, "bot_client", client)
+    monkeypatch.setattr(link_tools, "request_json", keys_query)
+    database = config_file.parent / "data" / "liaison.db"
+    db = await Database.open(database)  # a database at this schema, nothing in it
+    await db.close()
+
+    found = (await link_tools.gather_facts(config, database, now_ms=NOW))["uz"]
+    assert (found.joined, found.encrypted, found.partner_joined, found.partner_reachable,
+            found.published_master, found.pinned_devices) == (True, True, True, True,
+                                                              pinned, 1)
+    assert problems(config.links[0], found, now_ms=NOW, stuck_after_ms=300_000) == []

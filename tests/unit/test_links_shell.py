@@ -921,3 +921,115 @@ async def test_the_periodic_identity_check_refuses_and_clears_a_link(db: Databas
     keys.keys = published_keys(PINNED)  # the partner's operator restored its identity
     await harness.events.check_identities()
     assert harness.events.identity_problems == {}
+
+
+async def test_nothing_is_sent_into_the_link_room_while_the_partner_is_only_invited(
+    tmp_path: Path,
+) -> None:
+    """An event sent while the partner is invited never reaches its server's sync (only
+    backfill): the queue waits for its join."""
+    device = PartnerDevice("PARTNERDEV", PINNED)
+    client = KeyServer(tmp_path, [device])
+    room = client.rooms[ROOM]
+    room.invited_users[PARTNER] = room.users[PARTNER]
+    trust = TrustPolicy(client, TOFU, [link()])
+
+    async def keys(users: list[str], need: dict[str, set[str]]) -> None:
+        trust._cache[PARTNER] = published_keys(PINNED, device)
+
+    async def keys_query() -> None:
+        return None
+
+    trust._keys = keys  # type: ignore[method-assign]
+    client.keys_query = keys_query  # type: ignore[method-assign]
+    try:
+        with pytest.raises(LinkNotReady, match="has not joined"):
+            await trust.prepare_room(ROOM)
+        del room.invited_users[PARTNER]  # it joined
+        await trust.prepare_room(ROOM)
+    finally:
+        await client.close()
+
+
+# --- late keys and notices in a link room -------------------------------------------------------
+
+
+async def test_a_protocol_event_whose_key_comes_late_waits_untold_and_is_handled_once(
+    tmp_path: Path, db: Database,
+) -> None:
+    """Over federation the room key may come long after the event (an outage): in a link
+    room nobody is told "could not decrypt"; the event waits for its key and is handled."""
+    from liaison.bot.undecryptable import KEEP_UNTOLD_MS, UndecryptableTracker
+    from liaison.storage import inbox
+
+    client = bot_client(tmp_path)
+    client.rooms[ROOM] = MatrixRoom(ROOM, BOT, encrypted=True)
+    device = PartnerDevice("PARTNERDEV", PINNED)
+    group = vodozemac.GroupSession()
+    room_key = group.session_key.to_base64()  # as it was at the first message
+    plaintext = json.dumps({"type": "org.liaison.link.case", "content": {"v": 1, "id": "c"},
+                            "room_id": ROOM})
+    source = {"type": "m.room.encrypted", "event_id": "$late", "sender": PARTNER,
+              "origin_server_ts": NOW, "room_id": ROOM,
+              "content": {"algorithm": "m.megolm.v1.aes-sha2", "sender_key": device.curve25519,
+                          "device_id": device.device_id, "session_id": group.session_id,
+                          "ciphertext": group.encrypt(plaintext.encode()).to_base64()}}
+    clock = FixedClock()
+    handled: list[Any] = []
+
+    async def handle(room: MatrixRoom, event: Any) -> None:
+        handled.append(event)
+
+    tracker = UndecryptableTracker(client, db, clock,  # type: ignore[arg-type]
+                                   grace_ms=3_000, wake_sender=lambda: None,
+                                   untold_rooms=frozenset({ROOM}))
+    try:
+        async with db.transaction() as conn:
+            await inbox.save_undecryptable(conn, event_id="$late", room_id=ROOM,
+                                           sender=PARTNER, session_id=group.session_id,
+                                           source=source, received_ms=clock.ms)
+        clock.ms += 60_000  # long past the grace period
+        await tracker.retry(handle)
+        async with db.read() as conn:
+            assert await outbox.pending(conn) == []  # nobody told
+            assert [i.event_id for i in await inbox.list_undecryptable(conn)] == ["$late"]
+
+        assert client.olm is not None
+        client.olm.create_group_session(device.curve25519, device.ed25519, ROOM,
+                                        group.session_id, room_key)
+        await tracker.retry(handle)
+        await tracker.retry(handle)
+        assert [(type(e).__name__, e.type) for e in handled] == [
+            ("UnknownEvent", "org.liaison.link.case")]
+
+        async with db.transaction() as conn:  # one whose key never comes is let go, late
+            await inbox.save_undecryptable(conn, event_id="$never", room_id=ROOM,
+                                           sender=PARTNER, session_id="nope",
+                                           source={**source, "event_id": "$never"},
+                                           received_ms=clock.ms)
+        clock.ms += KEEP_UNTOLD_MS
+        await tracker.retry(handle)
+        async with db.read() as conn:
+            assert await inbox.list_undecryptable(conn) == []
+            assert await outbox.pending(conn) == []
+    finally:
+        await client.close()
+
+
+async def test_no_device_notice_goes_to_the_link_room(db: Database) -> None:
+    from liaison.bot.devicewatch import DeviceWatch
+
+    post_room = "!kz-zhibek:kz.example"
+    devices = {PARTNER: ["PARTNERDEV"]}
+    rooms = {ROOM: SimpleNamespace(encrypted=True, users={BOT: None, PARTNER: None}),
+             post_room: SimpleNamespace(encrypted=True, users={BOT: None, PARTNER: None})}
+    store = SimpleNamespace(active_user_devices=lambda user: [
+        SimpleNamespace(id=d, display_name="") for d in devices.get(user, [])])
+    client = SimpleNamespace(rooms=rooms, user_id=BOT, device_store=store)
+    watch = DeviceWatch(client, db, FixedClock(), lambda: None,  # type: ignore[arg-type]
+                        enabled=True, quiet_rooms=frozenset({ROOM}))
+    await watch.check()
+    devices[PARTNER].append("NEWDEV")
+    await watch.check()
+    async with db.read() as conn:
+        assert [m.room_id for m in await outbox.pending(conn)] == [post_room]
