@@ -299,8 +299,14 @@ async def report_deliveries(conn: aiosqlite.Connection, *, since_ms: int,
     rows = await _rows_touching(
         conn, posts,
         f"SELECT {_DELIVERY_COLUMNS},"
-        " (SELECT json_group_array(s.done_ms) FROM chase_steps s WHERE s.delivery_id = d.id"
-        "  AND s.action = 'escalate' AND s.state = 'fired'), c.deadline_class"
+        # Escalations this bot fired, and those a partner bot fired for a post behind a
+        # link and told as a case event (`handlers.links`: timeline, at_partner).
+        " (SELECT json_group_array(fired.ms) FROM ("
+        "   SELECT s.done_ms AS ms FROM chase_steps s WHERE s.delivery_id = d.id"
+        "   AND s.action = 'escalate' AND s.state = 'fired'"
+        "   UNION ALL SELECT t.ms FROM timeline t WHERE t.case_id = d.case_id"
+        "   AND t.post = d.post AND t.kind = 'escalated'"
+        "   AND json_extract(t.detail, '$.at_partner') = 1) AS fired), c.deadline_class"
         " FROM deliveries d JOIN cases c ON c.id = d.case_id"
         " WHERE (d.routed_ms >= ? OR c.state = 'open')",
         (since_ms,), "d.id")

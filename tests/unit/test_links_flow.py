@@ -53,7 +53,7 @@ from liaison.handlers.case_events import (
     withdraw,
 )
 from liaison.handlers.context import Services
-from liaison.storage import audit, cases, outbox
+from liaison.storage import audit, cases, chasing, outbox
 from liaison.storage import links as link_store
 from liaison.storage.db import Database
 from tests.unit.commandrun import run_command, transactions_for
@@ -852,3 +852,15 @@ async def test_a_reply_too_long_for_one_event_crosses_shortened(pair: Pair) -> N
     assert event["event"] == "reply" and event["text"].endswith("…")
     assert len(rooms[UZ_ROOM]) == 1
     assert await pair.uz.audited("link.refused") == []
+
+
+async def test_an_escalation_at_the_partner_counts_in_the_origins_reports(pair: Pair) -> None:
+    await pair.kz.say(KZ_ROOM, AIGERIM, ALERT)
+    await pair.settle()
+    escalated = {"v": 1, "id": case_event_key("KZ-0001", CaseEventKind.ESCALATED, "UZ-TERMEZ",
+                                               "1"),
+                 "ref": "KZ-0001", "event": "escalated", "post": "UZ-TERMEZ", "ms": 5}
+    assert await pair.kz.receive(LinkEventType.CASE, escalated, event_id="$escalated")
+    async with pair.kz.db.read() as conn:
+        [delivery] = await chasing.report_deliveries(conn, since_ms=0, posts=["UZ-TERMEZ"])
+    assert delivery.post == "UZ-TERMEZ" and len(delivery.escalations) == 1
