@@ -95,8 +95,17 @@ class TrustPolicy:
         self.withheld_sent = 0
 
     def invalidate(self, user_ids: set[str]) -> None:
+        """Fetch these users' keys again before they are next relied on. What was fetched
+        stays until the new answer replaces it: a link room's key shared meanwhile (nio
+        shares at the moment it sends, `_narrow`) must not find the partner unknown and
+        leave its pinned device out of the room's session."""
         for user_id in user_ids:
-            self._cache.pop(user_id, None)
+            self._mark_stale(user_id)
+
+    def _mark_stale(self, user_id: str) -> None:
+        keys = self._cache.get(user_id)
+        if keys is not None:
+            keys.fetched_at = float("-inf")
 
     async def _keys(self, user_ids: list[str], need_devices: dict[str, set[str]]) -> None:
         now = time.monotonic()
@@ -127,7 +136,7 @@ class TrustPolicy:
         ConnectionError (or aiohttp's errors) when they cannot be fetched."""
         async with self._lock:
             if fresh:
-                self._cache.pop(user_id, None)
+                self._mark_stale(user_id)  # replaced only once the new answer is in
             await self._keys([user_id], {})
             return self._cache[user_id]
 
@@ -301,6 +310,10 @@ class TrustPolicy:
         link = self._links[room_id]
         olm = self._client.olm
         assert olm is not None
+        if link.partner in users and link.partner not in self._cache:
+            # The partner's keys are not known at this moment: sharing now would leave
+            # its pinned device out of this session for good. Held; the sender retries.
+            raise LinkNotReady(f"link {link.name}: the partner's keys are not fetched yet")
         excluded = [(user_id, device)
                     for user_id in users
                     for device in self._client.device_store.active_user_devices(user_id)

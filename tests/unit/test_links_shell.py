@@ -1033,3 +1033,28 @@ async def test_no_device_notice_goes_to_the_link_room(db: Database) -> None:
     await watch.check()
     async with db.read() as conn:
         assert [m.room_id for m in await outbox.pending(conn)] == [post_room]
+
+
+async def test_keys_fetched_again_never_leave_the_partner_out_of_a_key_shared_meanwhile(
+    tmp_path: Path,
+) -> None:
+    # The identity check at start fetches the partner's keys afresh while the outbox
+    # sends: the room key shared during that fetch must still reach the pinned device.
+    pinned = PartnerDevice("PARTNERDEV", PINNED)
+    client = KeyServer(tmp_path, [pinned])
+    trust = TrustPolicy(client, TOFU, [link()])
+    trust._cache[PARTNER] = published_keys(PINNED, pinned)
+    try:
+        trust.guard_link_rooms()
+        await client.keys_claim({PARTNER: ["PARTNERDEV"]})
+        trust.invalidate({PARTNER})  # a membership change; a fresh fetch is under way
+        assert trust.link_recipient(ROOM, PARTNER, "PARTNERDEV")
+        assert recipients(client) == {"PARTNERDEV"}
+        assert not client.device_store[PARTNER]["PARTNERDEV"].blacklisted
+
+        del trust._cache[PARTNER]  # never fetched (a fresh start): held, nobody left out
+        with pytest.raises(LinkNotReady):
+            recipients(client)
+        assert not client.device_store[PARTNER]["PARTNERDEV"].blacklisted
+    finally:
+        await client.close()
