@@ -305,6 +305,8 @@ class CaseEventContent(_Content):
     text: Text = ""
     outcome: Short | None = None
     attachment: Attachment | None = None
+    due_ms: int | None = Field(default=None, ge=0)
+    """A `delayed` event's new answer deadline (ms since the epoch); None for others."""
 
 
 # --- what this bot knows of its partners ----------------------------------------------

@@ -47,4 +47,6 @@ LINK_MESSAGES: Mapping[str, str] = {
     ),
     "case.timeline.delayed.undated": "{time} answer delayed by {post} ({who}): {reason}",
     "link.delay.notice": "{post} delays its answer to {ref}. Reason: {reason}.",
+    "link.delay.notice.due": "{post} delays its answer to {ref}, now due {time}. "
+                             "Reason: {reason}.",
 }

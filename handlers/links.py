@@ -67,6 +67,7 @@ from liaison.commands.links import (
     receipt_key,
 )
 from liaison.commands.links import Attachment as LinkAttachment
+from liaison.commands.localtime import Moment
 from liaison.commands.model import Post, Priority
 from liaison.commands.notify import OutboxKind, msgtype_for
 from liaison.commands.records import Case, Delivery, NewCase, TimelineKind
@@ -236,7 +237,8 @@ async def _link_ref(services: Services, case: Case, link: Link) -> tuple[str, bo
 
 async def tell_partner(services: Services, case: Case, room_id: str, event: CaseEventKind, *,
                        post: str, by: str | None, said: str = "", outcome: str | None = None,
-                       unique: str = "", attachment: LinkAttachment | None = None) -> bool:
+                       unique: str = "", attachment: LinkAttachment | None = None,
+                       due_ms: int | None = None) -> bool:
     """Tell the partner behind the link room `room_id` what happened to `case` (about the
     target `post`); False when `room_id` is no link room, the case never crossed it, or
     its reader may not see the case (nothing queued)."""
@@ -256,7 +258,7 @@ async def tell_partner(services: Services, case: Case, room_id: str, event: Case
         CaseEventContent(id=case_event_key(ref, event, post, unique), ref=ref, event=event,
                          post=post, by=by, ms=services.clock.now_ms(),
                          outcome=None if outcome is None else outcome[:200],
-                         attachment=attachment), said)
+                         attachment=attachment, due_ms=due_ms), said)
     await _send(services, link, LinkEventType.CASE, content, case_ref=case.ref,
                 disclosure=disclosure, detail={"event": str(event), "post": post})
     return True
@@ -569,7 +571,8 @@ async def _offered_case(services: Services, link: Link, ref: str) -> Case | None
 
 
 async def _tell_origin(services: Services, case: Case, msg_id: str, *, post: str,
-                       reason: RefusalReason | str, about: str, said: str = "") -> None:
+                       reason: RefusalReason | str, about: str, said: str = "",
+                       due_ms: int | None = None) -> None:
     """A ringing notice to the case's (local) origin room, in its thread and language."""
     origin = services.config.post_by_id(case.origin_post)
     if origin is None:
@@ -578,9 +581,10 @@ async def _tell_origin(services: Services, case: Case, msg_id: str, *, post: str
     language = origin.language
     reason_text = (text(f"link.reason.{reason.value}", language)
                    if isinstance(reason, RefusalReason) else _reason_text(reason, language))
+    moment = {} if due_ms is None else {"time": Moment(due_ms, origin.timezone)}
     lines: list[Line] = [Strong(text(msg_id, language, ref=case.ref,
                                      post=post_label(post, posts, language),
-                                     reason=reason_text))]
+                                     reason=reason_text, **moment))]
     if said:
         lines.append(Relayed(said))
     notice = render_notice(*lines, language=language)
@@ -665,6 +669,17 @@ async def _from_target(services: Services, case: Case, delivery: Delivery,
     elif kind in (CaseEventKind.REMINDED, CaseEventKind.ESCALATED):
         await cases.add_timeline(conn, case.id, TimelineKind(kind.value), ms=at,
                                  post=delivery.post, detail={"at_partner": True})
+    elif kind is CaseEventKind.DELAYED and content.due_ms is not None:
+        # the partner moved its deadline: the origin's record of that post moves with it
+        # (its reports count it overdue from then; the partner chases it)
+        await request_terms.delay_delivery(
+            conn, delivery, new_due_ms=content.due_ms, by=by or "", now_ms=at,
+            detail={"code": content.outcome or "other", "text": content.text,
+                    "new_due_ms": content.due_ms, "due_ms": delivery.due_ms,
+                    "at_partner": True})
+        await _tell_origin(services, case, "link.delay.notice.due", post=delivery.post,
+                           reason=content.outcome or "other", about="delayed",
+                           said=content.text, due_ms=content.due_ms)
     elif kind is CaseEventKind.DELAYED:
         await cases.add_timeline(conn, case.id, TimelineKind.DELAYED, ms=at,
                                  post=delivery.post, actor=by,

@@ -164,7 +164,7 @@ async def delay(invocation: Invocation) -> Reply:
                     reason=text(f"request.reason.{command.reason}", origin.language)))],
         said=command.text, kind=OutboxKind.CASE_DELAYED,
         link_event=(CaseEventKind.DELAYED, post.id, invocation.sender, command.reason,
-                    invocation.event_id))
+                    invocation.event_id), due_ms=new_due)
     return render_notice(text("request.delay.done", invocation.language, ref=case.ref,
                               time=Moment(new_due, post.timezone),
                               origin=_origin_label(case, services, invocation.language)),
@@ -210,7 +210,8 @@ async def refuse(invocation: Invocation) -> Reply:
 
 async def _tell_requester(services: Services, case: Case, about: str, headline: Headline, *,
                           said: str, kind: OutboxKind,
-                          link_event: tuple[CaseEventKind, str, str, str, str]) -> None:
+                          link_event: tuple[CaseEventKind, str, str, str, str],
+                          due_ms: int | None = None) -> None:
     """The origin room, in the case's thread, mentioning the officer who sent it: it
     rings (`commands.notify`), the requester must know at once. A request that came over a
     link is told to the partner's bot instead (`link_event`: what, the post, who, the
@@ -218,7 +219,7 @@ async def _tell_requester(services: Services, case: Case, about: str, headline: 
     event, post_id, by, code, unique = link_event
     if links.link_of_room(services, case.origin_room) is not None:
         await links.tell_partner(services, case, case.origin_room, event, post=post_id, by=by,
-                                 said=said, outcome=code, unique=unique)
+                                 said=said, outcome=code, unique=unique, due_ms=due_ms)
         return
     origin = services.config.post_by_id(case.origin_post)
     if origin is None:

@@ -581,8 +581,13 @@ async def test_a_request_delayed_then_refused_at_termez_is_told_to_the_requester
     assert "Termez (UZ-TERMEZ)" in delayed.content["body"]
     assert text("request.reason.judicial", "en") in delayed.content["body"]
     assert "waiting for the court" in delayed.content["body"]
+    # the partner's new deadline crosses: the origin's record of Termez moves with it
+    [uz_delivery] = await pair.uz.deliveries("KZ-0001")
+    [kz_delivery] = await pair.kz.deliveries("KZ-0001")
+    assert uz_delivery.due_ms is not None and kz_delivery.due_ms == uz_delivery.due_ms
+    assert "now due" in delayed.content["body"]
     status = await pair.kz.say(KZ_ROOM, AIGERIM, "!status KZ-0001")
-    assert f"answer delayed by Termez (UZ-TERMEZ) ({BEKZOD}): a judicial" in status.text
+    assert f"answer delayed by Termez (UZ-TERMEZ) ({BEKZOD}) until " in status.text
 
     await pair.uz.say(UZ_ROOM, BEKZOD, "!delay KZ-0001 1d judicial still waiting")
     rooms = await pair.settle()
