@@ -17,9 +17,9 @@ import re
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -41,6 +41,7 @@ from tests.e2e.conftest import assert_audit_chain_intact, unique
 from tests.e2e.test_metrics import health_becomes, scrape
 
 WAIT_S = 90.0
+T = TypeVar("T")
 UZ_CHASING = {"chasing": {
     "check_every": "1s",
     "policies": {"flash": {
@@ -141,9 +142,10 @@ async def sent_case(side: Country, post_id: str, body: str) -> tuple[str, str]:
 
 
 async def from_bot(side: Country, officer: Officer, room_id: str,
-                   predicate: Callable[[SeenMessage], bool]) -> SeenMessage:
+                   predicate: Callable[[SeenMessage], bool], *,
+                   timeout: float = WAIT_S) -> SeenMessage:
     message = await officer.wait_for(predicate, room_id=room_id, sender=side.bot.user_id,
-                                     timeout=WAIT_S)
+                                     timeout=timeout)
     assert message.encrypted and not message.undecrypted, message.describe()
     return message
 
@@ -601,6 +603,25 @@ async def test_a_protocol_event_whose_key_comes_late_is_applied_once(
 
 # --- exactly once through crashes and an outage -----------------------------------------
 
+OUTAGE_WAIT_S = 2 * WAIT_S
+"""After a server's outage: its peer's federation back-off ends on traffic from it."""
+
+
+async def nudging(operator: Officer, room_id: str, arrival: Awaitable[T]) -> T:
+    """Await `arrival` while `operator` (on the server that was down) types in the link
+    room every few seconds: each request from that server ends its peer's back-off for it
+    (Synapse wakes the destination), which a single nudge may reach before the restarted
+    server is ready to receive the catch-up."""
+    waiting = asyncio.ensure_future(arrival)
+    try:
+        while True:
+            await operator.client.room_typing(room_id, True, timeout=1000)
+            done, _ = await asyncio.wait({waiting}, timeout=5)
+            if done:
+                return waiting.result()
+    finally:
+        waiting.cancel()
+
 
 async def test_crashes_of_either_bot_and_either_servers_outage_deliver_each_event_once(
     linked: LinkedCountries,
@@ -619,9 +640,11 @@ async def test_crashes_of_either_bot_and_either_servers_outage_deliver_each_even
     finally:
         if not pair.partner.running:
             await pair.partner.start()
-    # Partner traffic ends the home server's back-off for it.
-    await linked.uz_operator.client.room_typing(linked.link_room, True, timeout=1000)
-    await from_bot(uz, bekzod, uz.room(TERMEZ), lambda m: about_case(m, ref))
+    # Partner traffic ends the home server's back-off for it (again until it has: one
+    # nudge can race the restarted server's own start).
+    await nudging(linked.uz_operator, linked.link_room,
+                  from_bot(uz, bekzod, uz.room(TERMEZ), lambda m: about_case(m, ref),
+                           timeout=OUTAGE_WAIT_S))
 
     # The Uzbek bot is killed while offers arrive.
     commands = [await aigerim.send_text(kz.room(ZHIBEK), "!alert urgent to:UZ-TERMEZ "
@@ -652,9 +675,10 @@ async def test_crashes_of_either_bot_and_either_servers_outage_deliver_each_even
         if not pair.home.running:
             await pair.home.start()
     # Kazakh traffic ends the partner server's back-off for it.
-    await linked.kz_operator.client.room_typing(linked.link_room, True, timeout=1000)
-    await aigerim.wait_for(lambda m: any(about_case(m, r, "ack") for r in refs),
-                           room_id=kz.room(ZHIBEK), sender=kz.bot.user_id, timeout=WAIT_S)
+    await nudging(linked.kz_operator, linked.link_room,
+                  aigerim.wait_for(lambda m: any(about_case(m, r, "ack") for r in refs),
+                                   room_id=kz.room(ZHIBEK), sender=kz.bot.user_id,
+                                   timeout=OUTAGE_WAIT_S))
     await kz.bot.kill()
     await kz.bot.start()
     for ref in refs:
