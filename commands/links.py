@@ -515,6 +515,29 @@ def oversized(content: BaseModel) -> LinkRefusal | None:
     return None
 
 
+MAX_NESTING = 16
+"""No protocol content nests deeper (an offer's fields are 3 levels); deeper is refused
+before anything reads it, the same on every Python (whose JSON encoders and pydantic
+give up at different depths)."""
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON-like `value` nests more than `limit` levels, walked without recursion."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
 def parse_content(event_type: str, content: Mapping[str, Any]) -> ParsedContent | LinkRefusal:
     """Read a protocol event's content: its type known, its size within
     `MAX_EVENT_BYTES`, its `v` this bot's version, its schema exact (no unknown field)
@@ -522,6 +545,9 @@ def parse_content(event_type: str, content: Mapping[str, Any]) -> ParsedContent 
     model = _CONTENT_MODELS.get(event_type)
     if model is None:
         return LinkRefusal(RefusalReason.SCHEMA, f"unknown event type {event_type[:80]!r}")
+    if _deeper_than(content, MAX_NESTING):
+        return LinkRefusal(RefusalReason.SCHEMA,
+                           f"the content is nested deeper than {MAX_NESTING} levels")
     try:
         raw = canonical_json(content)
     except (TypeError, ValueError, RecursionError):  # RecursionError: nested too deep

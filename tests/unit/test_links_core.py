@@ -279,7 +279,10 @@ def test_a_content_nested_too_deep_is_refused() -> None:
 
     refused = parse_content(LinkEventType.OFFER, {"v": 1, "id": "x", "fields": deep})
 
-    assert refused == LinkRefusal(RefusalReason.SCHEMA, "the content is not JSON")
+    assert refused == LinkRefusal(RefusalReason.SCHEMA,
+                                  "the content is nested deeper than 16 levels")
+    shallow = parse_content(LinkEventType.OFFER, {"v": 1, "id": "x", "fields": [[[[]]]]})
+    assert isinstance(shallow, LinkRefusal) and "nested" not in shallow.detail
 
 
 def test_an_oversized_event_is_refused_before_it_is_read() -> None:
