@@ -21,7 +21,6 @@ from typing import Any
 
 from nio import (
     AsyncClient,
-    AsyncClientConfig,
     JoinedMembersResponse,
     JoinedRoomsResponse,
     RoomGetStateEventResponse,
@@ -29,8 +28,7 @@ from nio import (
 
 from liaison.bot.crosssigning import KEYS_QUERY, cross_signing_public_key, device_signed_by_pinned
 from liaison.bot.rawapi import request_json
-from liaison.bot.rooms import RoomsError
-from liaison.bot.session import CREDENTIALS_FILE, Credentials
+from liaison.bot.rooms import RoomsError, bot_client
 from liaison.commands.durations import format_duration
 from liaison.commands.links import Link, LinkView
 from liaison.config import Config
@@ -100,20 +98,6 @@ def describe(link: Link, facts: LinkFacts, *, now_ms: int) -> list[str]:
 
 def _age(ms: int) -> str:
     return format_duration(timedelta(seconds=max(0, ms) // 1000))
-
-
-async def bot_client(config: Config) -> AsyncClient:
-    """A client with the bot's access token and no crypto store (beside the running bot)."""
-    credentials = Credentials.load(config.data_dir / CREDENTIALS_FILE)
-    if credentials is None:
-        raise RoomsError(f"no {CREDENTIALS_FILE} in {config.data_dir}: the bot has not "
-                         "logged in yet")
-    client = AsyncClient(credentials.homeserver, credentials.user_id,
-                         device_id=credentials.device_id,
-                         config=AsyncClientConfig(encryption_enabled=False))
-    client.access_token = credentials.access_token
-    client.user_id = credentials.user_id
-    return client
 
 
 async def _room_facts(client: AsyncClient, link: Link, joined_rooms: set[str]

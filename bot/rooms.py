@@ -50,7 +50,8 @@ def describe(audience: Audience) -> str:
     return "unknown: no post's, supervisors' or configured person's room (the bot is silent)"
 
 
-async def _client(config: Config) -> AsyncClient:
+async def bot_client(config: Config) -> AsyncClient:
+    """A client with the bot's access token and no crypto store (beside the running bot)."""
     credentials = Credentials.load(config.data_dir / CREDENTIALS_FILE)
     if credentials is None:
         raise RoomsError(f"no {CREDENTIALS_FILE} in {config.data_dir}: the bot has not "
@@ -65,7 +66,7 @@ async def _client(config: Config) -> AsyncClient:
 
 async def joined_rooms(config: Config) -> list[JoinedRoom]:
     """Every room the bot is in, with what it stands for."""
-    client = await _client(config)
+    client = await bot_client(config)
     try:
         response = await client.joined_rooms()
         if not isinstance(response, JoinedRoomsResponse):
@@ -84,7 +85,7 @@ async def joined_rooms(config: Config) -> list[JoinedRoom]:
 
 async def leave_room(config: Config, room_id: str) -> None:
     """Leave `room_id` (the bot takes no invite back from it unless invited again)."""
-    client = await _client(config)
+    client = await bot_client(config)
     try:
         response = await client.room_leave(room_id)
         if not isinstance(response, RoomLeaveResponse):
